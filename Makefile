@@ -1,0 +1,30 @@
+# comfy-image: build, test, lint, bench, demo.
+export PATH := $(PATH):/usr/local/go/bin:$(HOME)/go/bin
+GO ?= go
+BIN := bin/comfy-image
+
+.PHONY: build test lint bench demo clean
+
+build:
+	$(GO) build -o $(BIN) ./cmd/comfy-image
+
+# The README's test command: what CI runs after installing system packages.
+test: lint
+	$(GO) test -count=1 ./...
+
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt: files above need formatting'; exit 1; }
+	$(GO) vet ./...
+	@command -v staticcheck >/dev/null || $(GO) install honnef.co/go/tools/cmd/staticcheck@v0.8.2
+	staticcheck ./...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# Runs the main job on a self-contained example: local git repositories
+# made by the demo itself, locked (and realized/built by later steps).
+demo: build
+	bash testdata/demo/demo.sh $(BIN)
+
+clean:
+	rm -rf bin demo-out

@@ -1,0 +1,95 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/comfy-image/comfy-image/realize"
+	"github.com/comfy-image/comfy-image/versions"
+)
+
+// specFlags are the flags of every command that works on one version.
+type specFlags struct {
+	versionID   string
+	specFile    string
+	versionsDir string
+	offline     bool
+	dryRun      bool
+	locked      bool
+}
+
+func (f *specFlags) register(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.versionID, "version-id", "", "version id: reads versions/<ID>.json (then --versions-dir)")
+	fl.StringVar(&f.specFile, "spec", "", "path of the spec file")
+	fl.StringVar(&f.versionsDir, "versions-dir", "", "folder of specs searched after ./versions")
+	fl.BoolVar(&f.offline, "offline", false, "no network: use the cache, the lock and --wheels-dir only")
+	fl.BoolVar(&f.dryRun, "dry-run", false, "print the plan; change nothing")
+	fl.BoolVar(&f.locked, "locked", false, "use the existing lock; fail if it is missing or the spec changed")
+}
+
+// load finds, reads and validates the spec, printing its warnings.
+func (f *specFlags) load(cmd *cobra.Command) (*versions.Spec, error) {
+	var file string
+	switch {
+	case f.specFile != "" && f.versionID != "":
+		return nil, usagef("give --spec or --version-id, not both")
+	case f.specFile != "":
+		file = f.specFile
+	case f.versionID != "":
+		var err error
+		if file, err = versions.Locate(f.versionID, f.versionsDir); err != nil {
+			return nil, usageError{err}
+		}
+	default:
+		return nil, usagef("which version? give --version-id ID or --spec FILE")
+	}
+	s, err := versions.Load(file, os.LookupEnv)
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range s.Warnings {
+		fmt.Fprintln(cmd.ErrOrStderr(), "warning:", w)
+	}
+	if s.Options.Offline && !cmd.Flags().Changed("offline") {
+		f.offline = true
+	}
+	return s, nil
+}
+
+// options builds the pipeline settings shared by every command.
+func (f *specFlags) options(cmd *cobra.Command) realize.Options {
+	cacheFlag, _ := cmd.Flags().GetString("cache-dir")
+	return realize.Options{
+		CacheDir: realize.CacheDir(cacheFlag),
+		Offline:  f.offline,
+		DryRun:   f.dryRun,
+		Log:      cmd.ErrOrStderr(),
+		Progress: terminalOrNil(cmd.ErrOrStderr()),
+	}
+}
+
+// terminalOrNil returns w when it is a terminal, for progress bars.
+func terminalOrNil(w io.Writer) io.Writer {
+	if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		return w
+	}
+	return nil
+}
+
+// lockedFor reads the lock of s and checks it is current (for --locked).
+func lockedFor(s *versions.Spec, cacheDir string) (*versions.Lock, error) {
+	file := versions.LockPath(cacheDir, s.VersionID)
+	l, err := versions.ReadLock(file)
+	if err != nil {
+		return nil, fmt.Errorf("--locked: %w", err)
+	}
+	if err := l.CheckCurrent(s, file); err != nil {
+		return nil, fmt.Errorf("--locked: %w", err)
+	}
+	return l, nil
+}

@@ -1,0 +1,171 @@
+package versions
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+)
+
+// LockVersion is the format version of lock files this tool writes.
+const LockVersion = 1
+
+// Lock pins everything a rebuild needs. It never holds a secret.
+type Lock struct {
+	LockVersion int            `json:"lock_version"`
+	VersionID   string         `json:"version_id"`
+	SpecDigest  string         `json:"spec_digest"`
+	Comfy       LockedRepo     `json:"comfy"`
+	CustomNodes []LockedNode   `json:"custom_nodes"`
+	Models      []LockedModel  `json:"models"`
+	Python      LockedPython   `json:"python"`
+	Layers      []LockedLayer  `json:"layers,omitempty"`
+}
+
+// LockedRepo is a repository resolved to a commit. Ref is what the spec
+// asked for (empty: the default branch); ResolvedRef is the full ref used.
+type LockedRepo struct {
+	Repo        string `json:"repo"`
+	Ref         string `json:"ref,omitempty"`
+	ResolvedRef string `json:"resolved_ref,omitempty"`
+	Commit      string `json:"commit"`
+}
+
+// LockedNode is a custom node resolved to a commit.
+type LockedNode struct {
+	Name string `json:"name"`
+	LockedRepo
+}
+
+// LockedModel is a model file resolved to its final URL, size and content.
+type LockedModel struct {
+	Name     string `json:"name,omitempty"`
+	Source   string `json:"source"`
+	Dest     string `json:"dest"`
+	URL      string `json:"url,omitempty"`
+	Revision string `json:"revision,omitempty"`
+	Size     int64  `json:"size"`
+	SHA256   string `json:"sha256"`
+}
+
+// LockedPython is the exact set of packages installed in the venv.
+type LockedPython struct {
+	Packages []LockedPackage `json:"packages"`
+}
+
+// LockedPackage is one installed distribution and the wheel it came from.
+type LockedPackage struct {
+	Name    string `json:"name"`
+	Version string `json:"version"`
+	Wheel   string `json:"wheel,omitempty"`
+	SHA256  string `json:"sha256,omitempty"`
+}
+
+// LockedLayer records the digest an image layer had, so a build with an
+// empty cache can ask the registry before packing.
+type LockedLayer struct {
+	Part   string `json:"part"`
+	Key    string `json:"key"`
+	Digest string `json:"digest"`
+	DiffID string `json:"diff_id"`
+	Size   int64  `json:"size"`
+}
+
+// LockPath is where the lock of a version lives in a cache.
+func LockPath(cacheDir, versionID string) string {
+	return filepath.Join(cacheDir, "resolved", versionID+".lock.json")
+}
+
+// ErrNoLock is returned by ReadLock when the version has never been locked.
+var ErrNoLock = errors.New("no lock")
+
+// ReadLock reads a lock file.
+func ReadLock(file string) (*Lock, error) {
+	data, err := os.ReadFile(file)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%s: %w (run `comfy-image lock` first)", file, ErrNoLock)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var l Lock
+	if err := json.Unmarshal(data, &l); err != nil {
+		return nil, fmt.Errorf("%s: not a valid lock: %w", file, err)
+	}
+	if l.LockVersion != LockVersion {
+		return nil, fmt.Errorf("%s: lock_version %d, expected %d (re-run `comfy-image lock`)", file, l.LockVersion, LockVersion)
+	}
+	return &l, nil
+}
+
+// WriteLock writes a lock atomically: a temporary file in the same folder,
+// synced, then renamed over the old one.
+func WriteLock(file string, l *Lock) error {
+	l.LockVersion = LockVersion
+	data, err := json.MarshalIndent(l, "", "  ")
+	if err != nil {
+		return err
+	}
+	return WriteFileAtomic(file, append(data, '\n'), 0o644)
+}
+
+// WriteFileAtomic replaces file with data so that readers see the old or the
+// new content, never a part.
+func WriteFileAtomic(file string, data []byte, mode os.FileMode) error {
+	dir := filepath.Dir(file)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(file)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), file)
+}
+
+// CheckCurrent fails when the lock was made from another spec.
+func (l *Lock) CheckCurrent(s *Spec, file string) error {
+	if l.VersionID != s.VersionID {
+		return fmt.Errorf("%s: lock is for version %q, spec %s is %q", file, l.VersionID, s.File, s.VersionID)
+	}
+	if l.SpecDigest != s.Digest {
+		return fmt.Errorf("%s: spec %s changed since it was locked (lock %s, spec %s); run `comfy-image lock` without --locked", file, s.File, short(l.SpecDigest), short(s.Digest))
+	}
+	return nil
+}
+
+func short(d string) string {
+	if len(d) > 19 {
+		return d[:19]
+	}
+	return d
+}
+
+// RedactURL drops credentials (user:password@) from a URL so it can be
+// written to a lock or a log.
+func RedactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.User == nil {
+		return raw
+	}
+	u.User = nil
+	return u.String()
+}
