@@ -10,10 +10,11 @@ build:
 
 # The README's test command: what CI runs after installing system packages.
 test: lint
-	$(GO) test -count=1 ./...
+	$(GO) test -count=1 -timeout 20m ./...
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 10s ./versions
 
 lint:
-	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt: files above need formatting'; exit 1; }
+	@out=$$(gofmt -l cmd versions realize layers internal); test -z "$$out" || { echo "gofmt: these need formatting: $$out"; exit 1; }
 	$(GO) vet ./...
 	@command -v staticcheck >/dev/null || $(GO) install honnef.co/go/tools/cmd/staticcheck@v0.8.2
 	staticcheck ./...

@@ -14,14 +14,14 @@ const LockVersion = 1
 
 // Lock pins everything a rebuild needs. It never holds a secret.
 type Lock struct {
-	LockVersion int            `json:"lock_version"`
-	VersionID   string         `json:"version_id"`
-	SpecDigest  string         `json:"spec_digest"`
-	Comfy       LockedRepo     `json:"comfy"`
-	CustomNodes []LockedNode   `json:"custom_nodes"`
-	Models      []LockedModel  `json:"models"`
-	Python      LockedPython   `json:"python"`
-	Layers      []LockedLayer  `json:"layers,omitempty"`
+	LockVersion int           `json:"lock_version"`
+	VersionID   string        `json:"version_id"`
+	SpecDigest  string        `json:"spec_digest"`
+	Comfy       LockedRepo    `json:"comfy"`
+	CustomNodes []LockedNode  `json:"custom_nodes"`
+	Models      []LockedModel `json:"models"`
+	Python      LockedPython  `json:"python"`
+	Layers      []LockedLayer `json:"layers,omitempty"`
 }
 
 // LockedRepo is a repository resolved to a commit. Ref is what the spec

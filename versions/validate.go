@@ -207,8 +207,9 @@ func (s *Spec) check() []Problem {
 	nameAt, destAt := map[string]int{}, map[string]int{}
 	for i, m := range s.Models {
 		at := fmt.Sprintf("models[%d]", i)
-		if _, err := ParseSource(m.Source); err != nil {
-			add(at+".source", "%v", err)
+		_, srcErr := ParseSource(m.Source)
+		if srcErr != nil {
+			add(at+".source", "%v", srcErr)
 		}
 		if m.Name != "" {
 			if msg := checkName(m.Name); msg != "" {
@@ -221,6 +222,9 @@ func (s *Spec) check() []Problem {
 		}
 		if msg := checkSubdir(m.TargetSubdir); msg != "" {
 			add(at+".target_subdir", "%s", msg)
+			continue
+		}
+		if srcErr != nil {
 			continue
 		}
 		if m.FileName() == "" {

@@ -19,7 +19,10 @@ func newRealizeCmd() *cobra.Command {
 		Use:   "realize --version-id ID | --spec FILE [--target DIR]",
 		Short: "Lay a version out on disk: checkouts, venv, models, extra_model_paths.yaml",
 		Args:  cobra.NoArgs,
-		RunE: func(*cobra.Command, []string) error {
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if _, err := f.load(cmd); err != nil {
+				return err
+			}
 			return fmt.Errorf("realize: %w", errNotBuilt)
 		},
 	}
@@ -33,7 +36,10 @@ func newBuildCmd() *cobra.Command {
 		Use:   "build --version-id ID | --spec FILE --base IMAGE",
 		Short: "Build the app image and the models image",
 		Args:  cobra.NoArgs,
-		RunE: func(*cobra.Command, []string) error {
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if _, err := f.load(cmd); err != nil {
+				return err
+			}
 			return fmt.Errorf("build: %w", errNotBuilt)
 		},
 	}

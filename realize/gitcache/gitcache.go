@@ -271,7 +271,7 @@ func mirrorRefs(r *git.Repository, remoteRefs []*plumbing.Reference) error {
 
 // redactErr keeps credentials embedded in a repo URL out of error text.
 func redactErr(err error, repo string) string {
-	msg := err.Error()
+	msg := strings.Join(strings.Fields(err.Error()), " ")
 	if red := versions.RedactURL(repo); red != repo {
 		msg = strings.ReplaceAll(msg, repo, red)
 	}
