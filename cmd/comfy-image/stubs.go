@@ -13,23 +13,6 @@ var version = ""
 
 var errNotBuilt = errors.New("not built yet")
 
-func newRealizeCmd() *cobra.Command {
-	var f specFlags
-	cmd := &cobra.Command{
-		Use:   "realize --version-id ID | --spec FILE [--target DIR]",
-		Short: "Lay a version out on disk: checkouts, venv, models, extra_model_paths.yaml",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if _, err := f.load(cmd); err != nil {
-				return err
-			}
-			return fmt.Errorf("realize: %w", errNotBuilt)
-		},
-	}
-	f.register(cmd)
-	return cmd
-}
-
 func newBuildCmd() *cobra.Command {
 	var f specFlags
 	cmd := &cobra.Command{

@@ -1,0 +1,86 @@
+package realize
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/comfy-image/comfy-image/versions"
+)
+
+// ModelFolders are the model folders ComfyUI knows, each with the
+// directories it is read from. Where ComfyUI renamed a folder, the legacy
+// directory is listed too (files in models/unet and models/clip still load).
+var ModelFolders = map[string][]string{
+	"audio_encoders":        {"audio_encoders"},
+	"checkpoints":           {"checkpoints"},
+	"classifiers":           {"classifiers"},
+	"clip_vision":           {"clip_vision"},
+	"configs":               {"configs"},
+	"controlnet":            {"controlnet", "t2i_adapter"},
+	"diffusers":             {"diffusers"},
+	"diffusion_models":      {"diffusion_models", "unet"},
+	"embeddings":            {"embeddings"},
+	"gligen":                {"gligen"},
+	"hypernetworks":         {"hypernetworks"},
+	"latent_upscale_models": {"latent_upscale_models"},
+	"loras":                 {"loras"},
+	"model_patches":         {"model_patches"},
+	"photomaker":            {"photomaker"},
+	"style_models":          {"style_models"},
+	"text_encoders":         {"text_encoders", "clip"},
+	"upscale_models":        {"upscale_models"},
+	"vae":                   {"vae"},
+	"vae_approx":            {"vae_approx"},
+}
+
+// ExtraModelPaths renders extra_model_paths.yaml: one section whose
+// base_path is the models folder, is_default so ComfyUI saves there too,
+// and one key per folder, each value a block string with one directory per
+// line (ComfyUI splits values on newlines; a YAML list would break it).
+// A target_subdir of the spec outside the known folders gets its own key.
+func ExtraModelPaths(spec *versions.Spec, basePath string) []byte {
+	folders := map[string][]string{}
+	for k, v := range ModelFolders {
+		folders[k] = v
+	}
+	known := map[string]bool{}
+	for _, dirs := range ModelFolders {
+		for _, d := range dirs {
+			known[d] = true
+		}
+	}
+	for _, m := range spec.Models {
+		top := strings.SplitN(m.TargetSubdir, "/", 2)[0]
+		if !known[top] {
+			folders[top] = []string{top}
+			known[top] = true
+		}
+	}
+	keys := make([]string, 0, len(folders))
+	for k := range folders {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Written by comfy-image for version %s; rewritten on every realize.\n", spec.VersionID)
+	b.WriteString("# Each value lists directories under base_path, one per line.\n")
+	b.WriteString("comfy_image:\n")
+	fmt.Fprintf(&b, "  base_path: %s\n", yamlString(basePath))
+	b.WriteString("  is_default: true\n")
+	for _, k := range keys {
+		fmt.Fprintf(&b, "  %s: |\n", k)
+		for _, d := range folders[k] {
+			fmt.Fprintf(&b, "    %s\n", d)
+		}
+	}
+	return []byte(b.String())
+}
+
+// yamlString quotes a scalar when YAML would read it as something else.
+func yamlString(s string) string {
+	if s == "" || strings.ContainsAny(s, ":#'\"{}[],&*?|<>=!%@`\n\\") || strings.TrimSpace(s) != s {
+		return "'" + strings.ReplaceAll(s, "'", "''") + "'"
+	}
+	return s
+}

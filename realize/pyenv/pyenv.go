@@ -1,0 +1,358 @@
+// Package pyenv makes a version's virtualenv on the host with the host's
+// `python3 -m venv` and pip: one resolver run over ComfyUI's and every
+// node's requirements, the torch family held back by constraints, and the
+// installed set read from pip's --report for the lock.
+package pyenv
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+
+	"github.com/comfy-image/comfy-image/versions"
+)
+
+// TorchFamily are the packages a custom node must not replace once the
+// version has chosen them.
+var TorchFamily = []string{"torch", "torchvision", "torchaudio", "xformers"}
+
+// Requirements is one requirements source: ComfyUI, a node, or the spec.
+type Requirements struct {
+	// Owner names it in messages: "ComfyUI", "node gguf", "python.requirements".
+	Owner string
+	// File is a requirements file to pass with -r ("" if Lines are given).
+	File string
+	// Lines are requirement lines (for the spec's python.requirements).
+	Lines []string
+}
+
+// Options are the pip settings of one install.
+type Options struct {
+	// WheelsDir adds --no-index --find-links DIR to every pip call.
+	WheelsDir string
+	// Offline means no index at all (only WheelsDir).
+	Offline bool
+	// IndexURLs are package indexes (ignored with WheelsDir or Offline).
+	IndexURLs []string
+	// Log receives pip's output line by line.
+	Log io.Writer
+}
+
+// IndexArgs are the pip flags choosing where packages come from.
+func (o Options) IndexArgs() []string {
+	switch {
+	case o.WheelsDir != "":
+		return []string{"--no-index", "--find-links", o.WheelsDir}
+	case o.Offline:
+		return []string{"--no-index"}
+	}
+	var args []string
+	for i, u := range o.IndexURLs {
+		if i == 0 {
+			args = append(args, "--index-url", u)
+		} else {
+			args = append(args, "--extra-index-url", u)
+		}
+	}
+	return args
+}
+
+// Venv is a virtualenv directory.
+type Venv struct{ Dir string }
+
+// Python is the venv's interpreter.
+func (v Venv) Python() string { return filepath.Join(v.Dir, "bin", "python") }
+
+// Exists reports whether the venv has a working layout.
+func (v Venv) Exists() bool {
+	_, err1 := os.Stat(filepath.Join(v.Dir, "pyvenv.cfg"))
+	_, err2 := os.Stat(v.Python())
+	return err1 == nil && err2 == nil
+}
+
+// Create runs `python -m venv` (with --system-site-packages if asked). A
+// half-made venv from a killed run is replaced.
+func Create(ctx context.Context, python, dir string, systemSite bool) (Venv, error) {
+	v := Venv{Dir: dir}
+	if v.Exists() {
+		return v, nil
+	}
+	os.RemoveAll(dir)
+	args := []string{"-m", "venv"}
+	if systemSite {
+		args = append(args, "--system-site-packages")
+	}
+	out, err := exec.CommandContext(ctx, python, append(args, dir)...).CombinedOutput()
+	if err != nil {
+		os.RemoveAll(dir)
+		return v, fmt.Errorf("%s -m venv %s: %v\n%s", python, dir, err, out)
+	}
+	return v, nil
+}
+
+// Installed lists the versions of the given distributions visible to the
+// venv's python (including system site packages), by normalized name.
+func (v Venv) Installed(ctx context.Context, names []string) (map[string]string, error) {
+	script := `import importlib.metadata as m, json, sys
+out = {}
+for n in sys.argv[1:]:
+    try:
+        out[n] = m.version(n)
+    except m.PackageNotFoundError:
+        pass
+print(json.dumps(out))`
+	out, err := exec.CommandContext(ctx, v.Python(), append([]string{"-c", script}, names...)...).Output()
+	if err != nil {
+		return nil, fmt.Errorf("list installed packages: %w", err)
+	}
+	got := map[string]string{}
+	return got, json.Unmarshal(out, &got)
+}
+
+// Install resolves and installs all requirement sources in one pip run,
+// with constraints (lines like "torch==2.4.0") holding packages back. It
+// returns the installed set from pip's --report.
+func (v Venv) Install(ctx context.Context, reqs []Requirements, constraints []string, opts Options) ([]versions.LockedPackage, error) {
+	work, err := os.MkdirTemp("", "comfy-pip-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(work)
+	args := []string{"-m", "pip", "install", "--disable-pip-version-check", "--no-input", "--no-compile",
+		"--report", filepath.Join(work, "report.json")}
+	args = append(args, opts.IndexArgs()...)
+	if len(constraints) > 0 {
+		file := filepath.Join(work, "constraints.txt")
+		if err := os.WriteFile(file, []byte(strings.Join(constraints, "\n")+"\n"), 0o644); err != nil {
+			return nil, err
+		}
+		args = append(args, "-c", file)
+	}
+	n := 0
+	for i, r := range reqs {
+		file := r.File
+		if file == "" {
+			if len(r.Lines) == 0 {
+				continue
+			}
+			file = filepath.Join(work, fmt.Sprintf("req-%d.txt", i))
+			if err := os.WriteFile(file, []byte(strings.Join(r.Lines, "\n")+"\n"), 0o644); err != nil {
+				return nil, err
+			}
+		}
+		args = append(args, "-r", file)
+		n++
+	}
+	if n == 0 {
+		return []versions.LockedPackage{}, nil
+	}
+	out, err := v.pip(ctx, args, opts.Log)
+	if err != nil {
+		return nil, explainFailure(out, reqs, constraints, err)
+	}
+	return readReport(filepath.Join(work, "report.json"))
+}
+
+// InstallLocked installs exactly the locked set: pinned versions, checked
+// hashes, no dependency resolution.
+func (v Venv) InstallLocked(ctx context.Context, pkgs []versions.LockedPackage, opts Options) error {
+	if len(pkgs) == 0 {
+		return nil
+	}
+	var b strings.Builder
+	for _, p := range pkgs {
+		fmt.Fprintf(&b, "%s==%s", p.Name, p.Version)
+		if p.SHA256 != "" {
+			fmt.Fprintf(&b, " --hash=sha256:%s", p.SHA256)
+		}
+		b.WriteByte('\n')
+	}
+	work, err := os.MkdirTemp("", "comfy-pip-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	file := filepath.Join(work, "locked.txt")
+	if err := os.WriteFile(file, []byte(b.String()), 0o644); err != nil {
+		return err
+	}
+	args := []string{"-m", "pip", "install", "--disable-pip-version-check", "--no-input", "--no-compile", "--no-deps"}
+	if allHashed(pkgs) {
+		args = append(args, "--require-hashes")
+	}
+	args = append(append(args, opts.IndexArgs()...), "-r", file)
+	if out, err := v.pip(ctx, args, opts.Log); err != nil {
+		return fmt.Errorf("pip install of the locked set failed: %v\n%s", err, tail(out, 30))
+	}
+	return nil
+}
+
+func allHashed(pkgs []versions.LockedPackage) bool {
+	for _, p := range pkgs {
+		if p.SHA256 == "" {
+			return false
+		}
+	}
+	return true
+}
+
+// pip runs the venv's pip, streaming its output as "pip: " lines.
+func (v Venv) pip(ctx context.Context, args []string, log io.Writer) (string, error) {
+	cmd := exec.CommandContext(ctx, v.Python(), args...)
+	cmd.Env = append(os.Environ(), "PIP_NO_WARN_SCRIPT_LOCATION=1", "PYTHONDONTWRITEBYTECODE=1")
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	var all bytes.Buffer
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 64*1024), 1024*1024)
+		for sc.Scan() {
+			all.WriteString(sc.Text() + "\n")
+			if log != nil {
+				fmt.Fprintln(log, "pip: "+sc.Text())
+			}
+		}
+		io.Copy(io.Discard, pr)
+	}()
+	err := cmd.Run()
+	pw.Close()
+	<-done
+	return all.String(), err
+}
+
+type report struct {
+	Install []struct {
+		Metadata struct {
+			Name    string `json:"name"`
+			Version string `json:"version"`
+		} `json:"metadata"`
+		DownloadInfo struct {
+			URL         string `json:"url"`
+			ArchiveInfo struct {
+				Hash   string            `json:"hash"`
+				Hashes map[string]string `json:"hashes"`
+			} `json:"archive_info"`
+		} `json:"download_info"`
+	} `json:"install"`
+}
+
+func readReport(file string) ([]versions.LockedPackage, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("pip report: %w", err)
+	}
+	var r report
+	if err := json.Unmarshal(data, &r); err != nil {
+		return nil, fmt.Errorf("pip report: %w", err)
+	}
+	pkgs := []versions.LockedPackage{}
+	for _, it := range r.Install {
+		sha := it.DownloadInfo.ArchiveInfo.Hashes["sha256"]
+		if sha == "" {
+			sha = strings.TrimPrefix(it.DownloadInfo.ArchiveInfo.Hash, "sha256=")
+		}
+		pkgs = append(pkgs, versions.LockedPackage{
+			Name:    Normalize(it.Metadata.Name),
+			Version: it.Metadata.Version,
+			Wheel:   path.Base(versions.RedactURL(it.DownloadInfo.URL)),
+			SHA256:  sha,
+		})
+	}
+	sort.Slice(pkgs, func(i, j int) bool { return pkgs[i].Name < pkgs[j].Name })
+	return pkgs, nil
+}
+
+var nameRun = regexp.MustCompile(`[-_.]+`)
+
+// Normalize is the PEP 503 form of a distribution name.
+func Normalize(name string) string { return strings.ToLower(nameRun.ReplaceAllString(name, "-")) }
+
+var reqName = regexp.MustCompile(`^\s*([A-Za-z0-9][A-Za-z0-9._-]*)`)
+
+// RequirementNames lists the normalized distribution names a requirements
+// text asks for (comments, options and blank lines skipped).
+func RequirementNames(text string) map[string]string {
+	names := map[string]string{}
+	for _, line := range strings.Split(text, "\n") {
+		line = strings.TrimSpace(strings.SplitN(line, "#", 2)[0])
+		if line == "" || strings.HasPrefix(line, "-") {
+			continue
+		}
+		if m := reqName.FindStringSubmatch(line); m != nil {
+			names[Normalize(m[1])] = line
+		}
+	}
+	return names
+}
+
+// explainFailure turns a failed pip run into an error naming the sources
+// (nodes) whose requirements are involved in the conflict.
+func explainFailure(out string, reqs []Requirements, constraints []string, err error) error {
+	involved := conflictNames(out)
+	var lines []string
+	held := map[string]string{}
+	for _, c := range constraints {
+		for n, l := range RequirementNames(c) {
+			held[n] = l
+		}
+	}
+	for _, r := range reqs {
+		text := strings.Join(r.Lines, "\n")
+		if r.File != "" {
+			data, _ := os.ReadFile(r.File)
+			text = string(data)
+		}
+		for n, line := range RequirementNames(text) {
+			if involved[n] {
+				note := ""
+				if h, ok := held[n]; ok {
+					note = fmt.Sprintf(" (held back: the version has %s)", h)
+				}
+				lines = append(lines, fmt.Sprintf("%s requires %s%s", r.Owner, line, note))
+			}
+		}
+	}
+	sort.Strings(lines)
+	msg := "pip could not install the requirements"
+	if len(lines) > 0 {
+		msg += ": " + strings.Join(lines, "; ")
+	}
+	return fmt.Errorf("%s (%v)\n%s", msg, err, tail(out, 40))
+}
+
+var (
+	conflictLine = regexp.MustCompile(`(?m)^\s+(?:The user requested(?: \(constraint\))?|[A-Za-z0-9._-]+ [^ ]+ depends on) ([A-Za-z0-9][A-Za-z0-9._-]*)`)
+	noMatchLine  = regexp.MustCompile(`(?m)(?:No matching distribution found for|Could not find a version that satisfies the requirement) ([A-Za-z0-9][A-Za-z0-9._-]*)`)
+)
+
+// conflictNames picks the package names pip blamed.
+func conflictNames(out string) map[string]bool {
+	names := map[string]bool{}
+	for _, m := range conflictLine.FindAllStringSubmatch(out, -1) {
+		names[Normalize(m[1])] = true
+	}
+	for _, m := range noMatchLine.FindAllStringSubmatch(out, -1) {
+		names[Normalize(m[1])] = true
+	}
+	return names
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}

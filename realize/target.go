@@ -1,0 +1,797 @@
+package realize
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gofrs/flock"
+
+	"github.com/comfy-image/comfy-image/internal/progress"
+	"github.com/comfy-image/comfy-image/realize/gitcache"
+	"github.com/comfy-image/comfy-image/realize/models"
+	"github.com/comfy-image/comfy-image/realize/pyenv"
+	"github.com/comfy-image/comfy-image/versions"
+)
+
+// RealizeOptions are the settings of an on-disk realize.
+type RealizeOptions struct {
+	Options
+	// Target is COMFY_HOME ("" : DefaultTarget); ModelsDir is MODELS_DIR
+	// ("": <target>/models).
+	Target, ModelsDir string
+	// WheelsDir adds --no-index --find-links DIR to every pip call.
+	WheelsDir string
+	// SkipModels leaves models out; Force overwrites files the user changed;
+	// Locked requires a current lock and installs exactly what it names.
+	SkipModels, Force, Locked bool
+	// Python is the host interpreter for the venv ("": python3).
+	Python string
+	// LookupEnv resolves ${VAR} references of the spec's env (nil: os).
+	LookupEnv func(string) (string, bool)
+	// Out receives the plan and the summary.
+	Out io.Writer
+	// Reporter shows download progress (nil: plain lines to Log).
+	Reporter progress.Reporter
+	// ModelJobs bounds parallel downloads (0: 3); Backoff is the first
+	// retry delay of downloads (0: 1s).
+	ModelJobs int
+	Backoff   time.Duration
+}
+
+// DefaultTarget is /runpod-volume/comfy-<id> when /runpod-volume exists,
+// else $HOME/comfy-<id>, else ./comfy-<id>.
+func DefaultTarget(id string) string {
+	if fi, err := os.Stat("/runpod-volume"); err == nil && fi.IsDir() {
+		return filepath.Join("/runpod-volume", "comfy-"+id)
+	}
+	if home, err := os.UserHomeDir(); err == nil && home != "" {
+		return filepath.Join(home, "comfy-"+id)
+	}
+	return "comfy-" + id
+}
+
+// targetState is what a target remembers of its last realize, so a rerun
+// can tell in a few stats that nothing needs doing.
+type targetState struct {
+	VersionID string                 `json:"version_id"`
+	Parts     map[string]*Checkout   `json:"parts"`
+	Venv      string                 `json:"venv,omitempty"`
+	Models    map[string]placedModel `json:"models"`
+}
+
+type placedModel struct {
+	SHA256  string `json:"sha256"`
+	Size    int64  `json:"size"`
+	MtimeNs int64  `json:"mtime_ns"`
+}
+
+// realizer carries one realize run.
+type realizer struct {
+	spec      *versions.Spec
+	opts      RealizeOptions
+	target    string
+	modelsDir string
+	lock      *versions.Lock
+	lockFile  string
+	state     *targetState
+	stateFile string
+	cache     *gitcache.Cache
+	summary   []string
+}
+
+// Realize lays a version out in its target: checkouts, relative node links,
+// the venv, models and extra_model_paths.yaml. It resumes what a killed run
+// left and does nothing when everything is in place.
+func Realize(ctx context.Context, spec *versions.Spec, opts RealizeOptions) error {
+	start := time.Now()
+	r, err := newRealizer(spec, opts)
+	if err != nil {
+		return err
+	}
+	if opts.DryRun {
+		return r.plan(ctx)
+	}
+	if err := os.MkdirAll(filepath.Join(r.target, ".comfy-image"), 0o755); err != nil {
+		return err
+	}
+	tl := flock.New(filepath.Join(r.target, ".comfy-image", "lock"))
+	if _, err := tl.TryLockContext(ctx, 100*time.Millisecond); err != nil {
+		return fmt.Errorf("lock target %s: %w", r.target, err)
+	}
+	defer tl.Unlock()
+	r.loadState()
+	if err := r.ensureLock(ctx); err != nil {
+		return err
+	}
+	before, _ := json.Marshal(r.lock)
+	steps := []func(context.Context) error{r.checkouts, r.links, r.venv, r.models, r.config}
+	for _, step := range steps {
+		if err := step(ctx); err != nil {
+			r.saveLockIfChanged(before)
+			return err
+		}
+	}
+	if err := r.saveLockIfChanged(before); err != nil {
+		return err
+	}
+	fmt.Fprintf(r.out(), "realized %s in %s (%.1fs)\n", spec.VersionID, r.target, time.Since(start).Seconds())
+	for _, line := range r.summary {
+		fmt.Fprintln(r.out(), "  "+line)
+	}
+	return nil
+}
+
+func newRealizer(spec *versions.Spec, opts RealizeOptions) (*realizer, error) {
+	if opts.Target == "" {
+		opts.Target = DefaultTarget(spec.VersionID)
+	}
+	target, err := filepath.Abs(opts.Target)
+	if err != nil {
+		return nil, err
+	}
+	modelsDir := filepath.Join(target, "models")
+	if opts.ModelsDir != "" {
+		if modelsDir, err = filepath.Abs(opts.ModelsDir); err != nil {
+			return nil, err
+		}
+	}
+	if opts.Python == "" {
+		opts.Python = "python3"
+	}
+	if opts.LookupEnv == nil {
+		opts.LookupEnv = os.LookupEnv
+	}
+	cache := gitcache.New(GitDir(opts.CacheDir))
+	cache.Offline = opts.Offline
+	cache.Log = opts.log()
+	cache.Progress = opts.Progress
+	return &realizer{
+		spec: spec, opts: opts, target: target, modelsDir: modelsDir,
+		lockFile:  versions.LockPath(opts.CacheDir, spec.VersionID),
+		stateFile: filepath.Join(target, ".comfy-image", "state.json"),
+		cache:     cache,
+	}, nil
+}
+
+func (r *realizer) out() io.Writer {
+	if r.opts.Out == nil {
+		return io.Discard
+	}
+	return r.opts.Out
+}
+
+func (r *realizer) logf(format string, args ...any) {
+	fmt.Fprintf(r.opts.log(), format+"\n", args...)
+}
+
+// ensureLock uses the lock when it is current; otherwise (unless --locked)
+// resolves the repositories again.
+func (r *realizer) ensureLock(ctx context.Context) error {
+	l, err := versions.ReadLock(r.lockFile)
+	if err == nil {
+		err = l.CheckCurrent(r.spec, r.lockFile)
+	}
+	if err == nil {
+		r.lock = l
+		return nil
+	}
+	if r.opts.Locked {
+		return fmt.Errorf("--locked: %w", err)
+	}
+	if !errors.Is(err, versions.ErrNoLock) {
+		r.logf("lock: %v; resolving again", err)
+	}
+	if r.lock, err = ResolveRepos(ctx, r.spec, r.opts.Options); err != nil {
+		return err
+	}
+	return versions.WriteLock(r.lockFile, r.lock)
+}
+
+func (r *realizer) saveLockIfChanged(before []byte) error {
+	after, _ := json.Marshal(r.lock)
+	if string(after) == string(before) {
+		return nil
+	}
+	return versions.WriteLock(r.lockFile, r.lock)
+}
+
+func (r *realizer) loadState() {
+	r.state = &targetState{}
+	if data, err := os.ReadFile(r.stateFile); err == nil {
+		_ = json.Unmarshal(data, r.state)
+	}
+	if r.state.Parts == nil {
+		r.state.Parts = map[string]*Checkout{}
+	}
+	if r.state.Models == nil {
+		r.state.Models = map[string]placedModel{}
+	}
+	r.state.VersionID = r.spec.VersionID
+}
+
+func (r *realizer) saveState() error {
+	data, err := json.Marshal(r.state)
+	if err != nil {
+		return err
+	}
+	return versions.WriteFileAtomic(r.stateFile, data, 0o644)
+}
+
+// part is one checkout: the core or a node.
+type part struct {
+	key  string // "ComfyUI" or "custom_nodes/<name>"
+	repo versions.LockedRepo
+}
+
+func (r *realizer) parts() []part {
+	ps := []part{{"ComfyUI", r.lock.Comfy}}
+	for _, n := range r.lock.CustomNodes {
+		ps = append(ps, part{"custom_nodes/" + n.Name, n.LockedRepo})
+	}
+	return ps
+}
+
+func (r *realizer) checkouts(ctx context.Context) error {
+	for i, p := range r.parts() {
+		repoURL := r.repoURL(i)
+		prev := r.state.Parts[p.key]
+		if prev != nil && prev.Commit == p.repo.Commit && prev.Pending == "" {
+			if ok, err := unchanged(filepath.Join(r.target, p.key), prev); err == nil && ok {
+				r.summary = append(r.summary, fmt.Sprintf("%-28s %s  unchanged", p.key, p.repo.Commit[:12]))
+				continue
+			}
+		}
+		repo, err := r.mirrorWith(ctx, repoURL, p.repo.Commit)
+		if err != nil {
+			return fmt.Errorf("%s: %w", p.key, err)
+		}
+		pending := &Checkout{Commit: p.repo.Commit, Files: map[string]TreeFile{}}
+		if prev != nil {
+			pending.Commit, pending.Files = prev.Commit, prev.Files
+		}
+		pending.Pending = p.repo.Commit
+		r.state.Parts[p.key] = pending
+		if err := r.saveState(); err != nil {
+			return err
+		}
+		r.logf("checkout %s at %s", p.key, p.repo.Commit[:12])
+		done, err := CheckoutTree(repo, p.repo.Commit, filepath.Join(r.target, p.key), prev, r.opts.Force)
+		if err != nil {
+			return fmt.Errorf("%s: %w", p.key, err)
+		}
+		r.state.Parts[p.key] = done
+		if err := r.saveState(); err != nil {
+			return err
+		}
+		r.summary = append(r.summary, fmt.Sprintf("%-28s %s  checked out (%d files)", p.key, p.repo.Commit[:12], len(done.Files)))
+	}
+	return nil
+}
+
+// repoURL is the spec's URL of part i (the lock keeps a redacted copy).
+func (r *realizer) repoURL(i int) string {
+	if i == 0 {
+		return r.spec.Comfy.Repo
+	}
+	return r.spec.CustomNodes[i-1].Repo.Repo
+}
+
+// mirrorWith opens the mirror of repo, fetching it when it lacks commit.
+func (r *realizer) mirrorWith(ctx context.Context, repo, commit string) (*gitRepo, error) {
+	if g, err := r.cache.Open(repo); err == nil {
+		if _, err := g.CommitObject(hashOf(commit)); err == nil {
+			return g, nil
+		}
+	}
+	if _, err := r.cache.Resolve(ctx, repo, "", commit); err != nil {
+		return nil, err
+	}
+	return r.cache.Open(repo)
+}
+
+// links makes ComfyUI/custom_nodes/<name> -> ../../custom_nodes/<name>
+// (relative, so the target works at any mount point) and removes links of
+// nodes the spec no longer has.
+func (r *realizer) links(context.Context) error {
+	dir := filepath.Join(r.target, "ComfyUI", "custom_nodes")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	want := map[string]bool{}
+	for _, n := range r.lock.CustomNodes {
+		want[n.Name] = true
+		link := filepath.Join(dir, n.Name)
+		dest := filepath.Join("..", "..", "custom_nodes", n.Name)
+		if cur, err := os.Readlink(link); err == nil && cur == dest {
+			continue
+		}
+		if fi, err := os.Lstat(link); err == nil {
+			if fi.Mode()&os.ModeSymlink == 0 || !r.opts.Force {
+				return fmt.Errorf("%s exists and is not a link to %s; move it away or use --force", link, dest)
+			}
+			if err := os.RemoveAll(link); err != nil {
+				return err
+			}
+		}
+		if err := os.Symlink(dest, link); err != nil {
+			return err
+		}
+	}
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		link := filepath.Join(dir, e.Name())
+		cur, err := os.Readlink(link)
+		if err == nil && !want[e.Name()] && cur == filepath.Join("..", "..", "custom_nodes", e.Name()) {
+			os.Remove(link)
+		}
+	}
+	return nil
+}
+
+// requirementSources lists ComfyUI's and each node's requirements.txt and
+// the spec's python.requirements, in spec order.
+func (r *realizer) requirementSources() []pyenv.Requirements {
+	var reqs []pyenv.Requirements
+	for _, p := range r.parts() {
+		file := filepath.Join(r.target, p.key, "requirements.txt")
+		if _, err := os.Stat(file); err == nil {
+			owner := "ComfyUI"
+			if p.key != "ComfyUI" {
+				owner = "node " + strings.TrimPrefix(p.key, "custom_nodes/")
+			}
+			reqs = append(reqs, pyenv.Requirements{Owner: owner, File: file})
+		}
+	}
+	if len(r.spec.Python.Requirements) > 0 {
+		reqs = append(reqs, pyenv.Requirements{Owner: "python.requirements", Lines: r.spec.Python.Requirements})
+	}
+	return reqs
+}
+
+// torchConstraints pins the torch family the version chose: the spec's
+// python.requirements lines for those packages, else what the system site
+// packages provide, so a node cannot replace them.
+func (r *realizer) torchConstraints(ctx context.Context, v pyenv.Venv) ([]string, error) {
+	var cs []string
+	pinned := map[string]bool{}
+	for _, line := range r.spec.Python.Requirements {
+		for name, l := range pyenv.RequirementNames(line) {
+			for _, t := range pyenv.TorchFamily {
+				if name == t {
+					cs = append(cs, l)
+					pinned[name] = true
+				}
+			}
+		}
+	}
+	if r.spec.Python.SystemSitePackages {
+		have, err := v.Installed(ctx, pyenv.TorchFamily)
+		if err != nil {
+			return nil, err
+		}
+		for _, t := range pyenv.TorchFamily {
+			if ver, ok := have[t]; ok && !pinned[t] {
+				cs = append(cs, t+"=="+ver)
+			}
+		}
+	}
+	sort.Strings(cs)
+	return cs, nil
+}
+
+func (r *realizer) pipOptions() pyenv.Options {
+	return pyenv.Options{
+		WheelsDir: r.opts.WheelsDir,
+		Offline:   r.opts.Offline,
+		IndexURLs: r.spec.Python.IndexURLs,
+		Log:       r.opts.log(),
+	}
+}
+
+// venvKey digests everything the venv's content depends on.
+func (r *realizer) venvKey(reqs []pyenv.Requirements, constraints []string, pkgs []versions.LockedPackage) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "python=%s\nsystem=%v\nwheels=%s\noffline=%v\nindex=%q\nconstraints=%q\n",
+		r.opts.Python, r.spec.Python.SystemSitePackages, r.opts.WheelsDir, r.opts.Offline, r.spec.Python.IndexURLs, constraints)
+	for _, q := range reqs {
+		data, _ := os.ReadFile(q.File)
+		fmt.Fprintf(h, "%s\n%s\n%q\n", q.Owner, data, q.Lines)
+	}
+	pk, _ := json.Marshal(pkgs)
+	h.Write(pk)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func (r *realizer) venv(ctx context.Context) error {
+	v := pyenv.Venv{Dir: filepath.Join(r.target, ".venv")}
+	reqs := r.requirementSources()
+	locked := r.lock.Python.Packages
+	if len(locked) > 0 && v.Exists() && r.state.Venv != "" {
+		// The constraints only matter when pip resolves; a finished venv
+		// built from the same inputs and the same locked set is done.
+		if r.state.Venv == r.venvKey(reqs, nil, locked) {
+			r.summary = append(r.summary, fmt.Sprintf("%-28s %d packages  unchanged", ".venv", len(locked)))
+			return nil
+		}
+	}
+	r.state.Venv = ""
+	if err := r.saveState(); err != nil {
+		return err
+	}
+	r.logf("venv: %s -m venv %s", r.opts.Python, v.Dir)
+	v, err := pyenv.Create(ctx, r.opts.Python, v.Dir, r.spec.Python.SystemSitePackages)
+	if err != nil {
+		return err
+	}
+	if len(locked) > 0 {
+		r.logf("venv: installing the %d locked packages", len(locked))
+		if err := v.InstallLocked(ctx, locked, r.pipOptions()); err != nil {
+			return err
+		}
+	} else {
+		constraints, err := r.torchConstraints(ctx, v)
+		if err != nil {
+			return err
+		}
+		owners := make([]string, len(reqs))
+		for i, q := range reqs {
+			owners[i] = q.Owner
+		}
+		r.logf("venv: pip install (one resolver run) for %s", strings.Join(owners, ", "))
+		pkgs, err := v.Install(ctx, reqs, constraints, r.pipOptions())
+		if err != nil {
+			return err
+		}
+		r.lock.Python.Packages = pkgs
+		locked = pkgs
+	}
+	if err := v.MakeRelocatable(); err != nil {
+		return fmt.Errorf("venv: %w", err)
+	}
+	r.state.Venv = r.venvKey(reqs, nil, locked)
+	if err := r.saveState(); err != nil {
+		return err
+	}
+	r.summary = append(r.summary, fmt.Sprintf("%-28s %d packages  installed", ".venv", len(locked)))
+	if nodes := r.nodesWithInstallPy(); len(nodes) > 0 {
+		r.summary = append(r.summary, "not run (install.py is never run by default): "+strings.Join(nodes, ", "))
+	}
+	return nil
+}
+
+func (r *realizer) nodesWithInstallPy() []string {
+	var names []string
+	for _, n := range r.lock.CustomNodes {
+		if _, err := os.Stat(filepath.Join(r.target, "custom_nodes", n.Name, "install.py")); err == nil {
+			names = append(names, n.Name)
+		}
+	}
+	return names
+}
+
+// fetcher builds the model downloader with the spec's token and endpoint.
+func (r *realizer) fetcher() *models.Fetcher {
+	values, _ := r.spec.ResolveEnv(r.opts.LookupEnv)
+	token, tokenVar := values["HF_TOKEN"], "HF_TOKEN"
+	if refs := r.spec.SecretRefs()["HF_TOKEN"]; len(refs) > 0 {
+		tokenVar = refs[0]
+	}
+	if token == "" {
+		token, _ = r.opts.LookupEnv("HF_TOKEN")
+	}
+	endpoint := values["HF_ENDPOINT"]
+	if endpoint == "" {
+		endpoint, _ = r.opts.LookupEnv("HF_ENDPOINT")
+	}
+	rep := r.opts.Reporter
+	if rep == nil {
+		rep = progress.NewPlain(r.opts.log(), 10*time.Second)
+	}
+	return &models.Fetcher{
+		Store:      models.Store{Dir: filepath.Join(r.opts.CacheDir, "models")},
+		HFEndpoint: endpoint,
+		HFToken:    token,
+		TokenVar:   tokenVar,
+		Offline:    r.opts.Offline,
+		Backoff:    r.opts.Backoff,
+		Progress:   rep,
+	}
+}
+
+// lockedModel finds the lock's entry for a model of the spec.
+func (r *realizer) lockedModel(m versions.Model) (versions.LockedModel, bool) {
+	for _, lm := range r.lock.Models {
+		if lm.Source == m.Source && lm.Dest == m.Dest() {
+			return lm, true
+		}
+	}
+	return versions.LockedModel{}, false
+}
+
+func (r *realizer) models(ctx context.Context) error {
+	if r.opts.SkipModels {
+		r.summary = append(r.summary, "models skipped")
+		return nil
+	}
+	f := r.fetcher()
+	results := make([]versions.LockedModel, len(r.spec.Models))
+	errs := make([]error, len(r.spec.Models))
+	placed := make([]*placedModel, len(r.spec.Models))
+	jobs := r.opts.ModelJobs
+	if jobs <= 0 {
+		jobs = 3
+	}
+	sem := make(chan struct{}, jobs)
+	var wg sync.WaitGroup
+	for i, m := range r.spec.Models {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			results[i], placed[i], errs[i] = r.model(ctx, f, m)
+		}()
+	}
+	wg.Wait()
+	f.Progress.Wait()
+	var total int64
+	downloaded := 0
+	for i, m := range r.spec.Models {
+		if errs[i] != nil {
+			continue
+		}
+		total += results[i].Size
+		if placed[i] != nil {
+			r.state.Models[m.Dest()] = *placed[i]
+			downloaded++
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		r.saveState()
+		r.mergeLockedModels(results, errs)
+		return err
+	}
+	r.mergeLockedModels(results, errs)
+	if err := r.saveState(); err != nil {
+		return err
+	}
+	r.summary = append(r.summary, fmt.Sprintf("%-28s %d files, %s (%d placed now)", "models", len(r.spec.Models), progress.Size(total), downloaded))
+	return nil
+}
+
+// mergeLockedModels records the models that succeeded, in spec order.
+func (r *realizer) mergeLockedModels(results []versions.LockedModel, errs []error) {
+	out := []versions.LockedModel{}
+	for i, m := range r.spec.Models {
+		if errs[i] == nil {
+			out = append(out, results[i])
+		} else if lm, ok := r.lockedModel(m); ok {
+			out = append(out, lm)
+		}
+	}
+	r.lock.Models = out
+}
+
+// model fetches one model into the store and places it; placed is nil when
+// it was already in place.
+func (r *realizer) model(ctx context.Context, f *models.Fetcher, m versions.Model) (versions.LockedModel, *placedModel, error) {
+	dest := filepath.Join(r.modelsDir, filepath.FromSlash(m.Dest()))
+	lm, haveLock := r.lockedModel(m)
+	if haveLock && (m.SHA256 == "" || m.SHA256 == lm.SHA256) {
+		if st, ok := r.state.Models[m.Dest()]; ok && st.SHA256 == lm.SHA256 {
+			if fi, err := os.Stat(dest); err == nil && fi.Size() == st.Size && fi.ModTime().UnixNano() == st.MtimeNs {
+				return lm, nil, nil
+			}
+		}
+	}
+	req := models.Request{Source: m.Source, SHA256: m.SHA256}
+	if haveLock && (m.SHA256 == "" || m.SHA256 == lm.SHA256) {
+		req.SHA256, req.URL = lm.SHA256, lm.URL
+	}
+	res, err := f.Fetch(ctx, req)
+	if err != nil {
+		return versions.LockedModel{}, nil, fmt.Errorf("models: %s: %w", m.Dest(), err)
+	}
+	if _, err := f.Store.Place(res.SHA256, dest, r.opts.Force); err != nil {
+		return versions.LockedModel{}, nil, fmt.Errorf("models: %w", err)
+	}
+	fi, err := os.Stat(dest)
+	if err != nil {
+		return versions.LockedModel{}, nil, err
+	}
+	out := versions.LockedModel{
+		Name: m.Name, Source: m.Source, Dest: m.Dest(),
+		URL: versions.RedactURL(res.URL), Revision: res.Revision, Size: res.Size, SHA256: res.SHA256,
+	}
+	if haveLock && out.Revision == "" {
+		out.Revision = lm.Revision
+	}
+	return out, &placedModel{SHA256: res.SHA256, Size: fi.Size(), MtimeNs: fi.ModTime().UnixNano()}, nil
+}
+
+// config writes extra_model_paths.yaml, the env file and run.sh.
+func (r *realizer) config(context.Context) error {
+	base := r.modelsDir
+	if rel, err := filepath.Rel(r.target, r.modelsDir); err == nil && !strings.HasPrefix(rel, "..") {
+		base = rel // relative: the target works at any mount point
+	}
+	files := map[string][]byte{
+		"extra_model_paths.yaml": ExtraModelPaths(r.spec, base),
+		"comfy.env":              r.envFile(),
+		"run.sh":                 runScript(r.spec.VersionID),
+	}
+	for name, data := range files {
+		file := filepath.Join(r.target, name)
+		if cur, err := os.ReadFile(file); err == nil && string(cur) == string(data) {
+			continue
+		}
+		mode := os.FileMode(0o644)
+		if name == "run.sh" {
+			mode = 0o755
+		}
+		if err := versions.WriteFileAtomic(file, data, mode); err != nil {
+			return err
+		}
+	}
+	if err := os.MkdirAll(r.modelsDir, 0o755); err != nil {
+		return err
+	}
+	return nil
+}
+
+// envFile holds the spec's literal env values (runtime configuration);
+// values from the caller's environment are secrets and never written.
+func (r *realizer) envFile() []byte {
+	_, secret := r.spec.ResolveEnv(r.opts.LookupEnv)
+	keys := make([]string, 0, len(r.spec.Env))
+	for k := range r.spec.Env {
+		if !secret[k] {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	b.WriteString("# Runtime environment of this version, sourced by run.sh.\n")
+	for _, k := range keys {
+		fmt.Fprintf(&b, "export %s='%s'\n", k, strings.ReplaceAll(r.spec.Env[k], "'", `'\''`))
+	}
+	return []byte(b.String())
+}
+
+func runScript(id string) []byte {
+	return []byte(`#!/bin/sh
+# Starts ComfyUI of version ` + id + ` from this folder, wherever it is mounted.
+here=$(cd "$(dirname "$0")" && pwd -P)
+cd "$here" || exit 1
+[ -f comfy.env ] && . ./comfy.env
+exec "$here/.venv/bin/python" "$here/ComfyUI/main.py" --extra-model-paths-config "$here/extra_model_paths.yaml" "$@"
+`)
+}
+
+// plan prints what a realize would do, changing nothing.
+func (r *realizer) plan(ctx context.Context) error {
+	w := r.out()
+	fmt.Fprintf(w, "dry run: realize %s (%s)\n", r.spec.VersionID, r.spec.File)
+	fmt.Fprintf(w, "  target      %s\n  models dir  %s\n", r.target, r.modelsDir)
+	l, err := versions.ReadLock(r.lockFile)
+	if err == nil {
+		err = l.CheckCurrent(r.spec, r.lockFile)
+	}
+	if err != nil {
+		if r.opts.Locked {
+			return fmt.Errorf("--locked: %w", err)
+		}
+		fmt.Fprintf(w, "  lock        %s would be (re)written: %v\n", r.lockFile, err)
+		for _, line := range PlanRepos(r.spec, r.opts.Options) {
+			fmt.Fprintln(w, "    "+line)
+		}
+		l = &versions.Lock{Comfy: versions.LockedRepo{Repo: r.spec.Comfy.Repo}}
+		for _, n := range r.spec.CustomNodes {
+			l.CustomNodes = append(l.CustomNodes, versions.LockedNode{Name: n.Name, LockedRepo: versions.LockedRepo{Repo: n.Repo.Repo}})
+		}
+	} else {
+		fmt.Fprintf(w, "  lock        %s (current)\n", r.lockFile)
+	}
+	r.lock = l
+	r.loadStateReadOnly()
+	for _, p := range r.parts() {
+		commit := p.repo.Commit
+		if commit == "" {
+			commit = "(commit from the lock above)"
+		}
+		what := "check out"
+		if prev := r.state.Parts[p.key]; prev != nil && prev.Commit == p.repo.Commit && prev.Pending == "" {
+			what = "keep"
+		}
+		fmt.Fprintf(w, "  %-10s  %s at %s into %s\n", what, p.key, commit, filepath.Join(r.target, p.key))
+	}
+	for _, n := range r.lock.CustomNodes {
+		fmt.Fprintf(w, "  link        ComfyUI/custom_nodes/%s -> ../../custom_nodes/%s\n", n.Name, n.Name)
+	}
+	r.planVenv(w)
+	r.planModels(ctx, w)
+	base := r.modelsDir
+	if rel, err := filepath.Rel(r.target, r.modelsDir); err == nil && !strings.HasPrefix(rel, "..") {
+		base = rel
+	}
+	fmt.Fprintf(w, "  write       %s:\n", filepath.Join(r.target, "extra_model_paths.yaml"))
+	for _, line := range strings.Split(strings.TrimRight(string(ExtraModelPaths(r.spec, base)), "\n"), "\n") {
+		fmt.Fprintln(w, "    | "+line)
+	}
+	fmt.Fprintf(w, "  write       %s, %s\n", filepath.Join(r.target, "comfy.env"), filepath.Join(r.target, "run.sh"))
+	return nil
+}
+
+func (r *realizer) loadStateReadOnly() {
+	r.state = &targetState{Parts: map[string]*Checkout{}, Models: map[string]placedModel{}}
+	if data, err := os.ReadFile(r.stateFile); err == nil {
+		_ = json.Unmarshal(data, r.state)
+	}
+}
+
+func (r *realizer) planVenv(w io.Writer) {
+	flags := ""
+	if r.spec.Python.SystemSitePackages {
+		flags = " --system-site-packages"
+	}
+	fmt.Fprintf(w, "  venv        %s -m venv%s %s\n", r.opts.Python, flags, filepath.Join(r.target, ".venv"))
+	pip := strings.Join(r.pipOptions().IndexArgs(), " ")
+	if len(r.lock.Python.Packages) > 0 {
+		fmt.Fprintf(w, "  pip         install --no-deps %s the %d locked packages:\n", pip, len(r.lock.Python.Packages))
+		for _, p := range r.lock.Python.Packages {
+			fmt.Fprintf(w, "                %s==%s (%s)\n", p.Name, p.Version, p.Wheel)
+		}
+		return
+	}
+	var rs []string
+	for _, p := range r.parts() {
+		rs = append(rs, "-r "+filepath.Join(r.target, p.key, "requirements.txt"))
+	}
+	if len(r.spec.Python.Requirements) > 0 {
+		rs = append(rs, fmt.Sprintf("%q", r.spec.Python.Requirements))
+	}
+	fmt.Fprintf(w, "  pip         install %s %s (one resolver run; requirements files that exist)\n", pip, strings.Join(rs, " "))
+}
+
+func (r *realizer) planModels(ctx context.Context, w io.Writer) {
+	if r.opts.SkipModels {
+		fmt.Fprintln(w, "  models      skipped")
+		return
+	}
+	f := r.fetcher()
+	for _, m := range r.spec.Models {
+		req := models.Request{Source: m.Source, SHA256: m.SHA256}
+		if lm, ok := r.lockedModel(m); ok {
+			req.SHA256, req.URL = lm.SHA256, lm.URL
+		}
+		res, stored, err := f.Plan(ctx, req)
+		dest := filepath.Join(r.modelsDir, filepath.FromSlash(m.Dest()))
+		switch {
+		case err != nil:
+			fmt.Fprintf(w, "  MISSING     %s: %v\n", m.Source, err)
+		case stored:
+			fmt.Fprintf(w, "  link        %s (%s, in the cache) -> %s\n", m.Source, progress.Size(res.Size), dest)
+		default:
+			fmt.Fprintf(w, "  download    %s (%s) from %s -> %s\n", m.Source, progress.Size(res.Size), redactURL(res.URL), dest)
+		}
+	}
+}
+
+func redactURL(s string) string {
+	if _, err := url.Parse(s); err != nil {
+		return s
+	}
+	return versions.RedactURL(s)
+}
