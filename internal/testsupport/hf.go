@@ -82,7 +82,11 @@ func (s *HFServer) FailNext(statuses ...int) {
 func (s *HFServer) CutNextAfter(n int64) { s.mu.Lock(); s.cutAfter = n; s.mu.Unlock() }
 
 // Throttle limits CDN bodies to bytesPerSecond (0: unlimited).
-func (s *HFServer) Throttle(bytesPerSecond int64) { s.mu.Lock(); s.rate = bytesPerSecond; s.mu.Unlock() }
+func (s *HFServer) Throttle(bytesPerSecond int64) {
+	s.mu.Lock()
+	s.rate = bytesPerSecond
+	s.mu.Unlock()
+}
 
 // Requests returns a copy of the request log.
 func (s *HFServer) Requests() []HFRequest {
