@@ -115,16 +115,18 @@ func Realize(ctx context.Context, spec *versions.Spec, opts RealizeOptions) erro
 	if err := r.ensureLock(ctx); err != nil {
 		return err
 	}
-	before, _ := json.Marshal(r.lock)
+	// The lock is saved after every step, so what a killed run resolved
+	// (the pip set, model digests) is not resolved again.
 	steps := []func(context.Context) error{r.checkouts, r.links, r.venv, r.models, r.config}
 	for _, step := range steps {
-		if err := step(ctx); err != nil {
-			r.saveLockIfChanged(before)
+		before, _ := json.Marshal(r.lock)
+		err := step(ctx)
+		if serr := r.saveLockIfChanged(before); err == nil {
+			err = serr
+		}
+		if err != nil {
 			return err
 		}
-	}
-	if err := r.saveLockIfChanged(before); err != nil {
-		return err
 	}
 	fmt.Fprintf(r.out(), "realized %s in %s (%.1fs)\n", spec.VersionID, r.target, time.Since(start).Seconds())
 	for _, line := range r.summary {

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -381,5 +382,173 @@ func TestSecretNeverWritten(t *testing.T) {
 			}
 			return nil
 		})
+	}
+}
+
+func TestKilledRealizeResumes(t *testing.T) {
+	s := newSite(t)
+	clean := filepath.Join(s.dir, "clean")
+	if res := s.realize(t, clean); res.Code != 0 {
+		t.Fatal(res.Stderr)
+	}
+	want := snapshot(t, clean, ".comfy-image")
+	// Same version, fresh cache and target.
+	s.cache = filepath.Join(s.dir, "cache2")
+	target := filepath.Join(s.dir, "target")
+	args := []string{"realize", "--version-id", "demo", "--target", target, "--wheels-dir", s.wheels}
+
+	// First killed while pip works, then killed mid-download.
+	p := testsupport.Start(t, s.dir, s.env(), args...)
+	p.KillWhen(t, "pip: ", 0)
+
+	s.hf.Throttle(100_000)
+	p = testsupport.Start(t, s.dir, s.env(), args...)
+	p.KillWhen(t, "wan_unet.gguf: started", 1500*time.Millisecond)
+	parts, _ := filepath.Glob(filepath.Join(s.cache, "models", "tmp", "*.part"))
+	if len(parts) == 0 {
+		t.Fatal("no partial download after the kill")
+	}
+	s.hf.Throttle(0)
+
+	res := testsupport.Run(t, s.dir, s.env(), args...)
+	if res.Code != 0 {
+		t.Fatalf("resumed realize: %s", res.Stderr)
+	}
+	resumed := false
+	for _, r := range s.hf.Requests() {
+		if r.Host == "cdn" && strings.HasPrefix(r.Range, "bytes=") {
+			resumed = true
+		}
+	}
+	if !resumed {
+		t.Error("the killed download was not resumed with a Range request")
+	}
+	got := snapshot(t, target, ".comfy-image")
+	for p, v := range want {
+		if got[p] != v {
+			t.Errorf("%s differs from a clean realize", p)
+		}
+	}
+	for p := range got {
+		if _, ok := want[p]; !ok {
+			t.Errorf("%s is extra after the resumed realize", p)
+		}
+	}
+}
+
+// addNode serves one more node repository with the given requirements and
+// returns its spec entry.
+func (s *site) addNode(t *testing.T, name, requirements string) string {
+	r := s.srv.NewRepo(t, "someone/"+name)
+	r.Commit("init", map[string]string{"__init__.py": "NODE_CLASS_MAPPINGS = {}\n", "requirements.txt": requirements})
+	return fmt.Sprintf(`, {"repo": %q}`, s.srv.RepoURL("someone/"+name))
+}
+
+func TestConflictingNodesAreNamed(t *testing.T) {
+	s := newSite(t)
+	s.writeSpec(t, s.addNode(t, "ComfyUI-Old", "beta<1.0\n"), "")
+	res := s.realize(t, filepath.Join(s.dir, "target"), "--skip-models")
+	if res.Code != 1 {
+		t.Fatalf("exit %d, want 1\n%s", res.Code, res.Stderr)
+	}
+	for _, want := range []string{"node gguf requires beta>=1.0", "node ComfyUI-Old requires beta<1.0"} {
+		if !strings.Contains(res.Stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, res.Stderr)
+		}
+	}
+}
+
+func TestNodesCannotReplaceTorch(t *testing.T) {
+	s := newSite(t)
+	testsupport.BuildWheel(t, s.wheels, testsupport.Wheel{Name: "torch", Version: "2.0.0"})
+	testsupport.BuildWheel(t, s.wheels, testsupport.Wheel{Name: "torch", Version: "2.5.0"})
+	s.writeSpec(t, s.addNode(t, "TorchHungry", "torch>=2.5\n"), `"python": {"requirements": ["torch==2.0.0"]},`)
+	res := s.realize(t, filepath.Join(s.dir, "target"), "--skip-models")
+	if res.Code != 1 || !strings.Contains(res.Stderr, "node TorchHungry requires torch>=2.5 (held back: the version has torch==2.0.0)") {
+		t.Fatalf("exit %d:\n%s", res.Code, res.Stderr)
+	}
+	// Without the greedy node the chosen torch is installed.
+	s.writeSpec(t, s.addNode(t, "TorchHappy", "torch\n"), `"python": {"requirements": ["torch==2.0.0"]},`)
+	target := filepath.Join(s.dir, "ok")
+	if res := s.realize(t, target, "--skip-models"); res.Code != 0 {
+		t.Fatal(res.Stderr)
+	}
+	out, err := exec.Command(filepath.Join(target, ".venv", "bin", "python"), "-c", "import torch; print(torch.VERSION)").CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "2.0.0" {
+		t.Fatalf("torch in the venv: %s %v", out, err)
+	}
+}
+
+func TestOfflineRealizeFromCache(t *testing.T) {
+	s := newSite(t)
+	if res := s.realize(t, filepath.Join(s.dir, "first")); res.Code != 0 {
+		t.Fatal(res.Stderr)
+	}
+	s.srv.Close()
+	target := filepath.Join(s.dir, "second")
+	res := s.realize(t, target, "--offline")
+	if res.Code != 0 {
+		t.Fatalf("offline realize: %s", res.Stderr)
+	}
+	if fmt.Sprint(snapshot(t, filepath.Join(s.dir, "first"), ".comfy-image")) != fmt.Sprint(snapshot(t, target, ".comfy-image")) {
+		t.Fatal("offline target differs from the online one")
+	}
+	// A model the cache lacks is a clear error naming it.
+	os.RemoveAll(filepath.Join(s.cache, "models"))
+	res = s.realize(t, filepath.Join(s.dir, "third"), "--offline")
+	if res.Code != 1 || !strings.Contains(res.Stderr, "wan_unet.gguf") || !strings.Contains(res.Stderr, "--offline") {
+		t.Fatalf("offline without the model: exit %d\n%s", res.Code, res.Stderr)
+	}
+}
+
+func TestLockedInstallsExactlyTheLockedSet(t *testing.T) {
+	s := newSite(t)
+	res := s.realize(t, filepath.Join(s.dir, "t"), "--locked")
+	if res.Code != 1 || !strings.Contains(res.Stderr, "--locked") {
+		t.Fatalf("--locked without a lock: exit %d\n%s", res.Code, res.Stderr)
+	}
+	if res := s.realize(t, filepath.Join(s.dir, "first"), "--skip-models"); res.Code != 0 {
+		t.Fatal(res.Stderr)
+	}
+	// A newer beta appears in the wheels folder; the locked set still wins.
+	testsupport.BuildWheel(t, s.wheels, testsupport.Wheel{Name: "beta", Version: "1.5"})
+	target := filepath.Join(s.dir, "second")
+	if res := s.realize(t, target, "--skip-models", "--locked"); res.Code != 0 {
+		t.Fatal(res.Stderr)
+	}
+	out, _ := exec.Command(filepath.Join(target, ".venv", "bin", "python"), "-c", "import beta; print(beta.VERSION)").CombinedOutput()
+	if strings.TrimSpace(string(out)) != "1.2" {
+		t.Fatalf("--locked installed beta %s, want the locked 1.2", out)
+	}
+}
+
+func TestTwoVersionsRealizeAtOnceOnOneCache(t *testing.T) {
+	s := newSite(t)
+	spec := readFile(t, s.dir, "versions/demo.json")
+	other := strings.Replace(spec, `"version_id": "demo"`, `"version_id": "other"`, 1)
+	other = strings.Replace(other, `"ref": "v0.1"`, `"ref": "main"`, 1)
+	os.WriteFile(filepath.Join(s.dir, "versions", "other.json"), []byte(other), 0o644)
+	s.hf.Throttle(400_000)
+	a := testsupport.Start(t, s.dir, s.env(), "realize", "--version-id", "demo", "--target", filepath.Join(s.dir, "a"), "--wheels-dir", s.wheels)
+	b := testsupport.Start(t, s.dir, s.env(), "realize", "--version-id", "other", "--target", filepath.Join(s.dir, "b"), "--wheels-dir", s.wheels)
+	for _, p := range []*testsupport.Proc{a, b} {
+		for range p.Lines {
+		}
+		if err := p.Cmd.Wait(); err != nil {
+			t.Fatalf("%v: %v", p.Cmd.Args, err)
+		}
+	}
+	for _, dir := range []string{"a", "b"} {
+		for dest, content := range s.models {
+			if readFile(t, filepath.Join(s.dir, dir), "models/"+dest) != string(content) {
+				t.Errorf("%s: model %s wrong", dir, dest)
+			}
+		}
+	}
+	mirrors, _ := filepath.Glob(filepath.Join(s.cache, "git", "*", "*", "*.git"))
+	for _, m := range mirrors {
+		if out, err := exec.Command("git", "-C", m, "fsck", "--full").CombinedOutput(); err != nil {
+			t.Fatalf("fsck %s: %s", m, out)
+		}
 	}
 }

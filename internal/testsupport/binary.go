@@ -1,6 +1,7 @@
 package testsupport
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"os"
@@ -8,7 +9,9 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 )
 
 var (
@@ -70,4 +73,55 @@ func Run(t testing.TB, dir string, env []string, args ...string) Result {
 		t.Fatalf("run comfy-image: %v", err)
 	}
 	return res
+}
+
+// Proc is a running comfy-image whose stderr a test watches.
+type Proc struct {
+	Cmd *exec.Cmd
+	// Lines receives stderr line by line; closed at exit.
+	Lines chan string
+}
+
+// Start runs the built command without waiting for it.
+func Start(t testing.TB, dir string, env []string, args ...string) *Proc {
+	t.Helper()
+	cmd := exec.Command(Binary(t), args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &Proc{Cmd: cmd, Lines: make(chan string, 1024)}
+	go func() {
+		defer close(p.Lines)
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			select {
+			case p.Lines <- sc.Text():
+			default: // nobody is reading any more
+			}
+		}
+	}()
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	return p
+}
+
+// KillWhen sends SIGKILL a delay after a stderr line contains marker and
+// waits for the process to end; it fails the test if the process ends first.
+func (p *Proc) KillWhen(t testing.TB, marker string, delay time.Duration) {
+	t.Helper()
+	for line := range p.Lines {
+		if strings.Contains(line, marker) {
+			time.Sleep(delay)
+			p.Cmd.Process.Signal(syscall.SIGKILL)
+			p.Cmd.Wait()
+			return
+		}
+	}
+	p.Cmd.Wait()
+	t.Fatalf("process ended before printing %q", marker)
 }

@@ -2,6 +2,10 @@ package pyenv
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
+	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,11 +28,15 @@ func (v Venv) MakeRelocatable() error {
 	if err := v.fixPyvenvCfg(); err != nil {
 		return err
 	}
+	if err := removePycache(abs); err != nil {
+		return err
+	}
 	bin := filepath.Join(abs, "bin")
 	entries, err := os.ReadDir(bin)
 	if err != nil {
 		return err
 	}
+	rewritten := map[string]bool{}
 	for _, e := range entries {
 		file := filepath.Join(bin, e.Name())
 		if !e.Type().IsRegular() {
@@ -60,6 +68,76 @@ func (v Venv) MakeRelocatable() error {
 		}
 		if err := os.WriteFile(file, fixed, 0o755); err != nil {
 			return err
+		}
+		rewritten[file] = true
+	}
+	return fixRecords(abs, rewritten)
+}
+
+// removePycache deletes compiled bytecode (ensurepip compiles pip and
+// setuptools): it embeds the absolute source paths. Python rebuilds it on use.
+func removePycache(venv string) error {
+	var dirs []string
+	err := filepath.WalkDir(venv, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && d.Name() == "__pycache__" {
+			dirs = append(dirs, p)
+			return filepath.SkipDir
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, d := range dirs {
+		if err := os.RemoveAll(d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// fixRecords updates the hash and size of rewritten scripts in the RECORD
+// files of the installed distributions, so the RECORDs stay true.
+func fixRecords(venv string, rewritten map[string]bool) error {
+	if len(rewritten) == 0 {
+		return nil
+	}
+	records, err := filepath.Glob(filepath.Join(venv, "lib", "python*", "site-packages", "*.dist-info", "RECORD"))
+	if err != nil {
+		return err
+	}
+	for _, rec := range records {
+		data, err := os.ReadFile(rec)
+		if err != nil {
+			return err
+		}
+		site := filepath.Dir(filepath.Dir(rec))
+		lines := strings.Split(string(data), "\n")
+		changed := false
+		for i, line := range lines {
+			fields := strings.Split(line, ",")
+			if len(fields) != 3 {
+				continue
+			}
+			file := filepath.Clean(filepath.Join(site, fields[0]))
+			if !rewritten[file] {
+				continue
+			}
+			content, err := os.ReadFile(file)
+			if err != nil {
+				return err
+			}
+			sum := sha256.Sum256(content)
+			lines[i] = fmt.Sprintf("%s,sha256=%s,%d", fields[0], base64.RawURLEncoding.EncodeToString(sum[:]), len(content))
+			changed = true
+		}
+		if changed {
+			if err := os.WriteFile(rec, []byte(strings.Join(lines, "\n")), 0o644); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
