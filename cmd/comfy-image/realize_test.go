@@ -355,7 +355,7 @@ func TestSecretNeverWritten(t *testing.T) {
 	token := "hf_" + fmt.Sprintf("%x", randomBytes(t, 16))
 	s.hf.RequireToken(token)
 	target := filepath.Join(s.dir, "target")
-	all := append([]string{"realize", "--version-id", "demo", "--target", target, "--wheels-dir", s.wheels})
+	all := []string{"realize", "--version-id", "demo", "--target", target, "--wheels-dir", s.wheels}
 	res := testsupport.Run(t, s.dir, s.env("HF_TOKEN="+token), all...)
 	if res.Code != 0 {
 		t.Fatalf("realize with token: %s", res.Stderr)

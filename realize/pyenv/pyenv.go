@@ -156,7 +156,7 @@ func (v Venv) Install(ctx context.Context, reqs []Requirements, constraints []st
 	if n == 0 {
 		return []versions.LockedPackage{}, nil
 	}
-	out, err := v.pip(ctx, args, opts.Log)
+	out, err := v.pip(ctx, args, opts)
 	if err != nil {
 		return nil, explainFailure(out, reqs, constraints, err)
 	}
@@ -191,7 +191,7 @@ func (v Venv) InstallLocked(ctx context.Context, pkgs []versions.LockedPackage, 
 		args = append(args, "--require-hashes")
 	}
 	args = append(append(args, opts.IndexArgs()...), "-r", file)
-	if out, err := v.pip(ctx, args, opts.Log); err != nil {
+	if out, err := v.pip(ctx, args, opts); err != nil {
 		return fmt.Errorf("pip install of the locked set failed: %v\n%s", err, tail(out, 30))
 	}
 	return nil
@@ -206,10 +206,17 @@ func allHashed(pkgs []versions.LockedPackage) bool {
 	return true
 }
 
-// pip runs the venv's pip, streaming its output as "pip: " lines.
-func (v Venv) pip(ctx context.Context, args []string, log io.Writer) (string, error) {
+// pip runs the venv's pip, streaming its output as "pip: " lines. With a
+// wheels folder or offline, package sources from the caller's environment
+// (PIP_FIND_LINKS, PIP_INDEX_URL, ...) are dropped: only the folder counts.
+func (v Venv) pip(ctx context.Context, args []string, opts Options) (string, error) {
+	log := opts.Log
 	cmd := exec.CommandContext(ctx, v.Python(), args...)
-	cmd.Env = append(os.Environ(), "PIP_NO_WARN_SCRIPT_LOCATION=1", "PYTHONDONTWRITEBYTECODE=1")
+	env := os.Environ()
+	if opts.WheelsDir != "" || opts.Offline {
+		env = withoutSources(env)
+	}
+	cmd.Env = append(env, "PIP_NO_WARN_SCRIPT_LOCATION=1", "PYTHONDONTWRITEBYTECODE=1")
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
 	var all bytes.Buffer
@@ -355,4 +362,16 @@ func tail(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+func withoutSources(env []string) []string {
+	var out []string
+	for _, kv := range env {
+		switch strings.SplitN(kv, "=", 2)[0] {
+		case "PIP_FIND_LINKS", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_NO_INDEX":
+			continue
+		}
+		out = append(out, kv)
+	}
+	return out
 }
