@@ -19,8 +19,9 @@ lint:
 	@command -v staticcheck >/dev/null || $(GO) install honnef.co/go/tools/cmd/staticcheck@v0.8.2
 	staticcheck ./...
 
-bench:
+bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+	bash bench/realize-noop.sh $(BIN)
 
 # Runs the main job on a self-contained example: local git repositories
 # made by the demo itself, locked (and realized/built by later steps).

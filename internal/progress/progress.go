@@ -28,6 +28,8 @@ type Tracker interface {
 	Add(n int64)
 	// SetCurrent resets the count (after a restart or resume).
 	SetCurrent(n int64)
+	// SetTotal sets the size once it is known.
+	SetTotal(n int64)
 	// Done ends the unit; err nil means success.
 	Done(err error)
 }
@@ -70,6 +72,8 @@ func (t *barTracker) Add(n int64) {
 }
 
 func (t *barTracker) SetCurrent(n int64) { t.bar.SetCurrent(n) }
+
+func (t *barTracker) SetTotal(n int64) { t.bar.SetTotal(n, false) }
 
 func (t *barTracker) Done(err error) {
 	if err != nil {
@@ -136,6 +140,12 @@ func (t *plainTracker) Add(n int64) {
 func (t *plainTracker) SetCurrent(n int64) {
 	t.mu.Lock()
 	t.done = n
+	t.mu.Unlock()
+}
+
+func (t *plainTracker) SetTotal(n int64) {
+	t.mu.Lock()
+	t.total = n
 	t.mu.Unlock()
 }
 

@@ -349,6 +349,7 @@ func (f *Fetcher) getOnce(ctx context.Context, req Request, u *url.URL, part str
 	if err != nil {
 		return Result{}, 0, permanentError{err}
 	}
+	tracker.SetTotal(total)
 	tracker.SetCurrent(have)
 	n, copyErr := io.Copy(io.MultiWriter(out, h, trackWriter{tracker}), resp.Body)
 	if err := out.Close(); copyErr == nil {
