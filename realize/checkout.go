@@ -53,6 +53,49 @@ type treeEntry struct {
 	blob plumbing.Hash
 }
 
+// TreeFileEntry is a file of a commit, for packing it without a checkout.
+type TreeFileEntry struct {
+	Path       string
+	Executable bool
+	// Link is the target when the file is a symlink.
+	Link string
+	Size int64
+	// Open reads the content from the mirror.
+	Open func() (io.ReadCloser, error)
+}
+
+// CommitFiles lists the files of commit in the mirror r, the same set a
+// checkout writes (submodules skipped), sorted by path.
+func CommitFiles(r *git.Repository, commit string) ([]TreeFileEntry, error) {
+	tree, err := commitTree(r, commit)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]TreeFileEntry, 0, len(tree))
+	for _, e := range tree {
+		blob, err := r.BlobObject(e.blob)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", e.path, err)
+		}
+		fe := TreeFileEntry{Path: e.path, Executable: e.mode == filemode.Executable, Size: blob.Size, Open: blob.Reader}
+		if e.mode == filemode.Symlink {
+			rd, err := blob.Reader()
+			if err != nil {
+				return nil, err
+			}
+			target, err := io.ReadAll(rd)
+			rd.Close()
+			if err != nil {
+				return nil, err
+			}
+			fe.Link, fe.Size, fe.Open = string(target), 0, nil
+		}
+		out = append(out, fe)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
+	return out, nil
+}
+
 // commitTree lists the files of a commit; submodules (gitlinks) are skipped.
 func commitTree(r *git.Repository, commit string) (map[string]treeEntry, error) {
 	c, err := r.CommitObject(plumbing.NewHash(commit))

@@ -210,8 +210,13 @@ func allHashed(pkgs []versions.LockedPackage) bool {
 // wheels folder or offline, package sources from the caller's environment
 // (PIP_FIND_LINKS, PIP_INDEX_URL, ...) are dropped: only the folder counts.
 func (v Venv) pip(ctx context.Context, args []string, opts Options) (string, error) {
+	return runPip(ctx, v.Python(), args, opts)
+}
+
+// runPip runs `python -m pip ...` (the venv's, or the host's for downloads).
+func runPip(ctx context.Context, python string, args []string, opts Options) (string, error) {
 	log := opts.Log
-	cmd := exec.CommandContext(ctx, v.Python(), args...)
+	cmd := exec.CommandContext(ctx, python, args...)
 	env := os.Environ()
 	if opts.WheelsDir != "" || opts.Offline {
 		env = withoutSources(env)

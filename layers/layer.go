@@ -1,0 +1,336 @@
+package layers
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/gofrs/flock"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/klauspost/compress/zstd"
+	"github.com/klauspost/pgzip"
+
+	"github.com/comfy-image/comfy-image/versions"
+)
+
+// Compression of app layers.
+type Compression string
+
+// The compressions a build can use.
+const (
+	Gzip Compression = "gzip"
+	Zstd Compression = "zstd"
+)
+
+// pgzip compresses blocks of this size in parallel. The output depends on
+// the block size and the level, never on how many goroutines run.
+const (
+	gzipBlockSize = 1 << 20
+	gzipLevel     = 6
+)
+
+func (c Compression) mediaType() types.MediaType {
+	if c == Zstd {
+		return types.OCILayerZStd
+	}
+	return types.OCILayer
+}
+
+// Info is what is remembered of a built layer.
+type Info struct {
+	Digest    v1.Hash         `json:"digest"`
+	DiffID    v1.Hash         `json:"diff_id"`
+	Size      int64           `json:"size"`
+	MediaType types.MediaType `json:"media_type"`
+}
+
+// Cache keeps packed layers under <cache>/layers, by a key that digests
+// everything the layer is made from, so an unchanged part is never packed
+// twice and a changed one is packed alone.
+type Cache struct {
+	Dir string
+	// Jobs is the number of goroutines compressing one layer (0: GOMAXPROCS).
+	Jobs int
+}
+
+// Key digests the inputs of a layer into a cache key.
+func Key(parts ...string) string {
+	h := sha256.New()
+	for _, p := range parts {
+		fmt.Fprintf(h, "%d:%s\n", len(p), p)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func (c Cache) paths(key string) (blob, meta string) {
+	base := filepath.Join(c.Dir, key[:2], key)
+	return base + ".blob", base + ".json"
+}
+
+// Lookup returns the layer cached under key, if any.
+func (c Cache) Lookup(key string) (v1.Layer, bool) {
+	blob, meta := c.paths(key)
+	data, err := os.ReadFile(meta)
+	if err != nil {
+		return nil, false
+	}
+	var info Info
+	if json.Unmarshal(data, &info) != nil {
+		return nil, false
+	}
+	if fi, err := os.Stat(blob); err != nil || fi.Size() != info.Size {
+		return nil, false
+	}
+	return &fileLayer{path: blob, info: info}, true
+}
+
+// Build returns the layer cached under key, or packs entries into it. The
+// bool reports whether it was packed now.
+func (c Cache) Build(ctx context.Context, key string, comp Compression, opts TarOptions, entries func() ([]Entry, error)) (v1.Layer, bool, error) {
+	if l, ok := c.Lookup(key); ok {
+		return l, false, nil
+	}
+	blob, meta := c.paths(key)
+	if err := os.MkdirAll(filepath.Dir(blob), 0o755); err != nil {
+		return nil, false, err
+	}
+	lock := flock.New(blob + ".lock")
+	if _, err := lock.TryLockContext(ctx, 50*time.Millisecond); err != nil {
+		return nil, false, err
+	}
+	defer lock.Unlock()
+	if l, ok := c.Lookup(key); ok {
+		return l, false, nil
+	}
+	es, err := entries()
+	if err != nil {
+		return nil, false, err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(blob), ".pack-*")
+	if err != nil {
+		return nil, false, err
+	}
+	defer os.Remove(tmp.Name())
+	info, err := c.pack(tmp, es, comp, opts)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	if err := os.Rename(tmp.Name(), blob); err != nil {
+		return nil, false, err
+	}
+	data, _ := json.Marshal(info)
+	if err := versions.WriteFileAtomic(meta, data, 0o644); err != nil {
+		return nil, false, err
+	}
+	return &fileLayer{path: blob, info: info}, true, nil
+}
+
+// pack writes the compressed tar of entries to w, hashing the tar (diffID)
+// and the compressed bytes (digest) in the same pass.
+func (c Cache) pack(w io.Writer, entries []Entry, comp Compression, opts TarOptions) (Info, error) {
+	digest, diff := sha256.New(), sha256.New()
+	counter := &countWriter{}
+	compressed := io.MultiWriter(w, digest, counter)
+	zw, err := c.compressor(compressed, comp)
+	if err != nil {
+		return Info{}, err
+	}
+	if err := WriteTar(io.MultiWriter(zw, diff), entries, opts); err != nil {
+		return Info{}, err
+	}
+	if err := zw.Close(); err != nil {
+		return Info{}, err
+	}
+	return Info{
+		Digest:    hashOf(digest),
+		DiffID:    hashOf(diff),
+		Size:      counter.n,
+		MediaType: comp.mediaType(),
+	}, nil
+}
+
+func (c Cache) compressor(w io.Writer, comp Compression) (io.WriteCloser, error) {
+	switch comp {
+	case Zstd:
+		// One encoder goroutine keeps zstd's output byte-identical.
+		return zstd.NewWriter(w, zstd.WithEncoderConcurrency(1), zstd.WithEncoderLevel(zstd.SpeedDefault))
+	case Gzip, "":
+		zw, err := pgzip.NewWriterLevel(w, gzipLevel)
+		if err != nil {
+			return nil, err
+		}
+		jobs := c.Jobs
+		if jobs <= 0 {
+			jobs = max(1, runtimeProcs())
+		}
+		if err := zw.SetConcurrency(gzipBlockSize, jobs); err != nil {
+			return nil, err
+		}
+		return zw, nil
+	}
+	return nil, fmt.Errorf("unknown compression %q (expected gzip or zstd)", comp)
+}
+
+type countWriter struct{ n int64 }
+
+func (c *countWriter) Write(p []byte) (int, error) { c.n += int64(len(p)); return len(p), nil }
+
+func hashOf(h hash.Hash) v1.Hash {
+	return v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(h.Sum(nil))}
+}
+
+// fileLayer is a packed layer in the cache; its digests come from the
+// cache, so asking for them never reads the blob.
+type fileLayer struct {
+	path string
+	info Info
+}
+
+func (l *fileLayer) Digest() (v1.Hash, error)            { return l.info.Digest, nil }
+func (l *fileLayer) DiffID() (v1.Hash, error)            { return l.info.DiffID, nil }
+func (l *fileLayer) Size() (int64, error)                { return l.info.Size, nil }
+func (l *fileLayer) MediaType() (types.MediaType, error) { return l.info.MediaType, nil }
+func (l *fileLayer) Compressed() (io.ReadCloser, error)  { return os.Open(l.path) }
+
+func (l *fileLayer) Uncompressed() (io.ReadCloser, error) {
+	f, err := os.Open(l.path)
+	if err != nil {
+		return nil, err
+	}
+	var r io.Reader
+	if l.info.MediaType == types.OCILayerZStd {
+		d, err := zstd.NewReader(f)
+		if err != nil {
+			f.Close()
+			return nil, err
+		}
+		r = d.IOReadCloser()
+	} else {
+		g, err := gzip.NewReader(f)
+		if err != nil {
+			f.Close()
+			return nil, err
+		}
+		r = g
+	}
+	return readCloser{r, f}, nil
+}
+
+type readCloser struct {
+	io.Reader
+	f *os.File
+}
+
+func (rc readCloser) Close() error { return rc.f.Close() }
+
+// ModelLayer is an uncompressed layer holding one model file at Path. Its
+// bytes are a tar header prefix, the stored file and a zero suffix, streamed
+// from the store; digest and size come from a cache, so a registry HEAD
+// check never reads the file.
+type ModelLayer struct {
+	File   string // the store's file
+	Path   string // path inside the image ("vae/x.safetensors")
+	SHA256 string
+	digest v1.Hash
+	size   int64
+	prefix []byte
+	pad    int64
+}
+
+// tarTrailer is what ends a tar: two zero blocks.
+const tarTrailer = 1024
+
+// NewModelLayer makes the layer of one stored model file; digests cached
+// under cacheDir are used, and computed (one read) only the first time.
+func NewModelLayer(cacheDir, file, inImage, sha string, modTime time.Time) (*ModelLayer, error) {
+	fi, err := os.Stat(file)
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	var dirs []string
+	for d := filepath.ToSlash(filepath.Dir(inImage)); d != "." && d != "/"; d = filepath.ToSlash(filepath.Dir(d)) {
+		dirs = append([]string{d}, dirs...)
+	}
+	for _, d := range dirs {
+		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: d + "/", Mode: 0o755, ModTime: modTime, Format: tar.FormatPAX}); err != nil {
+			return nil, err
+		}
+	}
+	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: inImage, Mode: 0o644, Size: fi.Size(), ModTime: modTime, Format: tar.FormatPAX}); err != nil {
+		return nil, err
+	}
+	tw.Flush()
+	l := &ModelLayer{File: file, Path: inImage, SHA256: sha, prefix: buf.Bytes(), pad: (512 - fi.Size()%512) % 512}
+	l.size = int64(len(l.prefix)) + fi.Size() + l.pad + tarTrailer
+	meta := filepath.Join(cacheDir, "model-layers", Key(sha, inImage, modTime.UTC().String())+".json")
+	var known Info
+	if data, err := os.ReadFile(meta); err == nil && json.Unmarshal(data, &known) == nil && known.Size == l.size {
+		l.digest = known.Digest
+		return l, nil
+	}
+	h := sha256.New()
+	rc, err := l.Uncompressed()
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	if _, err := io.Copy(h, rc); err != nil {
+		return nil, err
+	}
+	l.digest = hashOf(h)
+	data, _ := json.Marshal(Info{Digest: l.digest, DiffID: l.digest, Size: l.size, MediaType: types.OCIUncompressedLayer})
+	return l, versions.WriteFileAtomic(meta, data, 0o644)
+}
+
+func (l *ModelLayer) Digest() (v1.Hash, error)            { return l.digest, nil }
+func (l *ModelLayer) DiffID() (v1.Hash, error)            { return l.digest, nil }
+func (l *ModelLayer) Size() (int64, error)                { return l.size, nil }
+func (l *ModelLayer) MediaType() (types.MediaType, error) { return types.OCIUncompressedLayer, nil }
+func (l *ModelLayer) Compressed() (io.ReadCloser, error)  { return l.Uncompressed() }
+
+// Uncompressed streams prefix, file and suffix without buffering the file.
+func (l *ModelLayer) Uncompressed() (io.ReadCloser, error) {
+	f, err := os.Open(l.File)
+	if err != nil {
+		return nil, err
+	}
+	suffix := io.LimitReader(zeros{}, l.pad+tarTrailer)
+	return readCloser{io.MultiReader(bytes.NewReader(l.prefix), f, suffix), f}, nil
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
+}
+
+// ModTimeFromEnv is SOURCE_DATE_EPOCH as a time, or the Unix epoch.
+func ModTimeFromEnv(getenv func(string) string) (time.Time, error) {
+	v := strings.TrimSpace(getenv("SOURCE_DATE_EPOCH"))
+	if v == "" {
+		return time.Unix(0, 0).UTC(), nil
+	}
+	var secs int64
+	if _, err := fmt.Sscanf(v, "%d", &secs); err != nil || secs < 0 {
+		return time.Time{}, fmt.Errorf("SOURCE_DATE_EPOCH=%q: expected seconds since 1970", v)
+	}
+	return time.Unix(secs, 0).UTC(), nil
+}
