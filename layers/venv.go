@@ -191,4 +191,3 @@ func consoleScripts(z *zip.ReadCloser, distInfo string) ([]script, error) {
 	}
 	return out, nil
 }
-

@@ -357,5 +357,3 @@ func removeEmptyParents(root, dir string) {
 }
 
 type gitRepo = git.Repository
-
-func hashOf(commit string) plumbing.Hash { return plumbing.NewHash(commit) }

@@ -2,8 +2,11 @@ package realize
 
 import (
 	"context"
+
 	"errors"
 	"fmt"
+	"github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/plumbing"
 	"io"
 	"sync"
 
@@ -55,11 +58,7 @@ func reposOf(s *versions.Spec) []repoWant {
 // ResolveRepos fetches the mirrors of the core and every node (in parallel)
 // and resolves each to a commit. Every failure is reported, not only the first.
 func ResolveRepos(ctx context.Context, s *versions.Spec, opts Options) (*versions.Lock, error) {
-	cache := gitcache.New(GitDir(opts.CacheDir))
-	cache.Offline = opts.Offline
-	cache.Log = opts.log()
-	cache.Progress = opts.Progress
-
+	cache := NewGitCache(opts)
 	wants := reposOf(s)
 	locked := make([]versions.LockedRepo, len(wants))
 	errs := make([]error, len(wants))
@@ -141,4 +140,50 @@ func PlanRepos(s *versions.Spec, opts Options) []string {
 			w.label, action, versions.RedactURL(w.repo.Repo), dir, asked, now))
 	}
 	return lines
+}
+
+// LoadOrResolve returns the lock of s when it is current; otherwise, unless
+// locked is set, it resolves the repositories again and writes a new lock.
+func LoadOrResolve(ctx context.Context, s *versions.Spec, opts Options, locked bool) (*versions.Lock, error) {
+	file := versions.LockPath(opts.CacheDir, s.VersionID)
+	l, err := versions.ReadLock(file)
+	if err == nil {
+		err = l.CheckCurrent(s, file)
+	}
+	if err == nil {
+		return l, nil
+	}
+	if locked {
+		return nil, fmt.Errorf("--locked: %w", err)
+	}
+	if !errors.Is(err, versions.ErrNoLock) {
+		fmt.Fprintf(opts.log(), "lock: %v; resolving again\n", err)
+	}
+	if l, err = ResolveRepos(ctx, s, opts); err != nil {
+		return nil, err
+	}
+	return l, versions.WriteLock(file, l)
+}
+
+// OpenMirror opens the cache's mirror of repo, fetching it first when it
+// lacks commit (a lock made elsewhere, or a cleaned cache).
+func OpenMirror(ctx context.Context, cache *gitcache.Cache, repo, commit string) (*git.Repository, error) {
+	if g, err := cache.Open(repo); err == nil {
+		if _, err := g.CommitObject(plumbing.NewHash(commit)); err == nil {
+			return g, nil
+		}
+	}
+	if _, err := cache.Resolve(ctx, repo, "", commit); err != nil {
+		return nil, err
+	}
+	return cache.Open(repo)
+}
+
+// NewGitCache is the cache of mirrors under opts.CacheDir.
+func NewGitCache(opts Options) *gitcache.Cache {
+	c := gitcache.New(GitDir(opts.CacheDir))
+	c.Offline = opts.Offline
+	c.Log = opts.log()
+	c.Progress = opts.Progress
+	return c
 }

@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/gofrs/flock"
@@ -155,10 +154,7 @@ func newRealizer(spec *versions.Spec, opts RealizeOptions) (*realizer, error) {
 	if opts.LookupEnv == nil {
 		opts.LookupEnv = os.LookupEnv
 	}
-	cache := gitcache.New(GitDir(opts.CacheDir))
-	cache.Offline = opts.Offline
-	cache.Log = opts.log()
-	cache.Progress = opts.Progress
+	cache := NewGitCache(opts.Options)
 	return &realizer{
 		spec: spec, opts: opts, target: target, modelsDir: modelsDir,
 		lockFile:  versions.LockPath(opts.CacheDir, spec.VersionID),
@@ -180,25 +176,9 @@ func (r *realizer) logf(format string, args ...any) {
 
 // ensureLock uses the lock when it is current; otherwise (unless --locked)
 // resolves the repositories again.
-func (r *realizer) ensureLock(ctx context.Context) error {
-	l, err := versions.ReadLock(r.lockFile)
-	if err == nil {
-		err = l.CheckCurrent(r.spec, r.lockFile)
-	}
-	if err == nil {
-		r.lock = l
-		return nil
-	}
-	if r.opts.Locked {
-		return fmt.Errorf("--locked: %w", err)
-	}
-	if !errors.Is(err, versions.ErrNoLock) {
-		r.logf("lock: %v; resolving again", err)
-	}
-	if r.lock, err = ResolveRepos(ctx, r.spec, r.opts.Options); err != nil {
-		return err
-	}
-	return versions.WriteLock(r.lockFile, r.lock)
+func (r *realizer) ensureLock(ctx context.Context) (err error) {
+	r.lock, err = LoadOrResolve(ctx, r.spec, r.opts.Options, r.opts.Locked)
+	return err
 }
 
 func (r *realizer) saveLockIfChanged(before []byte) error {
@@ -292,15 +272,7 @@ func (r *realizer) repoURL(i int) string {
 
 // mirrorWith opens the mirror of repo, fetching it when it lacks commit.
 func (r *realizer) mirrorWith(ctx context.Context, repo, commit string) (*gitRepo, error) {
-	if g, err := r.cache.Open(repo); err == nil {
-		if _, err := g.CommitObject(hashOf(commit)); err == nil {
-			return g, nil
-		}
-	}
-	if _, err := r.cache.Resolve(ctx, repo, "", commit); err != nil {
-		return nil, err
-	}
-	return r.cache.Open(repo)
+	return OpenMirror(ctx, r.cache, repo, commit)
 }
 
 // links makes ComfyUI/custom_nodes/<name> -> ../../custom_nodes/<name>
@@ -483,44 +455,15 @@ func (r *realizer) nodesWithInstallPy() []string {
 	return names
 }
 
-// fetcher builds the model downloader with the spec's token and endpoint.
 func (r *realizer) fetcher() *models.Fetcher {
-	values, _ := r.spec.ResolveEnv(r.opts.LookupEnv)
-	token, tokenVar := values["HF_TOKEN"], "HF_TOKEN"
-	if refs := r.spec.SecretRefs()["HF_TOKEN"]; len(refs) > 0 {
-		tokenVar = refs[0]
-	}
-	if token == "" {
-		token, _ = r.opts.LookupEnv("HF_TOKEN")
-	}
-	endpoint := values["HF_ENDPOINT"]
-	if endpoint == "" {
-		endpoint, _ = r.opts.LookupEnv("HF_ENDPOINT")
-	}
-	rep := r.opts.Reporter
-	if rep == nil {
-		rep = progress.NewPlain(r.opts.log(), 10*time.Second)
-	}
-	return &models.Fetcher{
-		Store:      models.Store{Dir: filepath.Join(r.opts.CacheDir, "models")},
-		HFEndpoint: endpoint,
-		HFToken:    token,
-		TokenVar:   tokenVar,
-		Offline:    r.opts.Offline,
-		Backoff:    r.opts.Backoff,
-		Progress:   rep,
-	}
+	return NewFetcher(r.spec, r.opts.Options, r.opts.LookupEnv, r.opts.Reporter, r.opts.Backoff)
 }
 
-// lockedModel finds the lock's entry for a model of the spec.
 func (r *realizer) lockedModel(m versions.Model) (versions.LockedModel, bool) {
-	for _, lm := range r.lock.Models {
-		if lm.Source == m.Source && lm.Dest == m.Dest() {
-			return lm, true
-		}
-	}
-	return versions.LockedModel{}, false
+	return LockedModelFor(r.lock, m)
 }
+
+func (r *realizer) envFile() []byte { return EnvFile(r.spec, r.opts.LookupEnv) }
 
 func (r *realizer) models(ctx context.Context) error {
 	if r.opts.SkipModels {
@@ -535,18 +478,9 @@ func (r *realizer) models(ctx context.Context) error {
 	if jobs <= 0 {
 		jobs = 3
 	}
-	sem := make(chan struct{}, jobs)
-	var wg sync.WaitGroup
-	for i, m := range r.spec.Models {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			results[i], placed[i], errs[i] = r.model(ctx, f, m)
-		}()
-	}
-	wg.Wait()
+	Parallel(len(r.spec.Models), jobs, func(i int) {
+		results[i], placed[i], errs[i] = r.model(ctx, f, r.spec.Models[i])
+	})
 	f.Progress.Wait()
 	var total int64
 	downloaded := 0
@@ -562,28 +496,15 @@ func (r *realizer) models(ctx context.Context) error {
 	}
 	if err := errors.Join(errs...); err != nil {
 		r.saveState()
-		r.mergeLockedModels(results, errs)
+		MergeLockedModels(r.spec, r.lock, results, errs)
 		return err
 	}
-	r.mergeLockedModels(results, errs)
+	MergeLockedModels(r.spec, r.lock, results, errs)
 	if err := r.saveState(); err != nil {
 		return err
 	}
 	r.summary = append(r.summary, fmt.Sprintf("%-28s %d files, %s (%d placed now)", "models", len(r.spec.Models), progress.Size(total), downloaded))
 	return nil
-}
-
-// mergeLockedModels records the models that succeeded, in spec order.
-func (r *realizer) mergeLockedModels(results []versions.LockedModel, errs []error) {
-	out := []versions.LockedModel{}
-	for i, m := range r.spec.Models {
-		if errs[i] == nil {
-			out = append(out, results[i])
-		} else if lm, ok := r.lockedModel(m); ok {
-			out = append(out, lm)
-		}
-	}
-	r.lock.Models = out
 }
 
 // model fetches one model into the store and places it; placed is nil when
@@ -598,29 +519,18 @@ func (r *realizer) model(ctx context.Context, f *models.Fetcher, m versions.Mode
 			}
 		}
 	}
-	req := models.Request{Source: m.Source, SHA256: m.SHA256}
-	if haveLock && (m.SHA256 == "" || m.SHA256 == lm.SHA256) {
-		req.SHA256, req.URL = lm.SHA256, lm.URL
-	}
-	res, err := f.Fetch(ctx, req)
+	out, err := FetchModel(ctx, f, m, r.lock)
 	if err != nil {
-		return versions.LockedModel{}, nil, fmt.Errorf("models: %s: %w", m.Dest(), err)
+		return versions.LockedModel{}, nil, err
 	}
-	if _, err := f.Store.Place(res.SHA256, dest, r.opts.Force); err != nil {
+	if _, err := f.Store.Place(out.SHA256, dest, r.opts.Force); err != nil {
 		return versions.LockedModel{}, nil, fmt.Errorf("models: %w", err)
 	}
 	fi, err := os.Stat(dest)
 	if err != nil {
 		return versions.LockedModel{}, nil, err
 	}
-	out := versions.LockedModel{
-		Name: m.Name, Source: m.Source, Dest: m.Dest(),
-		URL: versions.RedactURL(res.URL), Revision: res.Revision, Size: res.Size, SHA256: res.SHA256,
-	}
-	if haveLock && out.Revision == "" {
-		out.Revision = lm.Revision
-	}
-	return out, &placedModel{SHA256: res.SHA256, Size: fi.Size(), MtimeNs: fi.ModTime().UnixNano()}, nil
+	return out, &placedModel{SHA256: out.SHA256, Size: fi.Size(), MtimeNs: fi.ModTime().UnixNano()}, nil
 }
 
 // config writes extra_model_paths.yaml, the env file and run.sh.
@@ -651,25 +561,6 @@ func (r *realizer) config(context.Context) error {
 		return err
 	}
 	return nil
-}
-
-// envFile holds the spec's literal env values (runtime configuration);
-// values from the caller's environment are secrets and never written.
-func (r *realizer) envFile() []byte {
-	_, secret := r.spec.ResolveEnv(r.opts.LookupEnv)
-	keys := make([]string, 0, len(r.spec.Env))
-	for k := range r.spec.Env {
-		if !secret[k] {
-			keys = append(keys, k)
-		}
-	}
-	sort.Strings(keys)
-	var b strings.Builder
-	b.WriteString("# Runtime environment of this version, sourced by run.sh.\n")
-	for _, k := range keys {
-		fmt.Fprintf(&b, "export %s='%s'\n", k, strings.ReplaceAll(r.spec.Env[k], "'", `'\''`))
-	}
-	return []byte(b.String())
 }
 
 func runScript(id string) []byte {

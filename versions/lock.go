@@ -50,9 +50,13 @@ type LockedModel struct {
 	SHA256   string `json:"sha256"`
 }
 
-// LockedPython is the exact set of packages installed in the venv.
+// LockedPython is the exact set of packages installed in the venv: on disk
+// (for the host's Python) and in images (for the base image's Python,
+// named by ImageTarget), which may differ.
 type LockedPython struct {
-	Packages []LockedPackage `json:"packages"`
+	Packages      []LockedPackage `json:"packages"`
+	ImageTarget   string          `json:"image_target,omitempty"`
+	ImagePackages []LockedPackage `json:"image_packages,omitempty"`
 }
 
 // LockedPackage is one installed distribution and the wheel it came from.

@@ -1,0 +1,709 @@
+package layers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	specs "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/comfy-image/comfy-image/internal/progress"
+	"github.com/comfy-image/comfy-image/realize"
+	"github.com/comfy-image/comfy-image/realize/gitcache"
+	"github.com/comfy-image/comfy-image/realize/pyenv"
+	"github.com/comfy-image/comfy-image/versions"
+)
+
+// Our annotation and label keys (OCI's own keys come from image-spec).
+const (
+	AnnPart       = "dev.comfy-image.part" // core, node, nodes, venv, config, model
+	AnnName       = "dev.comfy-image.name"
+	AnnRepo       = "dev.comfy-image.repo"
+	AnnCommit     = "dev.comfy-image.commit"
+	AnnSHA256     = "dev.comfy-image.sha256"
+	AnnSource     = "dev.comfy-image.source"
+	AnnSpecDigest = "dev.comfy-image.spec-digest"
+	AnnNodePrefix = "dev.comfy-image.node."
+	AnnModelPfx   = "dev.comfy-image.model."
+)
+
+// Root is where a version lives inside the app image; models are at /models.
+const (
+	Root      = "opt/comfy"
+	ModelsDir = "/models"
+	// layoutVersion changes when the way parts are laid out changes, so
+	// cached layers of an older layout are not reused.
+	layoutVersion = "1"
+)
+
+// BuildOptions are the settings of `comfy-image build`.
+type BuildOptions struct {
+	realize.Options
+	// Base is the base image location (registry ref, oci:DIR[:TAG], tar:FILE).
+	Base string
+	// Models is separate (default), bake or skip.
+	Models string
+	// WheelsDir: pip gets --no-index --find-links DIR.
+	WheelsDir   string
+	Compression Compression
+	// MaxLayers bounds base plus our layers (0: 120; containerd refuses >127).
+	MaxLayers int
+	Locked    bool
+	// HostPython runs pip to fetch wheels for the base's Python ("": python3).
+	HostPython string
+	LookupEnv  func(string) (string, bool)
+	Getenv     func(string) string
+	Reporter   progress.Reporter
+	Out        io.Writer
+}
+
+// Part is one layer we add, with what it holds.
+type Part struct {
+	Kind        string // core, node, nodes, venv, config, model
+	Name        string
+	Repo        string
+	Commit      string
+	SHA256      string // models
+	Key         string
+	Packed      bool // packed by this build (false: reused from the cache)
+	Layer       v1.Layer
+	Annotations map[string]string
+	History     string
+}
+
+// Result is what a build made.
+type Result struct {
+	App    v1.Image
+	Models v1.Image // nil unless --models separate and the spec has models
+	Parts  []Part   // app parts, then model parts
+	Lock   *versions.Lock
+}
+
+type builder struct {
+	spec    *versions.Spec
+	opts    BuildOptions
+	lock    *versions.Lock
+	cache   Cache
+	modTime time.Time
+	base    v1.Image
+	info    BaseInfo
+}
+
+func (o *BuildOptions) defaults() {
+	if o.Models == "" {
+		o.Models = "separate"
+	}
+	if o.Compression == "" {
+		o.Compression = Gzip
+	}
+	if o.MaxLayers <= 0 {
+		o.MaxLayers = 120
+	}
+	if o.HostPython == "" {
+		o.HostPython = "python3"
+	}
+	if o.LookupEnv == nil {
+		o.LookupEnv = os.LookupEnv
+	}
+	if o.Getenv == nil {
+		o.Getenv = os.Getenv
+	}
+	if o.Out == nil {
+		o.Out = io.Discard
+	}
+	if o.Log == nil {
+		o.Log = io.Discard
+	}
+}
+
+// Build makes the app image (base + core + nodes + venv + config) and the
+// models image of a version. Unchanged parts reuse their cached layers.
+func Build(ctx context.Context, spec *versions.Spec, opts BuildOptions) (*Result, error) {
+	opts.defaults()
+	switch opts.Models {
+	case "separate", "bake", "skip":
+	default:
+		return nil, fmt.Errorf("--models %q: expected separate, bake or skip", opts.Models)
+	}
+	b := &builder{spec: spec, opts: opts, cache: Cache{Dir: filepath.Join(opts.CacheDir, "layers")}}
+	var err error
+	if b.modTime, err = ModTimeFromEnv(opts.Getenv); err != nil {
+		return nil, err
+	}
+	if b.lock, err = realize.LoadOrResolve(ctx, spec, opts.Options, opts.Locked); err != nil {
+		return nil, err
+	}
+	baseLoc, err := ParseLocation(opts.Base)
+	if err != nil {
+		return nil, fmt.Errorf("--base: %w", err)
+	}
+	if b.base, err = ReadImage(baseLoc, remote.WithContext(ctx)); err != nil {
+		return nil, fmt.Errorf("--base: %w", err)
+	}
+	if b.info, err = ReadBase(b.base, opts.CacheDir); err != nil {
+		return nil, fmt.Errorf("--base %s: %w", opts.Base, err)
+	}
+	b.logf("base %s: python %s (%s), glibc %s, %s", opts.Base, b.info.Version, b.info.Python, b.info.Glibc, b.info.Arch)
+
+	parts, err := b.appParts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	modelParts, err := b.modelParts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{Lock: b.lock}
+	if opts.Models == "bake" {
+		parts = append(parts, modelParts...)
+	}
+	if res.App, err = b.appImage(parts); err != nil {
+		return nil, err
+	}
+	if opts.Models == "separate" && len(modelParts) > 0 {
+		if res.Models, err = b.modelsImage(modelParts); err != nil {
+			return nil, err
+		}
+	}
+	res.Parts = parts
+	if opts.Models == "separate" {
+		res.Parts = append(res.Parts, modelParts...)
+	}
+	b.recordLayers(res.Parts)
+	if err := versions.WriteLock(versions.LockPath(opts.CacheDir, spec.VersionID), b.lock); err != nil {
+		return nil, err
+	}
+	b.warnHuge(res.Parts)
+	return res, nil
+}
+
+func (b *builder) logf(format string, args ...any) {
+	fmt.Fprintf(b.opts.Log, format+"\n", args...)
+}
+
+func (b *builder) layerOpts() TarOptions { return TarOptions{ModTime: b.modTime} }
+
+// keyOf digests the things every app layer depends on besides its content.
+func (b *builder) keyOf(parts ...string) string {
+	return Key(append([]string{layoutVersion, string(b.opts.Compression), b.modTime.String()}, parts...)...)
+}
+
+// appParts builds (or reuses) the core, node, venv and config layers.
+func (b *builder) appParts(ctx context.Context) ([]Part, error) {
+	git := realize.NewGitCache(b.opts.Options)
+	core, err := b.repoPart(ctx, git, "core", "ComfyUI", b.spec.Comfy.Repo, b.lock.Comfy)
+	if err != nil {
+		return nil, err
+	}
+	parts := []Part{core}
+	nodes, err := b.nodeParts(ctx, git)
+	if err != nil {
+		return nil, err
+	}
+	parts = append(parts, nodes...)
+	venv, err := b.venvPart(ctx, git)
+	if err != nil {
+		return nil, err
+	}
+	config, err := b.configPart(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return append(parts, venv, config), nil
+}
+
+// repoEntries lists a commit's files under prefix (plus extra entries).
+func repoEntries(ctx context.Context, git *gitcache.Cache, repo, commit, prefix string) ([]Entry, error) {
+	r, err := realize.OpenMirror(ctx, git, repo, commit)
+	if err != nil {
+		return nil, err
+	}
+	files, err := realize.CommitFiles(r, commit)
+	if err != nil {
+		return nil, err
+	}
+	entries := make([]Entry, 0, len(files))
+	for _, f := range files {
+		e := Entry{Path: path.Join(prefix, f.Path), Mode: 0o644, Size: f.Size, Open: f.Open, Link: f.Link}
+		if f.Executable {
+			e.Mode = 0o755
+		}
+		entries = append(entries, e)
+	}
+	return entries, nil
+}
+
+func (b *builder) repoPart(ctx context.Context, git *gitcache.Cache, kind, name, repo string, locked versions.LockedRepo) (Part, error) {
+	prefix := path.Join(Root, "ComfyUI")
+	if kind == "node" {
+		prefix = path.Join(Root, "custom_nodes", name)
+	}
+	key := b.keyOf(kind, name, locked.Commit)
+	layer, packed, err := b.cache.Build(ctx, key, b.opts.Compression, b.layerOpts(), func() ([]Entry, error) {
+		es, err := repoEntries(ctx, git, repo, locked.Commit, prefix)
+		if err != nil {
+			return nil, err
+		}
+		if kind == "node" {
+			es = append(es, nodeLink(name))
+		}
+		return es, nil
+	})
+	if err != nil {
+		return Part{}, fmt.Errorf("%s %s: %w", kind, name, err)
+	}
+	return Part{
+		Kind: kind, Name: name, Repo: locked.Repo, Commit: locked.Commit, Key: key, Packed: packed, Layer: layer,
+		Annotations: map[string]string{AnnPart: kind, AnnName: name, AnnRepo: locked.Repo, AnnCommit: locked.Commit},
+		History:     fmt.Sprintf("comfy-image: %s %s at %s", kind, name, locked.Commit),
+	}, nil
+}
+
+// nodeLink is ComfyUI/custom_nodes/<name> -> ../../custom_nodes/<name>,
+// in the node's own layer so adding a node changes one layer.
+func nodeLink(name string) Entry {
+	return Entry{Path: path.Join(Root, "ComfyUI", "custom_nodes", name), Link: path.Join("..", "..", "custom_nodes", name)}
+}
+
+// nodeParts makes one layer per node, or, when the layer budget is short,
+// groups nodes by a hash of their name so unchanged groups keep digests.
+func (b *builder) nodeParts(ctx context.Context, git *gitcache.Cache) ([]Part, error) {
+	baseLayers, err := b.base.Layers()
+	if err != nil {
+		return nil, err
+	}
+	modelLayers := 0
+	if b.opts.Models == "bake" {
+		modelLayers = len(b.spec.Models)
+	}
+	slots := b.opts.MaxLayers - len(baseLayers) - 3 - modelLayers // core, venv, config
+	nodes := b.lock.CustomNodes
+	if len(nodes) <= slots {
+		var parts []Part
+		for i, n := range nodes {
+			p, err := b.repoPart(ctx, git, "node", n.Name, b.spec.CustomNodes[i].Repo.Repo, n.LockedRepo)
+			if err != nil {
+				return nil, err
+			}
+			parts = append(parts, p)
+		}
+		return parts, nil
+	}
+	if slots < 1 {
+		return nil, fmt.Errorf("layer budget: the base has %d layers; with --max-layers %d there is no room for the custom nodes", len(baseLayers), b.opts.MaxLayers)
+	}
+	b.logf("layer budget: %d nodes grouped into %d layers (--max-layers %d, base %d layers)", len(nodes), slots, b.opts.MaxLayers, len(baseLayers))
+	groups := make([][]int, slots)
+	for i, n := range nodes {
+		h := fnv.New32a()
+		h.Write([]byte(n.Name))
+		g := int(h.Sum32() % uint32(slots))
+		groups[g] = append(groups[g], i)
+	}
+	var parts []Part
+	for g, members := range groups {
+		if len(members) == 0 {
+			continue
+		}
+		p, err := b.groupPart(ctx, git, g, members)
+		if err != nil {
+			return nil, err
+		}
+		parts = append(parts, p)
+	}
+	return parts, nil
+}
+
+func (b *builder) groupPart(ctx context.Context, git *gitcache.Cache, g int, members []int) (Part, error) {
+	var names, keyParts []string
+	ann := map[string]string{AnnPart: "nodes"}
+	for _, i := range members {
+		n := b.lock.CustomNodes[i]
+		names = append(names, n.Name)
+		keyParts = append(keyParts, n.Name, n.Commit)
+		ann[AnnNodePrefix+n.Name] = n.Repo + "@" + n.Commit
+	}
+	key := b.keyOf(append([]string{"nodes"}, keyParts...)...)
+	layer, packed, err := b.cache.Build(ctx, key, b.opts.Compression, b.layerOpts(), func() ([]Entry, error) {
+		var all []Entry
+		for _, i := range members {
+			n := b.lock.CustomNodes[i]
+			es, err := repoEntries(ctx, git, b.spec.CustomNodes[i].Repo.Repo, n.Commit, path.Join(Root, "custom_nodes", n.Name))
+			if err != nil {
+				return nil, fmt.Errorf("node %s: %w", n.Name, err)
+			}
+			all = append(append(all, es...), nodeLink(n.Name))
+		}
+		return all, nil
+	})
+	if err != nil {
+		return Part{}, err
+	}
+	ann[AnnName] = strings.Join(names, ",")
+	return Part{Kind: "nodes", Name: fmt.Sprintf("group %d: %s", g, strings.Join(names, ", ")), Key: key, Packed: packed, Layer: layer,
+		Annotations: ann, History: "comfy-image: nodes " + strings.Join(names, ", ")}, nil
+}
+
+// requirements reads ComfyUI's and each node's requirements.txt from the
+// mirrors (no checkout needed) plus the spec's python.requirements.
+func (b *builder) requirements(ctx context.Context, git *gitcache.Cache) ([]pyenv.Requirements, error) {
+	var reqs []pyenv.Requirements
+	add := func(owner, repo, commit string) error {
+		r, err := realize.OpenMirror(ctx, git, repo, commit)
+		if err != nil {
+			return err
+		}
+		files, err := realize.CommitFiles(r, commit)
+		if err != nil {
+			return err
+		}
+		for _, f := range files {
+			if f.Path != "requirements.txt" || f.Open == nil {
+				continue
+			}
+			rc, err := f.Open()
+			if err != nil {
+				return err
+			}
+			data, err := io.ReadAll(rc)
+			rc.Close()
+			if err != nil {
+				return err
+			}
+			reqs = append(reqs, pyenv.Requirements{Owner: owner, Lines: strings.Split(string(data), "\n")})
+		}
+		return nil
+	}
+	if err := add("ComfyUI", b.spec.Comfy.Repo, b.lock.Comfy.Commit); err != nil {
+		return nil, err
+	}
+	for i, n := range b.lock.CustomNodes {
+		if err := add("node "+n.Name, b.spec.CustomNodes[i].Repo.Repo, n.Commit); err != nil {
+			return nil, err
+		}
+	}
+	if len(b.spec.Python.Requirements) > 0 {
+		reqs = append(reqs, pyenv.Requirements{Owner: "python.requirements", Lines: b.spec.Python.Requirements})
+	}
+	return reqs, nil
+}
+
+func (b *builder) constraints() []string {
+	var cs []string
+	pinned := map[string]bool{}
+	for _, line := range b.spec.Python.Requirements {
+		for name, l := range pyenv.RequirementNames(line) {
+			for _, t := range pyenv.TorchFamily {
+				if name == t {
+					cs, pinned[name] = append(cs, l), true
+				}
+			}
+		}
+	}
+	if b.spec.Python.SystemSitePackages {
+		for _, p := range b.info.torchPins() {
+			if !pinned[strings.SplitN(p, "==", 2)[0]] {
+				cs = append(cs, p)
+			}
+		}
+	}
+	sort.Strings(cs)
+	return cs
+}
+
+func (b *builder) targetID() string {
+	t := b.info.Target
+	return fmt.Sprintf("%s cp%s %s glibc%s system-site=%v", t.Python, t.Version, t.Arch, t.Glibc, b.spec.Python.SystemSitePackages)
+}
+
+func (b *builder) venvPart(ctx context.Context, git *gitcache.Cache) (Part, error) {
+	reqs, err := b.requirements(ctx, git)
+	if err != nil {
+		return Part{}, err
+	}
+	var locked []versions.LockedPackage
+	if b.lock.Python.ImageTarget == b.targetID() {
+		locked = b.lock.Python.ImagePackages
+	}
+	opts := pyenv.Options{WheelsDir: b.opts.WheelsDir, Offline: b.opts.Offline, IndexURLs: b.spec.Python.IndexURLs, Log: b.opts.Log}
+	wheels, err := pyenv.DownloadWheels(ctx, b.opts.HostPython, b.info.Target, reqs, b.constraints(), locked, opts, filepath.Join(b.opts.CacheDir, "wheels"))
+	if err != nil {
+		return Part{}, fmt.Errorf("venv: %w", err)
+	}
+	pkgs := make([]versions.LockedPackage, len(wheels))
+	keyParts := []string{"venv", b.targetID()}
+	for i, w := range wheels {
+		pkgs[i] = w.LockedPackage
+		keyParts = append(keyParts, w.Wheel, w.SHA256)
+	}
+	b.lock.Python.ImageTarget, b.lock.Python.ImagePackages = b.targetID(), pkgs
+	key := b.keyOf(keyParts...)
+	var tree *VenvTree
+	layer, packed, err := b.cache.Build(ctx, key, b.opts.Compression, b.layerOpts(), func() ([]Entry, error) {
+		var err error
+		tree, err = BuildVenvTree(path.Join(Root, ".venv"), b.info.Target, b.spec.Python.SystemSitePackages, wheels)
+		if err != nil {
+			return nil, err
+		}
+		return tree.Entries, nil
+	})
+	if tree != nil {
+		tree.Close()
+	}
+	if err != nil {
+		return Part{}, fmt.Errorf("venv: %w", err)
+	}
+	return Part{Kind: "venv", Name: fmt.Sprintf("%d packages for python %s", len(wheels), b.info.Version), Key: key, Packed: packed, Layer: layer,
+		Annotations: map[string]string{AnnPart: "venv", AnnName: fmt.Sprintf("%d packages", len(wheels))},
+		History:     fmt.Sprintf("comfy-image: venv (%d packages, python %s)", len(wheels), b.info.Version)}, nil
+}
+
+func (b *builder) configPart(ctx context.Context) (Part, error) {
+	files := []Entry{
+		BytesEntry(path.Join(Root, "extra_model_paths.yaml"), 0o644, realize.ExtraModelPaths(b.spec, ModelsDir)),
+		BytesEntry(path.Join(Root, "comfy.env"), 0o644, realize.EnvFile(b.spec, b.opts.LookupEnv)),
+		BytesEntry(path.Join(Root, "entrypoint.sh"), 0o755, entryScript(b.spec.VersionID)),
+	}
+	var keyParts []string
+	for _, f := range files {
+		rc, _ := f.Open()
+		data, _ := io.ReadAll(rc)
+		keyParts = append(keyParts, f.Path, string(data))
+	}
+	key := b.keyOf(append([]string{"config"}, keyParts...)...)
+	layer, packed, err := b.cache.Build(ctx, key, b.opts.Compression, b.layerOpts(), func() ([]Entry, error) { return files, nil })
+	if err != nil {
+		return Part{}, fmt.Errorf("config: %w", err)
+	}
+	return Part{Kind: "config", Name: "extra_model_paths.yaml, comfy.env, entrypoint.sh", Key: key, Packed: packed, Layer: layer,
+		Annotations: map[string]string{AnnPart: "config"}, History: "comfy-image: config"}, nil
+}
+
+// entryScript picks the models folder at run time ($COMFY_MODELS_DIR if it
+// holds files, else a RunPod volume realized from the same spec, else
+// $COMFY_MODELS_DIR), says which, and starts ComfyUI with a yaml pointing there.
+func entryScript(id string) []byte {
+	return []byte(`#!/bin/sh
+# comfy-image entry script of version ` + id + `.
+root=/opt/comfy
+volume=/runpod-volume/comfy-` + id + `/models
+models=${COMFY_MODELS_DIR:-/models}
+if [ -z "$(ls -A "$models" 2>/dev/null)" ] && [ -n "$(ls -A "$volume" 2>/dev/null)" ]; then
+  models=$volume
+fi
+echo "comfy-image: models from $models" >&2
+yaml=${TMPDIR:-/tmp}/extra_model_paths.yaml
+sed "s|^  base_path: .*|  base_path: $models|" "$root/extra_model_paths.yaml" >"$yaml"
+[ -f "$root/comfy.env" ] && . "$root/comfy.env"
+exec "$root/.venv/bin/python" "$root/ComfyUI/main.py" --extra-model-paths-config "$yaml" "$@"
+`)
+}
+
+// modelParts fetches every model (in parallel) and makes its layer:
+// <subdir>/<file> for the models image, models/<subdir>/<file> to bake.
+func (b *builder) modelParts(ctx context.Context) ([]Part, error) {
+	if b.opts.Models == "skip" || len(b.spec.Models) == 0 {
+		return nil, nil
+	}
+	f := realize.NewFetcher(b.spec, b.opts.Options, b.opts.LookupEnv, b.opts.Reporter, 0)
+	results := make([]versions.LockedModel, len(b.spec.Models))
+	errs := make([]error, len(b.spec.Models))
+	parts := make([]Part, len(b.spec.Models))
+	realize.Parallel(len(b.spec.Models), 3, func(i int) {
+		m := b.spec.Models[i]
+		if results[i], errs[i] = realize.FetchModel(ctx, f, m, b.lock); errs[i] != nil {
+			return
+		}
+		inImage := m.Dest()
+		if b.opts.Models == "bake" {
+			inImage = path.Join(strings.TrimPrefix(ModelsDir, "/"), inImage)
+		}
+		layer, err := NewModelLayer(b.cache.Dir, f.Store.BlobPath(results[i].SHA256), inImage, results[i].SHA256, b.modTime)
+		if err != nil {
+			errs[i] = fmt.Errorf("model %s: %w", m.Dest(), err)
+			return
+		}
+		parts[i] = Part{Kind: "model", Name: m.Dest(), SHA256: results[i].SHA256, Layer: layer,
+			Annotations: map[string]string{AnnPart: "model", AnnName: m.Dest(), AnnSource: m.Source, AnnSHA256: results[i].SHA256},
+			History:     fmt.Sprintf("comfy-image: model %s (sha256 %s)", m.Dest(), results[i].SHA256)}
+	})
+	f.Progress.Wait()
+	realize.MergeLockedModels(b.spec, b.lock, results, errs)
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return parts, nil
+}
+
+func (b *builder) labels() map[string]string {
+	l := map[string]string{
+		specs.AnnotationSource:   b.lock.Comfy.Repo,
+		specs.AnnotationRevision: b.lock.Comfy.Commit,
+		specs.AnnotationCreated:  b.modTime.Format(time.RFC3339),
+		specs.AnnotationVersion:  b.spec.VersionID,
+		specs.AnnotationTitle:    "ComfyUI " + b.spec.VersionID,
+		AnnSpecDigest:            b.spec.Digest,
+	}
+	for _, n := range b.lock.CustomNodes {
+		l[AnnNodePrefix+n.Name] = n.Repo + "@" + n.Commit
+	}
+	for _, m := range b.lock.Models {
+		l[AnnModelPfx+m.Dest] = m.SHA256
+	}
+	return l
+}
+
+func addenda(parts []Part, modTime time.Time) []mutate.Addendum {
+	out := make([]mutate.Addendum, len(parts))
+	for i, p := range parts {
+		mt, _ := p.Layer.MediaType()
+		out[i] = mutate.Addendum{Layer: p.Layer, MediaType: mt, Annotations: p.Annotations,
+			History: v1.History{Created: v1.Time{Time: modTime}, CreatedBy: p.History, Comment: "comfy-image"}}
+	}
+	return out
+}
+
+func (b *builder) appImage(parts []Part) (v1.Image, error) {
+	img := mutate.MediaType(b.base, types.OCIManifestSchema1)
+	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
+	img, err := mutate.Append(img, addenda(parts, b.modTime)...)
+	if err != nil {
+		return nil, err
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, err
+	}
+	cf = cf.DeepCopy()
+	c := &cf.Config
+	venvBin := "/" + path.Join(Root, ".venv", "bin")
+	env := map[string]string{"COMFY_MODELS_DIR": ModelsDir, "VIRTUAL_ENV": "/" + path.Join(Root, ".venv")}
+	basePath := "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+	var kept []string
+	for _, kv := range c.Env {
+		k, v, _ := strings.Cut(kv, "=")
+		if k == "PATH" {
+			basePath = v
+			continue
+		}
+		kept = append(kept, kv)
+	}
+	values, secret := b.spec.ResolveEnv(b.opts.LookupEnv)
+	for k, v := range values {
+		if !secret[k] {
+			env[k] = v
+		}
+	}
+	keys := make([]string, 0, len(env))
+	for k := range env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	c.Env = append([]string{"PATH=" + venvBin + ":" + basePath}, kept...)
+	for _, k := range keys {
+		c.Env = append(c.Env, k+"="+env[k])
+	}
+	c.WorkingDir = "/" + Root
+	c.Entrypoint = nil
+	c.Cmd = []string{"/" + path.Join(Root, "entrypoint.sh"), "--listen", "0.0.0.0", "--port", "8188"}
+	c.ExposedPorts = map[string]struct{}{"8188/tcp": {}}
+	if c.Labels == nil {
+		c.Labels = map[string]string{}
+	}
+	for k, v := range b.labels() {
+		c.Labels[k] = v
+	}
+	cf.Created = v1.Time{Time: b.modTime}
+	if img, err = mutate.ConfigFile(img, cf); err != nil {
+		return nil, err
+	}
+	return mutate.Annotations(img, b.labels()).(v1.Image), nil
+}
+
+func (b *builder) modelsImage(parts []Part) (v1.Image, error) {
+	img := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
+	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
+	img, err := mutate.Append(img, addenda(parts, b.modTime)...)
+	if err != nil {
+		return nil, err
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, err
+	}
+	cf = cf.DeepCopy()
+	baseCf, err := b.base.ConfigFile()
+	if err != nil {
+		return nil, err
+	}
+	cf.OS, cf.Architecture = baseCf.OS, baseCf.Architecture
+	cf.Created = v1.Time{Time: b.modTime}
+	ann := map[string]string{
+		specs.AnnotationVersion: b.spec.VersionID,
+		specs.AnnotationCreated: b.modTime.Format(time.RFC3339),
+		specs.AnnotationTitle:   "models of ComfyUI " + b.spec.VersionID,
+		AnnSpecDigest:           b.spec.Digest,
+		AnnPart:                 "models",
+	}
+	for _, p := range parts {
+		ann[AnnModelPfx+p.Name] = p.SHA256
+	}
+	cf.Config.Labels = ann
+	if img, err = mutate.ConfigFile(img, cf); err != nil {
+		return nil, err
+	}
+	return mutate.Annotations(img, ann).(v1.Image), nil
+}
+
+// recordLayers writes each layer's digest into the lock.
+func (b *builder) recordLayers(parts []Part) {
+	b.lock.Layers = nil
+	for _, p := range parts {
+		d, _ := p.Layer.Digest()
+		diff, _ := p.Layer.DiffID()
+		size, _ := p.Layer.Size()
+		key := p.Key
+		if p.Kind == "model" {
+			key = p.SHA256
+		}
+		b.lock.Layers = append(b.lock.Layers, versions.LockedLayer{Part: p.Kind + " " + p.Name, Key: key, Digest: d.String(), DiffID: diff.String(), Size: size})
+	}
+}
+
+// ghcrLayerLimit is GHCR's per-layer size limit.
+const ghcrLayerLimit = 10 << 30
+
+func (b *builder) warnHuge(parts []Part) {
+	for _, p := range parts {
+		if size, _ := p.Layer.Size(); size > ghcrLayerLimit {
+			b.logf("warning: layer %s %s is %s, over the 10 GB per-layer limit of some registries (GHCR)", p.Kind, p.Name, progress.Size(size))
+		}
+	}
+}
+
+// Describe renders parts as JSON-friendly rows (for printing).
+func Describe(p Part) map[string]any {
+	d, _ := p.Layer.Digest()
+	size, _ := p.Layer.Size()
+	row := map[string]any{"part": p.Kind, "name": p.Name, "digest": d.String(), "size": size, "packed": p.Packed}
+	if p.Commit != "" {
+		row["commit"] = p.Commit
+	}
+	if p.SHA256 != "" {
+		row["sha256"] = p.SHA256
+	}
+	return row
+}

@@ -1,0 +1,124 @@
+package realize
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/comfy-image/comfy-image/internal/progress"
+	"github.com/comfy-image/comfy-image/realize/models"
+	"github.com/comfy-image/comfy-image/versions"
+)
+
+// NewFetcher builds the model downloader with the spec's token and endpoint.
+func NewFetcher(spec *versions.Spec, opts Options, lookupEnv func(string) (string, bool), rep progress.Reporter, backoff time.Duration) *models.Fetcher {
+	values, _ := spec.ResolveEnv(lookupEnv)
+	token, tokenVar := values["HF_TOKEN"], "HF_TOKEN"
+	if refs := spec.SecretRefs()["HF_TOKEN"]; len(refs) > 0 {
+		tokenVar = refs[0]
+	}
+	if token == "" {
+		token, _ = lookupEnv("HF_TOKEN")
+	}
+	endpoint := values["HF_ENDPOINT"]
+	if endpoint == "" {
+		endpoint, _ = lookupEnv("HF_ENDPOINT")
+	}
+	if rep == nil {
+		rep = progress.NewPlain(opts.log(), 10*time.Second)
+	}
+	return &models.Fetcher{
+		Store:      models.Store{Dir: filepath.Join(opts.CacheDir, "models")},
+		HFEndpoint: endpoint,
+		HFToken:    token,
+		TokenVar:   tokenVar,
+		Offline:    opts.Offline,
+		Backoff:    backoff,
+		Progress:   rep,
+	}
+}
+
+// LockedModelFor finds the lock's entry for a model of the spec.
+func LockedModelFor(l *versions.Lock, m versions.Model) (versions.LockedModel, bool) {
+	for _, lm := range l.Models {
+		if lm.Source == m.Source && lm.Dest == m.Dest() {
+			return lm, true
+		}
+	}
+	return versions.LockedModel{}, false
+}
+
+// MergeLockedModels records the models that succeeded, in spec order.
+func MergeLockedModels(s *versions.Spec, l *versions.Lock, results []versions.LockedModel, errs []error) {
+	out := []versions.LockedModel{}
+	for i, m := range s.Models {
+		if errs[i] == nil {
+			out = append(out, results[i])
+		} else if lm, ok := LockedModelFor(l, m); ok {
+			out = append(out, lm)
+		}
+	}
+	l.Models = out
+}
+
+// EnvFile holds the spec's literal env values (runtime configuration);
+// values from the caller's environment are secrets and never written.
+func EnvFile(spec *versions.Spec, lookupEnv func(string) (string, bool)) []byte {
+	_, secret := spec.ResolveEnv(lookupEnv)
+	keys := make([]string, 0, len(spec.Env))
+	for k := range spec.Env {
+		if !secret[k] {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	b.WriteString("# Runtime environment of this version, sourced by run.sh.\n")
+	for _, k := range keys {
+		fmt.Fprintf(&b, "export %s='%s'\n", k, strings.ReplaceAll(spec.Env[k], "'", `'\''`))
+	}
+	return []byte(b.String())
+}
+
+// FetchModel makes sure the store holds model m (pinned by the spec's or
+// the lock's sha256 and URL) and returns its lock entry.
+func FetchModel(ctx context.Context, f *models.Fetcher, m versions.Model, l *versions.Lock) (versions.LockedModel, error) {
+	req := models.Request{Source: m.Source, SHA256: m.SHA256}
+	lm, haveLock := LockedModelFor(l, m)
+	pinned := haveLock && (m.SHA256 == "" || m.SHA256 == lm.SHA256)
+	if pinned {
+		req.SHA256, req.URL = lm.SHA256, lm.URL
+	}
+	res, err := f.Fetch(ctx, req)
+	if err != nil {
+		return versions.LockedModel{}, fmt.Errorf("models: %s: %w", m.Dest(), err)
+	}
+	out := versions.LockedModel{
+		Name: m.Name, Source: m.Source, Dest: m.Dest(),
+		URL: versions.RedactURL(res.URL), Revision: res.Revision, Size: res.Size, SHA256: res.SHA256,
+	}
+	if pinned && out.Revision == "" {
+		out.Revision = lm.Revision
+	}
+	return out, nil
+}
+
+// Parallel runs fn(0..n-1) with at most jobs at a time.
+func Parallel(n, jobs int, fn func(i int)) {
+	sem := make(chan struct{}, max(1, jobs))
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			fn(i)
+		}()
+	}
+	wg.Wait()
+}
