@@ -1,0 +1,161 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/comfy-image/comfy-image/internal/progress"
+	"github.com/comfy-image/comfy-image/layers"
+)
+
+func newBuildCmd() *cobra.Command {
+	var f specFlags
+	var o layers.BuildOptions
+	var push, modelsRef, compression string
+	var outputs []string
+	var jobs int
+	cmd := &cobra.Command{
+		Use:   "build --version-id ID | --spec FILE --base IMAGE [--push REF] [--output oci:DIR[:TAG]|tar:FILE]",
+		Short: "Build the app image (base + core + nodes + venv + config) and the models image",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			s, err := f.load(cmd)
+			if err != nil {
+				return err
+			}
+			if o.Base == "" {
+				return usagef("--base IMAGE is required (a registry reference, oci:DIR[:TAG] or tar:FILE)")
+			}
+			if _, err := layers.ParseLocation(o.Base); err != nil {
+				return usagef("--base: %v", err)
+			}
+			var outs []layers.Location
+			if push != "" {
+				outputs = append([]string{push}, outputs...)
+			}
+			for i, out := range outputs {
+				loc, err := layers.ParseLocation(out)
+				if err != nil || (i == 0 && push != "" && loc.Kind != "registry") {
+					return usagef("--push/--output %q: %v", out, err)
+				}
+				outs = append(outs, loc)
+			}
+			switch o.Models {
+			case "separate", "bake", "skip":
+			default:
+				return usagef("--models %q: expected separate, bake or skip", o.Models)
+			}
+			switch layers.Compression(compression) {
+			case layers.Gzip, layers.Zstd:
+				o.Compression = layers.Compression(compression)
+			default:
+				return usagef("--compression %q: expected gzip or zstd", compression)
+			}
+			if o.WheelsDir != "" {
+				if fi, err := os.Stat(o.WheelsDir); err != nil || !fi.IsDir() {
+					return usagef("--wheels-dir %s: not a directory", o.WheelsDir)
+				}
+				o.WheelsDir, _ = filepath.Abs(o.WheelsDir)
+			}
+			o.Options = f.options(cmd)
+			o.Locked = f.locked
+			o.Out = cmd.OutOrStdout()
+			o.Reporter = progress.New(cmd.ErrOrStderr())
+			if f.dryRun {
+				return layers.Plan(cmd.Context(), s, o, outs, cmd.OutOrStdout())
+			}
+			res, err := layers.Build(cmd.Context(), s, o)
+			if err != nil {
+				return err
+			}
+			printParts(cmd, res)
+			if len(outs) == 0 {
+				fmt.Fprintln(cmd.OutOrStdout(), "no --push or --output given: layers are built and cached only")
+				return nil
+			}
+			return layers.Write(cmd.Context(), res, outs, s.VersionID, layers.WriteOptions{
+				ModelsRef: modelsRef, Jobs: jobs, Reporter: o.Reporter, Log: cmd.OutOrStdout(),
+			})
+		},
+	}
+	f.register(cmd)
+	fl := cmd.Flags()
+	fl.StringVar(&o.Base, "base", "", "base image with Python (registry ref, oci:DIR[:TAG] or tar:FILE)")
+	fl.StringVar(&push, "push", "", "push the app image to REF (the models image goes to REF-models)")
+	fl.StringArrayVar(&outputs, "output", nil, "also write to oci:DIR[:TAG] or tar:FILE (repeatable)")
+	fl.StringVar(&o.Models, "models", "separate", "models: separate (own image), bake (into the app image at /models) or skip")
+	fl.StringVar(&modelsRef, "models-ref", "", "where the models image goes (default: the app reference's tag + -models)")
+	fl.StringVar(&o.WheelsDir, "wheels-dir", "", "take Python wheels only from this folder (pip --no-index --find-links)")
+	fl.StringVar(&compression, "compression", "gzip", "app layer compression: gzip or zstd")
+	fl.IntVar(&o.MaxLayers, "max-layers", 120, "most layers an image may have, base included (containerd refuses more than 127)")
+	fl.StringVar(&o.HostPython, "python", "python3", "host Python whose pip fetches wheels for the base's Python")
+	fl.IntVar(&jobs, "jobs", 4, "parallel layer uploads")
+	return cmd
+}
+
+func printParts(cmd *cobra.Command, res *layers.Result) {
+	out := cmd.OutOrStdout()
+	for _, p := range res.Parts {
+		d, _ := p.Layer.Digest()
+		size, _ := p.Layer.Size()
+		state := "cached"
+		if p.Packed {
+			state = "packed"
+		}
+		if p.Kind == "model" {
+			state = "uncompressed"
+		}
+		fmt.Fprintf(out, "%-7s %-48s %10s  %s  %s\n", p.Kind, trim(p.Name, 48), progress.Size(size), d.String()[:19], state)
+	}
+	if d, err := res.App.Digest(); err == nil {
+		fmt.Fprintf(out, "app image    %s\n", d)
+	}
+	if res.Models != nil {
+		if d, err := res.Models.Digest(); err == nil {
+			fmt.Fprintf(out, "models image %s\n", d)
+		}
+	}
+}
+
+func trim(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n-1] + "…"
+}
+
+func newInspectCmd() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "inspect IMAGE",
+		Short: "Show which layer of an image holds which part (core, node, venv, config, model)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			loc, err := layers.ParseLocation(args[0])
+			if err != nil {
+				return usageError{err}
+			}
+			img, err := layers.ReadImage(loc)
+			if err != nil {
+				return err
+			}
+			info, err := layers.Inspect(img)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(info)
+			}
+			info.Print(cmd.OutOrStdout())
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
