@@ -23,15 +23,21 @@ type Wheel struct {
 	Files map[string]string
 }
 
-// FileName is the wheel's file name (py3-none-any).
-func (w Wheel) FileName() string {
-	return fmt.Sprintf("%s-%s-py3-none-any.whl", strings.ReplaceAll(w.Name, "-", "_"), w.Version)
+// FileName is the wheel's file name for a tag ("py3-none-any").
+func (w Wheel) FileName(tag string) string {
+	return fmt.Sprintf("%s-%s-%s.whl", strings.ReplaceAll(w.Name, "-", "_"), w.Version, tag)
 }
 
 // BuildWheel writes w into dir as a real wheel (zip with METADATA, WHEEL,
 // RECORD) that pip installs, and returns its path. The module of the same
 // name has VERSION and, for each script, a function printing its name.
 func BuildWheel(t testing.TB, dir string, w Wheel) string {
+	t.Helper()
+	return BuildWheelTagged(t, dir, w, "py3-none-any")
+}
+
+// BuildWheelTagged is BuildWheel for another tag (a platform wheel).
+func BuildWheelTagged(t testing.TB, dir string, w Wheel, tag string) string {
 	t.Helper()
 	mod := strings.ReplaceAll(w.Name, "-", "_")
 	distInfo := fmt.Sprintf("%s-%s.dist-info", mod, w.Version)
@@ -46,7 +52,7 @@ func BuildWheel(t testing.TB, dir string, w Wheel) string {
 		meta += "Requires-Dist: " + r + "\n"
 	}
 	files[distInfo+"/METADATA"] = meta
-	files[distInfo+"/WHEEL"] = "Wheel-Version: 1.0\nGenerator: comfy-image-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+	files[distInfo+"/WHEEL"] = fmt.Sprintf("Wheel-Version: 1.0\nGenerator: comfy-image-tests\nRoot-Is-Purelib: %v\nTag: %s\n", tag == "py3-none-any", tag)
 	if len(w.Scripts) > 0 {
 		ep := "[console_scripts]\n"
 		for name, target := range w.Scripts {
@@ -68,7 +74,7 @@ func BuildWheel(t testing.TB, dir string, w Wheel) string {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(dir, w.FileName())
+	path := filepath.Join(dir, w.FileName(tag))
 	f, err := os.Create(path)
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,75 @@
+package testsupport
+
+import (
+	"archive/tar"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/registry"
+)
+
+// Registry is go-containerregistry's in-process registry behind an
+// httptest server, counting the blob uploads it receives.
+type Registry struct {
+	// Host is "127.0.0.1:PORT", usable in references (plain HTTP).
+	Host    string
+	srv     *httptest.Server
+	mu      sync.Mutex
+	uploads int
+	puts    []string
+}
+
+// NewRegistry starts a registry that stops when the test ends.
+func NewRegistry(t testing.TB) *Registry {
+	r := &Registry{}
+	h := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.Method == http.MethodPut && strings.Contains(req.URL.Path, "/blobs/uploads/") {
+			r.mu.Lock()
+			r.uploads++
+			r.puts = append(r.puts, req.URL.Query().Get("digest"))
+			r.mu.Unlock()
+		}
+		h.ServeHTTP(w, req)
+	}))
+	t.Cleanup(r.srv.Close)
+	r.Host = strings.TrimPrefix(r.srv.URL, "http://")
+	return r
+}
+
+// Uploads returns how many blobs were uploaded so far and their digests.
+func (r *Registry) Uploads() (int, []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.uploads, append([]string(nil), r.puts...)
+}
+
+func writeSimpleTar(file string, files map[string]string) error {
+	f, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	tw := tar.NewWriter(f)
+	names := make([]string, 0, len(files))
+	for n := range files {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		if err := tw.WriteHeader(&tar.Header{Name: n, Mode: 0o755, Size: int64(len(files[n])), Typeflag: tar.TypeReg}); err != nil {
+			return err
+		}
+		if _, err := tw.Write([]byte(files[n])); err != nil {
+			return err
+		}
+	}
+	return tw.Close()
+}

@@ -1,0 +1,412 @@
+package layers_test
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+
+	"github.com/comfy-image/comfy-image/internal/testsupport"
+	"github.com/comfy-image/comfy-image/layers"
+	"github.com/comfy-image/comfy-image/realize"
+	"github.com/comfy-image/comfy-image/versions"
+)
+
+func load(t *testing.T, v *testsupport.Version) *versions.Spec {
+	t.Helper()
+	s, err := versions.Load(v.SpecFile, func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func build(t *testing.T, v *testsupport.Version, base, cache string, mod func(*layers.BuildOptions)) *layers.Result {
+	t.Helper()
+	o := layers.BuildOptions{
+		Options:   realize.Options{CacheDir: cache},
+		Base:      base,
+		WheelsDir: v.Wheels,
+		LookupEnv: func(k string) (string, bool) {
+			if k == "HF_ENDPOINT" {
+				return v.HF.URL, true
+			}
+			return "", false
+		},
+		Getenv: func(string) string { return "" },
+	}
+	if mod != nil {
+		mod(&o)
+	}
+	res, err := layers.Build(context.Background(), load(t, v), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+func digestOf(t *testing.T, img v1.Image) string {
+	t.Helper()
+	d, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d.String()
+}
+
+func layerDigests(t *testing.T, img v1.Image) []string {
+	t.Helper()
+	ls, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, l := range ls {
+		d, _ := l.Digest()
+		out = append(out, d.String())
+	}
+	return out
+}
+
+// files reads an image's flattened filesystem: path -> content or link.
+func files(t *testing.T, img v1.Image) map[string]string {
+	t.Helper()
+	rc := mutate.Extract(img)
+	defer rc.Close()
+	out := map[string]string{}
+	tr := tar.NewReader(rc)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch h.Typeflag {
+		case tar.TypeSymlink:
+			out[h.Name] = "-> " + h.Linkname
+		case tar.TypeReg:
+			data, _ := io.ReadAll(tr)
+			out[h.Name] = string(data)
+		}
+	}
+	return out
+}
+
+func TestBuildLaysOutTheVersion(t *testing.T) {
+	v := testsupport.NewVersion(t)
+	res := build(t, v, testsupport.SyntheticBase(t), t.TempDir(), nil)
+	fs := files(t, res.App)
+	for _, want := range []string{
+		"opt/comfy/ComfyUI/main.py", "opt/comfy/custom_nodes/gguf/__init__.py",
+		"opt/comfy/custom_nodes/ComfyUI-KJNodes/requirements.txt", "opt/comfy/extra_model_paths.yaml",
+		"opt/comfy/entrypoint.sh", "opt/comfy/.venv/pyvenv.cfg",
+		"opt/comfy/.venv/lib/python3.11/site-packages/alpha/__init__.py",
+		"opt/comfy/.venv/lib/python3.11/site-packages/beta-1.2.dist-info/METADATA",
+		"opt/comfy/.venv/bin/gamma-tool",
+	} {
+		if _, ok := fs[want]; !ok {
+			t.Errorf("app image lacks %s", want)
+		}
+	}
+	for p := range fs {
+		if strings.Contains(p, "/.git/") || strings.HasSuffix(p, ".pyc") {
+			t.Errorf("app image holds %s", p)
+		}
+	}
+	if got := fs["opt/comfy/ComfyUI/custom_nodes/gguf"]; got != "-> ../../custom_nodes/gguf" {
+		t.Errorf("node link %q", got)
+	}
+	if got := fs["opt/comfy/.venv/bin/python"]; got != "-> /usr/bin/python3.11" {
+		t.Errorf("venv python %q", got)
+	}
+	if !strings.HasPrefix(fs["opt/comfy/.venv/bin/gamma-tool"], "#!/opt/comfy/.venv/bin/python\n") {
+		t.Errorf("console script shebang: %q", fs["opt/comfy/.venv/bin/gamma-tool"])
+	}
+	if !strings.Contains(fs["opt/comfy/.venv/pyvenv.cfg"], "home = /usr/bin\n") {
+		t.Errorf("pyvenv.cfg: %q", fs["opt/comfy/.venv/pyvenv.cfg"])
+	}
+	if !strings.Contains(fs["opt/comfy/extra_model_paths.yaml"], "base_path: /models\n") {
+		t.Error("yaml does not point at /models")
+	}
+	cf, _ := res.App.ConfigFile()
+	if cf.Config.Env[0] != "PATH=/opt/comfy/.venv/bin:/usr/bin:/bin" || !contains(cf.Config.Env, "COMFY_MODELS_DIR=/models") || !contains(cf.Config.Env, "PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True") {
+		t.Errorf("env %q", cf.Config.Env)
+	}
+	if cf.Config.WorkingDir != "/opt/comfy" || cf.Config.Cmd[0] != "/opt/comfy/entrypoint.sh" || !contains(cf.Config.Cmd, "0.0.0.0") {
+		t.Errorf("workdir %q cmd %q", cf.Config.WorkingDir, cf.Config.Cmd)
+	}
+	m, _ := res.App.Manifest()
+	if m.Annotations["org.opencontainers.image.version"] != "demo" || m.Annotations["org.opencontainers.image.revision"] != v.Core.RevParse("HEAD") {
+		t.Errorf("manifest annotations %v", m.Annotations)
+	}
+	if m.Annotations[layers.AnnNodePrefix+"gguf"] == "" {
+		t.Error("no annotation names the gguf node")
+	}
+	// The models image: one uncompressed layer per file at <subdir>/<file>.
+	if res.Models == nil {
+		t.Fatal("no models image")
+	}
+	mfs := files(t, res.Models)
+	for dest, content := range v.Models {
+		if mfs[dest] != string(content) {
+			t.Errorf("models image: %s wrong or missing", dest)
+		}
+	}
+	mm, _ := res.Models.Manifest()
+	for _, l := range mm.Layers {
+		if l.MediaType != "application/vnd.oci.image.layer.v1.tar" || l.Annotations[layers.AnnSHA256] == "" || l.Annotations[layers.AnnSource] == "" {
+			t.Errorf("model layer %+v", l)
+		}
+	}
+	// The lock records the image's packages and every layer.
+	if len(res.Lock.Python.ImagePackages) != 3 || len(res.Lock.Layers) != 7 {
+		t.Errorf("lock: %d image packages, %d layers", len(res.Lock.Python.ImagePackages), len(res.Lock.Layers))
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func TestSameVersionSameDigestsFromTwoCaches(t *testing.T) {
+	v := testsupport.NewVersion(t)
+	base := testsupport.SyntheticBase(t)
+	a := build(t, v, base, t.TempDir(), nil)
+	b := build(t, v, base, t.TempDir(), func(o *layers.BuildOptions) { o.Compression = layers.Gzip })
+	if digestOf(t, a.App) != digestOf(t, b.App) || digestOf(t, a.Models) != digestOf(t, b.Models) {
+		t.Fatalf("digests differ between caches:\napp %s vs %s\nmodels %s vs %s", digestOf(t, a.App), digestOf(t, b.App), digestOf(t, a.Models), digestOf(t, b.Models))
+	}
+	// SOURCE_DATE_EPOCH changes the mtimes, and so the digests.
+	c := build(t, v, base, t.TempDir(), func(o *layers.BuildOptions) {
+		o.Getenv = func(k string) string { return map[string]string{"SOURCE_DATE_EPOCH": "1700000000"}[k] }
+	})
+	if digestOf(t, c.App) == digestOf(t, a.App) {
+		t.Fatal("SOURCE_DATE_EPOCH did not change the image")
+	}
+	cf, _ := c.App.ConfigFile()
+	if !cf.Created.Equal(time.Unix(1700000000, 0)) {
+		t.Errorf("created %v", cf.Created)
+	}
+}
+
+func TestOneChangedNodeRepacksAndPushesOneLayer(t *testing.T) {
+	v := testsupport.NewVersion(t)
+	base := testsupport.SyntheticBase(t)
+	cache := t.TempDir()
+	reg := testsupport.NewRegistry(t)
+	out, err := layers.ParseLocation(reg.Host + "/comfy/demo:v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	first := build(t, v, base, cache, nil)
+	if err := layers.Write(ctx, first, []layers.Location{out}, "demo", layers.WriteOptions{Log: io.Discard}); err != nil {
+		t.Fatal(err)
+	}
+	n0, _ := reg.Uploads()
+	// Unchanged: nothing is packed and no blob is uploaded.
+	again := build(t, v, base, cache, nil)
+	for _, p := range again.Parts {
+		if p.Packed {
+			t.Errorf("unchanged %s %s was packed again", p.Kind, p.Name)
+		}
+	}
+	if err := layers.Write(ctx, again, []layers.Location{out}, "demo", layers.WriteOptions{Log: io.Discard}); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := reg.Uploads(); n != n0 {
+		t.Fatalf("rebuild of an unchanged version uploaded %d blobs", n-n0)
+	}
+	// One node moves: one layer differs; that blob and the config go up.
+	v.Nodes["ComfyUI-KJNodes"].Commit("fix", map[string]string{"nodes.py": "FIXED = True\n"})
+	os.Remove(versions.LockPath(cache, "demo"))
+	changed := build(t, v, base, cache, nil)
+	before, after := layerDigests(t, first.App), layerDigests(t, changed.App)
+	diff := 0
+	for i := range before {
+		if before[i] != after[i] {
+			diff++
+		}
+	}
+	if len(before) != len(after) || diff != 1 {
+		t.Fatalf("%d layers differ, want 1", diff)
+	}
+	packed := 0
+	for _, p := range changed.Parts {
+		if p.Packed {
+			packed++
+			if p.Name != "ComfyUI-KJNodes" {
+				t.Errorf("%s %s was packed", p.Kind, p.Name)
+			}
+		}
+	}
+	if packed != 1 {
+		t.Errorf("%d layers packed, want 1", packed)
+	}
+	if err := layers.Write(ctx, changed, []layers.Location{out}, "demo", layers.WriteOptions{Log: io.Discard}); err != nil {
+		t.Fatal(err)
+	}
+	n2, digests := reg.Uploads()
+	if n2-n0 != 2 {
+		t.Fatalf("uploaded %d blobs (%v), want the changed layer and the config", n2-n0, digests[n0:])
+	}
+}
+
+func TestGzipDigestDoesNotDependOnGOMAXPROCS(t *testing.T) {
+	content := make([]byte, 5<<20)
+	for i := range content {
+		content[i] = byte(i*7 + i/1000)
+	}
+	entries := func() ([]layers.Entry, error) {
+		return []layers.Entry{layers.BytesEntry("data/big.bin", 0o644, content), layers.BytesEntry("data/small.txt", 0o644, []byte("x"))}, nil
+	}
+	var digests []string
+	for _, procs := range []int{1, 2, 8} {
+		prev := runtime.GOMAXPROCS(procs)
+		c := layers.Cache{Dir: t.TempDir(), Jobs: procs}
+		l, _, err := c.Build(context.Background(), layers.Key("k"), layers.Gzip, layers.TarOptions{ModTime: time.Unix(0, 0)}, entries)
+		runtime.GOMAXPROCS(prev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, _ := l.Digest()
+		digests = append(digests, d.String())
+		// The digest is the blob's, and the diffID the tar's.
+		rc, _ := l.Compressed()
+		h := sha256.New()
+		io.Copy(h, rc)
+		rc.Close()
+		if "sha256:"+hex.EncodeToString(h.Sum(nil)) != d.String() {
+			t.Fatal("digest is not the sha256 of the compressed blob")
+		}
+	}
+	if digests[0] != digests[1] || digests[1] != digests[2] {
+		t.Fatalf("digests differ with GOMAXPROCS: %v", digests)
+	}
+}
+
+func TestModelLayerDigestIsRememberedNotReread(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "blob")
+	content := bytes.Repeat([]byte("weights!"), 100_000)
+	os.WriteFile(file, content, 0o644)
+	sum := sha256.Sum256(content)
+	sha := hex.EncodeToString(sum[:])
+	l, err := layers.NewModelLayer(dir, file, "vae/x.safetensors", sha, time.Unix(0, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The layer is a valid tar holding the file, and its digest is the tar's.
+	rc, _ := l.Uncompressed()
+	data, _ := io.ReadAll(rc)
+	rc.Close()
+	tsum := sha256.Sum256(data)
+	if d, _ := l.Digest(); d.Hex != hex.EncodeToString(tsum[:]) {
+		t.Fatal("digest is not the sha256 of the layer")
+	}
+	if size, _ := l.Size(); size != int64(len(data)) {
+		t.Fatalf("size %d, stream %d", size, len(data))
+	}
+	tr := tar.NewReader(bytes.NewReader(data))
+	var names []string
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			break
+		}
+		names = append(names, h.Name)
+		if h.Name == "vae/x.safetensors" {
+			got, _ := io.ReadAll(tr)
+			if !bytes.Equal(got, content) {
+				t.Fatal("file content differs in the layer")
+			}
+		}
+	}
+	if strings.Join(names, ",") != "vae/,vae/x.safetensors" {
+		t.Fatalf("entries %v", names)
+	}
+	// Same size, other bytes: a layer that re-read the file would change.
+	os.WriteFile(file, bytes.Repeat([]byte("WEIGHTS?"), 100_000), 0o644)
+	again, err := layers.NewModelLayer(dir, file, "vae/x.safetensors", sha, time.Unix(0, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d1, _ := l.Digest()
+	d2, _ := again.Digest()
+	if d1 != d2 {
+		t.Fatal("the model file was read again to compute its layer digest")
+	}
+}
+
+func TestLayerBudgetGroupsNodesStably(t *testing.T) {
+	v := testsupport.NewVersion(t)
+	base := testsupport.SyntheticBase(t)
+	extra := ""
+	for i := range 6 {
+		r := testsupport.NewRepo(t, filepath.Join(v.Dir, "repos", "node"+string(rune('a'+i))))
+		r.Commit("init", map[string]string{"__init__.py": "N = " + string(rune('0'+i)) + "\n"})
+	}
+	spec, _ := os.ReadFile(v.SpecFile)
+	for i := range 6 {
+		extra += `, {"repo": "file://` + filepath.Join(v.Dir, "repos", "node"+string(rune('a'+i))) + `"}`
+	}
+	os.WriteFile(v.SpecFile, []byte(strings.Replace(string(spec), `"name": "gguf"},`, `"name": "gguf"}`+extra+`,`, 1)), 0o644)
+	cache := t.TempDir()
+	// 1 base layer + core + venv + config + 4 node groups = 8.
+	res := build(t, v, base, cache, func(o *layers.BuildOptions) { o.MaxLayers = 8; o.Models = "skip" })
+	ls, _ := res.App.Layers()
+	if len(ls) > 8 {
+		t.Fatalf("%d layers, budget 8", len(ls))
+	}
+	files := files(t, res.App)
+	for i := range 6 {
+		if _, ok := files["opt/comfy/custom_nodes/node"+string(rune('a'+i))+"/__init__.py"]; !ok {
+			t.Errorf("node%c missing from the grouped layers", 'a'+i)
+		}
+	}
+	// Moving one node changes only its group's layer.
+	testsupport.NewRepo(t, filepath.Join(v.Dir, "repos", "nodec")).Commit("more", map[string]string{"x.py": "1"})
+	os.Remove(versions.LockPath(cache, "demo"))
+	moved := build(t, v, base, cache, func(o *layers.BuildOptions) { o.MaxLayers = 8; o.Models = "skip" })
+	a, b := layerDigests(t, res.App), layerDigests(t, moved.App)
+	diff := 0
+	for i := range a {
+		if a[i] != b[i] {
+			diff++
+		}
+	}
+	if diff != 1 {
+		t.Fatalf("%d layers changed when one grouped node moved, want 1", diff)
+	}
+}
+
+func TestNoWheelForTheBaseIsNamed(t *testing.T) {
+	v := testsupport.NewVersion(t)
+	testsupport.BuildWheelTagged(t, v.Wheels, testsupport.Wheel{Name: "armonly", Version: "1.0"}, "cp311-cp311-manylinux_2_17_aarch64")
+	v.WriteSpec(t, `"python": {"requirements": ["armonly"]},`)
+	o := layers.BuildOptions{Options: realize.Options{CacheDir: t.TempDir()}, Base: testsupport.SyntheticBase(t), WheelsDir: v.Wheels, Models: "skip",
+		LookupEnv: func(string) (string, bool) { return "", false }, Getenv: func(string) string { return "" }}
+	_, err := layers.Build(context.Background(), load(t, v), o)
+	if err == nil || !strings.Contains(err.Error(), "no wheel of armonly") || !strings.Contains(err.Error(), "python.requirements") {
+		t.Fatalf("error %v", err)
+	}
+}
