@@ -410,3 +410,152 @@ func TestNoWheelForTheBaseIsNamed(t *testing.T) {
 		t.Fatalf("error %v", err)
 	}
 }
+
+func TestTarOutputIsDockerLoadableAndInspectable(t *testing.T) {
+	v := testsupport.NewVersion(t)
+	res := build(t, v, testsupport.SyntheticBase(t), t.TempDir(), nil)
+	file := filepath.Join(t.TempDir(), "demo.tar")
+	loc, _ := layers.ParseLocation("tar:" + file)
+	if err := layers.Write(context.Background(), res, []layers.Location{loc}, "demo", layers.WriteOptions{Log: io.Discard}); err != nil {
+		t.Fatal(err)
+	}
+	// docker load reads manifest.json; both images are tagged in it.
+	manifest := readTarMember(t, file, "manifest.json")
+	if !strings.Contains(manifest, `"demo:latest"`) || !strings.Contains(manifest, `"demo:latest-models"`) {
+		t.Fatalf("manifest.json: %s", manifest)
+	}
+	img, err := layers.ReadImage(loc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if digestOf(t, img) == "" {
+		t.Fatal("no digest")
+	}
+	// The tarball drops layer annotations; inspect falls back on history.
+	info, err := layers.Inspect(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts := map[string]string{}
+	for _, l := range info.Layers {
+		parts[l.Part+" "+l.Name] = l.Commit
+	}
+	if parts["node gguf"] != v.Nodes["ComfyUI-GGUF"].RevParse("HEAD") || parts["core ComfyUI"] == "" {
+		t.Fatalf("inspect of the tarball: %+v", info.Layers)
+	}
+}
+
+func readTarMember(t *testing.T, file, name string) string {
+	t.Helper()
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	tr := tar.NewReader(f)
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			t.Fatalf("%s not in %s", name, file)
+		}
+		if h.Name == name {
+			data, _ := io.ReadAll(tr)
+			return string(data)
+		}
+	}
+}
+
+func TestInspectNamesEveryPart(t *testing.T) {
+	v := testsupport.NewVersion(t)
+	res := build(t, v, testsupport.SyntheticBase(t), t.TempDir(), func(o *layers.BuildOptions) { o.Models = "bake" })
+	if res.Models != nil {
+		t.Fatal("--models bake made a models image")
+	}
+	info, err := layers.Inspect(res.App)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, l := range info.Layers {
+		got = append(got, l.Part)
+		if l.Part == "model" && (l.SHA256 == "" || l.Source == "") {
+			t.Errorf("model layer without sha256/source: %+v", l)
+		}
+	}
+	if strings.Join(got, ",") != "base,core,node,node,venv,config,model,model" {
+		t.Fatalf("parts %v", got)
+	}
+	fs := files(t, res.App)
+	for dest, content := range v.Models {
+		if fs["models/"+dest] != string(content) {
+			t.Errorf("baked model %s missing", dest)
+		}
+	}
+	var buf bytes.Buffer
+	info.Print(&buf)
+	if !strings.Contains(buf.String(), "gguf @ "+v.Nodes["ComfyUI-GGUF"].RevParse("HEAD")[:12]) {
+		t.Errorf("printed inspect:\n%s", buf.String())
+	}
+}
+
+func TestOfflineBuildFromCacheAndLock(t *testing.T) {
+	v := testsupport.NewVersion(t)
+	base := testsupport.SyntheticBase(t)
+	cache := t.TempDir()
+	online := build(t, v, base, cache, nil)
+	// No wheels folder, no HF server: the lock and the cache must do.
+	os.RemoveAll(v.Wheels)
+	v.HF.Close()
+	offline := build(t, v, base, cache, func(o *layers.BuildOptions) { o.Offline = true; o.WheelsDir = "" })
+	if digestOf(t, online.App) != digestOf(t, offline.App) || digestOf(t, online.Models) != digestOf(t, offline.Models) {
+		t.Fatal("offline build differs")
+	}
+}
+
+func TestZstdLayers(t *testing.T) {
+	v := testsupport.NewVersion(t)
+	base := testsupport.SyntheticBase(t)
+	a := build(t, v, base, t.TempDir(), func(o *layers.BuildOptions) { o.Compression = layers.Zstd; o.Models = "skip" })
+	b := build(t, v, base, t.TempDir(), func(o *layers.BuildOptions) { o.Compression = layers.Zstd; o.Models = "skip" })
+	if digestOf(t, a.App) != digestOf(t, b.App) {
+		t.Fatal("zstd builds differ")
+	}
+	m, _ := a.App.Manifest()
+	if m.Layers[1].MediaType != "application/vnd.oci.image.layer.v1.tar+zstd" {
+		t.Fatalf("media type %s", m.Layers[1].MediaType)
+	}
+	if _, ok := files(t, a.App)["opt/comfy/ComfyUI/main.py"]; !ok {
+		t.Fatal("zstd layer unreadable")
+	}
+}
+
+func TestSecretsStayOutOfImages(t *testing.T) {
+	v := testsupport.NewVersion(t)
+	token := "hf_secret_" + hex.EncodeToString([]byte(t.Name()))
+	v.HF.RequireToken(token)
+	spec, _ := os.ReadFile(v.SpecFile)
+	os.WriteFile(v.SpecFile, []byte(strings.Replace(string(spec), `"env": {`, `"env": {"HF_TOKEN": "${HF_TOKEN}", `, 1)), 0o644)
+	res := build(t, v, testsupport.SyntheticBase(t), t.TempDir(), func(o *layers.BuildOptions) {
+		o.LookupEnv = func(k string) (string, bool) {
+			switch k {
+			case "HF_TOKEN":
+				return token, true
+			case "HF_ENDPOINT":
+				return v.HF.URL, true
+			}
+			return "", false
+		}
+	})
+	for _, img := range []v1.Image{res.App, res.Models} {
+		raw, _ := img.RawConfigFile()
+		man, _ := img.RawManifest()
+		if strings.Contains(string(raw)+string(man), token) {
+			t.Fatal("the token is in an image config or manifest")
+		}
+		for p, content := range files(t, img) {
+			if strings.Contains(content, token) {
+				t.Fatalf("the token is in %s", p)
+			}
+		}
+	}
+}

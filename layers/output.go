@@ -137,7 +137,11 @@ func writeTar(file, versionID string, app, models v1.Image) error {
 	}
 	refs := map[name.Reference]v1.Image{appTag: app}
 	if models != nil {
-		refs[appTag.Context().Tag("latest-models")] = models
+		modelsTag, err := name.NewTag(strings.ToLower(versionID) + ":latest-models")
+		if err != nil {
+			return err
+		}
+		refs[modelsTag] = models
 	}
 	tmp := file + ".tmp"
 	if err := tarball.MultiRefWriteToFile(tmp, refs); err != nil {

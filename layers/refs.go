@@ -2,7 +2,9 @@ package layers
 
 import (
 	"fmt"
+	"io"
 	"net"
+	"os"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -108,7 +110,11 @@ func ReadImage(loc Location, opts ...remote.Option) (v1.Image, error) {
 		}
 		return idx.Image(found[len(found)-1])
 	case "tar":
-		img, err := tarball.ImageFromPath(loc.Path, nil)
+		tag, err := appTagIn(loc.Path)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", loc, err)
+		}
+		img, err := tarball.ImageFromPath(loc.Path, tag)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", loc, err)
 		}
@@ -119,4 +125,25 @@ func ReadImage(loc Location, opts ...remote.Option) (v1.Image, error) {
 		return nil, fmt.Errorf("%s: %w", loc, err)
 	}
 	return img, nil
+}
+
+// appTagIn picks the image of a docker tarball that holds several (ours
+// hold the app image and its models image): the first not tagged -models.
+func appTagIn(file string) (*name.Tag, error) {
+	m, err := tarball.LoadManifest(func() (io.ReadCloser, error) { return os.Open(file) })
+	if err != nil {
+		return nil, err
+	}
+	if len(m) <= 1 {
+		return nil, nil
+	}
+	for _, d := range m {
+		for _, t := range d.RepoTags {
+			if !strings.HasSuffix(t, "-models") {
+				tag, err := name.NewTag(t)
+				return &tag, err
+			}
+		}
+	}
+	return nil, fmt.Errorf("%d images and none is an app image", len(m))
 }

@@ -52,9 +52,12 @@ func NewHFServer(t testing.TB) *HFServer {
 	s.cdn = httptest.NewServer(http.HandlerFunc(s.serveCDN))
 	s.hub = httptest.NewServer(http.HandlerFunc(s.serveHub))
 	s.URL, s.CDNURL = s.hub.URL, s.cdn.URL
-	t.Cleanup(func() { s.hub.Close(); s.cdn.Close() })
+	t.Cleanup(s.Close)
 	return s
 }
+
+// Close stops both hosts; later requests fail to connect.
+func (s *HFServer) Close() { s.hub.Close(); s.cdn.Close() }
 
 // Add publishes content at owner/repo/path and returns its sha256.
 func (s *HFServer) Add(repoPath string, content []byte) string {
