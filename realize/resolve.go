@@ -159,10 +159,27 @@ func LoadOrResolve(ctx context.Context, s *versions.Spec, opts Options, locked b
 	if !errors.Is(err, versions.ErrNoLock) {
 		fmt.Fprintf(opts.log(), "lock: %v; resolving again\n", err)
 	}
-	if l, err = ResolveRepos(ctx, s, opts); err != nil {
+	fresh, err := ResolveRepos(ctx, s, opts)
+	if err != nil {
 		return nil, err
 	}
-	return l, versions.WriteLock(file, l)
+	CarryOver(l, fresh, s)
+	return fresh, versions.WriteLock(file, fresh)
+}
+
+// CarryOver keeps what an older lock pinned that a new resolution of the
+// repositories does not change: the models (same source and destination;
+// their content is pinned by sha256). Python packages are not kept: new
+// commits may need other ones.
+func CarryOver(old, fresh *versions.Lock, s *versions.Spec) {
+	if old == nil {
+		return
+	}
+	for _, m := range s.Models {
+		if lm, ok := LockedModelFor(old, m); ok && (m.SHA256 == "" || m.SHA256 == lm.SHA256) {
+			fresh.Models = append(fresh.Models, lm)
+		}
+	}
 }
 
 // OpenMirror opens the cache's mirror of repo, fetching it first when it

@@ -21,7 +21,7 @@ func newBuildCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "build --version-id ID | --spec FILE --base IMAGE [--push REF] [--output oci:DIR[:TAG]|tar:FILE]",
 		Short: "Build the app image (base + core + nodes + venv + config) and the models image",
-		Args:  cobra.NoArgs,
+		Args:  usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			s, err := f.load(cmd)
 			if err != nil {
@@ -133,7 +133,7 @@ func newInspectCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "inspect IMAGE",
 		Short: "Show which layer of an image holds which part (core, node, venv, config, model)",
-		Args:  cobra.ExactArgs(1),
+		Args:  usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			loc, err := layers.ParseLocation(args[0])
 			if err != nil {

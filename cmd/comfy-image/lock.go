@@ -14,7 +14,7 @@ func newLockCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "lock --version-id ID | --spec FILE",
 		Short: "Resolve branches and tags to commits and write the lock",
-		Args:  cobra.NoArgs,
+		Args:  usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			s, err := f.load(cmd)
 			if err != nil {
@@ -42,6 +42,9 @@ func newLockCmd() *cobra.Command {
 			l, err := realize.ResolveRepos(cmd.Context(), s, opts)
 			if err != nil {
 				return err
+			}
+			if old, err := versions.ReadLock(file); err == nil {
+				realize.CarryOver(old, l, s)
 			}
 			if err := versions.WriteLock(file, l); err != nil {
 				return fmt.Errorf("write lock: %w", err)

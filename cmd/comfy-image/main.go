@@ -68,3 +68,13 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	)
 	return root
 }
+
+// usageArgs makes cobra's argument errors usage errors (exit code 2).
+func usageArgs(check cobra.PositionalArgs) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := check(cmd, args); err != nil {
+			return usageError{err}
+		}
+		return nil
+	}
+}

@@ -15,7 +15,7 @@ func newRealizeCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "realize --version-id ID | --spec FILE [--target DIR]",
 		Short: "Lay a version out on disk: checkouts, venv, models, extra_model_paths.yaml",
-		Args:  cobra.NoArgs,
+		Args:  usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			s, err := f.load(cmd)
 			if err != nil {
