@@ -3,6 +3,7 @@
 # git repositories (a stand-in ComfyUI core and two custom nodes), writes a
 # spec pointing at them, and runs the tool on it. Nothing leaves this machine.
 set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
 bin=$(realpath "${1:-bin/comfy-image}")
 out=$(realpath -m "${DEMO_OUT:-demo-out}")
 export COMFY_CACHE="$out/cache"
@@ -78,3 +79,24 @@ echo "== extra_model_paths.yaml (head)"
 head -12 "$out/target/extra_model_paths.yaml"
 echo "== rerun (a no-op)"
 time "$bin" realize --version-id demo --target "$out/target" --wheels-dir "$out/wheels"
+
+# Images: the same version as an app image plus a models image, written to an
+# OCI layout (and pushed when DEMO_REGISTRY=host:port names a registry).
+base=${DEMO_BASE:-}
+if [ -z "$base" ]; then
+  if layout=$(bash "$here/../base-image.sh" 2>"$out/base-image.log"); then
+    base="oci:$layout:bookworm"
+  else
+    echo "== no base image: skipping build (needs root, debootstrap, podman and skopeo;"
+    echo "   or set DEMO_BASE to a registry ref, oci:DIR:TAG or tar:FILE with python3). See $out/base-image.log"
+    exit 0
+  fi
+fi
+push=()
+[ -n "${DEMO_REGISTRY:-}" ] && push=(--push "$DEMO_REGISTRY/comfy/demo:latest")
+echo "== comfy-image build --version-id demo --base $base --output oci:$out/image:demo ${push[*]}"
+"$bin" build --version-id demo --base "$base" --wheels-dir "$out/wheels" --output "oci:$out/image:demo" "${push[@]}"
+echo "== comfy-image inspect oci:$out/image:demo"
+"$bin" inspect "oci:$out/image:demo"
+echo "== comfy-image inspect oci:$out/image:demo-models"
+"$bin" inspect "oci:$out/image:demo-models"
