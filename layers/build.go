@@ -576,18 +576,27 @@ func addenda(parts []Part, modTime time.Time) []mutate.Addendum {
 	return out
 }
 
-func (b *builder) appImage(parts []Part) (v1.Image, error) {
-	img := mutate.MediaType(b.base, types.OCIManifestSchema1)
+// appendOCI appends parts to base as an OCI image and returns it with a
+// copy of its config file to edit.
+func appendOCI(base v1.Image, parts []Part, modTime time.Time) (v1.Image, *v1.ConfigFile, error) {
+	img := mutate.MediaType(base, types.OCIManifestSchema1)
 	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
-	img, err := mutate.Append(img, addenda(parts, b.modTime)...)
+	img, err := mutate.Append(img, addenda(parts, modTime)...)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	cf, err := img.ConfigFile()
 	if err != nil {
+		return nil, nil, err
+	}
+	return img, cf.DeepCopy(), nil
+}
+
+func (b *builder) appImage(parts []Part) (v1.Image, error) {
+	img, cf, err := appendOCI(b.base, parts, b.modTime)
+	if err != nil {
 		return nil, err
 	}
-	cf = cf.DeepCopy()
 	c := &cf.Config
 	venvBin := "/" + path.Join(Root, ".venv", "bin")
 	env := map[string]string{"COMFY_MODELS_DIR": ModelsDir, "VIRTUAL_ENV": "/" + path.Join(Root, ".venv")}
@@ -634,17 +643,10 @@ func (b *builder) appImage(parts []Part) (v1.Image, error) {
 }
 
 func (b *builder) modelsImage(parts []Part) (v1.Image, error) {
-	img := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
-	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
-	img, err := mutate.Append(img, addenda(parts, b.modTime)...)
+	img, cf, err := appendOCI(empty.Image, parts, b.modTime)
 	if err != nil {
 		return nil, err
 	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		return nil, err
-	}
-	cf = cf.DeepCopy()
 	baseCf, err := b.base.ConfigFile()
 	if err != nil {
 		return nil, err

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"github.com/comfy-image/comfy-image/internal/fileutil"
 	"github.com/comfy-image/comfy-image/versions"
 )
 
@@ -110,7 +111,7 @@ func (s Store) Place(sha, dest string, force bool) (bool, error) {
 			return false, nil
 		}
 		if dfi.Size() == sfi.Size() {
-			if got, err := HashFile(dest); err == nil && got == sha {
+			if got, err := fileutil.SHA256(dest); err == nil && got == sha {
 				return false, nil // a copy from an earlier run across devices
 			}
 		}
@@ -154,18 +155,4 @@ func copyFile(src, dst string) error {
 		return err
 	}
 	return out.Close()
-}
-
-// HashFile is the hex sha256 of a file's content.
-func HashFile(file string) (string, error) {
-	f, err := os.Open(file)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }

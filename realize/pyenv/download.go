@@ -2,16 +2,13 @@ package pyenv
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 
+	"github.com/comfy-image/comfy-image/internal/fileutil"
 	"github.com/comfy-image/comfy-image/versions"
 )
 
@@ -86,31 +83,14 @@ func DownloadWheels(ctx context.Context, hostPython string, t Target, reqs []Req
 		}
 		args = append(args, "--no-deps", "--require-hashes", "-r", file)
 	} else {
-		if len(constraints) > 0 {
-			file := filepath.Join(work, "constraints.txt")
-			if err := os.WriteFile(file, []byte(strings.Join(constraints, "\n")+"\n"), 0o644); err != nil {
-				return nil, err
-			}
-			args = append(args, "-c", file)
-		}
-		n := 0
-		for i, r := range reqs {
-			file := r.File
-			if file == "" {
-				if len(r.Lines) == 0 {
-					continue
-				}
-				file = filepath.Join(work, "req-"+strconv.Itoa(i)+".txt")
-				if err := os.WriteFile(file, []byte(strings.Join(r.Lines, "\n")+"\n"), 0o644); err != nil {
-					return nil, err
-				}
-			}
-			args = append(args, "-r", file)
-			n++
+		reqArgs, n, err := requirementArgs(work, reqs, constraints)
+		if err != nil {
+			return nil, err
 		}
 		if n == 0 {
 			return []Wheel{}, nil
 		}
+		args = append(args, reqArgs...)
 	}
 	out, err := runPip(ctx, hostPython, args, opts)
 	if err != nil {
@@ -127,7 +107,7 @@ func adoptWheels(work, dest string) ([]Wheel, error) {
 	}
 	var ws []Wheel
 	for _, f := range files {
-		sum, err := fileSHA256(f)
+		sum, err := fileutil.SHA256(f)
 		if err != nil {
 			return nil, err
 		}
@@ -146,7 +126,7 @@ func wheelsPresent(dir string, locked []versions.LockedPackage) ([]Wheel, bool) 
 	var ws []Wheel
 	for _, p := range locked {
 		file := filepath.Join(dir, p.Wheel)
-		sum, err := fileSHA256(file)
+		sum, err := fileutil.SHA256(file)
 		if err != nil || sum != p.SHA256 {
 			return nil, false
 		}
@@ -163,19 +143,6 @@ func wheelOf(file, sum string) Wheel {
 		w.Name, w.Version = Normalize(parts[0]), parts[1]
 	}
 	return w
-}
-
-func fileSHA256(file string) (string, error) {
-	f, err := os.Open(file)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // explainDownload names the requirement that has no wheel for the target.

@@ -131,28 +131,11 @@ func (v Venv) Install(ctx context.Context, reqs []Requirements, constraints []st
 	args := []string{"-m", "pip", "install", "--disable-pip-version-check", "--no-input", "--no-compile",
 		"--report", filepath.Join(work, "report.json")}
 	args = append(args, opts.IndexArgs()...)
-	if len(constraints) > 0 {
-		file := filepath.Join(work, "constraints.txt")
-		if err := os.WriteFile(file, []byte(strings.Join(constraints, "\n")+"\n"), 0o644); err != nil {
-			return nil, err
-		}
-		args = append(args, "-c", file)
+	reqArgs, n, err := requirementArgs(work, reqs, constraints)
+	if err != nil {
+		return nil, err
 	}
-	n := 0
-	for i, r := range reqs {
-		file := r.File
-		if file == "" {
-			if len(r.Lines) == 0 {
-				continue
-			}
-			file = filepath.Join(work, fmt.Sprintf("req-%d.txt", i))
-			if err := os.WriteFile(file, []byte(strings.Join(r.Lines, "\n")+"\n"), 0o644); err != nil {
-				return nil, err
-			}
-		}
-		args = append(args, "-r", file)
-		n++
-	}
+	args = append(args, reqArgs...)
 	if n == 0 {
 		return []versions.LockedPackage{}, nil
 	}
@@ -379,4 +362,34 @@ func withoutSources(env []string) []string {
 		out = append(out, kv)
 	}
 	return out
+}
+
+// requirementArgs writes the constraints and the requirement lines into
+// files under work and returns pip's -c/-r arguments, with how many
+// requirement sources they name.
+func requirementArgs(work string, reqs []Requirements, constraints []string) ([]string, int, error) {
+	var args []string
+	if len(constraints) > 0 {
+		file := filepath.Join(work, "constraints.txt")
+		if err := os.WriteFile(file, []byte(strings.Join(constraints, "\n")+"\n"), 0o644); err != nil {
+			return nil, 0, err
+		}
+		args = append(args, "-c", file)
+	}
+	n := 0
+	for i, r := range reqs {
+		file := r.File
+		if file == "" {
+			if len(r.Lines) == 0 {
+				continue
+			}
+			file = filepath.Join(work, fmt.Sprintf("req-%d.txt", i))
+			if err := os.WriteFile(file, []byte(strings.Join(r.Lines, "\n")+"\n"), 0o644); err != nil {
+				return nil, 0, err
+			}
+		}
+		args = append(args, "-r", file)
+		n++
+	}
+	return args, n, nil
 }
