@@ -162,7 +162,15 @@ func Build(ctx context.Context, spec *versions.Spec, opts BuildOptions) (*Result
 	if err != nil {
 		return nil, err
 	}
-	modelParts, err := b.modelParts(ctx)
+	slots := b.opts.MaxLayers
+	if opts.Models == "bake" {
+		baseLayers, err := b.base.Layers()
+		if err != nil {
+			return nil, err
+		}
+		slots -= len(baseLayers) + len(parts)
+	}
+	modelParts, err := b.modelParts(ctx, slots)
 	if err != nil {
 		return nil, err
 	}
@@ -286,8 +294,8 @@ func (b *builder) nodeParts(ctx context.Context, git *gitcache.Cache) ([]Part, e
 		return nil, err
 	}
 	modelLayers := 0
-	if b.opts.Models == "bake" {
-		modelLayers = len(b.spec.Models)
+	if b.opts.Models == "bake" && len(b.spec.Models) > 0 {
+		modelLayers = 1 // at least one (shared) layer for the baked models
 	}
 	slots := b.opts.MaxLayers - len(baseLayers) - 3 - modelLayers // core, venv, config
 	nodes := b.lock.CustomNodes
@@ -514,38 +522,90 @@ exec "$root/.venv/bin/python" "$root/ComfyUI/main.py" --extra-model-paths-config
 
 // modelParts fetches every model (in parallel) and makes its layer:
 // <subdir>/<file> for the models image, models/<subdir>/<file> to bake.
-func (b *builder) modelParts(ctx context.Context) ([]Part, error) {
+// slots is how many layers the models may take; when there are more files,
+// the largest keep their own layers and the small rest share one.
+func (b *builder) modelParts(ctx context.Context, slots int) ([]Part, error) {
 	if b.opts.Models == "skip" || len(b.spec.Models) == 0 {
 		return nil, nil
 	}
 	f := realize.NewFetcher(b.spec, b.opts.Options, b.opts.LookupEnv, b.opts.Reporter, 0)
-	results := make([]versions.LockedModel, len(b.spec.Models))
-	errs := make([]error, len(b.spec.Models))
-	parts := make([]Part, len(b.spec.Models))
-	realize.Parallel(len(b.spec.Models), 3, func(i int) {
-		m := b.spec.Models[i]
-		if results[i], errs[i] = realize.FetchModel(ctx, f, m, b.lock); errs[i] != nil {
-			return
-		}
-		inImage := m.Dest()
-		if b.opts.Models == "bake" {
-			inImage = path.Join(strings.TrimPrefix(ModelsDir, "/"), inImage)
-		}
-		layer, err := NewModelLayer(b.cache.Dir, f.Store.BlobPath(results[i].SHA256), inImage, results[i].SHA256, b.modTime)
-		if err != nil {
-			errs[i] = fmt.Errorf("model %s: %w", m.Dest(), err)
-			return
-		}
-		parts[i] = Part{Kind: "model", Name: m.Dest(), SHA256: results[i].SHA256, Layer: layer,
-			Annotations: map[string]string{AnnPart: "model", AnnName: m.Dest(), AnnSource: m.Source, AnnSHA256: results[i].SHA256},
-			History:     fmt.Sprintf("comfy-image: model %s (sha256 %s)", m.Dest(), results[i].SHA256)}
+	n := len(b.spec.Models)
+	results := make([]versions.LockedModel, n)
+	errs := make([]error, n)
+	realize.Parallel(n, 3, func(i int) {
+		results[i], errs[i] = realize.FetchModel(ctx, f, b.spec.Models[i], b.lock)
 	})
 	f.Progress.Wait()
 	realize.MergeLockedModels(b.spec, b.lock, results, errs)
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
+	if slots < 1 {
+		return nil, fmt.Errorf("layer budget: no room for the models with --max-layers %d; use --models separate or raise it", b.opts.MaxLayers)
+	}
+	groups := groupModels(results, slots)
+	parts := make([]Part, len(groups))
+	errs = make([]error, len(groups))
+	realize.Parallel(len(groups), 2, func(g int) {
+		parts[g], errs[g] = b.modelPart(f.Store.BlobPath, groups[g], results)
+	})
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
 	return parts, nil
+}
+
+// groupModels gives each model its own layer when they fit in slots;
+// otherwise the slots-1 largest keep theirs and the rest share the last.
+func groupModels(models []versions.LockedModel, slots int) [][]int {
+	order := make([]int, len(models))
+	for i := range order {
+		order[i] = i
+	}
+	if len(models) <= slots {
+		groups := make([][]int, len(models))
+		for i := range models {
+			groups[i] = []int{i}
+		}
+		return groups
+	}
+	sort.SliceStable(order, func(a, b int) bool { return models[order[a]].Size > models[order[b]].Size })
+	var groups [][]int
+	for _, i := range order[:slots-1] {
+		groups = append(groups, []int{i})
+	}
+	rest := append([]int(nil), order[slots-1:]...)
+	sort.Ints(rest)
+	return append(groups, rest)
+}
+
+func (b *builder) modelPart(blobPath func(string) string, members []int, results []versions.LockedModel) (Part, error) {
+	var files []ModelFile
+	var names []string
+	ann := map[string]string{AnnPart: "model"}
+	for _, i := range members {
+		m, r := b.spec.Models[i], results[i]
+		inImage := m.Dest()
+		if b.opts.Models == "bake" {
+			inImage = path.Join(strings.TrimPrefix(ModelsDir, "/"), inImage)
+		}
+		files = append(files, ModelFile{File: blobPath(r.SHA256), Path: inImage, SHA256: r.SHA256})
+		names = append(names, m.Dest())
+		ann[AnnModelPfx+m.Dest()] = r.SHA256
+	}
+	layer, err := NewModelGroupLayer(b.cache.Dir, files, b.modTime)
+	if err != nil {
+		return Part{}, fmt.Errorf("model %s: %w", strings.Join(names, ", "), err)
+	}
+	if len(members) == 1 {
+		m, r := b.spec.Models[members[0]], results[members[0]]
+		ann = map[string]string{AnnPart: "model", AnnName: m.Dest(), AnnSource: m.Source, AnnSHA256: r.SHA256}
+		return Part{Kind: "model", Name: m.Dest(), SHA256: r.SHA256, Layer: layer, Annotations: ann,
+			History: fmt.Sprintf("comfy-image: model %s (sha256 %s)", m.Dest(), r.SHA256)}, nil
+	}
+	ann[AnnName] = strings.Join(names, ",")
+	return Part{Kind: "model", Name: "group: " + strings.Join(names, ", "), Layer: layer, Annotations: ann,
+		History: "comfy-image: model group " + strings.Join(names, ", ")}, nil
 }
 
 func (b *builder) labels() map[string]string {

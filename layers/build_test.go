@@ -559,3 +559,30 @@ func TestSecretsStayOutOfImages(t *testing.T) {
 		}
 	}
 }
+
+func TestSmallModelsShareALayerWhenTheBudgetIsShort(t *testing.T) {
+	v := testsupport.NewVersion(t)
+	// base 1 + core + 2 nodes + venv + config = 6: one slot is left for the
+	// two baked model files.
+	res := build(t, v, testsupport.SyntheticBase(t), t.TempDir(), func(o *layers.BuildOptions) { o.MaxLayers = 7; o.Models = "bake" })
+	ls, _ := res.App.Layers()
+	if len(ls) != 7 {
+		t.Fatalf("app image has %d layers, budget 7", len(ls))
+	}
+	fs := files(t, res.App)
+	for dest, content := range v.Models {
+		if fs["models/"+dest] != string(content) {
+			t.Errorf("%s missing from the shared layer", dest)
+		}
+	}
+	m, _ := res.App.Manifest()
+	last := m.Layers[len(m.Layers)-1].Annotations
+	if !strings.Contains(last[layers.AnnName], "vae/wan_vae.safetensors") || !strings.Contains(last[layers.AnnName], "diffusion_models/wan_unet.gguf") {
+		t.Errorf("shared layer annotations %v", last)
+	}
+	// With room for every file, each has its own layer again.
+	res = build(t, v, testsupport.SyntheticBase(t), t.TempDir(), func(o *layers.BuildOptions) { o.Models = "bake" })
+	if ls, _ := res.App.Layers(); len(ls) != 8 {
+		t.Fatalf("%d layers, want 8", len(ls))
+	}
+}

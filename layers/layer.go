@@ -12,7 +12,9 @@ import (
 	"hash"
 	"io"
 	"os"
+	"path"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 
@@ -238,48 +240,80 @@ type readCloser struct {
 
 func (rc readCloser) Close() error { return rc.f.Close() }
 
-// ModelLayer is an uncompressed layer holding one model file at Path. Its
-// bytes are a tar header prefix, the stored file and a zero suffix, streamed
-// from the store; digest and size come from a cache, so a registry HEAD
-// check never reads the file.
-type ModelLayer struct {
+// ModelFile is one stored model file and its path inside an image.
+type ModelFile struct {
 	File   string // the store's file
 	Path   string // path inside the image ("vae/x.safetensors")
 	SHA256 string
+}
+
+// ModelLayer is an uncompressed layer holding model files (one, or several
+// small ones when the layer budget is short). Its bytes are tar headers,
+// the stored files and zero padding, streamed from the store; digest and
+// size come from a cache, so a registry HEAD check never reads a file.
+type ModelLayer struct {
+	Files  []ModelFile
 	digest v1.Hash
 	size   int64
-	prefix []byte
+	// pieces alternate: header bytes, then a file (path) and its padding.
+	pieces []piece
+}
+
+type piece struct {
+	header []byte
+	file   string
 	pad    int64
 }
 
 // tarTrailer is what ends a tar: two zero blocks.
 const tarTrailer = 1024
 
-// NewModelLayer makes the layer of one stored model file; digests cached
-// under cacheDir are used, and computed (one read) only the first time.
+// NewModelLayer makes the layer of one stored model file.
 func NewModelLayer(cacheDir, file, inImage, sha string, modTime time.Time) (*ModelLayer, error) {
-	fi, err := os.Stat(file)
-	if err != nil {
-		return nil, err
-	}
+	return NewModelGroupLayer(cacheDir, []ModelFile{{File: file, Path: inImage, SHA256: sha}}, modTime)
+}
+
+// NewModelGroupLayer makes one layer of several stored model files. Its
+// digest is cached under cacheDir by the files' sha256 and paths, and
+// computed (one read of each file) only the first time.
+func NewModelGroupLayer(cacheDir string, files []ModelFile, modTime time.Time) (*ModelLayer, error) {
+	files = append([]ModelFile(nil), files...)
+	sort.Slice(files, func(i, j int) bool { return files[i].Path < files[j].Path })
+	l := &ModelLayer{Files: files}
 	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	var dirs []string
-	for d := filepath.ToSlash(filepath.Dir(inImage)); d != "." && d != "/"; d = filepath.ToSlash(filepath.Dir(d)) {
-		dirs = append([]string{d}, dirs...)
-	}
-	for _, d := range dirs {
-		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: d + "/", Mode: 0o755, ModTime: modTime, Format: tar.FormatPAX}); err != nil {
+	seen := map[string]bool{}
+	keyParts := []string{modTime.UTC().String()}
+	for _, f := range files {
+		fi, err := os.Stat(f.File)
+		if err != nil {
 			return nil, err
 		}
+		// WriteHeader writes the header blocks at once; a writer per file
+		// keeps it from asking for the content it will not be given.
+		tw := tar.NewWriter(&buf)
+		var dirs []string
+		for d := path.Dir(f.Path); d != "." && d != "/"; d = path.Dir(d) {
+			dirs = append([]string{d}, dirs...)
+		}
+		for _, d := range dirs {
+			if !seen[d] {
+				seen[d] = true
+				if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: d + "/", Mode: 0o755, ModTime: modTime, Format: tar.FormatPAX}); err != nil {
+					return nil, err
+				}
+			}
+		}
+		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: f.Path, Mode: 0o644, Size: fi.Size(), ModTime: modTime, Format: tar.FormatPAX}); err != nil {
+			return nil, err
+		}
+		p := piece{header: append([]byte(nil), buf.Bytes()...), file: f.File, pad: (512 - fi.Size()%512) % 512}
+		buf.Reset()
+		l.pieces = append(l.pieces, p)
+		l.size += int64(len(p.header)) + fi.Size() + p.pad
+		keyParts = append(keyParts, f.SHA256, f.Path)
 	}
-	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: inImage, Mode: 0o644, Size: fi.Size(), ModTime: modTime, Format: tar.FormatPAX}); err != nil {
-		return nil, err
-	}
-	tw.Flush()
-	l := &ModelLayer{File: file, Path: inImage, SHA256: sha, prefix: buf.Bytes(), pad: (512 - fi.Size()%512) % 512}
-	l.size = int64(len(l.prefix)) + fi.Size() + l.pad + tarTrailer
-	meta := filepath.Join(cacheDir, "model-layers", Key(sha, inImage, modTime.UTC().String())+".json")
+	l.size += tarTrailer
+	meta := filepath.Join(cacheDir, "model-layers", Key(keyParts...)+".json")
 	var known Info
 	if data, err := os.ReadFile(meta); err == nil && json.Unmarshal(data, &known) == nil && known.Size == l.size {
 		l.digest = known.Digest
@@ -305,14 +339,56 @@ func (l *ModelLayer) Size() (int64, error)                { return l.size, nil }
 func (l *ModelLayer) MediaType() (types.MediaType, error) { return types.OCIUncompressedLayer, nil }
 func (l *ModelLayer) Compressed() (io.ReadCloser, error)  { return l.Uncompressed() }
 
-// Uncompressed streams prefix, file and suffix without buffering the file.
+// Uncompressed streams headers, files and padding without buffering a file;
+// files are opened one at a time as the stream reaches them.
 func (l *ModelLayer) Uncompressed() (io.ReadCloser, error) {
-	f, err := os.Open(l.File)
-	if err != nil {
-		return nil, err
+	var readers []io.Reader
+	for _, p := range l.pieces {
+		readers = append(readers, bytes.NewReader(p.header), &lazyFile{path: p.file}, io.LimitReader(zeros{}, p.pad))
 	}
-	suffix := io.LimitReader(zeros{}, l.pad+tarTrailer)
-	return readCloser{io.MultiReader(bytes.NewReader(l.prefix), f, suffix), f}, nil
+	readers = append(readers, io.LimitReader(zeros{}, tarTrailer))
+	lr := &layerReader{Reader: io.MultiReader(readers...), readers: readers}
+	return lr, nil
+}
+
+// lazyFile opens its file on first read and closes it at EOF.
+type lazyFile struct {
+	path string
+	f    *os.File
+	done bool
+}
+
+func (z *lazyFile) Read(p []byte) (int, error) {
+	if z.done {
+		return 0, io.EOF
+	}
+	if z.f == nil {
+		f, err := os.Open(z.path)
+		if err != nil {
+			return 0, err
+		}
+		z.f = f
+	}
+	n, err := z.f.Read(p)
+	if err == io.EOF {
+		z.f.Close()
+		z.f, z.done = nil, true
+	}
+	return n, err
+}
+
+type layerReader struct {
+	io.Reader
+	readers []io.Reader
+}
+
+func (r *layerReader) Close() error {
+	for _, rd := range r.readers {
+		if z, ok := rd.(*lazyFile); ok && z.f != nil {
+			z.f.Close()
+		}
+	}
+	return nil
 }
 
 type zeros struct{}
