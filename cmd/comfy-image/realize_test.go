@@ -552,3 +552,27 @@ func TestTwoVersionsRealizeAtOnceOnOneCache(t *testing.T) {
 		}
 	}
 }
+
+func TestSystemSitePackagesAndSkipModelsOption(t *testing.T) {
+	s := newSite(t)
+	s.writeSpec(t, "", `"python": {"system_site_packages": true}, "options": {"skip_models": true},
+  "models": [{"source": "hf://Comfy-Org/Wan/split/vae/wan_vae.safetensors", "target_subdir": "vae"}],`)
+	target := filepath.Join(s.dir, "target")
+	res := s.realize(t, target)
+	if res.Code != 0 {
+		t.Fatal(res.Stderr)
+	}
+	if !strings.Contains(readFile(t, target, ".venv/pyvenv.cfg"), "include-system-site-packages = true") {
+		t.Error("the venv does not see the system site packages")
+	}
+	if _, err := os.Stat(filepath.Join(target, "models", "vae")); !os.IsNotExist(err) {
+		t.Error("options.skip_models did not skip the models")
+	}
+	// The flag overrides the spec's option.
+	if res := s.realize(t, target, "--skip-models=false"); res.Code != 0 {
+		t.Fatal(res.Stderr)
+	}
+	if _, err := os.Stat(filepath.Join(target, "models", "vae", "wan_vae.safetensors")); err != nil {
+		t.Error("--skip-models=false did not override options.skip_models")
+	}
+}
