@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/base64"
 	"os"
 	"path/filepath"
 	"strings"
@@ -64,5 +65,55 @@ func TestBuildBadUsage(t *testing.T) {
 	res := testsupport.Run(t, v.Dir, v.Env(t.TempDir()), "build", "--spec", v.SpecFile, "--base", "oci:"+t.TempDir()+":none")
 	if res.Code != 1 || !strings.Contains(res.Stderr, "--base") {
 		t.Errorf("missing base: exit %d\n%s", res.Code, res.Stderr)
+	}
+}
+
+func TestRegistryPasswordNeverLeaks(t *testing.T) {
+	v := testsupport.NewVersion(t)
+	password := "pw-" + strings.Repeat("x7", 12)
+	reg := testsupport.NewRegistryWithAuth(t, "ci", password)
+	docker := filepath.Join(v.Dir, "docker")
+	writeDockerConfig(t, docker, reg.Host, "ci", password)
+	cache := filepath.Join(v.Dir, "cache")
+	env := append(v.Env(cache), "DOCKER_CONFIG="+docker)
+	layout := filepath.Join(v.Dir, "layout")
+	args := []string{"build", "--spec", v.SpecFile, "--base", testsupport.SyntheticBase(t), "--wheels-dir", v.Wheels,
+		"--push", reg.Host + "/comfy/demo:v1", "--output", "oci:" + layout + ":demo"}
+	ok := testsupport.Run(t, v.Dir, env, args...)
+	if ok.Code != 0 {
+		t.Fatalf("push with credentials: %s", ok.Stderr)
+	}
+	if n, _ := reg.Uploads(); n == 0 {
+		t.Fatal("nothing was pushed")
+	}
+	// A wrong password fails without printing either password.
+	writeDockerConfig(t, docker, reg.Host, "ci", "wrong-"+password)
+	bad := testsupport.Run(t, v.Dir, env, args...)
+	if bad.Code == 0 {
+		t.Fatal("a wrong password was accepted")
+	}
+	for _, out := range []string{ok.Stdout, ok.Stderr, bad.Stdout, bad.Stderr} {
+		if strings.Contains(out, password) {
+			t.Fatal("the registry password was printed")
+		}
+	}
+	for _, root := range []string{cache, layout} {
+		filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
+			if err == nil && fi.Mode().IsRegular() {
+				if data, _ := os.ReadFile(p); strings.Contains(string(data), password) {
+					t.Errorf("the registry password is in %s", p)
+				}
+			}
+			return nil
+		})
+	}
+}
+
+func writeDockerConfig(t *testing.T, dir, host, user, password string) {
+	t.Helper()
+	os.MkdirAll(dir, 0o700)
+	auth := base64.StdEncoding.EncodeToString([]byte(user + ":" + password))
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(`{"auths":{"`+host+`":{"auth":"`+auth+`"}}}`), 0o600); err != nil {
+		t.Fatal(err)
 	}
 }

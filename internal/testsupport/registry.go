@@ -27,10 +27,20 @@ type Registry struct {
 }
 
 // NewRegistry starts a registry that stops when the test ends.
-func NewRegistry(t testing.TB) *Registry {
+func NewRegistry(t testing.TB) *Registry { return NewRegistryWithAuth(t, "", "") }
+
+// NewRegistryWithAuth is NewRegistry requiring HTTP basic auth (when user
+// is not empty), the way registries with passwords answer: 401 with a
+// WWW-Authenticate challenge.
+func NewRegistryWithAuth(t testing.TB, user, password string) *Registry {
 	r := &Registry{}
 	h := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
 	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if u, p, ok := req.BasicAuth(); user != "" && (!ok || u != user || p != password) {
+			w.Header().Set("WWW-Authenticate", `Basic realm="test"`)
+			http.Error(w, "authentication required", http.StatusUnauthorized)
+			return
+		}
 		if req.Method == http.MethodPut && strings.Contains(req.URL.Path, "/blobs/uploads/") {
 			r.mu.Lock()
 			r.uploads++
