@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -130,14 +129,4 @@ func scanRootfs(img v1.Image, info *BaseInfo) error {
 		}
 	}
 	return nil
-}
-
-// torchPins are constraints holding the base's torch family.
-func (b BaseInfo) torchPins() []string {
-	var pins []string
-	for n, v := range b.Torch {
-		pins = append(pins, n+"=="+v)
-	}
-	sort.Strings(pins)
-	return pins
 }

@@ -129,4 +129,3 @@ func watchHeap() func() uint64 {
 		return peak
 	}
 }
-

@@ -409,27 +409,14 @@ func (b *builder) requirements(ctx context.Context, git *gitcache.Cache) ([]pyen
 	return reqs, nil
 }
 
+// constraints hold the torch family of the spec, or of the base image
+// when the venv reuses its site packages.
 func (b *builder) constraints() []string {
-	var cs []string
-	pinned := map[string]bool{}
-	for _, line := range b.spec.Python.Requirements {
-		for name, l := range pyenv.RequirementNames(line) {
-			for _, t := range pyenv.TorchFamily {
-				if name == t {
-					cs, pinned[name] = append(cs, l), true
-				}
-			}
-		}
-	}
+	var installed map[string]string
 	if b.spec.Python.SystemSitePackages {
-		for _, p := range b.info.torchPins() {
-			if !pinned[strings.SplitN(p, "==", 2)[0]] {
-				cs = append(cs, p)
-			}
-		}
+		installed = b.info.Torch
 	}
-	sort.Strings(cs)
-	return cs
+	return pyenv.TorchConstraints(b.spec.Python.Requirements, installed)
 }
 
 func (b *builder) targetID() string {

@@ -11,7 +11,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"time"
 
@@ -338,31 +337,14 @@ func (r *realizer) requirementSources() []pyenv.Requirements {
 // python.requirements lines for those packages, else what the system site
 // packages provide, so a node cannot replace them.
 func (r *realizer) torchConstraints(ctx context.Context, v pyenv.Venv) ([]string, error) {
-	var cs []string
-	pinned := map[string]bool{}
-	for _, line := range r.spec.Python.Requirements {
-		for name, l := range pyenv.RequirementNames(line) {
-			for _, t := range pyenv.TorchFamily {
-				if name == t {
-					cs = append(cs, l)
-					pinned[name] = true
-				}
-			}
-		}
-	}
+	var installed map[string]string
 	if r.spec.Python.SystemSitePackages {
-		have, err := v.Installed(ctx, pyenv.TorchFamily)
-		if err != nil {
+		var err error
+		if installed, err = v.Installed(ctx, pyenv.TorchFamily); err != nil {
 			return nil, err
 		}
-		for _, t := range pyenv.TorchFamily {
-			if ver, ok := have[t]; ok && !pinned[t] {
-				cs = append(cs, t+"=="+ver)
-			}
-		}
 	}
-	sort.Strings(cs)
-	return cs, nil
+	return pyenv.TorchConstraints(r.spec.Python.Requirements, installed), nil
 }
 
 func (r *realizer) pipOptions() pyenv.Options {

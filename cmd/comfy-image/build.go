@@ -3,8 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 
 	"github.com/spf13/cobra"
 
@@ -55,11 +53,8 @@ func newBuildCmd() *cobra.Command {
 			default:
 				return usagef("--compression %q: expected gzip or zstd", compression)
 			}
-			if o.WheelsDir != "" {
-				if fi, err := os.Stat(o.WheelsDir); err != nil || !fi.IsDir() {
-					return usagef("--wheels-dir %s: not a directory", o.WheelsDir)
-				}
-				o.WheelsDir, _ = filepath.Abs(o.WheelsDir)
+			if o.WheelsDir, err = checkWheelsDir(o.WheelsDir); err != nil {
+				return err
 			}
 			o.Options = f.options(cmd)
 			o.Locked = f.locked

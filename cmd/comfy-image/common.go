@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -92,4 +93,15 @@ func lockedFor(s *versions.Spec, cacheDir string) (*versions.Lock, error) {
 		return nil, fmt.Errorf("--locked: %w", err)
 	}
 	return l, nil
+}
+
+// checkWheelsDir returns the absolute path of a --wheels-dir that exists.
+func checkWheelsDir(dir string) (string, error) {
+	if dir == "" {
+		return "", nil
+	}
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		return "", usagef("--wheels-dir %s: not a directory", dir)
+	}
+	return filepath.Abs(dir)
 }

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"os"
-
 	"github.com/spf13/cobra"
 
 	"github.com/comfy-image/comfy-image/internal/progress"
@@ -21,10 +19,8 @@ func newRealizeCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if o.WheelsDir != "" {
-				if fi, err := os.Stat(o.WheelsDir); err != nil || !fi.IsDir() {
-					return usagef("--wheels-dir %s: not a directory", o.WheelsDir)
-				}
+			if o.WheelsDir, err = checkWheelsDir(o.WheelsDir); err != nil {
+				return err
 			}
 			if !cmd.Flags().Changed("skip-models") {
 				o.SkipModels = s.Options.SkipModels

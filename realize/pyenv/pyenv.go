@@ -393,3 +393,28 @@ func requirementArgs(work string, reqs []Requirements, constraints []string) ([]
 	}
 	return args, n, nil
 }
+
+// TorchConstraints pins the torch family a version chose, so no custom
+// node can replace it: the spec's python.requirements lines naming those
+// packages, then name==version for what the system site packages provide
+// (installed; nil when they are not used).
+func TorchConstraints(specLines []string, installed map[string]string) []string {
+	var cs []string
+	pinned := map[string]bool{}
+	for _, line := range specLines {
+		for name, l := range RequirementNames(line) {
+			for _, t := range TorchFamily {
+				if name == t {
+					cs, pinned[name] = append(cs, l), true
+				}
+			}
+		}
+	}
+	for _, t := range TorchFamily {
+		if ver, ok := installed[t]; ok && !pinned[t] {
+			cs = append(cs, t+"=="+ver)
+		}
+	}
+	sort.Strings(cs)
+	return cs
+}
