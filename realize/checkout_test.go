@@ -1,0 +1,93 @@
+package realize
+
+import (
+	"strings"
+
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/comfy-image/comfy-image/versions"
+
+	"github.com/go-git/go-git/v5"
+
+	"github.com/comfy-image/comfy-image/internal/testsupport"
+)
+
+func TestCheckoutTreeKeepsModesLinksAndUserFiles(t *testing.T) {
+	src := testsupport.NewRepo(t, filepath.Join(t.TempDir(), "src"))
+	src.Commit("one", map[string]string{"a.py": "a = 1\n", "bin/run.sh": "#!/bin/sh\necho run\n", "old.py": "old\n"})
+	os.Chmod(filepath.Join(src.Dir, "bin", "run.sh"), 0o755)
+	os.Symlink("a.py", filepath.Join(src.Dir, "link.py"))
+	src.Git("add", "-A")
+	src.Git("commit", "-q", "--amend", "--no-edit")
+	first := src.RevParse("HEAD")
+	r, err := git.PlainOpen(src.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "node")
+	c1, err := CheckoutTree(r, first, dir, nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, _ := os.Stat(filepath.Join(dir, "bin", "run.sh")); fi.Mode().Perm()&0o111 == 0 {
+		t.Error("executable bit lost")
+	}
+	if l, _ := os.Readlink(filepath.Join(dir, "link.py")); l != "a.py" {
+		t.Errorf("symlink %q", l)
+	}
+	// The user adds a file; the next commit drops old.py and changes a.py.
+	os.WriteFile(filepath.Join(dir, "mine.txt"), []byte("mine"), 0o644)
+	second := src.Commit("two", map[string]string{"a.py": "a = 2\n", "old.py": ""})
+	c2, err := CheckoutTree(r, second, dir, c1, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if data, _ := os.ReadFile(filepath.Join(dir, "a.py")); string(data) != "a = 2\n" {
+		t.Error("a.py not updated")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "old.py")); !os.IsNotExist(err) {
+		t.Error("a file the commit dropped is still there")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "mine.txt")); err != nil {
+		t.Error("the user's file was removed")
+	}
+	// An edit to a tracked file stops the next checkout, naming the file.
+	os.WriteFile(filepath.Join(dir, "a.py"), []byte("a = 'edited'\n"), 0o644)
+	third := src.Commit("three", map[string]string{"b.py": "b\n"})
+	_, err = CheckoutTree(r, third, dir, c2, false)
+	var mod *ModifiedError
+	if !errors.As(err, &mod) || len(mod.Files) != 1 || mod.Files[0] != "a.py" {
+		t.Fatalf("error %v", err)
+	}
+	if _, err := CheckoutTree(r, third, dir, c2, true); err != nil {
+		t.Fatalf("--force: %v", err)
+	}
+	if data, _ := os.ReadFile(filepath.Join(dir, "a.py")); string(data) != "a = 2\n" {
+		t.Error("--force did not restore a.py")
+	}
+}
+
+func TestExtraModelPathsListsEveryFolder(t *testing.T) {
+	spec := &versionsSpecForTest
+	yaml := string(ExtraModelPaths(spec, "models"))
+	for _, want := range []string{"  base_path: models\n", "  is_default: true\n", "  diffusion_models: |\n    diffusion_models\n    unet\n",
+		"  text_encoders: |\n    text_encoders\n    clip\n", "  ipadapter: |\n    ipadapter\n", "  model_patches: |\n", "  audio_encoders: |\n"} {
+		if !contains(yaml, want) {
+			t.Errorf("yaml lacks %q:\n%s", want, yaml)
+		}
+	}
+	if contains(yaml, "  loras/wan:") {
+		t.Error("a nested target_subdir became a folder key")
+	}
+}
+
+var versionsSpecForTest = versions.Spec{VersionID: "t", Models: []versions.Model{
+	{Source: "https://h/a.bin", TargetSubdir: "ipadapter"},
+	{Source: "https://h/b.bin", TargetSubdir: "loras/wan"},
+	{Source: "https://h/c.bin", TargetSubdir: "unet"},
+}}
+
+func contains(s, sub string) bool { return strings.Contains(s, sub) }

@@ -1,0 +1,104 @@
+package pyenv
+
+import (
+	"context"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/comfy-image/comfy-image/internal/testsupport"
+)
+
+func TestTorchConstraints(t *testing.T) {
+	got := TorchConstraints([]string{"torch==2.4.0+cu121", "numpy<2", "xformers>=0.0.27"}, map[string]string{"torch": "2.3.0", "torchvision": "0.18.0"})
+	want := "torch==2.4.0+cu121,torchvision==0.18.0,xformers>=0.0.27"
+	if strings.Join(got, ",") != want {
+		t.Fatalf("got %v, want %s", got, want)
+	}
+	if got := TorchConstraints(nil, nil); len(got) != 0 {
+		t.Fatalf("no torch chosen: %v", got)
+	}
+}
+
+func TestRequirementNames(t *testing.T) {
+	got := RequirementNames("# comment\n--extra-index-url x\nOpenCV_Python>=4 # cv\n\ntorch\nsome.pkg[extra]==1\n")
+	for _, n := range []string{"opencv-python", "torch", "some-pkg"} {
+		if _, ok := got[n]; !ok {
+			t.Errorf("%s missing from %v", n, got)
+		}
+	}
+	if len(got) != 3 {
+		t.Errorf("names %v", got)
+	}
+}
+
+func TestPlatforms(t *testing.T) {
+	p := Target{Version: "3.11", Arch: "x86_64", Glibc: "2.36"}.Platforms()
+	if p[0] != "manylinux_2_36_x86_64" || !contains(p, "manylinux_2_17_x86_64") || !contains(p, "manylinux2014_x86_64") || contains(p, "manylinux_2_37_x86_64") {
+		t.Fatalf("platforms %v", p)
+	}
+	if a := (Target{Version: "3.12", Arch: "aarch64", Glibc: "2.31"}).abi(); a != "cp312" {
+		t.Fatalf("abi %s", a)
+	}
+}
+
+func contains(l []string, s string) bool {
+	for _, x := range l {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func TestConflictNames(t *testing.T) {
+	out := `ERROR: Cannot install -r a.txt (line 1) and beta>=1.0 because these package versions have conflicting dependencies.
+
+The conflict is caused by:
+    The user requested beta>=1.0
+    The user requested beta<1.0
+    The user requested (constraint) torch==2.0.0
+    nodepkg 1.0 depends on alpha==2
+`
+	got := conflictNames(out)
+	for _, n := range []string{"beta", "torch", "alpha"} {
+		if !got[n] {
+			t.Errorf("%s not blamed: %v", n, got)
+		}
+	}
+}
+
+// A venv made by the real python3 -m venv and pip, then moved: its console
+// scripts still run (relocatable), and nothing in it names the old path.
+func TestRelocatableVenv(t *testing.T) {
+	dir := t.TempDir()
+	wheels := filepath.Join(dir, "wheels")
+	testsupport.BuildWheel(t, wheels, testsupport.Wheel{Name: "gamma", Version: "2.0", Scripts: map[string]string{"gamma-tool": "gamma:main"}})
+	ctx := context.Background()
+	v, err := Create(ctx, "python3", filepath.Join(dir, "first", ".venv"), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkgs, err := v.Install(ctx, []Requirements{{Owner: "test", Lines: []string{"gamma"}}}, nil, Options{WheelsDir: wheels})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pkgs) != 1 || pkgs[0].Name != "gamma" || pkgs[0].SHA256 == "" {
+		t.Fatalf("installed %+v", pkgs)
+	}
+	if err := v.MakeRelocatable(); err != nil {
+		t.Fatal(err)
+	}
+	moved := filepath.Join(dir, "elsewhere")
+	if out, err := exec.Command("mv", filepath.Join(dir, "first"), moved).CombinedOutput(); err != nil {
+		t.Fatalf("mv: %s", out)
+	}
+	out, err := exec.Command(filepath.Join(moved, ".venv", "bin", "gamma-tool")).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "gamma 2.0") {
+		t.Fatalf("moved console script: %s %v", out, err)
+	}
+	if out, _ := exec.Command("grep", "-rl", filepath.Join(dir, "first"), moved).CombinedOutput(); len(out) > 0 {
+		t.Fatalf("files still name the old path:\n%s", out)
+	}
+}
