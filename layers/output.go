@@ -2,6 +2,7 @@ package layers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -20,6 +21,7 @@ import (
 	specs "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/comfy-image/comfy-image/internal/progress"
+	"github.com/comfy-image/comfy-image/realize"
 )
 
 // WriteOptions are the settings of writing a build's images.
@@ -33,6 +35,8 @@ type WriteOptions struct {
 	Log      io.Writer
 	// Transport is the HTTP transport for registries (nil: default).
 	Transport http.RoundTripper
+	// Names label layers by digest in progress output ("node gguf").
+	Names map[string]string
 }
 
 func (o WriteOptions) remote(ctx context.Context, extra ...remote.Option) []remote.Option {
@@ -151,46 +155,81 @@ func writeTar(file, versionID string, app, models v1.Image) error {
 	return os.Rename(tmp, file)
 }
 
-// push uploads img: blobs the registry has are skipped (HEAD first, and
-// go-containerregistry mounts across repositories where it can), layers go
-// up in parallel, and progress is shown.
+// push uploads img: blobs the registry has are skipped (HEAD first), the
+// missing layers go up in parallel, each with its own progress, then the
+// config and the manifest.
 func push(ctx context.Context, img v1.Image, loc Location, o WriteOptions) error {
 	layers, err := img.Layers()
 	if err != nil {
 		return err
 	}
-	var missing int64
+	rep := o.Reporter
+	if rep == nil {
+		rep = progress.Discard()
+	}
+	var missing []v1.Layer
 	for _, l := range layers {
-		d, _ := l.Digest()
-		size, _ := l.Size()
+		d, err := l.Digest()
+		if err != nil {
+			return err
+		}
 		has, err := BlobExists(ctx, loc.Ref.Context(), d, o.Transport)
 		if err != nil {
 			return err
 		}
 		if !has {
-			missing += size
-			fmt.Fprintf(o.Log, "upload %s (%s)\n", d, progress.Size(size))
+			missing = append(missing, l)
 		}
 	}
-	rep := o.Reporter
-	if rep == nil {
-		rep = progress.Discard()
+	fmt.Fprintf(o.Log, "push %s: %d of %d layers to upload\n", loc, len(missing), len(layers))
+	errs := make([]error, len(missing))
+	jobs := o.Jobs
+	if jobs <= 0 {
+		jobs = 4
 	}
-	tracker := rep.Start("push "+loc.String(), missing)
-	updates := make(chan v1.Update, 16)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for u := range updates {
-			tracker.SetTotal(u.Total)
-			tracker.SetCurrent(u.Complete)
+	realize.Parallel(len(missing), jobs, func(i int) {
+		l := missing[i]
+		d, _ := l.Digest()
+		size, _ := l.Size()
+		name := o.Names[d.String()]
+		if name == "" {
+			name = "base layer"
 		}
-	}()
-	err = remote.Write(loc.Ref, img, o.remote(ctx, remote.WithProgress(updates))...)
-	<-done
-	tracker.Done(err)
+		t := rep.Start(fmt.Sprintf("upload %s %s", name, shortDigest(d.String())), size)
+		errs[i] = remote.WriteLayer(loc.Ref.Context(), &trackedLayer{Layer: l, t: t}, o.remote(ctx)...)
+		t.Done(errs[i])
+	})
 	rep.Wait()
-	return err
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	return remote.Write(loc.Ref, img, o.remote(ctx)...)
+}
+
+// trackedLayer reports the bytes read from its compressed stream.
+type trackedLayer struct {
+	v1.Layer
+	t progress.Tracker
+}
+
+func (l *trackedLayer) Compressed() (io.ReadCloser, error) {
+	rc, err := l.Layer.Compressed()
+	if err != nil {
+		return nil, err
+	}
+	l.t.SetCurrent(0)
+	return trackedReader{rc, l.t}, nil
+}
+
+type trackedReader struct {
+	io.ReadCloser
+	t progress.Tracker
+}
+
+func (r trackedReader) Read(p []byte) (int, error) {
+	n, err := r.ReadCloser.Read(p)
+	r.t.Add(int64(n))
+	return n, err
 }
 
 // BlobExists asks a registry whether it has a blob (HEAD /v2/<repo>/blobs/<digest>).

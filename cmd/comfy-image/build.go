@@ -72,8 +72,14 @@ func newBuildCmd() *cobra.Command {
 				fmt.Fprintln(cmd.OutOrStdout(), "no --push or --output given: layers are built and cached only")
 				return nil
 			}
+			names := map[string]string{}
+			for _, p := range res.Parts {
+				if d, err := p.Layer.Digest(); err == nil {
+					names[d.String()] = p.Kind + " " + p.Name
+				}
+			}
 			return layers.Write(cmd.Context(), res, outs, s.VersionID, layers.WriteOptions{
-				ModelsRef: modelsRef, Jobs: jobs, Reporter: o.Reporter, Log: cmd.OutOrStdout(),
+				ModelsRef: modelsRef, Jobs: jobs, Reporter: o.Reporter, Log: cmd.OutOrStdout(), Names: names,
 			})
 		},
 	}
