@@ -374,25 +374,11 @@ func (b *builder) requirements(ctx context.Context, git *gitcache.Cache) ([]pyen
 		if err != nil {
 			return err
 		}
-		files, err := realize.CommitFiles(r, commit)
-		if err != nil {
+		data, ok, err := realize.CommitFile(r, commit, "requirements.txt")
+		if err != nil || !ok {
 			return err
 		}
-		for _, f := range files {
-			if f.Path != "requirements.txt" || f.Open == nil {
-				continue
-			}
-			rc, err := f.Open()
-			if err != nil {
-				return err
-			}
-			data, err := io.ReadAll(rc)
-			rc.Close()
-			if err != nil {
-				return err
-			}
-			reqs = append(reqs, pyenv.Requirements{Owner: owner, Lines: strings.Split(string(data), "\n")})
-		}
+		reqs = append(reqs, pyenv.Requirements{Owner: owner, Lines: strings.Split(string(data), "\n")})
 		return nil
 	}
 	if err := add("ComfyUI", b.spec.Comfy.Repo, b.lock.Comfy.Commit); err != nil {

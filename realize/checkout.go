@@ -96,6 +96,24 @@ func CommitFiles(r *git.Repository, commit string) ([]TreeFileEntry, error) {
 	return out, nil
 }
 
+// CommitFile reads one file of a commit from the mirror; ok is false when
+// the commit has no such file.
+func CommitFile(r *git.Repository, commit, path string) (data []byte, ok bool, err error) {
+	c, err := r.CommitObject(plumbing.NewHash(commit))
+	if err != nil {
+		return nil, false, fmt.Errorf("commit %s: %w", commit, err)
+	}
+	f, err := c.File(path)
+	if errors.Is(err, object.ErrFileNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	text, err := f.Contents()
+	return []byte(text), err == nil, err
+}
+
 // commitTree lists the files of a commit; submodules (gitlinks) are skipped.
 func commitTree(r *git.Repository, commit string) (map[string]treeEntry, error) {
 	c, err := r.CommitObject(plumbing.NewHash(commit))
