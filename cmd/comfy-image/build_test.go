@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -29,6 +30,22 @@ func TestBuildDryRunWritesNothing(t *testing.T) {
 		t.Fatalf("build: %s", res.Stderr)
 	}
 	uploads, _ := reg.Uploads()
+	// inspect reads the pushed image back from the registry.
+	insp := testsupport.Run(t, v.Dir, nil, "inspect", "--json", ref)
+	var info struct {
+		VersionID string `json:"version_id"`
+		Layers    []struct{ Part, Name, Commit string }
+	}
+	if err := json.Unmarshal([]byte(insp.Stdout), &info); err != nil || info.VersionID != "demo" {
+		t.Fatalf("inspect --json: %v\n%s%s", err, insp.Stdout, insp.Stderr)
+	}
+	var parts []string
+	for _, l := range info.Layers {
+		parts = append(parts, l.Part+":"+l.Name)
+	}
+	if got := strings.Join(parts, " "); got != "base: core:ComfyUI node:gguf node:ComfyUI-KJNodes venv:3 packages config:" {
+		t.Errorf("inspect parts %q", got)
+	}
 	// After a build: every layer is reused and already in the registry.
 	v.Nodes["ComfyUI-KJNodes"].Commit("fix", map[string]string{"fix.py": "1"})
 	if r := testsupport.Run(t, v.Dir, v.Env(cache), "lock", "--spec", v.SpecFile); r.Code != 0 {
