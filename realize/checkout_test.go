@@ -91,3 +91,18 @@ var versionsSpecForTest = versions.Spec{VersionID: "t", Models: []versions.Model
 }}
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+func TestDefaultTarget(t *testing.T) {
+	if _, err := os.Stat("/runpod-volume"); err == nil {
+		t.Skip("this machine has /runpod-volume")
+	}
+	home := t.TempDir()
+	t.Setenv("HOME", home)
+	if got := DefaultTarget("wan22"); got != filepath.Join(home, "comfy-wan22") {
+		t.Fatalf("DefaultTarget = %s", got)
+	}
+	t.Setenv("HOME", "")
+	if got := DefaultTarget("wan22"); got != "comfy-wan22" {
+		t.Fatalf("without HOME: %s", got)
+	}
+}
