@@ -38,16 +38,22 @@ func newProject(t *testing.T) *project {
 	return p
 }
 
-func (p *project) writeSpec(t *testing.T, extra string) {
+// writeSpec writes versions/demo.json with extra node entries.
+func (p *project) writeSpec(t *testing.T, extraNodes string) { p.writeSpecWith(t, extraNodes, "") }
+
+// writeSpecWith writes versions/demo.json with extra node entries and extra
+// top-level fields (models, env, python, options).
+func (p *project) writeSpecWith(t *testing.T, extraNodes, extraFields string) {
 	spec := fmt.Sprintf(`{
   "schema_version": 2,
   "version_id": "demo",
   "comfy": {"repo": %q, "ref": "master"},
+  %s
   "custom_nodes": [
     {"repo": %q, "name": "gguf", "ref": "v0.1"},
     {"repo": %q}%s
   ]
-}`, p.srv.RepoURL("comfyanonymous/ComfyUI"), p.srv.RepoURL("city96/ComfyUI-GGUF"), p.srv.RepoURL("kijai/ComfyUI-KJNodes.git"), extra)
+}`, p.srv.RepoURL("comfyanonymous/ComfyUI"), extraFields, p.srv.RepoURL("city96/ComfyUI-GGUF"), p.srv.RepoURL("kijai/ComfyUI-KJNodes.git"), extraNodes)
 	os.MkdirAll(filepath.Join(p.dir, "versions"), 0o755)
 	if err := os.WriteFile(filepath.Join(p.dir, "versions", "demo.json"), []byte(spec), 0o644); err != nil {
 		t.Fatal(err)

@@ -64,19 +64,7 @@ func randomBytes(t *testing.T, n int) []byte {
 // writeSpec writes versions/demo.json with extra nodes and extra top-level
 // fields (models, env, python).
 func (s *site) writeSpec(t *testing.T, extraNodes, extraFields string) {
-	spec := fmt.Sprintf(`{
-  "schema_version": 2,
-  "version_id": "demo",
-  "comfy": {"repo": %q, "ref": "master"},
-  %s
-  "custom_nodes": [
-    {"repo": %q, "name": "gguf", "ref": "v0.1"},
-    {"repo": %q}%s
-  ]
-}`, s.srv.RepoURL("comfyanonymous/ComfyUI"), extraFields, s.srv.RepoURL("city96/ComfyUI-GGUF"), s.srv.RepoURL("kijai/ComfyUI-KJNodes.git"), extraNodes)
-	if err := os.WriteFile(filepath.Join(s.dir, "versions", "demo.json"), []byte(spec), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	s.writeSpecWith(t, extraNodes, extraFields)
 }
 
 func (s *site) env(extra ...string) []string {
