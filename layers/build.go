@@ -10,9 +10,11 @@ import (
 	"path"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -38,6 +40,8 @@ const (
 	AnnSpecDigest = "dev.comfy-image.spec-digest"
 	AnnNodePrefix = "dev.comfy-image.node."
 	AnnModelPfx   = "dev.comfy-image.model."
+	AnnKey        = "dev.comfy-image.key"  // a layer's cache key: what it is made from
+	AnnSize       = "dev.comfy-image.size" // a model file's size
 )
 
 // Root is where a version lives inside the app image; models are at /models.
@@ -66,19 +70,26 @@ type BuildOptions struct {
 	HostPython string
 	LookupEnv  func(string) (string, bool)
 	Getenv     func(string) string
-	Reporter   progress.Reporter
-	Out        io.Writer
+	// PushTo are the registry outputs when every output is a registry: a
+	// layer the lock knows and all of them already hold is neither packed
+	// nor fetched (the registry is the cache of a fresh CI runner).
+	PushTo    []Location
+	ModelsRef string
+	Reporter  progress.Reporter
+	Out       io.Writer
 }
 
 // Part is one layer we add, with what it holds.
 type Part struct {
-	Kind        string // core, node, nodes, venv, config, model
-	Name        string
-	Repo        string
-	Commit      string
-	SHA256      string // models
-	Key         string
-	Packed      bool // packed by this build (false: reused from the cache)
+	Kind   string // core, node, nodes, venv, config, model
+	Name   string
+	Repo   string
+	Commit string
+	SHA256 string // models
+	Key    string
+	Packed bool // packed by this build (false: reused from the cache)
+	// Remote: the layer was not at hand; every registry output has it.
+	Remote      bool
 	Layer       v1.Layer
 	Annotations map[string]string
 	History     string
@@ -93,13 +104,19 @@ type Result struct {
 }
 
 type builder struct {
-	spec    *versions.Spec
-	opts    BuildOptions
-	lock    *versions.Lock
-	cache   Cache
-	modTime time.Time
-	base    v1.Image
-	info    BaseInfo
+	// known are the layers the lock recorded, by key; appRepos and
+	// modelRepos are where the images go when all outputs are registries.
+	known          map[string]versions.LockedLayer
+	registryModels map[string]versions.LockedModel // by destination
+	appRepos       []name.Repository
+	modelRepos     []name.Repository
+	spec           *versions.Spec
+	opts           BuildOptions
+	lock           *versions.Lock
+	cache          Cache
+	modTime        time.Time
+	base           v1.Image
+	info           BaseInfo
 }
 
 func (o *BuildOptions) defaults() {
@@ -144,6 +161,9 @@ func Build(ctx context.Context, spec *versions.Spec, opts BuildOptions) (*Result
 		return nil, err
 	}
 	if b.lock, err = realize.LoadOrResolve(ctx, spec, opts.Options, opts.Locked); err != nil {
+		return nil, err
+	}
+	if err := b.registryCache(ctx); err != nil {
 		return nil, err
 	}
 	baseLoc, err := ParseLocation(opts.Base)
@@ -260,7 +280,7 @@ func (b *builder) repoPart(ctx context.Context, git *gitcache.Cache, kind, name,
 		prefix = path.Join(Root, "custom_nodes", name)
 	}
 	key := b.keyOf(kind, name, locked.Commit)
-	layer, packed, err := b.cache.Build(ctx, key, b.opts.Compression, b.layerOpts(), func() ([]Entry, error) {
+	layer, packed, remote, err := b.layer(ctx, key, func() ([]Entry, error) {
 		es, err := repoEntries(ctx, git, repo, locked.Commit, prefix)
 		if err != nil {
 			return nil, err
@@ -274,7 +294,7 @@ func (b *builder) repoPart(ctx context.Context, git *gitcache.Cache, kind, name,
 		return Part{}, fmt.Errorf("%s %s: %w", kind, name, err)
 	}
 	return Part{
-		Kind: kind, Name: name, Repo: locked.Repo, Commit: locked.Commit, Key: key, Packed: packed, Layer: layer,
+		Kind: kind, Name: name, Repo: locked.Repo, Commit: locked.Commit, Key: key, Packed: packed, Remote: remote, Layer: layer,
 		Annotations: map[string]string{AnnPart: kind, AnnName: name, AnnRepo: locked.Repo, AnnCommit: locked.Commit},
 		History:     fmt.Sprintf("comfy-image: %s %s at %s", kind, name, locked.Commit),
 	}, nil
@@ -345,7 +365,7 @@ func (b *builder) groupPart(ctx context.Context, git *gitcache.Cache, g int, mem
 		ann[AnnNodePrefix+n.Name] = n.Repo + "@" + n.Commit
 	}
 	key := b.keyOf(append([]string{"nodes"}, keyParts...)...)
-	layer, packed, err := b.cache.Build(ctx, key, b.opts.Compression, b.layerOpts(), func() ([]Entry, error) {
+	layer, packed, remote, err := b.layer(ctx, key, func() ([]Entry, error) {
 		var all []Entry
 		for _, i := range members {
 			n := b.lock.CustomNodes[i]
@@ -361,7 +381,7 @@ func (b *builder) groupPart(ctx context.Context, git *gitcache.Cache, g int, mem
 		return Part{}, err
 	}
 	ann[AnnName] = strings.Join(names, ",")
-	return Part{Kind: "nodes", Name: fmt.Sprintf("group %d: %s", g, strings.Join(names, ", ")), Key: key, Packed: packed, Layer: layer,
+	return Part{Kind: "nodes", Name: fmt.Sprintf("group %d: %s", g, strings.Join(names, ", ")), Key: key, Packed: packed, Remote: remote, Layer: layer,
 		Annotations: ann, History: "comfy-image: nodes " + strings.Join(names, ", ")}, nil
 }
 
@@ -410,14 +430,33 @@ func (b *builder) targetID() string {
 	return fmt.Sprintf("%s cp%s %s glibc%s system-site=%v", t.Python, t.Version, t.Arch, t.Glibc, b.spec.Python.SystemSitePackages)
 }
 
-func (b *builder) venvPart(ctx context.Context, git *gitcache.Cache) (Part, error) {
-	reqs, err := b.requirements(ctx, git)
-	if err != nil {
-		return Part{}, err
+func (b *builder) venvKey(pkgs []versions.LockedPackage) string {
+	keyParts := []string{"venv", b.targetID()}
+	for _, p := range pkgs {
+		keyParts = append(keyParts, p.Wheel, p.SHA256)
 	}
+	return b.keyOf(keyParts...)
+}
+
+func (b *builder) venvPart(ctx context.Context, git *gitcache.Cache) (Part, error) {
 	var locked []versions.LockedPackage
 	if b.lock.Python.ImageTarget == b.targetID() {
 		locked = b.lock.Python.ImagePackages
+	}
+	// A locked set whose layer is cached, or in every registry output,
+	// needs no requirements, no pip and no wheels.
+	if len(locked) > 0 {
+		key := b.venvKey(locked)
+		if layer, ok := b.cache.Lookup(key); ok {
+			return b.venvPartOf(key, layer, false, false, len(locked)), nil
+		}
+		if layer, ok := b.remoteLayer(ctx, key, b.appRepos); ok {
+			return b.venvPartOf(key, layer, false, true, len(locked)), nil
+		}
+	}
+	reqs, err := b.requirements(ctx, git)
+	if err != nil {
+		return Part{}, err
 	}
 	opts := pyenv.Options{WheelsDir: b.opts.WheelsDir, Offline: b.opts.Offline, IndexURLs: b.spec.Python.IndexURLs, Log: b.opts.Log}
 	wheels, err := pyenv.DownloadWheels(ctx, b.opts.HostPython, b.info.Target, reqs, b.constraints(), locked, opts, filepath.Join(b.opts.CacheDir, "wheels"))
@@ -425,15 +464,13 @@ func (b *builder) venvPart(ctx context.Context, git *gitcache.Cache) (Part, erro
 		return Part{}, fmt.Errorf("venv: %w", err)
 	}
 	pkgs := make([]versions.LockedPackage, len(wheels))
-	keyParts := []string{"venv", b.targetID()}
 	for i, w := range wheels {
 		pkgs[i] = w.LockedPackage
-		keyParts = append(keyParts, w.Wheel, w.SHA256)
 	}
 	b.lock.Python.ImageTarget, b.lock.Python.ImagePackages = b.targetID(), pkgs
-	key := b.keyOf(keyParts...)
+	key := b.venvKey(pkgs)
 	var tree *VenvTree
-	layer, packed, err := b.cache.Build(ctx, key, b.opts.Compression, b.layerOpts(), func() ([]Entry, error) {
+	layer, packed, remote, err := b.layer(ctx, key, func() ([]Entry, error) {
 		var err error
 		tree, err = BuildVenvTree(path.Join(Root, ".venv"), b.info.Target, b.spec.Python.SystemSitePackages, wheels)
 		if err != nil {
@@ -447,9 +484,13 @@ func (b *builder) venvPart(ctx context.Context, git *gitcache.Cache) (Part, erro
 	if err != nil {
 		return Part{}, fmt.Errorf("venv: %w", err)
 	}
-	return Part{Kind: "venv", Name: fmt.Sprintf("%d packages for python %s", len(wheels), b.info.Version), Key: key, Packed: packed, Layer: layer,
-		Annotations: map[string]string{AnnPart: "venv", AnnName: fmt.Sprintf("%d packages", len(wheels))},
-		History:     fmt.Sprintf("comfy-image: venv (%d packages, python %s)", len(wheels), b.info.Version)}, nil
+	return b.venvPartOf(key, layer, packed, remote, len(wheels)), nil
+}
+
+func (b *builder) venvPartOf(key string, layer v1.Layer, packed, remote bool, n int) Part {
+	return Part{Kind: "venv", Name: fmt.Sprintf("%d packages for python %s", n, b.info.Version), Key: key, Packed: packed, Remote: remote, Layer: layer,
+		Annotations: map[string]string{AnnPart: "venv", AnnName: fmt.Sprintf("%d packages", n)},
+		History:     fmt.Sprintf("comfy-image: venv (%d packages, python %s)", n, b.info.Version)}
 }
 
 func (b *builder) configPart(ctx context.Context) (Part, error) {
@@ -465,11 +506,11 @@ func (b *builder) configPart(ctx context.Context) (Part, error) {
 		keyParts = append(keyParts, f.Path, string(data))
 	}
 	key := b.keyOf(append([]string{"config"}, keyParts...)...)
-	layer, packed, err := b.cache.Build(ctx, key, b.opts.Compression, b.layerOpts(), func() ([]Entry, error) { return files, nil })
+	layer, packed, remote, err := b.layer(ctx, key, func() ([]Entry, error) { return files, nil })
 	if err != nil {
 		return Part{}, fmt.Errorf("config: %w", err)
 	}
-	return Part{Kind: "config", Name: "extra_model_paths.yaml, comfy.env, entrypoint.sh", Key: key, Packed: packed, Layer: layer,
+	return Part{Kind: "config", Name: "extra_model_paths.yaml, comfy.env, entrypoint.sh", Key: key, Packed: packed, Remote: remote, Layer: layer,
 		Annotations: map[string]string{AnnPart: "config"}, History: "comfy-image: config"}, nil
 }
 
@@ -500,6 +541,9 @@ exec "$root/.venv/bin/python" "$root/ComfyUI/main.py" --extra-model-paths-config
 func (b *builder) modelParts(ctx context.Context, slots int) ([]Part, error) {
 	if b.opts.Models == "skip" || len(b.spec.Models) == 0 {
 		return nil, nil
+	}
+	if parts, ok := b.remoteModelParts(ctx, slots); ok {
+		return parts, nil
 	}
 	f := realize.NewFetcher(b.spec, b.opts.Options, b.opts.LookupEnv, b.opts.Reporter, 0)
 	n := len(b.spec.Models)
@@ -570,15 +614,58 @@ func (b *builder) modelPart(blobPath func(string) string, members []int, results
 	if err != nil {
 		return Part{}, fmt.Errorf("model %s: %w", strings.Join(names, ", "), err)
 	}
+	key := modelLayerKey(files, b.modTime)
 	if len(members) == 1 {
-		m, r := b.spec.Models[members[0]], results[members[0]]
-		ann = map[string]string{AnnPart: "model", AnnName: m.Dest(), AnnSource: m.Source, AnnSHA256: r.SHA256}
-		return Part{Kind: "model", Name: m.Dest(), SHA256: r.SHA256, Layer: layer, Annotations: ann,
-			History: fmt.Sprintf("comfy-image: model %s (sha256 %s)", m.Dest(), r.SHA256)}, nil
+		return b.singleModelPart(b.spec.Models[members[0]], results[members[0]], key, layer, false), nil
 	}
 	ann[AnnName] = strings.Join(names, ",")
-	return Part{Kind: "model", Name: "group: " + strings.Join(names, ", "), Layer: layer, Annotations: ann,
+	return Part{Kind: "model", Name: "group: " + strings.Join(names, ", "), Key: key, Layer: layer, Annotations: ann,
 		History: "comfy-image: model group " + strings.Join(names, ", ")}, nil
+}
+
+func (b *builder) singleModelPart(m versions.Model, lm versions.LockedModel, key string, layer v1.Layer, remote bool) Part {
+	sha := lm.SHA256
+	return Part{Kind: "model", Name: m.Dest(), SHA256: sha, Key: key, Layer: layer, Remote: remote,
+		Annotations: map[string]string{AnnPart: "model", AnnName: m.Dest(), AnnSource: m.Source, AnnSHA256: sha, AnnSize: strconv.FormatInt(lm.Size, 10)},
+		History:     fmt.Sprintf("comfy-image: model %s (sha256 %s)", m.Dest(), sha)}
+}
+
+// remoteModelParts uses the registry outputs as the cache of model layers:
+// when every model is locked and its layer is in every registry the image
+// goes to, no model is downloaded or read.
+func (b *builder) remoteModelParts(ctx context.Context, slots int) ([]Part, bool) {
+	repos := b.modelRepos
+	if b.opts.Models == "bake" {
+		repos = b.appRepos
+	}
+	if len(repos) == 0 || len(b.spec.Models) > slots {
+		return nil, false
+	}
+	var parts []Part
+	var locked []versions.LockedModel
+	for _, m := range b.spec.Models {
+		lm, ok := realize.LockedModelFor(b.lock, m)
+		if !ok {
+			lm, ok = b.registryModels[m.Dest()]
+			if !ok || lm.Source != m.Source || (m.SHA256 != "" && m.SHA256 != lm.SHA256) {
+				return nil, false
+			}
+			lm.Name = m.Name
+		}
+		inImage := m.Dest()
+		if b.opts.Models == "bake" {
+			inImage = path.Join(strings.TrimPrefix(ModelsDir, "/"), inImage)
+		}
+		key := modelLayerKey([]ModelFile{{Path: inImage, SHA256: lm.SHA256}}, b.modTime)
+		layer, ok := b.remoteLayer(ctx, key, repos)
+		if !ok {
+			return nil, false
+		}
+		parts = append(parts, b.singleModelPart(m, lm, key, layer, true))
+		locked = append(locked, lm)
+	}
+	b.lock.Models = locked
+	return parts, true
 }
 
 func (b *builder) labels() map[string]string {
@@ -603,6 +690,9 @@ func addenda(parts []Part, modTime time.Time) []mutate.Addendum {
 	out := make([]mutate.Addendum, len(parts))
 	for i, p := range parts {
 		mt, _ := p.Layer.MediaType()
+		if p.Key != "" {
+			p.Annotations[AnnKey] = p.Key
+		}
 		out[i] = mutate.Addendum{Layer: p.Layer, MediaType: mt, Annotations: p.Annotations,
 			History: v1.History{Created: v1.Time{Time: modTime}, CreatedBy: p.History, Comment: "comfy-image"}}
 	}
@@ -710,11 +800,7 @@ func (b *builder) recordLayers(parts []Part) {
 		d, _ := p.Layer.Digest()
 		diff, _ := p.Layer.DiffID()
 		size, _ := p.Layer.Size()
-		key := p.Key
-		if p.Kind == "model" {
-			key = p.SHA256
-		}
-		b.lock.Layers = append(b.lock.Layers, versions.LockedLayer{Part: p.Kind + " " + p.Name, Key: key, Digest: d.String(), DiffID: diff.String(), Size: size})
+		b.lock.Layers = append(b.lock.Layers, versions.LockedLayer{Part: p.Kind + " " + p.Name, Key: p.Key, Digest: d.String(), DiffID: diff.String(), Size: size})
 	}
 }
 

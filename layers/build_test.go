@@ -586,3 +586,51 @@ func TestSmallModelsShareALayerWhenTheBudgetIsShort(t *testing.T) {
 		t.Fatalf("%d layers, want 8", len(ls))
 	}
 }
+
+func TestRegistryIsTheCacheOfAFreshRunner(t *testing.T) {
+	v := testsupport.NewVersion(t)
+	base := testsupport.SyntheticBase(t)
+	reg := testsupport.NewRegistry(t)
+	out, _ := layers.ParseLocation(reg.Host + "/comfy/demo:v1")
+	ctx := context.Background()
+	push := func(o *layers.BuildOptions) { o.PushTo = []layers.Location{out} }
+	first := build(t, v, base, t.TempDir(), push)
+	if err := layers.Write(ctx, first, []layers.Location{out}, "demo", layers.WriteOptions{Log: io.Discard}); err != nil {
+		t.Fatal(err)
+	}
+	uploads, _ := reg.Uploads()
+	hfBefore := len(v.HF.Requests())
+	// A new runner: empty cache, no lock. Nothing is packed, no model is
+	// downloaded, and the push uploads nothing.
+	fresh := build(t, v, base, t.TempDir(), push)
+	for _, p := range fresh.Parts {
+		if p.Packed || !p.Remote {
+			t.Errorf("%s %s: packed %v, from the registry %v", p.Kind, p.Name, p.Packed, p.Remote)
+		}
+	}
+	if n := len(v.HF.Requests()); n != hfBefore {
+		t.Errorf("models were downloaded again (%d requests)", n-hfBefore)
+	}
+	if digestOf(t, fresh.App) != digestOf(t, first.App) || digestOf(t, fresh.Models) != digestOf(t, first.Models) {
+		t.Fatal("a build from the registry cache differs")
+	}
+	if err := layers.Write(ctx, fresh, []layers.Location{out}, "demo", layers.WriteOptions{Log: io.Discard}); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := reg.Uploads(); n != uploads {
+		t.Fatalf("uploaded %d blobs", n-uploads)
+	}
+	if len(fresh.Lock.Models) != 2 || fresh.Lock.Models[0].SHA256 == "" || fresh.Lock.Models[0].Size == 0 {
+		t.Errorf("lock models from the registry: %+v", fresh.Lock.Models)
+	}
+	// An OCI layout output needs the bytes: then everything is built locally.
+	local := build(t, v, base, t.TempDir(), func(o *layers.BuildOptions) {
+		loc, _ := layers.ParseLocation("oci:" + t.TempDir() + ":x")
+		o.PushTo = []layers.Location{out, loc}
+	})
+	for _, p := range local.Parts {
+		if p.Remote {
+			t.Errorf("%s %s came from the registry though an OCI layout is written", p.Kind, p.Name)
+		}
+	}
+}

@@ -282,7 +282,6 @@ func NewModelGroupLayer(cacheDir string, files []ModelFile, modTime time.Time) (
 	l := &ModelLayer{Files: files}
 	var buf bytes.Buffer
 	seen := map[string]bool{}
-	keyParts := []string{modTime.UTC().String()}
 	for _, f := range files {
 		fi, err := os.Stat(f.File)
 		if err != nil {
@@ -310,10 +309,9 @@ func NewModelGroupLayer(cacheDir string, files []ModelFile, modTime time.Time) (
 		buf.Reset()
 		l.pieces = append(l.pieces, p)
 		l.size += int64(len(p.header)) + fi.Size() + p.pad
-		keyParts = append(keyParts, f.SHA256, f.Path)
 	}
 	l.size += tarTrailer
-	meta := filepath.Join(cacheDir, "model-layers", Key(keyParts...)+".json")
+	meta := filepath.Join(cacheDir, "model-layers", modelLayerKey(files, modTime)+".json")
 	var known Info
 	if data, err := os.ReadFile(meta); err == nil && json.Unmarshal(data, &known) == nil && known.Size == l.size {
 		l.digest = known.Digest
@@ -331,6 +329,18 @@ func NewModelGroupLayer(cacheDir string, files []ModelFile, modTime time.Time) (
 	l.digest = hashOf(h)
 	data, _ := json.Marshal(Info{Digest: l.digest, DiffID: l.digest, Size: l.size, MediaType: types.OCIUncompressedLayer})
 	return l, versions.WriteFileAtomic(meta, data, 0o644)
+}
+
+// modelLayerKey names a model layer by its files' content and paths (sorted
+// by path) and the mtime: what its bytes depend on.
+func modelLayerKey(files []ModelFile, modTime time.Time) string {
+	files = append([]ModelFile(nil), files...)
+	sort.Slice(files, func(i, j int) bool { return files[i].Path < files[j].Path })
+	parts := []string{modTime.UTC().String()}
+	for _, f := range files {
+		parts = append(parts, f.SHA256, f.Path)
+	}
+	return Key(parts...)
 }
 
 func (l *ModelLayer) Digest() (v1.Hash, error)            { return l.digest, nil }

@@ -58,6 +58,7 @@ func newBuildCmd() *cobra.Command {
 			}
 			o.Options = f.options(cmd)
 			o.Locked = f.locked
+			o.PushTo, o.ModelsRef = outs, modelsRef
 			o.Out = cmd.OutOrStdout()
 			o.Reporter = progress.New(cmd.ErrOrStderr())
 			if f.dryRun {
@@ -109,6 +110,9 @@ func printParts(cmd *cobra.Command, res *layers.Result) {
 		}
 		if p.Kind == "model" {
 			state = "uncompressed"
+		}
+		if p.Remote {
+			state = "in the registry"
 		}
 		fmt.Fprintf(out, "%-7s %-48s %10s  %s  %s\n", p.Kind, trim(p.Name, 48), progress.Size(size), d.String()[:19], state)
 	}

@@ -1,0 +1,139 @@
+package layers
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strconv"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/comfy-image/comfy-image/versions"
+)
+
+// registryCache prepares the registry-as-cache: the layers the lock knows,
+// the repositories of the outputs (only when every output is a registry:
+// an OCI layout or a tarball needs every layer's bytes), and what the
+// images already at those references say of their layers, so a fresh CI
+// runner with no lock and no cache packs and downloads only what changed.
+func (b *builder) registryCache(ctx context.Context) error {
+	b.known = map[string]versions.LockedLayer{}
+	b.registryModels = map[string]versions.LockedModel{}
+	for _, l := range b.lock.Layers {
+		if l.Key != "" {
+			b.known[l.Key] = l
+		}
+	}
+	for _, out := range b.opts.PushTo {
+		if out.Kind != "registry" {
+			return nil
+		}
+	}
+	for _, out := range b.opts.PushTo {
+		models, err := ModelsLocation(out, b.opts.ModelsRef)
+		if err != nil {
+			return fmt.Errorf("--models-ref: %w", err)
+		}
+		if models.Kind != "registry" {
+			b.appRepos, b.modelRepos = nil, nil
+			return nil
+		}
+		b.appRepos = append(b.appRepos, out.Ref.Context())
+		b.modelRepos = append(b.modelRepos, models.Ref.Context())
+		b.learn(ctx, out.Ref)
+		b.learn(ctx, models.Ref)
+	}
+	return nil
+}
+
+// learn reads the keys of the layers of the image at ref, if there is one.
+func (b *builder) learn(ctx context.Context, ref name.Reference) {
+	img, err := remote.Image(ref, RemoteOptions(remote.WithContext(ctx))...)
+	if err != nil {
+		return // nothing there yet (or unreadable): everything is built
+	}
+	m, err := img.Manifest()
+	if err != nil {
+		return
+	}
+	cf, err := img.ConfigFile()
+	if err != nil || len(cf.RootFS.DiffIDs) != len(m.Layers) {
+		return
+	}
+	for i, l := range m.Layers {
+		a := l.Annotations
+		key := a[AnnKey]
+		if key == "" {
+			continue
+		}
+		if _, ok := b.known[key]; !ok {
+			b.known[key] = versions.LockedLayer{Part: a[AnnPart] + " " + a[AnnName], Key: key,
+				Digest: l.Digest.String(), DiffID: cf.RootFS.DiffIDs[i].String(), Size: l.Size}
+		}
+		if a[AnnPart] == "model" && a[AnnSHA256] != "" {
+			size, _ := strconv.ParseInt(a[AnnSize], 10, 64)
+			b.registryModels[a[AnnName]] = versions.LockedModel{Source: a[AnnSource], Dest: a[AnnName], SHA256: a[AnnSHA256], Size: size}
+		}
+	}
+}
+
+// layer returns the app layer under key: from the local cache, else as a
+// layer every registry output already has, else packed now.
+func (b *builder) layer(ctx context.Context, key string, entries func() ([]Entry, error)) (l v1.Layer, packed, remote bool, err error) {
+	if l, ok := b.cache.Lookup(key); ok {
+		return l, false, false, nil
+	}
+	if l, ok := b.remoteLayer(ctx, key, b.appRepos); ok {
+		return l, false, true, nil
+	}
+	l, packed, err = b.cache.Build(ctx, key, b.opts.Compression, b.layerOpts(), entries)
+	return l, packed, false, err
+}
+
+// remoteLayer is the lock's layer under key when every repository in repos
+// holds its blob.
+func (b *builder) remoteLayer(ctx context.Context, key string, repos []name.Repository) (v1.Layer, bool) {
+	known, ok := b.known[key]
+	if !ok || len(repos) == 0 {
+		return nil, false
+	}
+	digest, err1 := v1.NewHash(known.Digest)
+	diffID, err2 := v1.NewHash(known.DiffID)
+	if err1 != nil || err2 != nil {
+		return nil, false
+	}
+	for _, repo := range repos {
+		if has, err := BlobExists(ctx, repo, digest, nil); err != nil || !has {
+			return nil, false
+		}
+	}
+	mt := b.opts.Compression.mediaType()
+	if digest == diffID {
+		mt = types.OCIUncompressedLayer // model layers are stored uncompressed
+	}
+	b.logf("%s: in the registry already, not packed", known.Part)
+	return &registryLayer{digest: digest, diffID: diffID, size: known.Size, mediaType: mt, part: known.Part}, true
+}
+
+// registryLayer is a layer known by its digests only: its blob is in every
+// registry the image goes to, so writing the image never reads it.
+type registryLayer struct {
+	digest, diffID v1.Hash
+	size           int64
+	mediaType      types.MediaType
+	part           string
+}
+
+func (l *registryLayer) Digest() (v1.Hash, error)            { return l.digest, nil }
+func (l *registryLayer) DiffID() (v1.Hash, error)            { return l.diffID, nil }
+func (l *registryLayer) Size() (int64, error)                { return l.size, nil }
+func (l *registryLayer) MediaType() (types.MediaType, error) { return l.mediaType, nil }
+
+func (l *registryLayer) Compressed() (io.ReadCloser, error) {
+	return nil, fmt.Errorf("layer %s (%s) is only in the registry, not in this cache", l.part, l.digest)
+}
+
+func (l *registryLayer) Uncompressed() (io.ReadCloser, error) { return l.Compressed() }
