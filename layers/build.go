@@ -550,7 +550,9 @@ func (b *builder) modelParts(ctx context.Context, slots int) ([]Part, error) {
 	results := make([]versions.LockedModel, n)
 	errs := make([]error, n)
 	realize.Parallel(n, 3, func(i int) {
-		results[i], errs[i] = realize.FetchModel(ctx, f, b.spec.Models[i], b.lock)
+		m := b.spec.Models[i]
+		observe := ModelLayerObserver(b.cache.Dir, b.modelPath(m), b.modTime)
+		results[i], errs[i] = realize.FetchModelObserved(ctx, f, m, b.lock, observe)
 	})
 	f.Progress.Wait()
 	realize.MergeLockedModels(b.spec, b.lock, results, errs)
@@ -602,10 +604,7 @@ func (b *builder) modelPart(blobPath func(string) string, members []int, results
 	ann := map[string]string{AnnPart: "model"}
 	for _, i := range members {
 		m, r := b.spec.Models[i], results[i]
-		inImage := m.Dest()
-		if b.opts.Models == "bake" {
-			inImage = path.Join(strings.TrimPrefix(ModelsDir, "/"), inImage)
-		}
+		inImage := b.modelPath(m)
 		files = append(files, ModelFile{File: blobPath(r.SHA256), Path: inImage, SHA256: r.SHA256})
 		names = append(names, m.Dest())
 		ann[AnnModelPfx+m.Dest()] = r.SHA256
@@ -621,6 +620,15 @@ func (b *builder) modelPart(blobPath func(string) string, members []int, results
 	ann[AnnName] = strings.Join(names, ",")
 	return Part{Kind: "model", Name: "group: " + strings.Join(names, ", "), Key: key, Layer: layer, Annotations: ann,
 		History: "comfy-image: model group " + strings.Join(names, ", ")}, nil
+}
+
+// modelPath is where a model lies in the image: <subdir>/<file> in the
+// models image, models/<subdir>/<file> when baked into the app image.
+func (b *builder) modelPath(m versions.Model) string {
+	if b.opts.Models == "bake" {
+		return path.Join(strings.TrimPrefix(ModelsDir, "/"), m.Dest())
+	}
+	return m.Dest()
 }
 
 func (b *builder) singleModelPart(m versions.Model, lm versions.LockedModel, key string, layer v1.Layer, remote bool) Part {
@@ -652,10 +660,7 @@ func (b *builder) remoteModelParts(ctx context.Context, slots int) ([]Part, bool
 			}
 			lm.Name = m.Name
 		}
-		inImage := m.Dest()
-		if b.opts.Models == "bake" {
-			inImage = path.Join(strings.TrimPrefix(ModelsDir, "/"), inImage)
-		}
+		inImage := b.modelPath(m)
 		key := modelLayerKey([]ModelFile{{Path: inImage, SHA256: lm.SHA256}}, b.modTime)
 		layer, ok := b.remoteLayer(ctx, key, repos)
 		if !ok {

@@ -21,6 +21,7 @@ import (
 	"github.com/comfy-image/comfy-image/internal/testsupport"
 	"github.com/comfy-image/comfy-image/layers"
 	"github.com/comfy-image/comfy-image/realize"
+	"github.com/comfy-image/comfy-image/realize/models"
 	"github.com/comfy-image/comfy-image/versions"
 )
 
@@ -632,5 +633,40 @@ func TestRegistryIsTheCacheOfAFreshRunner(t *testing.T) {
 		if p.Remote {
 			t.Errorf("%s %s came from the registry though an OCI layout is written", p.Kind, p.Name)
 		}
+	}
+}
+
+func TestModelLayerDigestComputedWhileDownloading(t *testing.T) {
+	hf := testsupport.NewHFServer(t)
+	content := bytes.Repeat([]byte("weights and biases "), 20_000)
+	sha := hf.Add("o/r/unet.safetensors", content)
+	layerCache := t.TempDir()
+	f := &models.Fetcher{Store: models.Store{Dir: t.TempDir()}, HFEndpoint: hf.URL}
+	modTime := time.Unix(0, 0)
+	_, err := f.Fetch(context.Background(), models.Request{Source: "hf://o/r/unet.safetensors",
+		Observe: layers.ModelLayerObserver(layerCache, "diffusion_models/unet.safetensors", modTime)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The true digest, from a copy of the content in another cache.
+	copyFile := filepath.Join(t.TempDir(), "copy")
+	os.WriteFile(copyFile, content, 0o644)
+	truth, err := layers.NewModelLayer(t.TempDir(), copyFile, "diffusion_models/unet.safetensors", sha, modTime)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Swap the stored file for other bytes of the same size: the layer made
+	// from it has the true digest only if the download remembered it.
+	store := f.Store.BlobPath(sha)
+	os.Chmod(store, 0o644)
+	os.WriteFile(store, bytes.Repeat([]byte{0xAB}, len(content)), 0o644)
+	l, err := layers.NewModelLayer(layerCache, store, "diffusion_models/unet.safetensors", sha, modTime)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := l.Digest()
+	want, _ := truth.Digest()
+	if got != want {
+		t.Fatalf("digest %s, want %s: it was not computed during the download", got, want)
 	}
 }

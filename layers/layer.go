@@ -280,40 +280,23 @@ func NewModelGroupLayer(cacheDir string, files []ModelFile, modTime time.Time) (
 	files = append([]ModelFile(nil), files...)
 	sort.Slice(files, func(i, j int) bool { return files[i].Path < files[j].Path })
 	l := &ModelLayer{Files: files}
-	var buf bytes.Buffer
 	seen := map[string]bool{}
 	for _, f := range files {
 		fi, err := os.Stat(f.File)
 		if err != nil {
 			return nil, err
 		}
-		// WriteHeader writes the header blocks at once; a writer per file
-		// keeps it from asking for the content it will not be given.
-		tw := tar.NewWriter(&buf)
-		var dirs []string
-		for d := path.Dir(f.Path); d != "." && d != "/"; d = path.Dir(d) {
-			dirs = append([]string{d}, dirs...)
-		}
-		for _, d := range dirs {
-			if !seen[d] {
-				seen[d] = true
-				if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: d + "/", Mode: 0o755, ModTime: modTime, Format: tar.FormatPAX}); err != nil {
-					return nil, err
-				}
-			}
-		}
-		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: f.Path, Mode: 0o644, Size: fi.Size(), ModTime: modTime, Format: tar.FormatPAX}); err != nil {
+		header, err := fileHeaders(f.Path, fi.Size(), modTime, seen)
+		if err != nil {
 			return nil, err
 		}
-		p := piece{header: append([]byte(nil), buf.Bytes()...), file: f.File, pad: (512 - fi.Size()%512) % 512}
-		buf.Reset()
+		p := piece{header: header, file: f.File, pad: (512 - fi.Size()%512) % 512}
 		l.pieces = append(l.pieces, p)
 		l.size += int64(len(p.header)) + fi.Size() + p.pad
 	}
 	l.size += tarTrailer
-	meta := filepath.Join(cacheDir, "model-layers", modelLayerKey(files, modTime)+".json")
-	var known Info
-	if data, err := os.ReadFile(meta); err == nil && json.Unmarshal(data, &known) == nil && known.Size == l.size {
+	key := modelLayerKey(files, modTime)
+	if known, ok := knownModelLayer(cacheDir, key); ok && known.Size == l.size {
 		l.digest = known.Digest
 		return l, nil
 	}
@@ -327,8 +310,66 @@ func NewModelGroupLayer(cacheDir string, files []ModelFile, modTime time.Time) (
 		return nil, err
 	}
 	l.digest = hashOf(h)
-	data, _ := json.Marshal(Info{Digest: l.digest, DiffID: l.digest, Size: l.size, MediaType: types.OCIUncompressedLayer})
-	return l, versions.WriteFileAtomic(meta, data, 0o644)
+	return l, rememberModelLayer(cacheDir, key, l.digest, l.size)
+}
+
+// fileHeaders are the tar header blocks of a model file at p (and of its
+// parent directories not in seen), exactly as the layer stream has them.
+func fileHeaders(p string, size int64, modTime time.Time, seen map[string]bool) ([]byte, error) {
+	var buf bytes.Buffer
+	// WriteHeader writes the header blocks at once; a writer per file keeps
+	// it from asking for the content it will not be given.
+	tw := tar.NewWriter(&buf)
+	var dirs []string
+	for d := path.Dir(p); d != "." && d != "/"; d = path.Dir(d) {
+		dirs = append([]string{d}, dirs...)
+	}
+	for _, d := range dirs {
+		if !seen[d] {
+			seen[d] = true
+			if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: d + "/", Mode: 0o755, ModTime: modTime, Format: tar.FormatPAX}); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: p, Mode: 0o644, Size: size, ModTime: modTime, Format: tar.FormatPAX}); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+func modelLayerMeta(cacheDir, key string) string {
+	return filepath.Join(cacheDir, "model-layers", key+".json")
+}
+
+func knownModelLayer(cacheDir, key string) (Info, bool) {
+	var known Info
+	data, err := os.ReadFile(modelLayerMeta(cacheDir, key))
+	return known, err == nil && json.Unmarshal(data, &known) == nil
+}
+
+func rememberModelLayer(cacheDir, key string, digest v1.Hash, size int64) error {
+	data, _ := json.Marshal(Info{Digest: digest, DiffID: digest, Size: size, MediaType: types.OCIUncompressedLayer})
+	return versions.WriteFileAtomic(modelLayerMeta(cacheDir, key), data, 0o644)
+}
+
+// ModelLayerObserver computes the layer digest of a model file at inImage
+// while it downloads (models.Request.Observe), so the file is read once.
+func ModelLayerObserver(cacheDir, inImage string, modTime time.Time) func(int64) (io.Writer, func(string)) {
+	return func(size int64) (io.Writer, func(string)) {
+		header, err := fileHeaders(inImage, size, modTime, map[string]bool{})
+		if err != nil {
+			return io.Discard, func(string) {}
+		}
+		h := sha256.New()
+		h.Write(header)
+		return h, func(sha string) {
+			pad := (512 - size%512) % 512
+			io.CopyN(h, zeros{}, pad+tarTrailer)
+			key := modelLayerKey([]ModelFile{{Path: inImage, SHA256: sha}}, modTime)
+			_ = rememberModelLayer(cacheDir, key, hashOf(h), int64(len(header))+size+pad+tarTrailer)
+		}
+	}
 }
 
 // modelLayerKey names a model layer by its files' content and paths (sorted

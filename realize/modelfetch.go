@@ -3,6 +3,7 @@ package realize
 import (
 	"context"
 	"fmt"
+	"io"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -87,7 +88,13 @@ func EnvFile(spec *versions.Spec, lookupEnv func(string) (string, bool)) []byte 
 // FetchModel makes sure the store holds model m (pinned by the spec's or
 // the lock's sha256 and URL) and returns its lock entry.
 func FetchModel(ctx context.Context, f *models.Fetcher, m versions.Model, l *versions.Lock) (versions.LockedModel, error) {
-	req := models.Request{Source: m.Source, SHA256: m.SHA256}
+	return FetchModelObserved(ctx, f, m, l, nil)
+}
+
+// FetchModelObserved is FetchModel with an observer of the downloaded
+// bytes (see models.Request.Observe).
+func FetchModelObserved(ctx context.Context, f *models.Fetcher, m versions.Model, l *versions.Lock, observe func(int64) (io.Writer, func(string))) (versions.LockedModel, error) {
+	req := models.Request{Source: m.Source, SHA256: m.SHA256, Observe: observe}
 	lm, haveLock := LockedModelFor(l, m)
 	pinned := haveLock && (m.SHA256 == "" || m.SHA256 == lm.SHA256)
 	if pinned {

@@ -54,6 +54,11 @@ type Request struct {
 	SHA256 string
 	// URL is the pinned URL from a lock ("" to resolve the source).
 	URL string
+	// Observe, when set, sees the bytes of a download that starts from the
+	// first byte with a known size, as they are written: the image build
+	// computes a model's layer digest in the same pass, so a model file is
+	// read once. done is called with the sha256 once the file is verified.
+	Observe func(size int64) (w io.Writer, done func(sha256 string))
 }
 
 // Result is a fetched (or already stored) model file.
@@ -351,7 +356,14 @@ func (f *Fetcher) getOnce(ctx context.Context, req Request, u *url.URL, part str
 	}
 	tracker.SetTotal(total)
 	tracker.SetCurrent(have)
-	n, copyErr := io.Copy(io.MultiWriter(out, h, trackWriter{tracker}), resp.Body)
+	writers := []io.Writer{out, h, trackWriter{tracker}}
+	var observed func(string)
+	if req.Observe != nil && have == 0 && total >= 0 {
+		var w io.Writer
+		w, observed = req.Observe(total)
+		writers = append(writers, w)
+	}
+	n, copyErr := io.Copy(io.MultiWriter(writers...), resp.Body)
 	if err := out.Close(); copyErr == nil {
 		copyErr = err
 	}
@@ -370,6 +382,9 @@ func (f *Fetcher) getOnce(ctx context.Context, req Request, u *url.URL, part str
 		return Result{}, 0, permanentError{err}
 	}
 	os.Remove(part + ".json")
+	if observed != nil {
+		observed(sum)
+	}
 	k := Known{Source: req.Source, URL: finalURL(u, resp), Revision: resp.Header.Get("X-Repo-Commit"), ETag: etag, Size: size, SHA256: sum}
 	if err := f.Store.remember(k); err != nil {
 		return Result{}, 0, permanentError{err}
@@ -437,7 +452,14 @@ func (f *Fetcher) copyLocal(req Request, src, part string) (Result, error) {
 		return Result{}, err
 	}
 	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(out, h, trackWriter{tracker}), in)
+	writers := []io.Writer{out, h, trackWriter{tracker}}
+	var observed func(string)
+	if req.Observe != nil {
+		var w io.Writer
+		w, observed = req.Observe(fi.Size())
+		writers = append(writers, w)
+	}
+	n, err := io.Copy(io.MultiWriter(writers...), in)
 	if cerr := out.Close(); err == nil {
 		err = cerr
 	}
@@ -452,6 +474,9 @@ func (f *Fetcher) copyLocal(req Request, src, part string) (Result, error) {
 	}
 	if err := f.Store.adopt(part, sum); err != nil {
 		return Result{}, err
+	}
+	if observed != nil {
+		observed(sum)
 	}
 	k := Known{Source: req.Source, URL: req.Source, Size: n, SHA256: sum}
 	return Result{SHA256: sum, URL: k.URL, Size: n}, f.Store.remember(k)
