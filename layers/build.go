@@ -819,17 +819,3 @@ func (b *builder) warnHuge(parts []Part) {
 		}
 	}
 }
-
-// Describe renders parts as JSON-friendly rows (for printing).
-func Describe(p Part) map[string]any {
-	d, _ := p.Layer.Digest()
-	size, _ := p.Layer.Size()
-	row := map[string]any{"part": p.Kind, "name": p.Name, "digest": d.String(), "size": size, "packed": p.Packed}
-	if p.Commit != "" {
-		row["commit"] = p.Commit
-	}
-	if p.SHA256 != "" {
-		row["sha256"] = p.SHA256
-	}
-	return row
-}
