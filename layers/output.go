@@ -39,12 +39,15 @@ type WriteOptions struct {
 	Names map[string]string
 }
 
-func (o WriteOptions) remote(ctx context.Context, extra ...remote.Option) []remote.Option {
-	jobs := o.Jobs
-	if jobs <= 0 {
-		jobs = 4
+func (o WriteOptions) jobs() int {
+	if o.Jobs <= 0 {
+		return 4
 	}
-	opts := []remote.Option{remote.WithContext(ctx), remote.WithJobs(jobs)}
+	return o.Jobs
+}
+
+func (o WriteOptions) remote(ctx context.Context, extra ...remote.Option) []remote.Option {
+	opts := []remote.Option{remote.WithContext(ctx), remote.WithJobs(o.jobs())}
 	if o.Transport != nil {
 		opts = append(opts, remote.WithTransport(o.Transport))
 	}
@@ -183,11 +186,7 @@ func push(ctx context.Context, img v1.Image, loc Location, o WriteOptions) error
 	}
 	fmt.Fprintf(o.Log, "push %s: %d of %d layers to upload\n", loc, len(missing), len(layers))
 	errs := make([]error, len(missing))
-	jobs := o.Jobs
-	if jobs <= 0 {
-		jobs = 4
-	}
-	realize.Parallel(len(missing), jobs, func(i int) {
+	realize.Parallel(len(missing), o.jobs(), func(i int) {
 		l := missing[i]
 		d, _ := l.Digest()
 		size, _ := l.Size()

@@ -373,5 +373,3 @@ func removeEmptyParents(root, dir string) {
 		dir = filepath.Dir(dir)
 	}
 }
-
-type gitRepo = git.Repository

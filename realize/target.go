@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -234,7 +233,7 @@ func (r *realizer) checkouts(ctx context.Context) error {
 				continue
 			}
 		}
-		repo, err := r.mirrorWith(ctx, repoURL, p.repo.Commit)
+		repo, err := OpenMirror(ctx, r.cache, repoURL, p.repo.Commit)
 		if err != nil {
 			return fmt.Errorf("%s: %w", p.key, err)
 		}
@@ -267,11 +266,6 @@ func (r *realizer) repoURL(i int) string {
 		return r.spec.Comfy.Repo
 	}
 	return r.spec.CustomNodes[i-1].Repo.Repo
-}
-
-// mirrorWith opens the mirror of repo, fetching it when it lacks commit.
-func (r *realizer) mirrorWith(ctx context.Context, repo, commit string) (*gitRepo, error) {
-	return OpenMirror(ctx, r.cache, repo, commit)
 }
 
 // links makes ComfyUI/custom_nodes/<name> -> ../../custom_nodes/<name>
@@ -516,13 +510,18 @@ func (r *realizer) model(ctx context.Context, f *models.Fetcher, m versions.Mode
 }
 
 // config writes extra_model_paths.yaml, the env file and run.sh.
-func (r *realizer) config(context.Context) error {
-	base := r.modelsDir
+// yamlBase is the yaml's base_path: relative when MODELS_DIR is inside the
+// target, so the target works at any mount point; absolute otherwise.
+func (r *realizer) yamlBase() string {
 	if rel, err := filepath.Rel(r.target, r.modelsDir); err == nil && !strings.HasPrefix(rel, "..") {
-		base = rel // relative: the target works at any mount point
+		return rel
 	}
+	return r.modelsDir
+}
+
+func (r *realizer) config(context.Context) error {
 	files := map[string][]byte{
-		"extra_model_paths.yaml": ExtraModelPaths(r.spec, base),
+		"extra_model_paths.yaml": ExtraModelPaths(r.spec, r.yamlBase()),
 		"comfy.env":              r.envFile(),
 		"run.sh":                 runScript(r.spec.VersionID),
 	}
@@ -597,12 +596,8 @@ func (r *realizer) plan(ctx context.Context) error {
 	}
 	r.planVenv(w)
 	r.planModels(ctx, w)
-	base := r.modelsDir
-	if rel, err := filepath.Rel(r.target, r.modelsDir); err == nil && !strings.HasPrefix(rel, "..") {
-		base = rel
-	}
 	fmt.Fprintf(w, "  write       %s:\n", filepath.Join(r.target, "extra_model_paths.yaml"))
-	for _, line := range strings.Split(strings.TrimRight(string(ExtraModelPaths(r.spec, base)), "\n"), "\n") {
+	for _, line := range strings.Split(strings.TrimRight(string(ExtraModelPaths(r.spec, r.yamlBase())), "\n"), "\n") {
 		fmt.Fprintln(w, "    | "+line)
 	}
 	fmt.Fprintf(w, "  write       %s, %s\n", filepath.Join(r.target, "comfy.env"), filepath.Join(r.target, "run.sh"))
@@ -659,14 +654,7 @@ func (r *realizer) planModels(ctx context.Context, w io.Writer) {
 		case stored:
 			fmt.Fprintf(w, "  link        %s (%s, in the cache) -> %s\n", m.Source, progress.Size(res.Size), dest)
 		default:
-			fmt.Fprintf(w, "  download    %s (%s) from %s -> %s\n", m.Source, progress.Size(res.Size), redactURL(res.URL), dest)
+			fmt.Fprintf(w, "  download    %s (%s) from %s -> %s\n", m.Source, progress.Size(res.Size), versions.RedactURL(res.URL), dest)
 		}
 	}
-}
-
-func redactURL(s string) string {
-	if _, err := url.Parse(s); err != nil {
-		return s
-	}
-	return versions.RedactURL(s)
 }
