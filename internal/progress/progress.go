@@ -18,7 +18,9 @@ import (
 type Reporter interface {
 	// Start begins a unit of total bytes (0 if unknown).
 	Start(name string, total int64) Tracker
-	// Wait flushes the display after all trackers are done.
+	// Wait flushes the display after all trackers started so far are
+	// done. The reporter stays usable: a later Start opens a new area, so
+	// one reporter serves several phases (downloads, then each push).
 	Wait()
 }
 
@@ -37,7 +39,7 @@ type Tracker interface {
 // New picks bars when w is a terminal and plain lines otherwise.
 func New(w io.Writer) Reporter {
 	if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-		return &bars{p: mpb.New(mpb.WithOutput(w), mpb.WithWidth(40))}
+		return &bars{w: w}
 	}
 	return NewPlain(w, 10*time.Second)
 }
@@ -45,17 +47,40 @@ func New(w io.Writer) Reporter {
 // Discard reports nothing.
 func Discard() Reporter { return NewPlain(io.Discard, time.Hour) }
 
-type bars struct{ p *mpb.Progress }
+// bars draws mpb bars. An mpb.Progress cannot be used after its Wait, so
+// each phase gets its own, made by the first Start after a Wait.
+type bars struct {
+	w  io.Writer
+	mu sync.Mutex
+	p  *mpb.Progress
+}
+
+func (b *bars) area() *mpb.Progress {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.p == nil {
+		b.p = mpb.New(mpb.WithOutput(b.w), mpb.WithWidth(40))
+	}
+	return b.p
+}
 
 func (b *bars) Start(name string, total int64) Tracker {
-	bar := b.p.AddBar(total,
+	bar := b.area().AddBar(total,
 		mpb.PrependDecorators(decor.Name(name, decor.WCSyncSpaceR), decor.Counters(decor.SizeB1024(0), "% .1f / % .1f")),
 		mpb.AppendDecorators(decor.EwmaSpeed(decor.SizeB1024(0), "% .1f", 30), decor.Name(" "), decor.EwmaETA(decor.ET_STYLE_GO, 30)),
 	)
 	return &barTracker{bar: bar, last: time.Now()}
 }
 
-func (b *bars) Wait() { b.p.Wait() }
+func (b *bars) Wait() {
+	b.mu.Lock()
+	p := b.p
+	b.p = nil
+	b.mu.Unlock()
+	if p != nil {
+		p.Wait()
+	}
+}
 
 type barTracker struct {
 	bar  *mpb.Bar

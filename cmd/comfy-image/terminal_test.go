@@ -1,0 +1,65 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/creack/pty"
+
+	"github.com/comfy-image/comfy-image/internal/testsupport"
+)
+
+// TestTerminalPushWithModels runs the README's default command (build and
+// push app + models images) on a real pseudo-terminal, where progress is
+// drawn as bars: one progress area serves the model downloads, the app push
+// and the models push without panicking.
+func TestTerminalPushWithModels(t *testing.T) {
+	v := testsupport.NewVersion(t)
+	reg := testsupport.NewRegistry(t)
+	ref := reg.Host + "/comfy/demo:v1"
+	cmd := exec.Command(testsupport.Binary(t), "build", "--spec", v.SpecFile, "--base", testsupport.SyntheticBase(t),
+		"--wheels-dir", v.Wheels, "--push", ref)
+	cmd.Dir = v.Dir
+	cmd.Env = append(os.Environ(), v.Env(filepath.Join(v.Dir, "cache"))...)
+	cmd.Env = append(cmd.Env, "TERM=xterm")
+	tty, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 40, Cols: 120})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tty.Close()
+	var out bytes.Buffer
+	copied := make(chan struct{})
+	go func() {
+		// Reading the pty ends with EIO once the child has exited.
+		io.Copy(&out, tty)
+		close(copied)
+	}()
+	err = cmd.Wait()
+	<-copied
+	text := out.String()
+	var exit *exec.ExitError
+	if errors.As(err, &exit) || err != nil {
+		t.Fatalf("build on a terminal: %v\n%s", err, text)
+	}
+	if strings.Contains(text, "panic") {
+		t.Fatalf("build on a terminal panicked:\n%s", text)
+	}
+	// Bars: a name, byte counters and mpb's bar drawn with "[" "=" "]".
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`upload .*KiB / .*KiB`),
+		regexp.MustCompile(`\[=+`),
+		regexp.MustCompile(`wrote .*demo:v1@sha256:`),
+		regexp.MustCompile(`wrote .*demo:v1-models@sha256:`),
+	} {
+		if !want.MatchString(text) {
+			t.Errorf("terminal output lacks %s:\n%s", want, text)
+		}
+	}
+}
