@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -37,13 +38,15 @@ type TarOptions struct {
 // WriteTar writes entries as a deterministic tar: sorted by path, missing
 // parent directories added (0755), uid/gid 0, no user names, no xattrs,
 // one fixed mtime, mode bits kept. Entries with the same path: the last wins.
+// A path that is empty, absolute or climbs out with ".." is an error, never
+// cleaned into another place.
 func WriteTar(w io.Writer, entries []Entry, opts TarOptions) error {
 	byPath := map[string]Entry{}
 	for _, e := range entries {
-		e.Path = strings.Trim(path.Clean("/"+e.Path), "/")
-		if e.Path == "" {
-			continue
+		if !filepath.IsLocal(e.Path) || strings.ContainsRune(e.Path, 0) {
+			return fmt.Errorf("layer entry %q: not a path inside the image root", e.Path)
 		}
+		e.Path = path.Clean(e.Path)
 		byPath[e.Path] = e
 		for dir := path.Dir(e.Path); dir != "." && dir != "/"; dir = path.Dir(dir) {
 			if _, ok := byPath[dir]; !ok {

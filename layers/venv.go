@@ -3,10 +3,17 @@ package layers
 import (
 	"archive/zip"
 	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/csv"
 	"fmt"
+	"hash"
 	"io"
 	"path"
+	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/comfy-image/comfy-image/realize/pyenv"
@@ -49,7 +56,7 @@ func BuildVenvTree(root string, t pyenv.Target, systemSite bool, wheels []pyenv.
 	for _, w := range wheels {
 		if err := v.addWheel(w, root, site, shebang); err != nil {
 			v.Close()
-			return nil, fmt.Errorf("wheel %s: %w", w.Wheel, err)
+			return nil, fmt.Errorf("wheel %s: %w", wheelName(w), err)
 		}
 	}
 	return v, nil
@@ -70,20 +77,31 @@ func (v *VenvTree) addWheel(w pyenv.Wheel, root, site, shebang string) error {
 	if distInfo == "" {
 		return fmt.Errorf("no .dist-info/WHEEL inside")
 	}
+	rec, err := readRecord(z, wheelName(w), distInfo)
+	if err != nil {
+		return err
+	}
 	dataDir := strings.TrimSuffix(distInfo, ".dist-info") + ".data"
 	var record []string
 	for _, f := range z.File {
-		if strings.HasSuffix(f.Name, "/") || strings.HasSuffix(f.Name, ".pyc") || f.Name == distInfo+"/RECORD" {
+		if strings.HasSuffix(f.Name, "/") || strings.HasSuffix(f.Name, ".pyc") || unrecorded(f.Name, distInfo) {
 			continue
 		}
-		dest, isScript := wheelDest(f.Name, dataDir, root, site)
+		dest, isScript, err := wheelDest(f.Name, dataDir, root, site)
+		if err != nil {
+			return err
+		}
+		m, err := rec.member(f)
+		if err != nil {
+			return err
+		}
 		mode := int64(0o644)
 		if f.Mode()&0o111 != 0 || isScript {
 			mode = 0o755
 		}
-		entry := Entry{Path: dest, Mode: mode, Size: int64(f.UncompressedSize64), Open: openZip(f)}
+		entry := Entry{Path: dest, Mode: mode, Size: int64(f.UncompressedSize64), Open: m.open}
 		if isScript {
-			data, err := readZip(f)
+			data, err := m.read()
 			if err != nil {
 				return err
 			}
@@ -96,12 +114,15 @@ func (v *VenvTree) addWheel(w pyenv.Wheel, root, site, shebang string) error {
 		v.Entries = append(v.Entries, entry)
 		record = append(record, relTo(site, dest))
 	}
-	scripts, err := consoleScripts(z, distInfo)
+	scripts, err := consoleScripts(z, rec, distInfo)
 	if err != nil {
 		return err
 	}
 	for _, s := range scripts {
 		dest := path.Join(root, "bin", s.name)
+		if !filepath.IsLocal(s.name) || strings.Contains(s.name, "/") {
+			return fmt.Errorf("%s/entry_points.txt: console script name %q is not a plain file name", distInfo, s.name)
+		}
 		data := []byte(shebang + s.body)
 		v.Entries = append(v.Entries, BytesEntry(dest, 0o755, data))
 		record = append(record, relTo(site, dest))
@@ -115,22 +136,70 @@ func (v *VenvTree) addWheel(w pyenv.Wheel, root, site, shebang string) error {
 	return nil
 }
 
-// wheelDest maps a wheel member to its place in the venv.
-func wheelDest(name, dataDir, root, site string) (string, bool) {
+// unrecorded reports the members RECORD cannot list: itself and its
+// signatures. They are not installed as they are (RECORD is rewritten).
+func unrecorded(name, distInfo string) bool {
+	switch name {
+	case distInfo + "/RECORD", distInfo + "/RECORD.jws", distInfo + "/RECORD.p7s":
+		return true
+	}
+	return false
+}
+
+// wheelDest maps a wheel member to its place in the venv. A member whose
+// name is absolute or holds a ".." component, or that lands outside the
+// folder of its scheme, is refused: a wheel writes only into the venv.
+func wheelDest(name, dataDir, root, site string) (string, bool, error) {
+	if err := checkMemberName(name); err != nil {
+		return "", false, err
+	}
+	base, rel, isScript := site, name, false
 	if rest, ok := strings.CutPrefix(name, dataDir+"/"); ok {
 		scheme, p, _ := strings.Cut(rest, "/")
+		rel = p
 		switch scheme {
 		case "scripts":
-			return path.Join(root, "bin", p), true
+			base, isScript = path.Join(root, "bin"), true
 		case "purelib", "platlib":
-			return path.Join(site, p), false
+			base = site
 		case "headers":
-			return path.Join(root, "include", p), false
-		default: // data
-			return path.Join(root, p), false
+			base = path.Join(root, "include")
+		case "data":
+			base = root
+		default:
+			return "", false, fmt.Errorf("member %q: unknown scheme %q (expected purelib, platlib, headers, scripts or data)", name, scheme)
 		}
 	}
-	return path.Join(site, name), false
+	dest := path.Join(base, rel)
+	if !strings.HasPrefix(dest, base+"/") {
+		return "", false, fmt.Errorf("member %q lands outside %s", name, base)
+	}
+	return dest, isScript, nil
+}
+
+// checkMemberName refuses names a zip may hold but a wheel may not: empty,
+// absolute, with a ".." component (either separator) or a NUL.
+func checkMemberName(name string) error {
+	if name == "" || strings.ContainsRune(name, 0) {
+		return fmt.Errorf("member %q: not a file name", name)
+	}
+	if path.IsAbs(name) || strings.HasPrefix(name, `\`) || (len(name) > 1 && name[1] == ':') {
+		return fmt.Errorf("member %q: absolute path", name)
+	}
+	for _, part := range strings.FieldsFunc(name, func(r rune) bool { return r == '/' || r == '\\' }) {
+		if part == ".." {
+			return fmt.Errorf("member %q: holds \"..\"", name)
+		}
+	}
+	return nil
+}
+
+// wheelName is the wheel's file name, for errors.
+func wheelName(w pyenv.Wheel) string {
+	if w.Wheel != "" {
+		return w.Wheel
+	}
+	return filepath.Base(w.File)
 }
 
 // relTo is p relative to the folder dir (both slash paths from one root).
@@ -143,12 +212,91 @@ func relTo(dir, p string) string {
 	return strings.Repeat("../", len(a)-i) + strings.Join(b[i:], "/")
 }
 
-func openZip(f *zip.File) func() (io.ReadCloser, error) {
-	return func() (io.ReadCloser, error) { return f.Open() }
+// record is a wheel's RECORD: each member's sha256 (urlsafe base64, no
+// padding) and size.
+type record struct {
+	wheel string
+	lines map[string]recordLine
 }
 
-func readZip(f *zip.File) ([]byte, error) {
+type recordLine struct {
+	sha256 []byte
+	size   int64
+}
+
+func readRecord(z *zip.ReadCloser, wheel, distInfo string) (record, error) {
+	name := distInfo + "/RECORD"
+	var f *zip.File
+	for _, zf := range z.File {
+		if zf.Name == name {
+			f = zf
+		}
+	}
+	if f == nil {
+		return record{}, fmt.Errorf("no %s inside", name)
+	}
 	rc, err := f.Open()
+	if err != nil {
+		return record{}, fmt.Errorf("%s: %w", name, err)
+	}
+	defer rc.Close()
+	rows, err := csv.NewReader(rc).ReadAll()
+	if err != nil {
+		return record{}, fmt.Errorf("%s: %w", name, err)
+	}
+	rec := record{wheel: wheel, lines: map[string]recordLine{}}
+	for _, row := range rows {
+		if len(row) != 3 {
+			return record{}, fmt.Errorf("%s: line %q: expected path,hash,size", name, strings.Join(row, ","))
+		}
+		line := recordLine{size: -1}
+		if algo, digest, ok := strings.Cut(row[1], "="); ok && algo == "sha256" {
+			line.sha256, _ = base64.RawURLEncoding.DecodeString(strings.TrimRight(digest, "="))
+		}
+		if row[2] != "" {
+			if line.size, err = strconv.ParseInt(row[2], 10, 64); err != nil {
+				return record{}, fmt.Errorf("%s: line for %q: size %q is not a number", name, row[0], row[2])
+			}
+		}
+		rec.lines[row[0]] = line
+	}
+	return rec, nil
+}
+
+// member checks f against RECORD (listed, with a sha256 and its size) and
+// returns it ready to be read with its hash checked.
+func (r record) member(f *zip.File) (zipMember, error) {
+	line, ok := r.lines[f.Name]
+	switch {
+	case !ok:
+		return zipMember{}, fmt.Errorf("member %q is not listed in RECORD", f.Name)
+	case len(line.sha256) != sha256.Size:
+		return zipMember{}, fmt.Errorf("member %q has no sha256 in RECORD", f.Name)
+	case line.size >= 0 && uint64(line.size) != f.UncompressedSize64:
+		return zipMember{}, fmt.Errorf("member %q is %d bytes, RECORD says %d", f.Name, f.UncompressedSize64, line.size)
+	}
+	return zipMember{f: f, wheel: r.wheel, sha256: line.sha256}, nil
+}
+
+// zipMember is a wheel member whose content must hash to its RECORD line.
+type zipMember struct {
+	f      *zip.File
+	wheel  string // named in errors met while packing, after BuildVenvTree
+	sha256 []byte
+}
+
+// open streams the member; reading it to the end fails, naming the
+// member, when its bytes are not those RECORD lists.
+func (m zipMember) open() (io.ReadCloser, error) {
+	rc, err := m.f.Open()
+	if err != nil {
+		return nil, fmt.Errorf("wheel %s: member %q: %w", m.wheel, m.f.Name, err)
+	}
+	return &checkedReader{rc: rc, h: sha256.New(), m: m}, nil
+}
+
+func (m zipMember) read() ([]byte, error) {
+	rc, err := m.open()
 	if err != nil {
 		return nil, err
 	}
@@ -156,16 +304,40 @@ func readZip(f *zip.File) ([]byte, error) {
 	return io.ReadAll(rc)
 }
 
+type checkedReader struct {
+	rc io.ReadCloser
+	h  hash.Hash
+	m  zipMember
+}
+
+func (c *checkedReader) Read(p []byte) (int, error) {
+	n, err := c.rc.Read(p)
+	c.h.Write(p[:n])
+	if err == io.EOF && !bytes.Equal(c.h.Sum(nil), c.m.sha256) {
+		return n, fmt.Errorf("wheel %s: member %q does not match its sha256 in RECORD", c.m.wheel, c.m.f.Name)
+	}
+	if err != nil && err != io.EOF {
+		err = fmt.Errorf("wheel %s: member %q: %w", c.m.wheel, c.m.f.Name, err)
+	}
+	return n, err
+}
+
+func (c *checkedReader) Close() error { return c.rc.Close() }
+
 type script struct{ name, body string }
 
 // consoleScripts renders the [console_scripts] entry points of a wheel.
-func consoleScripts(z *zip.ReadCloser, distInfo string) ([]script, error) {
+func consoleScripts(z *zip.ReadCloser, rec record, distInfo string) ([]script, error) {
 	var out []script
 	for _, f := range z.File {
 		if f.Name != distInfo+"/entry_points.txt" {
 			continue
 		}
-		data, err := readZip(f)
+		m, err := rec.member(f)
+		if err != nil {
+			return nil, err
+		}
+		data, err := m.read()
 		if err != nil {
 			return nil, err
 		}
