@@ -155,7 +155,7 @@ func Build(ctx context.Context, spec *versions.Spec, opts BuildOptions) (*Result
 	default:
 		return nil, fmt.Errorf("--models %q: expected separate, bake or skip", opts.Models)
 	}
-	b := &builder{spec: spec, opts: opts, cache: Cache{Dir: filepath.Join(opts.CacheDir, "layers")}}
+	b := &builder{spec: spec, opts: opts, cache: Cache{Dir: filepath.Join(opts.CacheDir, "layers"), Log: opts.Log}}
 	var err error
 	if b.modTime, err = ModTimeFromEnv(opts.Getenv); err != nil {
 		return nil, err
@@ -551,7 +551,7 @@ func (b *builder) modelParts(ctx context.Context, slots int) ([]Part, error) {
 	errs := make([]error, n)
 	realize.Parallel(n, 3, func(i int) {
 		m := b.spec.Models[i]
-		observe := ModelLayerObserver(b.cache.Dir, b.modelPath(m), b.modTime)
+		observe := ModelLayerObserver(b.cache.Dir, b.modelPath(m), b.modTime, f.Store.BlobPath)
 		results[i], errs[i] = realize.FetchModelObserved(ctx, f, m, b.lock, observe)
 	})
 	f.Progress.Wait()

@@ -345,8 +345,11 @@ func TestModelLayerDigestIsRememberedNotReread(t *testing.T) {
 	if strings.Join(names, ",") != "vae/,vae/x.safetensors" {
 		t.Fatalf("entries %v", names)
 	}
-	// Same size, other bytes: a layer that re-read the file would change.
+	// Same size and mtime, other bytes: a layer that re-read the file would
+	// change. (A file whose size or mtime moved is read again.)
+	fi, _ := os.Stat(file)
 	os.WriteFile(file, bytes.Repeat([]byte("WEIGHTS?"), 100_000), 0o644)
+	os.Chtimes(file, fi.ModTime(), fi.ModTime())
 	again, err := layers.NewModelLayer(dir, file, "vae/x.safetensors", sha, time.Unix(0, 0))
 	if err != nil {
 		t.Fatal(err)
@@ -644,7 +647,7 @@ func TestModelLayerDigestComputedWhileDownloading(t *testing.T) {
 	f := &models.Fetcher{Store: models.Store{Dir: t.TempDir()}, HFEndpoint: hf.URL}
 	modTime := time.Unix(0, 0)
 	_, err := f.Fetch(context.Background(), models.Request{Source: "hf://o/r/unet.safetensors",
-		Observe: layers.ModelLayerObserver(layerCache, "diffusion_models/unet.safetensors", modTime)})
+		Observe: layers.ModelLayerObserver(layerCache, "diffusion_models/unet.safetensors", modTime, f.Store.BlobPath)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -655,11 +658,14 @@ func TestModelLayerDigestComputedWhileDownloading(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Swap the stored file for other bytes of the same size: the layer made
-	// from it has the true digest only if the download remembered it.
+	// Swap the stored file for other bytes of the same size and mtime: the
+	// layer made from it has the true digest only if the download
+	// remembered it.
 	store := f.Store.BlobPath(sha)
+	fi, _ := os.Stat(store)
 	os.Chmod(store, 0o644)
 	os.WriteFile(store, bytes.Repeat([]byte{0xAB}, len(content)), 0o644)
+	os.Chtimes(store, fi.ModTime(), fi.ModTime())
 	l, err := layers.NewModelLayer(layerCache, store, "diffusion_models/unet.safetensors", sha, modTime)
 	if err != nil {
 		t.Fatal(err)

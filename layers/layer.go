@@ -14,6 +14,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -65,6 +66,22 @@ type Cache struct {
 	Dir string
 	// Jobs is the number of goroutines compressing one layer (0: GOMAXPROCS).
 	Jobs int
+	// Log receives a line when a damaged entry is dropped (nil: discard).
+	Log io.Writer
+}
+
+// cacheMeta is what the cache keeps beside a packed blob: the layer, and
+// the blob file's size and mtime when it was last known good. A blob whose
+// mtime moved is hashed again before it is used.
+type cacheMeta struct {
+	Info
+	BlobMTime int64 `json:"blob_mtime_ns,omitempty"`
+}
+
+func (c Cache) logf(format string, args ...any) {
+	if c.Log != nil {
+		fmt.Fprintf(c.Log, format+"\n", args...)
+	}
 }
 
 // Key digests the inputs of a layer into a cache key.
@@ -81,21 +98,105 @@ func (c Cache) paths(key string) (blob, meta string) {
 	return base + ".blob", base + ".json"
 }
 
-// Lookup returns the layer cached under key, if any.
+// Lookup returns the layer cached under key, if any. A blob whose size
+// differs from the one packed is not used; one whose mtime moved is hashed
+// again, and used only when it still has its digest (a damaged blob would
+// make every push fail with DIGEST_INVALID). A miss lets Build repack it.
 func (c Cache) Lookup(key string) (v1.Layer, bool) {
-	blob, meta := c.paths(key)
-	data, err := os.ReadFile(meta)
+	blob, metaFile := c.paths(key)
+	data, err := os.ReadFile(metaFile)
 	if err != nil {
 		return nil, false
 	}
-	var info Info
-	if json.Unmarshal(data, &info) != nil {
+	var meta cacheMeta
+	if json.Unmarshal(data, &meta) != nil {
 		return nil, false
 	}
-	if fi, err := os.Stat(blob); err != nil || fi.Size() != info.Size {
+	fi, err := os.Stat(blob)
+	if err != nil {
 		return nil, false
 	}
-	return &fileLayer{path: blob, info: info}, true
+	if fi.Size() != meta.Size {
+		c.logf("layer cache: layer %s (%s) is %d bytes, packed as %d; packing it again", meta.Digest, blob, fi.Size(), meta.Size)
+		return nil, false
+	}
+	if fi.ModTime().UnixNano() != meta.BlobMTime {
+		got, err := fileSHA256(blob)
+		if err != nil || got != meta.Digest {
+			c.logf("layer cache: layer %s (%s) changed on disk (now sha256:%s); packing it again", meta.Digest, blob, got.Hex)
+			return nil, false
+		}
+		meta.BlobMTime = fi.ModTime().UnixNano()
+		data, _ := json.Marshal(meta)
+		_ = versions.WriteFileAtomic(metaFile, data, 0o644) // only saves a rehash next time
+	}
+	return &fileLayer{path: blob, info: meta.Info}, true
+}
+
+// Drop removes the layer cached under key, so the next build packs it
+// again: for a blob a registry refused (DIGEST_INVALID).
+func (c Cache) Drop(ctx context.Context, key string) error {
+	blob, meta := c.paths(key)
+	if _, err := os.Stat(filepath.Dir(blob)); os.IsNotExist(err) {
+		return nil
+	}
+	lock := flock.New(blob + ".lock")
+	if _, err := lock.TryLockContext(ctx, 50*time.Millisecond); err != nil {
+		return err
+	}
+	defer lock.Unlock()
+	for _, f := range []string{meta, blob} {
+		if err := os.Remove(f); err != nil && !os.IsNotExist(err) {
+			return err
+		}
+	}
+	return nil
+}
+
+// DropDigest forgets every cache entry whose layer has digest d: packed
+// layers (their blobs are removed) and remembered model-layer digests. It
+// returns how many it dropped. Push code calls it when a registry answers
+// DIGEST_INVALID, then builds again to repack.
+func (c Cache) DropDigest(ctx context.Context, d v1.Hash) (int, error) {
+	dropped := 0
+	metas, _ := filepath.Glob(filepath.Join(c.Dir, "??", "*.json"))
+	for _, m := range metas {
+		var meta cacheMeta
+		if data, err := os.ReadFile(m); err != nil || json.Unmarshal(data, &meta) != nil || meta.Digest != d {
+			continue
+		}
+		if err := c.Drop(ctx, strings.TrimSuffix(filepath.Base(m), ".json")); err != nil {
+			return dropped, err
+		}
+		c.logf("layer cache: dropped %s (%s)", filepath.Base(m), d)
+		dropped++
+	}
+	models, _ := filepath.Glob(filepath.Join(c.Dir, "model-layers", "*.json"))
+	for _, m := range models {
+		var meta modelLayerInfo
+		if data, err := os.ReadFile(m); err != nil || json.Unmarshal(data, &meta) != nil || meta.Digest != d {
+			continue
+		}
+		if err := os.Remove(m); err != nil && !os.IsNotExist(err) {
+			return dropped, err
+		}
+		c.logf("layer cache: forgot the model layer digest %s", d)
+		dropped++
+	}
+	return dropped, nil
+}
+
+func fileSHA256(file string) (v1.Hash, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return v1.Hash{}, err
+	}
+	return hashOf(h), nil
 }
 
 // Build returns the layer cached under key, or packs entries into it. The
@@ -104,7 +205,7 @@ func (c Cache) Build(ctx context.Context, key string, comp Compression, opts Tar
 	if l, ok := c.Lookup(key); ok {
 		return l, false, nil
 	}
-	blob, meta := c.paths(key)
+	blob, metaFile := c.paths(key)
 	if err := os.MkdirAll(filepath.Dir(blob), 0o755); err != nil {
 		return nil, false, err
 	}
@@ -135,8 +236,12 @@ func (c Cache) Build(ctx context.Context, key string, comp Compression, opts Tar
 	if err := os.Rename(tmp.Name(), blob); err != nil {
 		return nil, false, err
 	}
-	data, _ := json.Marshal(info)
-	if err := versions.WriteFileAtomic(meta, data, 0o644); err != nil {
+	meta := cacheMeta{Info: info}
+	if fi, err := os.Stat(blob); err == nil {
+		meta.BlobMTime = fi.ModTime().UnixNano()
+	}
+	data, _ := json.Marshal(meta)
+	if err := versions.WriteFileAtomic(metaFile, data, 0o644); err != nil {
 		return nil, false, err
 	}
 	return &fileLayer{path: blob, info: info}, true, nil
@@ -296,21 +401,65 @@ func NewModelGroupLayer(cacheDir string, files []ModelFile, modTime time.Time) (
 	}
 	l.size += tarTrailer
 	key := modelLayerKey(files, modTime)
-	if known, ok := knownModelLayer(cacheDir, key); ok && known.Size == l.size {
-		l.digest = known.Digest
-		return l, nil
-	}
-	h := sha256.New()
-	rc, err := l.Uncompressed()
+	stamps, err := stampFiles(files)
 	if err != nil {
 		return nil, err
 	}
-	defer rc.Close()
-	if _, err := io.Copy(h, rc); err != nil {
+	if known, ok := knownModelLayer(cacheDir, key); ok && known.Size == l.size && slices.Equal(known.Files, stamps) {
+		l.digest = known.Digest
+		return l, nil
+	}
+	// First time, or a file changed on disk since: read the files, and
+	// check each is still the pinned one before its layer is trusted.
+	if l.digest, err = l.hash(); err != nil {
 		return nil, err
 	}
-	l.digest = hashOf(h)
-	return l, rememberModelLayer(cacheDir, key, l.digest, l.size)
+	return l, rememberModelLayer(cacheDir, key, l.digest, l.size, stamps)
+}
+
+// hash reads the layer stream once for its digest, checking each file
+// against its sha256.
+func (l *ModelLayer) hash() (v1.Hash, error) {
+	h := sha256.New()
+	for i, p := range l.pieces {
+		h.Write(p.header)
+		f, err := os.Open(p.file)
+		if err != nil {
+			return v1.Hash{}, err
+		}
+		fh := sha256.New()
+		_, err = io.Copy(io.MultiWriter(h, fh), f)
+		f.Close()
+		if err != nil {
+			return v1.Hash{}, fmt.Errorf("%s: %w", p.file, err)
+		}
+		if want := l.Files[i].SHA256; want != "" && hex.EncodeToString(fh.Sum(nil)) != want {
+			return v1.Hash{}, fmt.Errorf("%s (%s) has sha256 %s, expected %s: the stored file changed; remove it to fetch it again",
+				p.file, l.Files[i].Path, hex.EncodeToString(fh.Sum(nil)), want)
+		}
+		io.CopyN(h, zeros{}, p.pad)
+	}
+	io.CopyN(h, zeros{}, tarTrailer)
+	return hashOf(h), nil
+}
+
+// fileStamp is a file's size and mtime: when both are as recorded, the
+// file is taken as unchanged and not read again.
+type fileStamp struct {
+	Size  int64 `json:"size"`
+	MTime int64 `json:"mtime_ns"`
+}
+
+func stampFiles(files []ModelFile) ([]fileStamp, error) {
+	stamps := make([]fileStamp, len(files))
+	for i, f := range files {
+		fi, err := os.Stat(f.File)
+		if err != nil {
+			return nil, err
+		}
+		stamps[i] = fileStamp{Size: fi.Size(), MTime: fi.ModTime().UnixNano()}
+	}
+	return stamps, nil
 }
 
 // fileHeaders are the tar header blocks of a model file at p (and of its
@@ -342,20 +491,32 @@ func modelLayerMeta(cacheDir, key string) string {
 	return filepath.Join(cacheDir, "model-layers", key+".json")
 }
 
-func knownModelLayer(cacheDir, key string) (Info, bool) {
-	var known Info
+// modelLayerInfo is a remembered model layer digest and the stamps of its
+// files (sorted by path in the image) when it was computed.
+type modelLayerInfo struct {
+	Info
+	Files []fileStamp `json:"files,omitempty"`
+}
+
+func knownModelLayer(cacheDir, key string) (modelLayerInfo, bool) {
+	var known modelLayerInfo
 	data, err := os.ReadFile(modelLayerMeta(cacheDir, key))
 	return known, err == nil && json.Unmarshal(data, &known) == nil
 }
 
-func rememberModelLayer(cacheDir, key string, digest v1.Hash, size int64) error {
-	data, _ := json.Marshal(Info{Digest: digest, DiffID: digest, Size: size, MediaType: types.OCIUncompressedLayer})
+func rememberModelLayer(cacheDir, key string, digest v1.Hash, size int64, stamps []fileStamp) error {
+	data, _ := json.Marshal(modelLayerInfo{
+		Info:  Info{Digest: digest, DiffID: digest, Size: size, MediaType: types.OCIUncompressedLayer},
+		Files: stamps,
+	})
 	return versions.WriteFileAtomic(modelLayerMeta(cacheDir, key), data, 0o644)
 }
 
 // ModelLayerObserver computes the layer digest of a model file at inImage
 // while it downloads (models.Request.Observe), so the file is read once.
-func ModelLayerObserver(cacheDir, inImage string, modTime time.Time) func(int64) (io.Writer, func(string)) {
+// storeFile names the stored file of a sha256: its size and mtime, taken
+// when the download is stored, tell a later build it is unchanged.
+func ModelLayerObserver(cacheDir, inImage string, modTime time.Time, storeFile func(sha256 string) string) func(int64) (io.Writer, func(string)) {
 	return func(size int64) (io.Writer, func(string)) {
 		header, err := fileHeaders(inImage, size, modTime, map[string]bool{})
 		if err != nil {
@@ -366,8 +527,13 @@ func ModelLayerObserver(cacheDir, inImage string, modTime time.Time) func(int64)
 		return h, func(sha string) {
 			pad := (512 - size%512) % 512
 			io.CopyN(h, zeros{}, pad+tarTrailer)
-			key := modelLayerKey([]ModelFile{{Path: inImage, SHA256: sha}}, modTime)
-			_ = rememberModelLayer(cacheDir, key, hashOf(h), int64(len(header))+size+pad+tarTrailer)
+			file := ModelFile{File: storeFile(sha), Path: inImage, SHA256: sha}
+			stamps, err := stampFiles([]ModelFile{file})
+			if err != nil || stamps[0].Size != size {
+				return // NewModelGroupLayer will read the file
+			}
+			key := modelLayerKey([]ModelFile{file}, modTime)
+			_ = rememberModelLayer(cacheDir, key, hashOf(h), int64(len(header))+size+pad+tarTrailer, stamps)
 		}
 	}
 }

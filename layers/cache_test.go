@@ -1,0 +1,143 @@
+package layers_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/comfy-image/comfy-image/internal/testsupport"
+	"github.com/comfy-image/comfy-image/layers"
+)
+
+// flipByte changes one byte of file in place: same size, other content.
+func flipByte(t *testing.T, file string, at int64) {
+	t.Helper()
+	f, err := os.OpenFile(file, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b := make([]byte, 1)
+	if _, err := f.ReadAt(b, at); err != nil {
+		t.Fatal(err)
+	}
+	b[0] ^= 0xFF
+	if _, err := f.WriteAt(b, at); err != nil {
+		t.Fatal(err)
+	}
+	// A second later, so the change shows on filesystems with coarse times.
+	later := time.Now().Add(time.Second)
+	os.Chtimes(file, later, later)
+}
+
+// TestDamagedPackedLayerIsRepacked damages every packed layer in the cache
+// (same size, one byte flipped) and pushes the next build to a registry
+// that has none of them: the damaged blobs are noticed, named in the log and
+// repacked, and the registry accepts every blob (no DIGEST_INVALID).
+func TestDamagedPackedLayerIsRepacked(t *testing.T) {
+	v := testsupport.NewVersion(t)
+	base := testsupport.SyntheticBase(t)
+	cache := t.TempDir()
+	build(t, v, base, cache, nil)
+	blobs, _ := filepath.Glob(filepath.Join(cache, "layers", "??", "*.blob"))
+	if len(blobs) == 0 {
+		t.Fatal("no packed layer in the cache")
+	}
+	for _, b := range blobs {
+		flipByte(t, b, 40)
+	}
+	var log bytes.Buffer
+	res := build(t, v, base, cache, func(o *layers.BuildOptions) { o.Log = &log })
+	for _, p := range res.Parts {
+		if p.Kind != "model" && p.Kind != "base" && !p.Packed {
+			t.Errorf("damaged %s %s was reused", p.Kind, p.Name)
+		}
+	}
+	if n := strings.Count(log.String(), "changed on disk"); n < len(blobs) {
+		t.Errorf("%d damaged layers named in the log, want %d:\n%s", n, len(blobs), log.String())
+	}
+	reg := testsupport.NewRegistry(t)
+	out, err := layers.ParseLocation(reg.Host + "/comfy/demo:v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := layers.Write(context.Background(), res, []layers.Location{out}, "demo", layers.WriteOptions{Log: io.Discard}); err != nil {
+		t.Fatalf("push after the cache was damaged: %v", err)
+	}
+}
+
+// TestCacheDropForgetsALayer drops a packed layer by its digest, as push
+// code does when a registry answers DIGEST_INVALID: the next build packs it
+// again.
+func TestCacheDropForgetsALayer(t *testing.T) {
+	dir := t.TempDir()
+	c := layers.Cache{Dir: dir}
+	ctx := context.Background()
+	entries := func() ([]layers.Entry, error) {
+		return []layers.Entry{layers.BytesEntry("app/x.txt", 0o644, []byte("hello\n"))}, nil
+	}
+	key := layers.Key("drop-test")
+	l, packed, err := c.Build(ctx, key, layers.Gzip, layers.TarOptions{}, entries)
+	if err != nil || !packed {
+		t.Fatalf("first build: packed %v, %v", packed, err)
+	}
+	d, _ := l.Digest()
+	if _, ok := c.Lookup(key); !ok {
+		t.Fatal("a packed layer is not found")
+	}
+	n, err := c.DropDigest(ctx, d)
+	if err != nil || n != 1 {
+		t.Fatalf("DropDigest: %d dropped, %v", n, err)
+	}
+	if _, ok := c.Lookup(key); ok {
+		t.Fatal("a dropped layer is still found")
+	}
+	if _, packed, err := c.Build(ctx, key, layers.Gzip, layers.TarOptions{}, entries); err != nil || !packed {
+		t.Fatalf("build after the drop: packed %v, %v", packed, err)
+	}
+	if err := c.Drop(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := c.Lookup(key); ok {
+		t.Fatal("Drop left the layer")
+	}
+}
+
+// TestChangedModelFileIsNotTrusted edits a stored model file after its layer
+// digest was remembered: the remembered digest is not used; the file is read
+// again and, no longer the pinned file, is named in an error.
+func TestChangedModelFileIsNotTrusted(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "blob")
+	content := bytes.Repeat([]byte("weights!"), 10_000)
+	os.WriteFile(file, content, 0o644)
+	sum := sha256.Sum256(content)
+	sha := hex.EncodeToString(sum[:])
+	first, err := layers.NewModelLayer(dir, file, "vae/x.safetensors", sha, time.Unix(0, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	flipByte(t, file, 100)
+	_, err = layers.NewModelLayer(dir, file, "vae/x.safetensors", sha, time.Unix(0, 0))
+	if err == nil || !strings.Contains(err.Error(), file) {
+		t.Fatalf("a changed model file gave a layer (error %v), want an error naming %s", err, file)
+	}
+	// Put back (a new mtime, the pinned bytes): its layer is the first one.
+	flipByte(t, file, 100)
+	again, err := layers.NewModelLayer(dir, file, "vae/x.safetensors", sha, time.Unix(0, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d1, _ := first.Digest()
+	d2, _ := again.Digest()
+	if d1 != d2 {
+		t.Fatalf("digest %s after the file was restored, want %s", d2, d1)
+	}
+}
