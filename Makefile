@@ -3,7 +3,7 @@ export PATH := $(PATH):/usr/local/go/bin:$(HOME)/go/bin
 GO ?= go
 BIN := bin/comfy-image
 
-.PHONY: build test lint bench demo clean
+.PHONY: build test lint bench faults demo clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/comfy-image
@@ -26,6 +26,11 @@ lint:
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 	bash bench/realize-noop.sh $(BIN)
+
+# The fault suite at full strength: 20 seeded kill points of build (the test
+# suite runs 8). COMFY_FAULT_SEED=N replays the seed a run printed.
+faults:
+	COMFY_FAULT_POINTS=20 $(GO) test -count=1 -v -run 'KillFuzz' ./cmd/comfy-image
 
 # Runs the main job on a self-contained example: local git repositories
 # made by the demo itself, locked (and realized/built by later steps).
