@@ -5,6 +5,7 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/sha256"
+	"crypto/sha512"
 	"encoding/base64"
 	"encoding/csv"
 	"fmt"
@@ -212,17 +213,21 @@ func relTo(dir, p string) string {
 	return strings.Repeat("../", len(a)-i) + strings.Join(b[i:], "/")
 }
 
-// record is a wheel's RECORD: each member's sha256 (urlsafe base64, no
-// padding) and size.
+// record is a wheel's RECORD: each member's hash (sha256, or a stronger
+// sha384/sha512; urlsafe base64, no padding) and size.
 type record struct {
 	wheel string
 	lines map[string]recordLine
 }
 
 type recordLine struct {
-	sha256 []byte
+	algo   string
+	digest []byte
 	size   int64
 }
+
+// recordHashes are the hashes RECORD may use (PEP 427: sha256 or better).
+var recordHashes = map[string]func() hash.Hash{"sha256": sha256.New, "sha384": sha512.New384, "sha512": sha512.New}
 
 func readRecord(z *zip.ReadCloser, wheel, distInfo string) (record, error) {
 	name := distInfo + "/RECORD"
@@ -250,8 +255,9 @@ func readRecord(z *zip.ReadCloser, wheel, distInfo string) (record, error) {
 			return record{}, fmt.Errorf("%s: line %q: expected path,hash,size", name, strings.Join(row, ","))
 		}
 		line := recordLine{size: -1}
-		if algo, digest, ok := strings.Cut(row[1], "="); ok && algo == "sha256" {
-			line.sha256, _ = base64.RawURLEncoding.DecodeString(strings.TrimRight(digest, "="))
+		if algo, digest, ok := strings.Cut(row[1], "="); ok && recordHashes[algo] != nil {
+			line.algo = algo
+			line.digest, _ = base64.RawURLEncoding.DecodeString(strings.TrimRight(digest, "="))
 		}
 		if row[2] != "" {
 			if line.size, err = strconv.ParseInt(row[2], 10, 64); err != nil {
@@ -263,26 +269,27 @@ func readRecord(z *zip.ReadCloser, wheel, distInfo string) (record, error) {
 	return rec, nil
 }
 
-// member checks f against RECORD (listed, with a sha256 and its size) and
+// member checks f against RECORD (listed, with a hash and its size) and
 // returns it ready to be read with its hash checked.
 func (r record) member(f *zip.File) (zipMember, error) {
 	line, ok := r.lines[f.Name]
 	switch {
 	case !ok:
 		return zipMember{}, fmt.Errorf("member %q is not listed in RECORD", f.Name)
-	case len(line.sha256) != sha256.Size:
-		return zipMember{}, fmt.Errorf("member %q has no sha256 in RECORD", f.Name)
+	case line.algo == "" || len(line.digest) != recordHashes[line.algo]().Size():
+		return zipMember{}, fmt.Errorf("member %q has no sha256 (or sha384, sha512) hash in RECORD", f.Name)
 	case line.size >= 0 && uint64(line.size) != f.UncompressedSize64:
 		return zipMember{}, fmt.Errorf("member %q is %d bytes, RECORD says %d", f.Name, f.UncompressedSize64, line.size)
 	}
-	return zipMember{f: f, wheel: r.wheel, sha256: line.sha256}, nil
+	return zipMember{f: f, wheel: r.wheel, algo: line.algo, digest: line.digest}, nil
 }
 
 // zipMember is a wheel member whose content must hash to its RECORD line.
 type zipMember struct {
 	f      *zip.File
 	wheel  string // named in errors met while packing, after BuildVenvTree
-	sha256 []byte
+	algo   string
+	digest []byte
 }
 
 // open streams the member; reading it to the end fails, naming the
@@ -292,7 +299,7 @@ func (m zipMember) open() (io.ReadCloser, error) {
 	if err != nil {
 		return nil, fmt.Errorf("wheel %s: member %q: %w", m.wheel, m.f.Name, err)
 	}
-	return &checkedReader{rc: rc, h: sha256.New(), m: m}, nil
+	return &checkedReader{rc: rc, h: recordHashes[m.algo](), m: m}, nil
 }
 
 func (m zipMember) read() ([]byte, error) {
@@ -313,8 +320,8 @@ type checkedReader struct {
 func (c *checkedReader) Read(p []byte) (int, error) {
 	n, err := c.rc.Read(p)
 	c.h.Write(p[:n])
-	if err == io.EOF && !bytes.Equal(c.h.Sum(nil), c.m.sha256) {
-		return n, fmt.Errorf("wheel %s: member %q does not match its sha256 in RECORD", c.m.wheel, c.m.f.Name)
+	if err == io.EOF && !bytes.Equal(c.h.Sum(nil), c.m.digest) {
+		return n, fmt.Errorf("wheel %s: member %q does not match its %s in RECORD", c.m.wheel, c.m.f.Name, c.m.algo)
 	}
 	if err != nil && err != io.EOF {
 		err = fmt.Errorf("wheel %s: member %q: %w", c.m.wheel, c.m.f.Name, err)

@@ -5,6 +5,7 @@ import (
 	"archive/zip"
 	"bytes"
 	"crypto/sha256"
+	"crypto/sha512"
 	"encoding/base64"
 	"fmt"
 	"io"
@@ -177,7 +178,10 @@ func TestWheelMembersAreCheckedAgainstRecord(t *testing.T) {
 }
 
 func TestWellFormedWheelUnpacks(t *testing.T) {
+	strong := sha512.Sum512([]byte("y = 2\n"))
 	file := writeWheel(t,
+		// PEP 427 allows a stronger hash than sha256.
+		member{name: "pkg/strong.py", content: "y = 2\n", record: "sha512=" + base64.RawURLEncoding.EncodeToString(strong[:]) + ",6"},
 		member{name: "pkg/sub/data.json", content: "{}\n"},
 		member{name: "pkg-1.0.data/scripts/tool", content: "#!python\nprint(1)\n"},
 		member{name: "pkg-1.0.data/data/share/pkg/x.txt", content: "x\n"},
@@ -195,6 +199,7 @@ func TestWellFormedWheelUnpacks(t *testing.T) {
 	for _, want := range []string{
 		venvRoot + "/lib/python3.11/site-packages/pkg/sub/data.json",
 		venvRoot + "/bin/tool",
+		venvRoot + "/lib/python3.11/site-packages/pkg/strong.py",
 		venvRoot + "/share/pkg/x.txt",
 	} {
 		if !strings.Contains(joined, want) {
