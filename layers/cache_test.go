@@ -141,3 +141,43 @@ func TestChangedModelFileIsNotTrusted(t *testing.T) {
 		t.Fatalf("digest %s after the file was restored, want %s", d2, d1)
 	}
 }
+
+// TestBitRotInACachedLayerIsCaught damages packed layers without moving
+// their mtime (bit rot): writing them fails naming the damaged layer
+// instead of leaving a bad blob in an OCI layout, and the next build
+// repacks it so every blob of the layout matches its digest.
+func TestBitRotInACachedLayerIsCaught(t *testing.T) {
+	v := testsupport.NewVersion(t)
+	base := testsupport.SyntheticBase(t)
+	cache := t.TempDir()
+	build(t, v, base, cache, nil)
+	blobs, _ := filepath.Glob(filepath.Join(cache, "layers", "??", "*.blob"))
+	for _, b := range blobs {
+		fi, _ := os.Stat(b)
+		flipByte(t, b, 40)
+		os.Chtimes(b, fi.ModTime(), fi.ModTime())
+	}
+	dir := filepath.Join(t.TempDir(), "layout")
+	out, err := layers.ParseLocation("oci:" + dir + ":demo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	res := build(t, v, base, cache, nil)
+	err = layers.Write(ctx, res, []layers.Location{out}, "demo", layers.WriteOptions{Log: io.Discard})
+	if err == nil || !strings.Contains(err.Error(), "is damaged") {
+		t.Fatalf("writing damaged cached layers: %v, want an error naming a damaged layer", err)
+	}
+	os.RemoveAll(dir)
+	res = build(t, v, base, cache, nil)
+	if err := layers.Write(ctx, res, []layers.Location{out}, "demo", layers.WriteOptions{Log: io.Discard}); err != nil {
+		t.Fatalf("the run after: %v", err)
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "blobs", "sha256", "*"))
+	for _, f := range files {
+		data, _ := os.ReadFile(f)
+		if sum := sha256.Sum256(data); hex.EncodeToString(sum[:]) != filepath.Base(f) {
+			t.Errorf("blob %s does not match its digest", filepath.Base(f))
+		}
+	}
+}

@@ -130,7 +130,7 @@ func (c Cache) Lookup(key string) (v1.Layer, bool) {
 		data, _ := json.Marshal(meta)
 		_ = versions.WriteFileAtomic(metaFile, data, 0o644) // only saves a rehash next time
 	}
-	return &fileLayer{path: blob, info: meta.Info}, true
+	return &fileLayer{path: blob, info: meta.Info, cache: c, key: key}, true
 }
 
 // Drop removes the layer cached under key, so the next build packs it
@@ -244,7 +244,7 @@ func (c Cache) Build(ctx context.Context, key string, comp Compression, opts Tar
 	if err := versions.WriteFileAtomic(metaFile, data, 0o644); err != nil {
 		return nil, false, err
 	}
-	return &fileLayer{path: blob, info: info}, true, nil
+	return &fileLayer{path: blob, info: info, cache: c, key: key}, true, nil
 }
 
 // pack writes the compressed tar of entries to w, hashing the tar (diffID)
@@ -306,13 +306,53 @@ func hashOf(h hash.Hash) v1.Hash {
 type fileLayer struct {
 	path string
 	info Info
+	// cache and key name the entry, to drop it when found damaged.
+	cache Cache
+	key   string
 }
 
 func (l *fileLayer) Digest() (v1.Hash, error)            { return l.info.Digest, nil }
 func (l *fileLayer) DiffID() (v1.Hash, error)            { return l.info.DiffID, nil }
 func (l *fileLayer) Size() (int64, error)                { return l.info.Size, nil }
 func (l *fileLayer) MediaType() (types.MediaType, error) { return l.info.MediaType, nil }
-func (l *fileLayer) Compressed() (io.ReadCloser, error)  { return os.Open(l.path) }
+
+// Compressed streams the blob and checks it on the way: a blob damaged
+// without its mtime moving (bit rot) fails naming the layer, and its cache
+// entry is dropped so the next run packs it again, instead of a registry's
+// bare DIGEST_INVALID or a bad blob in an OCI layout.
+func (l *fileLayer) Compressed() (io.ReadCloser, error) {
+	f, err := os.Open(l.path)
+	if err != nil {
+		return nil, err
+	}
+	return &verifiedReader{ReadCloser: f, h: sha256.New(), want: l.info.Digest, bad: func(got v1.Hash) error {
+		if l.key != "" {
+			_ = l.cache.Drop(context.Background(), l.key)
+		}
+		return fmt.Errorf("cached layer %s (%s) is damaged: its bytes hash to %s; the entry was dropped, run again to pack it anew",
+			l.info.Digest, l.path, got)
+	}}, nil
+}
+
+// verifiedReader hashes what is read and, at the end, calls bad for its
+// error when the bytes are not the ones of digest want.
+type verifiedReader struct {
+	io.ReadCloser
+	h    hash.Hash
+	want v1.Hash
+	bad  func(got v1.Hash) error
+}
+
+func (r *verifiedReader) Read(p []byte) (int, error) {
+	n, err := r.ReadCloser.Read(p)
+	r.h.Write(p[:n])
+	if err == io.EOF {
+		if got := hashOf(r.h); got != r.want {
+			return n, r.bad(got)
+		}
+	}
+	return n, err
+}
 
 func (l *fileLayer) Uncompressed() (io.ReadCloser, error) {
 	f, err := os.Open(l.path)
@@ -360,6 +400,9 @@ type ModelLayer struct {
 	Files  []ModelFile
 	digest v1.Hash
 	size   int64
+	// cacheDir and key name the remembered digest, dropped when the
+	// stream turns out other.
+	cacheDir, key string
 	// pieces alternate: header bytes, then a file (path) and its padding.
 	pieces []piece
 }
@@ -401,6 +444,7 @@ func NewModelGroupLayer(cacheDir string, files []ModelFile, modTime time.Time) (
 	}
 	l.size += tarTrailer
 	key := modelLayerKey(files, modTime)
+	l.cacheDir, l.key = cacheDir, key
 	stamps, err := stampFiles(files)
 	if err != nil {
 		return nil, err
@@ -565,7 +609,21 @@ func (l *ModelLayer) Uncompressed() (io.ReadCloser, error) {
 	}
 	readers = append(readers, io.LimitReader(zeros{}, tarTrailer))
 	lr := &layerReader{Reader: io.MultiReader(readers...), readers: readers}
-	return lr, nil
+	return &verifiedReader{ReadCloser: lr, h: sha256.New(), want: l.digest, bad: func(got v1.Hash) error {
+		if l.cacheDir != "" {
+			os.Remove(modelLayerMeta(l.cacheDir, l.key))
+		}
+		return fmt.Errorf("model layer %s (%s): its files changed while in use (the bytes hash to %s); run again",
+			l.digest, l.names(), got)
+	}}, nil
+}
+
+func (l *ModelLayer) names() string {
+	var files []string
+	for _, f := range l.Files {
+		files = append(files, f.File)
+	}
+	return strings.Join(files, ", ")
 }
 
 // lazyFile opens its file on first read and closes it at EOF.
