@@ -134,9 +134,9 @@ func TestImportReportsBadEntriesAgainstTheSnapshot(t *testing.T) {
 			`git_custom_nodes["https://github.com/a/b"].hash`, "40-character"},
 		"bad url": {`{"comfyui": "` + coreCommit + `", "git_custom_nodes": {"ftp://github.com/a/b": {"hash": "` + nodeCommit + `", "disabled": false}}}`,
 			`git_custom_nodes["ftp://github.com/a/b"]`, "expected a git URL"},
-		"bad core": {`{"comfyui": "main", "git_custom_nodes": {}}`, "comfyui", "hex commit"},
-		"wrong type": {"{\"comfyui\": \"" + coreCommit + "\",\n \"git_custom_nodes\": [1, 2]}", "", "line 2"},
-		"not a snapshot": {`{"nodes": []}`, "", "expected a ComfyUI-Manager snapshot"},
+		"bad core":               {`{"comfyui": "main", "git_custom_nodes": {}}`, "comfyui", "hex commit"},
+		"wrong type":             {"{\"comfyui\": \"" + coreCommit + "\",\n \"git_custom_nodes\": [1, 2]}", "", "line 2"},
+		"not a snapshot":         {`{"nodes": []}`, "", "expected a ComfyUI-Manager snapshot"},
 		"yaml custom_nodes list": {"custom_nodes:\n  - a\n", "custom_nodes", "expected a mapping"},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -162,7 +162,7 @@ func TestManagerJSONIsWhatPythonWrites(t *testing.T) {
 	s := &Snapshot{
 		ComfyUI: &core,
 		GitCustomNodes: map[string]GitNode{
-			"https://github.com/z/zeta":    {Hash: nodeCommit},
+			"https://github.com/z/zeta":  {Hash: nodeCommit},
 			"https://github.com/a/äöü-😀": {Hash: offCommit, Disabled: true},
 		},
 		CNRCustomNodes:  map[string]string{"comfyui-impact-pack": "8.8.1"},
