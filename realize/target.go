@@ -642,7 +642,7 @@ func (r *realizer) planModels(ctx context.Context, w io.Writer) {
 	}
 	f := r.fetcher()
 	for _, m := range r.spec.Models {
-		req := models.Request{Source: m.Source, SHA256: m.SHA256}
+		req := ModelRequest(m)
 		if lm, ok := r.lockedModel(m); ok {
 			req.SHA256, req.URL = lm.SHA256, lm.URL
 		}

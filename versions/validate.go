@@ -228,6 +228,10 @@ func (s *Spec) check() []Problem {
 			continue
 		}
 		if m.FileName() == "" {
+			if src, _ := ParseSource(m.Source); src.Scheme == "civitai" {
+				add(at+".name", "a Civitai source names no file; expected the file name to place (e.g. \"name\": \"model.safetensors\"; it also picks that file of the model version when it has several)")
+				continue
+			}
 			add(at+".name", "the source has no file name; expected a name for the file")
 			continue
 		}
@@ -312,13 +316,39 @@ type Source struct {
 	// Path is the path in the HF repository, the URL path, or the local file.
 	Path string
 	URL  *url.URL
+	// ModelVersionID is a Civitai model version (civitai://<id> or a
+	// civitai.com download URL); its file name is the model's name.
+	ModelVersionID string
 }
 
-// ParseSource parses hf://owner/repo/path[@rev], http(s):// and file:// sources.
+var civitaiDownload = regexp.MustCompile(`^/api/download/models/([0-9]+)/?$`)
+
+// civitaiSource recognizes civitai://<model-version-id> and Civitai's
+// download URLs (https://civitai.com/api/download/models/<id>).
+func civitaiSource(s string, u *url.URL) (Source, bool, error) {
+	switch {
+	case u.Scheme == "civitai":
+		id := strings.Trim(u.Host+u.Path, "/")
+		if id == "" || strings.Trim(id, "0123456789") != "" || u.RawQuery != "" {
+			return Source{}, true, fmt.Errorf("%q: expected civitai://<model-version-id> (digits only)", s)
+		}
+		return Source{Scheme: "civitai", ModelVersionID: id, URL: u}, true, nil
+	case (u.Scheme == "https" || u.Scheme == "http") && (u.Host == "civitai.com" || u.Host == "www.civitai.com"):
+		if m := civitaiDownload.FindStringSubmatch(u.Path); m != nil {
+			return Source{Scheme: "civitai", ModelVersionID: m[1], URL: u}, true, nil
+		}
+	}
+	return Source{}, false, nil
+}
+
+// ParseSource parses hf://owner/repo/path[@rev], civitai://<id>, http(s):// and file:// sources.
 func ParseSource(s string) (Source, error) {
 	u, err := url.Parse(s)
 	if err != nil || u.Scheme == "" {
-		return Source{}, fmt.Errorf("%q: expected hf://owner/repo/path[@revision], https://, http:// or file:// URL", s)
+		return Source{}, fmt.Errorf("%q: expected hf://owner/repo/path[@revision], civitai://<model-version-id>, https://, http:// or file:// URL", s)
+	}
+	if src, ok, err := civitaiSource(s, u); ok {
+		return src, err
 	}
 	switch u.Scheme {
 	case "hf":
@@ -346,7 +376,7 @@ func ParseSource(s string) (Source, error) {
 		}
 		return Source{Scheme: "file", Path: u.Path, URL: u}, nil
 	}
-	return Source{}, fmt.Errorf("%q: unsupported scheme %q; expected hf://, https://, http:// or file://", s, u.Scheme)
+	return Source{}, fmt.Errorf("%q: unsupported scheme %q; expected hf://, civitai://, https://, http:// or file://", s, u.Scheme)
 }
 
 func hasDotDot(p string) bool {

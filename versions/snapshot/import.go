@@ -200,6 +200,8 @@ func modelsOf(m LockModel) ([]versions.Model, []string, error) {
 		sha = strings.ToLower(m.Hash)
 	}
 	fileName := path.Base(mustURLPath(source))
+	src, _ := versions.ParseSource(source)
+	civitai := src.Scheme == "civitai"
 	var out []versions.Model
 	var warns []string
 	paths := m.Paths
@@ -213,6 +215,14 @@ func modelsOf(m LockModel) ([]versions.Model, []string, error) {
 		if dir == "models" || dir == "ComfyUI" {
 			dir = ""
 		}
+		name := ""
+		if civitai {
+			// A Civitai download URL names no file: the path or the model's name does.
+			name, fileName = m.Model, m.Model
+			if base := path.Base(dir); strings.Contains(base, ".") {
+				name, fileName = base, base
+			}
+		}
 		if base := path.Base(dir); base == fileName || (strings.Contains(base, ".") && dir != "") {
 			if base != fileName {
 				warns = append(warns, fmt.Sprintf("model %q: path %s names the file %s but the spec names it after its URL (%s)", m.Model, p.Path, base, fileName))
@@ -222,7 +232,7 @@ func modelsOf(m LockModel) ([]versions.Model, []string, error) {
 		if dir == "." {
 			dir = ""
 		}
-		out = append(out, versions.Model{Source: source, TargetSubdir: dir, SHA256: sha})
+		out = append(out, versions.Model{Source: source, Name: name, TargetSubdir: dir, SHA256: sha})
 	}
 	return out, warns, nil
 }

@@ -94,6 +94,8 @@ data = {
      'paths': [{'path': 'models/vae/wan_vae.safetensors'}], 'hashes': [{'hash': '`+strings.ToUpper(sha)+`', 'type': 'SHA256'}], 'type': 'vae'},
     {'model': 'lora', 'url': 'https://example.com/files/lora.safetensors',
      'paths': [{'path': 'models/loras'}, {'path': 'models/loras/style'}], 'hash': None, 'type': 'lora'},
+    {'model': 'dreamshaper', 'url': 'https://civitai.com/api/download/models/128713',
+     'paths': [{'path': 'models/checkpoints/dreamshaper_8.safetensors'}], 'hash': None, 'type': 'checkpoint'},
   ],
   'custom_nodes': {'comfyui': '`+coreCommit+`', 'file_custom_nodes': [],
     'git_custom_nodes': {'https://github.com/city96/ComfyUI-GGUF': {'disabled': False, 'hash': '`+nodeCommit+`'}}},
@@ -119,6 +121,7 @@ yaml.safe_dump(data, open('`+file+`', 'w'), default_flow_style=False, allow_unic
 		"hf://Comfy-Org/Wan/split/wan_vae.safetensors -> vae/wan_vae.safetensors " + sha,
 		"https://example.com/files/lora.safetensors -> loras/lora.safetensors ",
 		"https://example.com/files/lora.safetensors -> loras/style/lora.safetensors ",
+		"https://civitai.com/api/download/models/128713 -> checkpoints/dreamshaper_8.safetensors ",
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("models:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
