@@ -265,7 +265,7 @@ func (r *realizer) repoURL(i int) string {
 	if i == 0 {
 		return r.spec.Comfy.Repo
 	}
-	return r.spec.CustomNodes[i-1].Repo.Repo
+	return NodeRepo(r.spec.CustomNodes[i-1], r.lock.CustomNodes[i-1])
 }
 
 // links makes ComfyUI/custom_nodes/<name> -> ../../custom_nodes/<name>

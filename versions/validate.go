@@ -123,7 +123,7 @@ func knownKeys(loc []string) string {
 	keys := map[string]string{
 		"":             "schema_version, version_id, comfy, custom_nodes, models, env, options, python",
 		"comfy":        "repo, ref, commit",
-		"custom_nodes": "repo, ref, commit, name",
+		"custom_nodes": "repo, ref, commit, name, registry, version",
 		"models":       "source, name, target_subdir, sha256",
 		"options":      "offline, skip_models",
 		"python":       "system_site_packages, requirements, index_urls",
@@ -146,6 +146,10 @@ func patternHint(loc []string) string {
 		return "expected a lower-case hex commit id (7 to 40 characters)"
 	case "sha256":
 		return "expected 64 lower-case hex characters"
+	case "registry":
+		return "expected a Comfy Registry node id (letters, digits, '.', '_', '-')"
+	case "version":
+		return "expected a version x.y.z (digits), as the registry publishes them"
 	}
 	if len(loc) == 2 && loc[0] == "env" {
 		return "expected an environment variable name ([A-Za-z_][A-Za-z0-9_]*)"
@@ -192,8 +196,17 @@ func (s *Spec) check() []Problem {
 	nodeAt := map[string]int{}
 	for i, n := range s.CustomNodes {
 		at := fmt.Sprintf("custom_nodes[%d]", i)
-		if msg := checkRepoURL(n.Repo.Repo); msg != "" {
-			add(at+".repo", "%s", msg)
+		switch {
+		case n.Registry != "" && (n.Repo.Repo != "" || n.Ref != "" || n.Commit != ""):
+			add(at, "a node is a git repo (repo, ref, commit) or a registry node (registry, version), not both")
+		case n.Registry == "" && n.Version != "":
+			add(at+".version", "version belongs to a registry node; expected registry (the node id) too, or ref/commit for a git repo")
+		case n.Registry == "" && n.Repo.Repo == "":
+			add(at+".repo", "missing; expected repo (a git URL) or registry (a Comfy Registry node id)")
+		case n.Registry == "":
+			if msg := checkRepoURL(n.Repo.Repo); msg != "" {
+				add(at+".repo", "%s", msg)
+			}
 		}
 		if msg := checkName(n.Name); msg != "" {
 			add(at+".name", "%s", msg)
