@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -22,11 +23,18 @@ func writeManagerSnapshot(t *testing.T, file, pythonDict string) {
 }
 
 // TestSnapshotRoundTrip: a Manager snapshot (git nodes at commits on the
-// test's git server, a disabled node, a single-file node, pips) imports into
-// a spec that locks and realizes; the export of that lock is in Manager's
-// exact format and imports back to the same spec.
+// test's git server, a disabled node, a registry node on the test's
+// registry, a single-file node, pips) imports into a spec that locks,
+// realizes and builds; the export of that lock is in Manager's exact format
+// and imports back to the same spec.
 func TestSnapshotRoundTrip(t *testing.T) {
 	s := newSite(t)
+	reg := testsupport.NewComfyRegistry(t)
+	reg.Publish(t, "comfyui-reg-node", "1.1.0", map[string]string{"__init__.py": "old = True\n"})
+	reg.Publish(t, "comfyui-reg-node", "1.2.0", map[string]string{"__init__.py": "NODE_CLASS_MAPPINGS = {}  # from the registry\n", "requirements.txt": "alpha\n"})
+	reg.Publish(t, "comfyui-reg-node", "1.3.0", map[string]string{"__init__.py": "newer = True\n"})
+	env := s.env("COMFY_REGISTRY_URL=" + reg.URL)
+	run := func(args ...string) testsupport.Result { return testsupport.Run(t, s.dir, env, args...) }
 	off := s.srv.NewRepo(t, "someone/ComfyUI-Disabled")
 	offCommit := off.Commit("off", map[string]string{"__init__.py": "raise SystemExit('disabled node imported')\n"})
 	coreCommit := s.core.RevParse("master")
@@ -40,14 +48,14 @@ func TestSnapshotRoundTrip(t *testing.T) {
         %q: {'hash': %q, 'disabled': False},
         %q: {'hash': %q, 'disabled': True},
     },
-    'cnr_custom_nodes': {},
+    'cnr_custom_nodes': {'comfyui-reg-node': '1.2.0'},
     'file_custom_nodes': [{'filename': 'my_node.py', 'disabled': False}],
     'pips': {'alpha==1.0': '', 'Beta==1.2': '', 'gamma==2.0': ''},
 }`, coreCommit, s.srv.RepoURL("city96/ComfyUI-GGUF"), ggufCommit, s.srv.RepoURL("kijai/ComfyUI-KJNodes.git"), kjCommit,
 		s.srv.RepoURL("someone/ComfyUI-Disabled"), offCommit))
 
 	core := s.srv.RepoURL("comfyanonymous/ComfyUI")
-	res := s.run(t, "import", "snapshot", snap, "--version-id", "demo", "--comfy-repo", core, "--force")
+	res := run("import", "snapshot", snap, "--version-id", "demo", "--comfy-repo", core, "--force")
 	if res.Code != 0 {
 		t.Fatalf("import exit %d\n%s", res.Code, res.Stderr)
 	}
@@ -64,8 +72,11 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	for _, n := range spec.CustomNodes {
 		got[n.Name] = n.Commit
 	}
-	if len(got) != 2 || got["ComfyUI-GGUF"] != ggufCommit || got["ComfyUI-KJNodes"] != kjCommit {
+	if len(got) != 3 || got["ComfyUI-GGUF"] != ggufCommit || got["ComfyUI-KJNodes"] != kjCommit {
 		t.Errorf("nodes %v", got)
+	}
+	if n := spec.CustomNodes[2]; n.Registry != "comfyui-reg-node" || n.Version != "1.2.0" {
+		t.Errorf("registry node %+v", n)
 	}
 	if strings.Join(spec.Python.Requirements, " ") != "alpha==1.0 beta==1.2 gamma==2.0" {
 		t.Errorf("requirements %q", spec.Python.Requirements)
@@ -73,16 +84,19 @@ func TestSnapshotRoundTrip(t *testing.T) {
 
 	// The spec locks and realizes: checkouts at the snapshot's commits,
 	// the disabled node nowhere, the pips installed.
-	if res := s.run(t, "lock", "--version-id", "demo"); res.Code != 0 {
+	if res := run("lock", "--version-id", "demo"); res.Code != 0 {
 		t.Fatalf("lock exit %d\n%s", res.Code, res.Stderr)
 	}
 	target := filepath.Join(s.dir, "target")
-	if res := s.realize(t, target); res.Code != 0 {
+	if res := run("realize", "--version-id", "demo", "--target", target, "--wheels-dir", s.wheels); res.Code != 0 {
 		t.Fatalf("realize exit %d\n%s\n%s", res.Code, res.Stdout, res.Stderr)
 	}
 	l := s.lock(t)
-	if l.Comfy.Commit != coreCommit || len(l.CustomNodes) != 2 {
+	if l.Comfy.Commit != coreCommit || len(l.CustomNodes) != 3 || l.CustomNodes[2].Version != "1.2.0" || len(l.CustomNodes[2].SHA256) != 64 {
 		t.Fatalf("lock %+v", l)
+	}
+	if got := readFile(t, target, "ComfyUI/custom_nodes/comfyui-reg-node/__init__.py"); !strings.Contains(got, "from the registry") {
+		t.Errorf("registry node laid out as %q", got)
 	}
 	if readFile(t, target, "custom_nodes/ComfyUI-GGUF/requirements.txt") != "beta>=1.0\n" {
 		t.Error("GGUF checkout differs from its commit")
@@ -97,7 +111,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 
 	// Export: Manager's format, byte for byte as Python's json.dump writes it.
 	exported := filepath.Join(s.dir, "exported.json")
-	if res := s.run(t, "export", "snapshot", "--version-id", "demo", "--output", exported); res.Code != 0 {
+	if res := run("export", "snapshot", "--version-id", "demo", "--output", exported); res.Code != 0 {
 		t.Fatalf("export exit %d\n%s", res.Code, res.Stderr)
 	}
 	redumped := filepath.Join(s.dir, "redumped.json")
@@ -105,7 +119,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	if a, b := readFile(t, s.dir, "exported.json"), readFile(t, s.dir, "redumped.json"); a != b {
 		t.Errorf("export is not what json.dump(indent=4) writes:\n%s\nwant:\n%s", a, b)
 	}
-	for _, want := range []string{`"comfyui": "` + coreCommit + `"`, `"hash": "` + ggufCommit + `",` + "\n            \"disabled\": false", `"alpha==1.0": ""`, `"file_custom_nodes": []`} {
+	for _, want := range []string{`"comfyui": "` + coreCommit + `"`, `"cnr_custom_nodes": {` + "\n        " + `"comfyui-reg-node": "1.2.0"`, `"hash": "` + ggufCommit + `",` + "\n            \"disabled\": false", `"alpha==1.0": ""`, `"file_custom_nodes": []`} {
 		if !strings.Contains(readFile(t, s.dir, "exported.json"), want) {
 			t.Errorf("export lacks %q", want)
 		}
@@ -113,13 +127,38 @@ func TestSnapshotRoundTrip(t *testing.T) {
 
 	// And it imports back to the same spec.
 	again := filepath.Join(s.dir, "again.json")
-	if res := s.run(t, "import", "snapshot", exported, "--version-id", "demo", "--comfy-repo", core, "--output", again); res.Code != 0 {
+	if res := run("import", "snapshot", exported, "--version-id", "demo", "--comfy-repo", core, "--output", again); res.Code != 0 {
 		t.Fatalf("re-import exit %d\n%s", res.Code, res.Stderr)
 	}
 	if a, b := readFile(t, s.dir, "versions/demo.json"), readFile(t, s.dir, "again.json"); a != b {
 		t.Errorf("re-imported spec differs:\n%s\nfirst:\n%s", b, a)
 	}
+
+	// The version builds: the registry node is a layer of its own, at its locked commit.
+	oci := registryForBuild(t)
+	ref := oci + "/comfy/demo:v1"
+	if res := run("build", "--version-id", "demo", "--base", testsupport.SyntheticBase(t), "--wheels-dir", s.wheels, "--push", ref); res.Code != 0 {
+		t.Fatalf("build exit %d\n%s", res.Code, res.Stderr)
+	}
+	insp := run("inspect", "--json", ref)
+	var info struct {
+		Layers []struct{ Part, Name, Commit string }
+	}
+	if err := json.Unmarshal([]byte(insp.Stdout), &info); err != nil {
+		t.Fatalf("inspect: %v\n%s", err, insp.Stderr)
+	}
+	found := false
+	for _, layer := range info.Layers {
+		if layer.Part == "node" && layer.Name == "comfyui-reg-node" && layer.Commit == l.CustomNodes[2].Commit {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no layer for the registry node at %s: %+v", l.CustomNodes[2].Commit, info.Layers)
+	}
 }
+
+func registryForBuild(t *testing.T) string { return testsupport.NewRegistry(t).Host }
 
 func TestImportSnapshotBadInput(t *testing.T) {
 	dir := t.TempDir()

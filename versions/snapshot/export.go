@@ -10,7 +10,8 @@ import (
 )
 
 // FromLock is the Manager snapshot of a locked version: the core's commit,
-// every git node at its commit (enabled), and the locked Python set as pip
+// every git node at its commit (enabled), every registry node at its
+// version, and the locked Python set as pip
 // freeze would list it (the on-disk set; the image set when only that exists).
 func FromLock(l *versions.Lock) *Snapshot {
 	s := &Snapshot{
@@ -24,6 +25,10 @@ func FromLock(l *versions.Lock) *Snapshot {
 		s.ComfyUI = &c
 	}
 	for _, n := range l.CustomNodes {
+		if n.Registry != "" {
+			s.CNRCustomNodes[n.Registry] = n.Version
+			continue
+		}
 		s.GitCustomNodes[versions.RedactURL(n.Repo)] = GitNode{Hash: n.Commit}
 	}
 	pkgs := l.Python.Packages

@@ -81,7 +81,12 @@ func Import(f *File, opts ImportOptions) (*Imported, error) {
 		spec.CustomNodes = append(spec.CustomNodes, node)
 	}
 	for _, id := range sortedKeys(f.CNRCustomNodes) {
-		out.LeftOut = append(out.LeftOut, fmt.Sprintf("cnr_custom_nodes[%q] (version %s): Comfy Registry nodes are not supported yet; add its git repository as a custom node", id, f.CNRCustomNodes[id]))
+		node := versions.Node{Registry: id, Version: f.CNRCustomNodes[id]}
+		if name := uniqueName(id, names); name != id {
+			node.Name = name
+		}
+		origin[fmt.Sprintf("custom_nodes[%d]", len(spec.CustomNodes))] = fmt.Sprintf("cnr_custom_nodes[%q]", id)
+		spec.CustomNodes = append(spec.CustomNodes, node)
 	}
 	for i, fn := range f.FileCustomNodes {
 		why := "single-file nodes are not carried; put the file in a git repository to use it"

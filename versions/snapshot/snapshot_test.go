@@ -56,7 +56,7 @@ func TestImportManagerJSONAndYAMLGiveTheSameSpec(t *testing.T) {
 		}
 		specs = append(specs, string(res.Spec))
 		left := strings.Join(res.LeftOut, "\n")
-		for _, want := range []string{"ComfyUI-KJNodes.git", "disabled", "comfyui-impact-pack", "8.8.1", "websocket_image_save.py", "-e git+"} {
+		for _, want := range []string{"ComfyUI-KJNodes.git", "disabled", "websocket_image_save.py", "-e git+"} {
 			if !strings.Contains(left, want) {
 				t.Errorf("%s: left-out list lacks %q:\n%s", file, want, left)
 			}
@@ -72,8 +72,11 @@ func TestImportManagerJSONAndYAMLGiveTheSameSpec(t *testing.T) {
 	if s.Comfy.Repo != DefaultComfyRepo || s.Comfy.Commit != coreCommit {
 		t.Errorf("core %+v", s.Comfy)
 	}
-	if len(s.CustomNodes) != 1 || s.CustomNodes[0].Repo.Repo != "https://github.com/city96/ComfyUI-GGUF" || s.CustomNodes[0].Commit != nodeCommit || s.CustomNodes[0].Name != "ComfyUI-GGUF" {
+	if len(s.CustomNodes) != 2 || s.CustomNodes[0].Repo.Repo != "https://github.com/city96/ComfyUI-GGUF" || s.CustomNodes[0].Commit != nodeCommit || s.CustomNodes[0].Name != "ComfyUI-GGUF" {
 		t.Errorf("nodes %+v", s.CustomNodes)
+	}
+	if n := s.CustomNodes[1]; n.Registry != "comfyui-impact-pack" || n.Version != "8.8.1" || n.Name != "comfyui-impact-pack" || n.Repo.Repo != "" {
+		t.Errorf("registry node %+v", n)
 	}
 	want := []string{"mylib @ file:///wheels/mylib-1.0-py3-none-any.whl", "pillow==10.0.0", "pyyaml==6.0.1"}
 	if strings.Join(s.Python.Requirements, "|") != strings.Join(want, "|") {
