@@ -14,6 +14,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -44,6 +45,8 @@ const (
 	maxZipMembers   = 200_000
 	registryTimeout = 60 * time.Second
 )
+
+var sha256Pattern = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
 func registryBase() string {
 	if u := os.Getenv("COMFY_REGISTRY_URL"); u != "" {
@@ -177,10 +180,16 @@ func checkDownloadURL(base, raw string) (*url.URL, error) {
 // bare repository with one commit of its unpacked tree, and returns the
 // commit and the zip's sha256. With ln.SHA256 set, the zip must match it.
 func registryRepo(ctx context.Context, dir string, ln versions.LockedNode, zipURL string) (commit, sha string, err error) {
+	if ln.SHA256 != "" && !sha256Pattern.MatchString(ln.SHA256) {
+		return "", "", fmt.Errorf("the lock's sha256 %q is not 64 lower-case hex characters; run `comfy-image lock` again", ln.SHA256)
+	}
 	if err := os.MkdirAll(filepath.Join(dir, "zips"), 0o755); err != nil {
 		return "", "", err
 	}
-	lock := flock.New(filepath.Join(dir, "zips", ln.Registry+"@"+ln.Version+".lock"))
+	// The lock file is named by a hash: id and version may come from a
+	// lock on disk, which must not pick a path.
+	key := sha256.Sum256([]byte(ln.Registry + "@" + ln.Version))
+	lock := flock.New(filepath.Join(dir, "zips", hex.EncodeToString(key[:8])+".lock"))
 	if _, err := lock.TryLockContext(ctx, 100*time.Millisecond); err != nil {
 		return "", "", err
 	}
@@ -493,6 +502,9 @@ func openRegistryRepo(ctx context.Context, cache *gitcache.Cache, repo, commit s
 		return nil, err
 	}
 	ln := versions.LockedNode{Registry: u.Host, Version: strings.TrimPrefix(u.Path, "/"), SHA256: u.Query().Get("sha256"), URL: u.Query().Get("url")}
+	if !sha256Pattern.MatchString(ln.SHA256) {
+		return nil, fmt.Errorf("registry node %s@%s: the lock's sha256 %q is not 64 lower-case hex characters; run `comfy-image lock` again", ln.Registry, ln.Version, ln.SHA256)
+	}
 	dir := filepath.Join(filepath.Dir(cache.Dir), "registry")
 	repoDir := filepath.Join(dir, "git", ln.SHA256+".git")
 	if _, err := os.Stat(repoDir); err != nil {

@@ -167,3 +167,12 @@ func TestRegistryZipMembersStayInTheNodeFolder(t *testing.T) {
 }
 
 func plumbingHash(s string) plumbing.Hash { return plumbing.NewHash(s) }
+
+// A lock on disk is untrusted: its sha256 names a cache path.
+func TestRegistryLockCannotPickACachePath(t *testing.T) {
+	cache := NewGitCache(Options{CacheDir: t.TempDir()})
+	repo := NodeRepo(versions.Node{}, versions.LockedNode{Registry: "x", Version: "1.0.0", SHA256: "../../../../tmp/evil", URL: "https://example.invalid/x.zip"})
+	if _, err := OpenMirror(context.Background(), cache, repo, strings.Repeat("a", 40)); err == nil || !strings.Contains(err.Error(), "not 64 lower-case hex") {
+		t.Errorf("got %v", err)
+	}
+}
