@@ -23,9 +23,10 @@ func TestCivitaiSources(t *testing.T) {
 		}
 	}
 	bad := map[string]string{
-		`{"source": "civitai://128713"}`:                               `models[0].name: a Civitai source names no file`,
-		`{"source": "civitai://dreamshaper", "name": "x.safetensors"}`: `models[0].source: "civitai://dreamshaper": expected civitai://<model-version-id>`,
-		`{"source": "civitai://12?token=x", "name": "x.safetensors"}`:  `expected civitai://<model-version-id>`,
+		`{"source": "civitai://128713"}`:                                                                         `models[0].name: a Civitai source names no file`,
+		`{"source": "civitai://dreamshaper", "name": "x.safetensors"}`:                                           `models[0].source: "civitai://dreamshaper": expected civitai://<model-version-id>`,
+		`{"source": "civitai://12?token=x", "name": "x.safetensors"}`:                                            `expected civitai://<model-version-id>`,
+		`{"source": "https://civitai.com/api/download/models/12?type=Model&token=abc", "name": "x.safetensors"}`: `the token in CIVITAI_API_TOKEN`,
 	}
 	for model, want := range bad {
 		_, err := Parse("s.json", []byte(head+model+`]}`), nil)

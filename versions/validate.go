@@ -348,6 +348,9 @@ func civitaiSource(s string, u *url.URL) (Source, bool, error) {
 		return Source{Scheme: "civitai", ModelVersionID: id, URL: u}, true, nil
 	case (u.Scheme == "https" || u.Scheme == "http") && (u.Host == "civitai.com" || u.Host == "www.civitai.com"):
 		if m := civitaiDownload.FindStringSubmatch(u.Path); m != nil {
+			if u.Query().Has("token") || u.User != nil {
+				return Source{}, true, fmt.Errorf("%q: a token in the URL would be written to the lock; expected the URL without it and the token in CIVITAI_API_TOKEN", RedactURL(s))
+			}
 			return Source{Scheme: "civitai", ModelVersionID: m[1], URL: u}, true, nil
 		}
 	}
