@@ -200,3 +200,23 @@ json.dump(d, open('`+out+`', 'w'), indent=4)`)
 		t.Errorf("empty snapshot:\n%s", empty)
 	}
 }
+
+// FuzzImport: any file gives a spec the validator accepts, or an error;
+// never a panic.
+func FuzzImport(f *testing.F) {
+	f.Add([]byte(`{"comfyui": "` + coreCommit + `", "git_custom_nodes": {"https://github.com/a/b": {"hash": "` + nodeCommit + `", "disabled": false}}, "cnr_custom_nodes": {"x": "1.0.0"}, "pips": {"a==1": ""}}`))
+	f.Add([]byte("custom_nodes:\n  comfyui: null\nmodels:\n- model: m\n  url: https://huggingface.co/a/b/resolve/main/c.safetensors\n  paths:\n  - path: models/vae\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		file, err := Parse("fuzz.json", data)
+		if err != nil {
+			return
+		}
+		res, err := Import(file, ImportOptions{VersionID: "fuzz", SpecFile: "fuzz.json"})
+		if err != nil {
+			return
+		}
+		if _, err := versions.Parse("fuzz.json", res.Spec, nil); err != nil {
+			t.Fatalf("an imported spec does not validate: %v\n%s", err, res.Spec)
+		}
+	})
+}
