@@ -265,7 +265,7 @@ func (r *realizer) repoURL(i int) string {
 	if i == 0 {
 		return r.spec.Comfy.Repo
 	}
-	return r.spec.CustomNodes[i-1].Repo.Repo
+	return NodeRepo(r.spec.CustomNodes[i-1], r.lock.CustomNodes[i-1])
 }
 
 // links makes ComfyUI/custom_nodes/<name> -> ../../custom_nodes/<name>
@@ -642,7 +642,7 @@ func (r *realizer) planModels(ctx context.Context, w io.Writer) {
 	}
 	f := r.fetcher()
 	for _, m := range r.spec.Models {
-		req := models.Request{Source: m.Source, SHA256: m.SHA256}
+		req := ModelRequest(m)
 		if lm, ok := r.lockedModel(m); ok {
 			req.SHA256, req.URL = lm.SHA256, lm.URL
 		}

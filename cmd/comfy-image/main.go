@@ -64,6 +64,8 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newRealizeCmd(),
 		newBuildCmd(),
 		newInspectCmd(),
+		newImportCmd(),
+		newExportCmd(),
 		newVersionCmd(),
 	)
 	return root
