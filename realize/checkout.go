@@ -471,6 +471,15 @@ func (t *fsTree) check(old map[string]TreeFile, want, pending map[string]treeEnt
 			continue
 		}
 		same, err := t.matches(p, tf.Mode, plumbing.NewHash(tf.Blob), &tf)
+		if err == nil && !same {
+			// Already the new file, or what an interrupted checkout of
+			// the pending commit wrote there: nothing of the user's.
+			if w, ok := want[p]; ok {
+				same, err = t.ours(p, w, pending)
+			} else if pw, ok := pending[p]; ok {
+				same, err = t.matches(p, uint32(pw.mode), pw.blob, nil)
+			}
+		}
 		if err != nil {
 			return err
 		}

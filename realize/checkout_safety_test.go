@@ -90,7 +90,15 @@ func commitLink(t *testing.T, src *testsupport.Repo, rel, target string) string 
 }
 
 func TestCheckoutLinkReplacedByFolderWritesInside(t *testing.T) {
-	outside := hostDir(t)
+	t.Run("empty outside folder", func(t *testing.T) {
+		outside := filepath.Join(t.TempDir(), "outside")
+		os.MkdirAll(outside, 0o755)
+		checkoutLinkThenFolder(t, outside)
+	})
+	t.Run("outside folder with the file", func(t *testing.T) { checkoutLinkThenFolder(t, hostDir(t)) })
+}
+
+func checkoutLinkThenFolder(t *testing.T, outside string) {
 	before := dirState(t, outside)
 	src, r := linkRepo(t)
 	src.Commit("base", map[string]string{"a.py": "a\n"})
@@ -409,5 +417,27 @@ func TestCheckoutRefusesCraftedTrees(t *testing.T) {
 				t.Error("CommitFiles listed the crafted tree")
 			}
 		})
+	}
+}
+
+// A tracked file an interrupted checkout already rewrote is not a user's
+// change: the resumed (or redirected) checkout goes on without --force.
+func TestInterruptedCheckoutResumesOverItsOwnWrites(t *testing.T) {
+	src, r := linkRepo(t)
+	c1 := src.Commit("one", map[string]string{"a.py": "a1\n"})
+	c2 := src.Commit("two", map[string]string{"a.py": "a2\n"})
+	c3 := src.Commit("three", map[string]string{"a.py": "a3\n"})
+	dir := filepath.Join(t.TempDir(), "node")
+	st1, err := CheckoutTree(r, c1, dir, nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pending := &Checkout{Commit: st1.Commit, Files: st1.Files, Pending: c2}
+	os.WriteFile(filepath.Join(dir, "a.py"), []byte("a2\n"), 0o644) // what the killed run wrote
+	for _, commit := range []string{c2, c3} {
+		if _, err := CheckoutTree(r, commit, dir, pending, false); err != nil {
+			t.Fatalf("resume to %s: %v", commit[:7], err)
+		}
+		os.WriteFile(filepath.Join(dir, "a.py"), []byte("a2\n"), 0o644)
 	}
 }
