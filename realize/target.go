@@ -355,7 +355,7 @@ func (r *realizer) links(context.Context) error {
 	const dir = "ComfyUI/custom_nodes"
 	if fi, err := r.root.Lstat(dir); err == nil && !fi.IsDir() {
 		return &TargetError{Path: filepath.Join(r.target, dir), Reason: fmt.Sprintf(
-			"the core (commit %s) has custom_nodes as a %s, not a folder; refusing to put node links through it", r.lock.Comfy.Commit, fi.Mode().Type())}
+			"the core (commit %s) has custom_nodes as a %s, not a folder; refusing to put node links through it", r.lock.Comfy.Commit, kindOf(fi))}
 	}
 	if err := realDir(r.root, dir); err != nil {
 		return err
@@ -413,7 +413,7 @@ func realDir(root *os.Root, rel string) error {
 			return err
 		case !fi.IsDir():
 			return fmt.Errorf("%s is a %s, not a folder; refusing to write through it (move it away)",
-				filepath.Join(root.Name(), p), fi.Mode().Type())
+				filepath.Join(root.Name(), p), kindOf(fi))
 		}
 	}
 	return nil
