@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 
@@ -64,6 +65,17 @@ func newBuildCmd() *cobra.Command {
 			if f.dryRun {
 				return layers.Plan(cmd.Context(), s, o, outs, cmd.OutOrStdout())
 			}
+			wo := layers.WriteOptions{ModelsRef: modelsRef, Jobs: jobs, Reporter: o.Reporter, Log: cmd.OutOrStdout(),
+				Names: map[string]string{}, MountRecord: filepath.Join(o.CacheDir, "registry-blobs.json")}
+			outputs, err := layers.NewOutputs(outs, s.VersionID, wo)
+			if err != nil {
+				return usageError{err}
+			}
+			// A dead registry or a refused credential fails here, before
+			// any packing.
+			if err := outputs.Probe(cmd.Context()); err != nil {
+				return err
+			}
 			res, err := layers.Build(cmd.Context(), s, o)
 			if err != nil {
 				return err
@@ -73,15 +85,12 @@ func newBuildCmd() *cobra.Command {
 				fmt.Fprintln(cmd.OutOrStdout(), "no --push or --output given: layers are built and cached only")
 				return nil
 			}
-			names := map[string]string{}
 			for _, p := range res.Parts {
 				if d, err := p.Layer.Digest(); err == nil {
-					names[d.String()] = p.Kind + " " + p.Name
+					wo.Names[d.String()] = p.Kind + " " + p.Name
 				}
 			}
-			return layers.Write(cmd.Context(), res, outs, s.VersionID, layers.WriteOptions{
-				ModelsRef: modelsRef, Jobs: jobs, Reporter: o.Reporter, Log: cmd.OutOrStdout(), Names: names,
-			})
+			return outputs.Write(cmd.Context(), res)
 		},
 	}
 	f.register(cmd)
