@@ -18,6 +18,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/comfy-image/comfy-image/internal/testsupport"
 	"github.com/comfy-image/comfy-image/layers/publish"
@@ -42,7 +43,9 @@ func randomImage(t *testing.T, layers int) v1.Image {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return img
+	// OCI media types, as our builds write (skopeo's oci: transport
+	// looks only for OCI manifests).
+	return mutate.ConfigMediaType(mutate.MediaType(img, types.OCIManifestSchema1), types.OCIConfigJSON)
 }
 
 func TestPushCostsNoMoreRequestsThanRemoteWrite(t *testing.T) {
