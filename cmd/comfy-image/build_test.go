@@ -3,10 +3,12 @@ package main
 import (
 	"encoding/base64"
 	"encoding/json"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/comfy-image/comfy-image/internal/testsupport"
 )
@@ -132,5 +134,49 @@ func writeDockerConfig(t *testing.T, dir, host, user, password string) {
 	auth := base64.StdEncoding.EncodeToString([]byte(user + ":" + password))
 	if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(`{"auths":{"`+host+`":{"auth":"`+auth+`"}}}`), 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A dead registry or a refused login fails the build before any work
+// (nothing resolved, nothing packed), naming the registry and where the
+// credentials came from; exit code 1.
+func TestBuildProbesTheRegistryBeforeAnyWork(t *testing.T) {
+	v := testsupport.NewVersion(t)
+	base := testsupport.SyntheticBase(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := l.Addr().String()
+	l.Close()
+	reg := testsupport.NewRegistryWithAuth(t, "ci", "good-password")
+	docker := filepath.Join(v.Dir, "docker")
+	writeDockerConfig(t, docker, reg.Host, "ci", "refused-password")
+	for _, tc := range []struct {
+		host  string
+		wants []string
+	}{
+		{dead, []string{"registry " + dead, "credentials: anonymous", "not reachable"}},
+		{reg.Host, []string{"registry " + reg.Host, filepath.Join(docker, "config.json"), "credentials refused"}},
+	} {
+		cache := filepath.Join(t.TempDir(), "cache")
+		env := append(v.Env(cache), "DOCKER_CONFIG="+docker)
+		start := time.Now()
+		res := testsupport.Run(t, v.Dir, env, "build", "--spec", v.SpecFile, "--base", base, "--wheels-dir", v.Wheels,
+			"--push", tc.host+"/comfy/demo:v1")
+		t.Logf("%s: failed after %s", tc.host, time.Since(start).Round(time.Millisecond))
+		if res.Code != 1 {
+			t.Errorf("%s: exit %d, want 1\n%s", tc.host, res.Code, res.Stderr)
+		}
+		for _, want := range tc.wants {
+			if !strings.Contains(res.Stderr, want) {
+				t.Errorf("%s: stderr lacks %q:\n%s", tc.host, want, res.Stderr)
+			}
+		}
+		for _, work := range []string{"layers", "git"} {
+			if _, err := os.Stat(filepath.Join(cache, work)); err == nil {
+				t.Errorf("%s: the build did work (%s in the cache) before the probe failed", tc.host, work)
+			}
+		}
 	}
 }
