@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"path/filepath"
 
@@ -9,6 +10,8 @@ import (
 
 	"github.com/comfy-image/comfy-image/internal/progress"
 	"github.com/comfy-image/comfy-image/layers"
+	"github.com/comfy-image/comfy-image/layers/publish"
+	"github.com/comfy-image/comfy-image/versions"
 )
 
 func newBuildCmd() *cobra.Command {
@@ -90,7 +93,7 @@ func newBuildCmd() *cobra.Command {
 					wo.Names[d.String()] = p.Kind + " " + p.Name
 				}
 			}
-			return outputs.Write(cmd.Context(), res)
+			return writeRepacking(cmd, s, o, outputs, res)
 		},
 	}
 	f.register(cmd)
@@ -106,6 +109,25 @@ func newBuildCmd() *cobra.Command {
 	fl.StringVar(&o.HostPython, "python", "python3", "host Python whose pip fetches wheels for the base's Python")
 	fl.IntVar(&jobs, "jobs", 4, "parallel layer uploads")
 	return cmd
+}
+
+// writeRepacking publishes res; when a registry finds the bytes of a
+// cached layer damaged, the layer is dropped from the cache, packed again
+// and the images are published once more (once).
+func writeRepacking(cmd *cobra.Command, s *versions.Spec, o layers.BuildOptions, outputs *layers.Outputs, res *layers.Result) error {
+	err := outputs.Write(cmd.Context(), res)
+	var bad *publish.LayerError
+	if !errors.As(err, &bad) || !bad.Damaged() {
+		return err
+	}
+	if dropped, derr := layers.DropCachedLayer(o.CacheDir, bad.Digest); derr != nil || !dropped {
+		return err // not a cached layer: nothing to repack
+	}
+	fmt.Fprintf(cmd.ErrOrStderr(), "%s %s: the cached layer is damaged (%v); dropped from the cache, packing it again\n", bad.Layer, bad.Digest, bad.Err)
+	if res, err = layers.Build(cmd.Context(), s, o); err != nil {
+		return err
+	}
+	return outputs.Write(cmd.Context(), res)
 }
 
 func printParts(cmd *cobra.Command, res *layers.Result) {

@@ -10,6 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/validate"
+
 	"github.com/comfy-image/comfy-image/internal/testsupport"
 )
 
@@ -178,5 +182,42 @@ func TestBuildProbesTheRegistryBeforeAnyWork(t *testing.T) {
 				t.Errorf("%s: the build did work (%s in the cache) before the probe failed", tc.host, work)
 			}
 		}
+	}
+}
+
+// A cached layer whose bytes were damaged (same size) is found while it is
+// pushed, dropped from the cache, packed again and pushed: the build
+// succeeds and the registry holds a valid image.
+func TestBuildRepacksADamagedCachedLayer(t *testing.T) {
+	v := testsupport.NewVersion(t)
+	base := testsupport.SyntheticBase(t)
+	cache := filepath.Join(v.Dir, "cache")
+	args := []string{"build", "--spec", v.SpecFile, "--base", base, "--wheels-dir", v.Wheels}
+	if res := testsupport.Run(t, v.Dir, v.Env(cache), append(args, "--output", "oci:"+filepath.Join(v.Dir, "oci")+":demo")...); res.Code != 0 {
+		t.Fatalf("build: %s", res.Stderr)
+	}
+	blobs, _ := filepath.Glob(filepath.Join(cache, "layers", "*", "*.blob"))
+	if len(blobs) == 0 {
+		t.Fatal("no cached layer")
+	}
+	data, err := os.ReadFile(blobs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[len(data)/2] ^= 0xFF
+	os.WriteFile(blobs[0], data, 0o644)
+	reg := testsupport.NewRegistry(t)
+	ref := reg.Host + "/comfy/demo:v1"
+	res := testsupport.Run(t, v.Dir, v.Env(cache), append(args, "--push", ref)...)
+	if res.Code != 0 || !strings.Contains(res.Stderr, "damaged") {
+		t.Fatalf("exit %d\n%s", res.Code, res.Stderr)
+	}
+	r, _ := name.ParseReference(ref, name.Insecure)
+	img, err := remote.Image(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := validate.Image(img); err != nil {
+		t.Fatalf("the pushed image is not valid: %v", err)
 	}
 }

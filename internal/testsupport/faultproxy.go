@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -59,6 +60,7 @@ type FaultProxy struct {
 func NewFaultProxy(t testing.TB, upstream string) *FaultProxy {
 	p := &FaultProxy{}
 	rp := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: upstream})
+	rp.ErrorLog = log.New(io.Discard, "", 0) // a client giving up is part of the tests
 	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, req *http.Request) {
 		var body []byte
 		if req.Body != nil {

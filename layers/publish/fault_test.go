@@ -3,12 +3,20 @@ package publish_test
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/comfy-image/comfy-image/internal/testsupport"
 	"github.com/comfy-image/comfy-image/layers/publish"
@@ -101,4 +109,48 @@ func TestPushGivesUpNamingTheLayerAndRerunUploadsOnlyTheRest(t *testing.T) {
 		t.Errorf("%d blobs uploaded over both runs, want %d", len(uploaded)+len(again), all)
 	}
 	t.Logf("first run uploaded %d blobs, the rerun %d", len(uploaded), len(again))
+}
+
+// A blob whose local bytes are damaged fails at once (no retry can help),
+// as damaged; so does one the registry rejects as DIGEST_INVALID every time.
+func TestDamagedBlobIsReportedWithoutRetries(t *testing.T) {
+	reg := testsupport.NewRegistry(t)
+	proxy := testsupport.NewFaultProxy(t, reg.Host)
+	file := filepath.Join(t.TempDir(), "layer.tar.gz")
+	src, _ := random.Layer(8192, types.OCILayer)
+	rc, _ := src.Compressed()
+	data, _ := io.ReadAll(rc)
+	os.WriteFile(file, data, 0o644)
+	l, err := tarball.LayerFromFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[len(data)/2] ^= 0xFF // same size, other bytes: a damaged cache file
+	os.WriteFile(file, data, 0o644)
+	img, err := mutate.AppendLayers(empty.Image, l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = publish.NewRegistry(repo(t, proxy.Host, "comfy/demo"), fastRetries, publish.WithJobs(1)).Publish(context.Background(), img, "v1")
+	var le *publish.LayerError
+	if !errors.As(err, &le) || !le.Damaged() {
+		t.Fatalf("push of damaged bytes: %v", err)
+	}
+	patches := 0
+	for _, r := range proxy.Requests() {
+		if r.Method == http.MethodPatch {
+			patches++
+		}
+	}
+	if patches > 2 {
+		t.Errorf("damaged bytes were sent %d times", patches)
+	}
+
+	good := randomImage(t, 1)
+	ds := layerDigests(t, good)
+	proxy.Inject(testsupport.Fault{Kind: testsupport.DigestInvalid, Times: 100, Method: http.MethodPut, Digest: ds[0]})
+	_, err = publish.NewRegistry(repo(t, proxy.Host, "comfy/other"), fastRetries).Publish(context.Background(), good, "v1")
+	if !errors.As(err, &le) || !le.Damaged() || le.Digest.String() != ds[0] {
+		t.Fatalf("push of a blob the registry always rejects: %v", err)
+	}
 }

@@ -128,7 +128,8 @@ func retryable(err error) bool {
 	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return false
 	}
-	if errors.Is(err, syscall.ECONNREFUSED) {
+	var damaged *DamagedError
+	if errors.Is(err, syscall.ECONNREFUSED) || errors.As(err, &damaged) {
 		return false
 	}
 	var dns *net.DNSError

@@ -32,7 +32,12 @@ func (l *trackedLayer) Compressed() (io.ReadCloser, error) {
 		l.tracker = l.reporter.Start("upload "+l.label, size)
 	}
 	l.tracker.SetCurrent(0) // a retry starts over
-	return trackedReader{rc, l.tracker}, nil
+	d, err := l.Layer.Digest()
+	if err != nil {
+		rc.Close()
+		return nil, err
+	}
+	return trackedReader{newVerifyingReader(rc, d), l.tracker}, nil
 }
 
 func (l *trackedLayer) done(err error) {

@@ -225,11 +225,14 @@ func (e *LayerError) Error() string {
 
 func (e *LayerError) Unwrap() error { return e.Err }
 
-// DigestInvalid says the registry rejected the blob's bytes as not matching
-// its digest: the bytes we hold (a cached layer) are damaged.
-func (e *LayerError) DigestInvalid() bool {
+// Damaged says the bytes we hold for the blob (a cached layer) are not
+// its digest's: they hashed wrong while uploading, or the registry
+// answered DIGEST_INVALID to every attempt. Making the layer again helps;
+// retrying does not.
+func (e *LayerError) Damaged() bool {
 	var terr *transport.Error
-	return errors.As(e.Err, &terr) && hasCode(terr, transport.DigestInvalidErrorCode)
+	var damaged *DamagedError
+	return errors.As(e.Err, &damaged) || (errors.As(e.Err, &terr) && hasCode(terr, transport.DigestInvalidErrorCode))
 }
 
 // challengeSeen notes whether the registry's ping asked for basic auth:
