@@ -51,7 +51,6 @@ func (c Cache) DropDigest(d v1.Hash) (bool, error) {
 	return dropped, nil
 }
 
-
 // DropCachedLayer drops the layer with digest d from the layer cache of
 // cacheDir (see Cache.DropDigest).
 func DropCachedLayer(cacheDir string, d v1.Hash) (bool, error) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sync"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -169,16 +170,13 @@ func Write(ctx context.Context, res *Result, outs []Location, versionID string, 
 	return w.Write(ctx, res)
 }
 
+// blobCheckers keeps one authenticated transport per repository, so
+// asking a registry about many blobs pings it (and fetches a token) once.
+var blobCheckers sync.Map // repository name -> http.RoundTripper
+
 // BlobExists asks a registry whether it has a blob (HEAD /v2/<repo>/blobs/<digest>).
 func BlobExists(ctx context.Context, repo name.Repository, d v1.Hash, tr http.RoundTripper) (bool, error) {
-	if tr == nil {
-		tr = remote.DefaultTransport
-	}
-	auth, err := authn.DefaultKeychain.Resolve(repo.Registry)
-	if err != nil {
-		return false, err
-	}
-	rt, err := transport.NewWithContext(ctx, repo.Registry, auth, tr, []string{repo.Scope(transport.PullScope)})
+	rt, err := blobChecker(ctx, repo, tr)
 	if err != nil {
 		return false, err
 	}
@@ -199,4 +197,28 @@ func BlobExists(ctx context.Context, repo name.Repository, d v1.Hash, tr http.Ro
 		return false, nil
 	}
 	return false, fmt.Errorf("HEAD %s: %s", u, resp.Status)
+}
+
+func blobChecker(ctx context.Context, repo name.Repository, tr http.RoundTripper) (http.RoundTripper, error) {
+	if tr == nil {
+		if rt, ok := blobCheckers.Load(repo.String()); ok {
+			return rt.(http.RoundTripper), nil
+		}
+	}
+	base := tr
+	if base == nil {
+		base = remote.DefaultTransport
+	}
+	auth, err := authn.DefaultKeychain.Resolve(repo.Registry)
+	if err != nil {
+		return nil, err
+	}
+	rt, err := transport.NewWithContext(ctx, repo.Registry, auth, base, []string{repo.Scope(transport.PullScope)})
+	if err != nil {
+		return nil, err
+	}
+	if tr == nil {
+		blobCheckers.Store(repo.String(), rt)
+	}
+	return rt, nil
 }

@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"path/filepath"
+	"sync"
 
 	"github.com/spf13/cobra"
 
@@ -68,15 +70,18 @@ func newBuildCmd() *cobra.Command {
 			if f.dryRun {
 				return layers.Plan(cmd.Context(), s, o, outs, cmd.OutOrStdout())
 			}
-			wo := layers.WriteOptions{ModelsRef: modelsRef, Jobs: jobs, Reporter: o.Reporter, Log: cmd.OutOrStdout(),
+			// The push has its own progress display, started at its first
+			// upload: the build's is finished (Wait) by then.
+			pushProgress := &lazyProgress{w: cmd.ErrOrStderr()}
+			wo := layers.WriteOptions{ModelsRef: modelsRef, Jobs: jobs, Reporter: pushProgress, Log: cmd.OutOrStdout(),
 				Names: map[string]string{}, MountRecord: filepath.Join(o.CacheDir, "registry-blobs.json")}
-			outputs, err := layers.NewOutputs(outs, s.VersionID, wo)
+			dests, err := layers.NewOutputs(outs, s.VersionID, wo)
 			if err != nil {
 				return usageError{err}
 			}
 			// A dead registry or a refused credential fails here, before
 			// any packing.
-			if err := outputs.Probe(cmd.Context()); err != nil {
+			if err := dests.Probe(cmd.Context()); err != nil {
 				return err
 			}
 			res, err := layers.Build(cmd.Context(), s, o)
@@ -93,7 +98,9 @@ func newBuildCmd() *cobra.Command {
 					wo.Names[d.String()] = p.Kind + " " + p.Name
 				}
 			}
-			return writeRepacking(cmd, s, o, outputs, res)
+			err = writeRepacking(cmd, s, o, dests, res)
+			pushProgress.Wait()
+			return err
 		},
 	}
 	f.register(cmd)
@@ -128,6 +135,26 @@ func writeRepacking(cmd *cobra.Command, s *versions.Spec, o layers.BuildOptions,
 		return err
 	}
 	return outputs.Write(cmd.Context(), res)
+}
+
+// lazyProgress makes its progress display at the first Start, so two
+// displays never draw on one terminal at once.
+type lazyProgress struct {
+	w    io.Writer
+	once sync.Once
+	r    progress.Reporter
+}
+
+func (l *lazyProgress) Start(name string, total int64) progress.Tracker {
+	l.once.Do(func() { l.r = progress.New(l.w) })
+	return l.r.Start(name, total)
+}
+
+func (l *lazyProgress) Wait() {
+	l.once.Do(func() {}) // none was made: nothing to wait for
+	if l.r != nil {
+		l.r.Wait()
+	}
 }
 
 func printParts(cmd *cobra.Command, res *layers.Result) {

