@@ -60,7 +60,8 @@ func (l *Layout) Publish(ctx context.Context, img v1.Image, tag string) (name.Re
 		return nil, fmt.Errorf("oci:%s: %w", l.dir, err)
 	}
 	fmt.Fprintf(l.o.log, "wrote oci:%s:%s@%s\n", l.dir, tag, desc.Digest)
-	return name.NewDigest("layout/" + "image@" + desc.Digest.String())
+	// A layout has no registry: the reference only carries the digest.
+	return name.NewDigest("oci-layout@"+desc.Digest.String(), name.WithDefaultRegistry("local"))
 }
 
 // open opens the layout, making an empty one in a folder without an
