@@ -143,6 +143,19 @@ func (o *Outputs) Probe(ctx context.Context) error {
 	return publish.Probe(ctx, publish.Multi(o.publishers...))
 }
 
+// Transports are the probed transports of the registry destinations, by
+// repository name (BuildOptions.Transports), so the build reads what the
+// registry holds without pinging it again.
+func (o *Outputs) Transports() map[string]http.RoundTripper {
+	out := map[string]http.RoundTripper{}
+	for _, p := range o.publishers {
+		if r, ok := p.(*publish.Registry); ok && r.Transport() != nil {
+			out[r.Repository().String()] = r.Transport()
+		}
+	}
+	return out
+}
+
 // Write publishes the app image (and the models image, when there is one)
 // to every output, then finishes them (tarballs are written at the end).
 func (o *Outputs) Write(ctx context.Context, res *Result) error {

@@ -84,6 +84,7 @@ func newBuildCmd() *cobra.Command {
 			if err := dests.Probe(cmd.Context()); err != nil {
 				return err
 			}
+			o.Transports = dests.Transports()
 			res, err := layers.Build(cmd.Context(), s, o)
 			if err != nil {
 				return err

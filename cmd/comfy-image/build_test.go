@@ -290,3 +290,40 @@ func TestTwoBuildsIntoOneLayoutKeepBothTags(t *testing.T) {
 		}
 	}
 }
+
+// An unchanged rebuild pushed again costs few requests, counted at the
+// registry: one ping for the whole run (the probe's connection serves the
+// registry cache and the push), per image the registry cache's manifest
+// and config reads and the push's manifest HEAD; no blob request at all.
+func TestUnchangedRebuildPushIsCheap(t *testing.T) {
+	v := testsupport.NewVersion(t)
+	base := testsupport.SyntheticBase(t)
+	cache := filepath.Join(v.Dir, "cache")
+	reg := testsupport.NewRegistry(t)
+	args := []string{"build", "--spec", v.SpecFile, "--base", base, "--wheels-dir", v.Wheels, "--push", reg.Host + "/comfy/demo:v1"}
+	if r := testsupport.Run(t, v.Dir, v.Env(cache), args...); r.Code != 0 {
+		t.Fatal(r.Stderr)
+	}
+	first := len(reg.Requests())
+	if r := testsupport.Run(t, v.Dir, v.Env(cache), args...); r.Code != 0 {
+		t.Fatal(r.Stderr)
+	}
+	again := reg.Requests()[first:]
+	pings, pushHeads := 0, 0
+	for _, r := range again {
+		switch {
+		case r.Path == "/v2/":
+			pings++
+		case r.Method == "HEAD" && strings.Contains(r.Path, "/manifests/"):
+			pushHeads++
+		case strings.Contains(r.Path, "/blobs/uploads/") || r.Method == "PUT":
+			t.Errorf("unchanged rebuild wrote: %v", r)
+		}
+	}
+	const images = 2 // app and models
+	if pings != 1 || pushHeads != images || len(again) > 1+3*images {
+		t.Errorf("unchanged rebuild and push: %d requests (%d pings, %d manifest HEADs), want one ping and at most %d:\n%v",
+			len(again), pings, pushHeads, 1+3*images, again)
+	}
+	t.Logf("first build and push: %d requests; unchanged rebuild and push: %d", first, len(again))
+}

@@ -208,6 +208,14 @@ func (r *Registry) remember(img v1.Image) error {
 	return r.mounts.add(r.repo, digests)
 }
 
+// Repository is where r publishes.
+func (r *Registry) Repository() name.Repository { return r.repo }
+
+// Transport is the probed transport (auth done, retries inside), for
+// reading the repository with the same connection and token; nil before a
+// successful Probe.
+func (r *Registry) Transport() http.RoundTripper { return r.tr }
+
 // Close has nothing to finish for a registry.
 func (r *Registry) Close() error { return nil }
 
