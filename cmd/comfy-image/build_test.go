@@ -327,3 +327,52 @@ func TestUnchangedRebuildPushIsCheap(t *testing.T) {
 	}
 	t.Logf("first build and push: %d requests; unchanged rebuild and push: %d", first, len(again))
 }
+
+// Two versions pushed to two repositories of one registry share their
+// model layers: the second push mounts them from the first repository,
+// uploading none (counted at a real docker-registry, which mounts).
+func TestSecondRepositoryMountsSharedModelLayers(t *testing.T) {
+	v := testsupport.NewVersion(t)
+	base := testsupport.SyntheticBase(t)
+	cache := filepath.Join(v.Dir, "cache")
+	dist := testsupport.NewDockerRegistry(t)
+	proxy := testsupport.NewFaultProxy(t, dist.Host) // no faults: it counts
+	build := func(repo string) {
+		t.Helper()
+		if r := testsupport.Run(t, v.Dir, v.Env(cache), "build", "--spec", v.SpecFile, "--base", base, "--wheels-dir", v.Wheels,
+			"--push", proxy.Host+"/"+repo+":v1"); r.Code != 0 {
+			t.Fatal(r.Stderr)
+		}
+	}
+	build("team/first")
+	before := len(proxy.Requests())
+	build("team/second")
+	reqs := proxy.Requests()[before:]
+	mounted := map[string]bool{}
+	for _, d := range testsupport.Mounts(reqs) {
+		mounted[d] = true
+	}
+	r, _ := name.ParseReference(proxy.Host+"/team/second:v1-models", name.Insecure)
+	img, err := remote.Image(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ls, _ := img.Layers()
+	for _, l := range ls {
+		d, _ := l.Digest()
+		if !mounted[d.String()] {
+			t.Errorf("model layer %s was not mounted", d)
+		}
+	}
+	for _, d := range testsupport.BlobUploads(reqs) {
+		if mounted[d] {
+			t.Errorf("%s was mounted and uploaded", d)
+		}
+		for _, l := range ls {
+			if ld, _ := l.Digest(); ld.String() == d {
+				t.Errorf("model layer %s was uploaded", d)
+			}
+		}
+	}
+	t.Logf("second repository: %d blobs mounted, %d uploaded", len(mounted), len(testsupport.BlobUploads(reqs)))
+}

@@ -205,6 +205,9 @@ func (r *Registry) remember(img v1.Image) error {
 			digests = append(digests, d.String())
 		}
 	}
+	if d, err := img.ConfigName(); err == nil {
+		digests = append(digests, d.String())
+	}
 	return r.mounts.add(r.repo, digests)
 }
 
