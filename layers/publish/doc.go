@@ -11,5 +11,7 @@
 // once (ping, credentials, push scope) before any work, and that probed
 // transport serves every later request through one remote.Pusher, so a
 // first push costs no more requests than remote.Write and a push of an
-// image the registry already holds costs two (ping and manifest HEAD).
+// image the registry already holds costs two (ping and manifest HEAD; a
+// registry with basic auth adds one request, since its ping carries no
+// credentials to check).
 package publish

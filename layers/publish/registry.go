@@ -312,6 +312,11 @@ func credentialSource(auth authn.Authenticator, kc authn.Keychain) string {
 	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
 		candidates = append(candidates, filepath.Join(d, "containers", "auth.json"))
 	}
+	if d := os.Getenv("XDG_CONFIG_HOME"); d != "" {
+		candidates = append(candidates, filepath.Join(d, "containers", "auth.json"))
+	} else if home != "" {
+		candidates = append(candidates, filepath.Join(home, ".config", "containers", "auth.json"))
+	}
 	for _, c := range candidates {
 		if _, err := os.Stat(c); err == nil {
 			return c
