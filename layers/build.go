@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io"
+	"net/http"
 	"os"
 	"path"
 	"path/filepath"
@@ -77,6 +78,10 @@ type BuildOptions struct {
 	ModelsRef string
 	Reporter  progress.Reporter
 	Out       io.Writer
+
+	// Transports are probed registry transports by repository name
+	// (Outputs.Transports): the registry cache reads through them.
+	Transports map[string]http.RoundTripper
 }
 
 // Part is one layer we add, with what it holds.
@@ -117,6 +122,10 @@ type builder struct {
 	modTime        time.Time
 	base           v1.Image
 	info           BaseInfo
+
+	// listed are the blobs the manifests at the output references list,
+	// by repository: a registry holds every blob its manifests list.
+	listed map[string]map[v1.Hash]bool
 }
 
 func (o *BuildOptions) defaults() {

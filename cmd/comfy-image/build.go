@@ -2,12 +2,18 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"path/filepath"
+	"sync"
 
 	"github.com/spf13/cobra"
 
 	"github.com/comfy-image/comfy-image/internal/progress"
 	"github.com/comfy-image/comfy-image/layers"
+	"github.com/comfy-image/comfy-image/layers/publish"
+	"github.com/comfy-image/comfy-image/versions"
 )
 
 func newBuildCmd() *cobra.Command {
@@ -64,6 +70,21 @@ func newBuildCmd() *cobra.Command {
 			if f.dryRun {
 				return layers.Plan(cmd.Context(), s, o, outs, cmd.OutOrStdout())
 			}
+			// The push has its own progress display, started at its first
+			// upload: the build's is finished (Wait) by then.
+			pushProgress := &lazyProgress{w: cmd.ErrOrStderr()}
+			wo := layers.WriteOptions{ModelsRef: modelsRef, Jobs: jobs, Reporter: pushProgress, Log: cmd.OutOrStdout(),
+				Names: map[string]string{}, MountRecord: filepath.Join(o.CacheDir, "registry-blobs.json")}
+			dests, err := layers.NewOutputs(outs, s.VersionID, wo)
+			if err != nil {
+				return usageError{err}
+			}
+			// A dead registry or a refused credential fails here, before
+			// any packing.
+			if err := dests.Probe(cmd.Context()); err != nil {
+				return err
+			}
+			o.Transports = dests.Transports()
 			res, err := layers.Build(cmd.Context(), s, o)
 			if err != nil {
 				return err
@@ -73,15 +94,14 @@ func newBuildCmd() *cobra.Command {
 				fmt.Fprintln(cmd.OutOrStdout(), "no --push or --output given: layers are built and cached only")
 				return nil
 			}
-			names := map[string]string{}
 			for _, p := range res.Parts {
 				if d, err := p.Layer.Digest(); err == nil {
-					names[d.String()] = p.Kind + " " + p.Name
+					wo.Names[d.String()] = p.Kind + " " + p.Name
 				}
 			}
-			return layers.Write(cmd.Context(), res, outs, s.VersionID, layers.WriteOptions{
-				ModelsRef: modelsRef, Jobs: jobs, Reporter: o.Reporter, Log: cmd.OutOrStdout(), Names: names,
-			})
+			err = writeRepacking(cmd, s, o, dests, res)
+			pushProgress.Wait()
+			return err
 		},
 	}
 	f.register(cmd)
@@ -97,6 +117,45 @@ func newBuildCmd() *cobra.Command {
 	fl.StringVar(&o.HostPython, "python", "python3", "host Python whose pip fetches wheels for the base's Python")
 	fl.IntVar(&jobs, "jobs", 4, "parallel layer uploads")
 	return cmd
+}
+
+// writeRepacking publishes res; when a registry finds the bytes of a
+// cached layer damaged, the layer is dropped from the cache, packed again
+// and the images are published once more (once).
+func writeRepacking(cmd *cobra.Command, s *versions.Spec, o layers.BuildOptions, outputs *layers.Outputs, res *layers.Result) error {
+	err := outputs.Write(cmd.Context(), res)
+	var bad *publish.LayerError
+	if !errors.As(err, &bad) || !bad.Damaged() {
+		return err
+	}
+	if dropped, derr := layers.DropCachedLayer(o.CacheDir, bad.Digest); derr != nil || !dropped {
+		return err // not a cached layer: nothing to repack
+	}
+	fmt.Fprintf(cmd.ErrOrStderr(), "%s %s: the cached layer is damaged (%v); dropped from the cache, packing it again\n", bad.Layer, bad.Digest, bad.Err)
+	if res, err = layers.Build(cmd.Context(), s, o); err != nil {
+		return err
+	}
+	return outputs.Write(cmd.Context(), res)
+}
+
+// lazyProgress makes its progress display at the first Start, so two
+// displays never draw on one terminal at once.
+type lazyProgress struct {
+	w    io.Writer
+	once sync.Once
+	r    progress.Reporter
+}
+
+func (l *lazyProgress) Start(name string, total int64) progress.Tracker {
+	l.once.Do(func() { l.r = progress.New(l.w) })
+	return l.r.Start(name, total)
+}
+
+func (l *lazyProgress) Wait() {
+	l.once.Do(func() {}) // none was made: nothing to wait for
+	if l.r != nil {
+		l.r.Wait()
+	}
 }
 
 func printParts(cmd *cobra.Command, res *layers.Result) {
