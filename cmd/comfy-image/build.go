@@ -128,7 +128,7 @@ func writeRepacking(cmd *cobra.Command, s *versions.Spec, o layers.BuildOptions,
 	if !errors.As(err, &bad) || !bad.Damaged() {
 		return err
 	}
-	if dropped, derr := layers.DropCachedLayer(o.CacheDir, bad.Digest); derr != nil || !dropped {
+	if dropped, derr := layers.DropCachedLayer(cmd.Context(), o.CacheDir, bad.Digest); derr != nil || !dropped {
 		return err // not a cached layer: nothing to repack
 	}
 	fmt.Fprintf(cmd.ErrOrStderr(), "%s %s: the cached layer is damaged (%v); dropped from the cache, packing it again\n", bad.Layer, bad.Digest, bad.Err)
