@@ -394,11 +394,13 @@ func (b *builder) requirements(ctx context.Context, git *gitcache.Cache) ([]pyen
 		if err != nil {
 			return err
 		}
-		data, ok, err := realize.CommitFile(r, commit, "requirements.txt")
+		// The one requirements parser: no index option, local path,
+		// ${VAR} or symlink reaches pip; python.overrides applied.
+		q, _, ok, err := pyenv.Load(realize.CommitSource(r, commit), owner, "requirements.txt", b.spec.Python.Overrides)
 		if err != nil || !ok {
 			return err
 		}
-		reqs = append(reqs, pyenv.Requirements{Owner: owner, Lines: strings.Split(string(data), "\n")})
+		reqs = append(reqs, q)
 		return nil
 	}
 	if err := add("ComfyUI", b.spec.Comfy.Repo, b.lock.Comfy.Commit); err != nil {
@@ -410,7 +412,11 @@ func (b *builder) requirements(ctx context.Context, git *gitcache.Cache) ([]pyen
 		}
 	}
 	if len(b.spec.Python.Requirements) > 0 {
-		reqs = append(reqs, pyenv.Requirements{Owner: "python.requirements", Lines: b.spec.Python.Requirements})
+		q, _, err := pyenv.SpecLines(b.spec.Python.Requirements, b.spec.Python.Overrides)
+		if err != nil {
+			return nil, err
+		}
+		reqs = append(reqs, q)
 	}
 	return reqs, nil
 }
@@ -458,7 +464,7 @@ func (b *builder) venvPart(ctx context.Context, git *gitcache.Cache) (Part, erro
 	if err != nil {
 		return Part{}, err
 	}
-	opts := pyenv.Options{WheelsDir: b.opts.WheelsDir, Offline: b.opts.Offline, IndexURLs: b.spec.Python.IndexURLs, Log: b.opts.Log}
+	opts := pyenv.Options{WheelsDir: b.opts.WheelsDir, Offline: b.opts.Offline, IndexURLs: b.spec.Python.IndexURLs, Pre: b.spec.Python.Pre, Log: b.opts.Log}
 	wheels, err := pyenv.DownloadWheels(ctx, b.opts.HostPython, b.info.Target, reqs, b.constraints(), locked, opts, filepath.Join(b.opts.CacheDir, "wheels"))
 	if err != nil {
 		return Part{}, fmt.Errorf("venv: %w", err)
