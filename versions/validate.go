@@ -252,8 +252,14 @@ func (p Python) check() []Problem {
 			ps = append(ps, Problem{fmt.Sprintf("python.requirements[%d]", i), err.Error()})
 		}
 	}
+	names := make([]string, 0, len(p.Overrides))
+	for name := range p.Overrides {
+		names = append(names, name)
+	}
+	sort.Strings(names)
 	seen := map[string]string{}
-	for name, to := range p.Overrides {
+	for _, name := range names {
+		to := p.Overrides[name]
 		at := fmt.Sprintf("python.overrides[%q]", name)
 		if other, dup := seen[reqfile.Normalize(name)]; dup {
 			ps = append(ps, Problem{at, fmt.Sprintf("names the same distribution as %q; expected one override per distribution", other)})
