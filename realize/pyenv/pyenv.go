@@ -119,11 +119,13 @@ type Venv struct{ Dir string }
 // Python is the venv's interpreter.
 func (v Venv) Python() string { return filepath.Join(v.Dir, "bin", "python") }
 
-// Exists reports whether the venv has a working layout.
+// Exists reports whether the venv has a working layout, pip included (a
+// venv that an older run left half made has none).
 func (v Venv) Exists() bool {
 	_, err1 := os.Stat(filepath.Join(v.Dir, "pyvenv.cfg"))
 	_, err2 := os.Stat(v.Python())
-	return err1 == nil && err2 == nil
+	pip, _ := filepath.Glob(filepath.Join(v.Dir, "lib", "python*", "site-packages", "pip", "__init__.py"))
+	return err1 == nil && err2 == nil && len(pip) > 0
 }
 
 // Create runs `python -m venv` (with --system-site-packages if asked) in
@@ -145,7 +147,8 @@ func Create(ctx context.Context, python, dir string, systemSite bool) (Venv, err
 		return v, err
 	}
 	defer os.RemoveAll(work)
-	args := []string{"-m", "venv"}
+	// The prompt would otherwise be the temporary folder's name.
+	args := []string{"-m", "venv", "--prompt", filepath.Base(dir)}
 	if systemSite {
 		args = append(args, "--system-site-packages")
 	}

@@ -80,6 +80,17 @@ func TestRelocatableVenv(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Made beside its place and renamed: nothing names the temporary
+	// folder, and none is left.
+	if left, _ := filepath.Glob(filepath.Join(dir, "first", ".*.tmp-*")); len(left) > 0 {
+		t.Fatalf("temporary venvs left: %v", left)
+	}
+	if out, _ := exec.Command("grep", "-rl", ".venv.tmp-", v.Dir).CombinedOutput(); len(out) > 0 {
+		t.Fatalf("files name the temporary folder:\n%s", out)
+	}
+	if out, err := exec.Command(v.Python(), "-m", "pip", "--version").CombinedOutput(); err != nil {
+		t.Fatalf("pip in the new venv: %v\n%s", err, out)
+	}
 	pkgs, err := v.Install(ctx, []Requirements{{Owner: "test", Lines: []string{"gamma"}}}, nil, Options{WheelsDir: wheels})
 	if err != nil {
 		t.Fatal(err)
