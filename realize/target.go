@@ -327,6 +327,7 @@ func (r *realizer) pipOptions() pyenv.Options {
 		Offline:   r.opts.Offline,
 		IndexURLs: r.spec.Python.IndexURLs,
 		Pre:       r.spec.Python.Pre,
+		CacheDir:  filepath.Join(r.opts.CacheDir, "pip"),
 		Log:       r.opts.log(),
 	}
 }

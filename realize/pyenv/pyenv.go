@@ -87,6 +87,9 @@ type Options struct {
 	IndexURLs []string
 	// Pre allows pre-releases (the spec's python.pre).
 	Pre bool
+	// CacheDir is pip's HTTP and wheel cache ("" for none): children get a
+	// private HOME, so pip's default cache would not outlive the run.
+	CacheDir string
 	// Log receives pip's output line by line.
 	Log io.Writer
 }
@@ -283,6 +286,11 @@ func runPip(ctx context.Context, python string, args []string, opts Options) (st
 	log := opts.Log
 	cmd := childproc.Command(ctx, python, args...)
 	cmd.Setenv(pipEnv...)
+	if opts.CacheDir != "" {
+		cmd.Setenv("PIP_CACHE_DIR=" + opts.CacheDir)
+	} else {
+		cmd.Setenv("PIP_NO_CACHE_DIR=1")
+	}
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
 	var all bytes.Buffer
