@@ -265,7 +265,7 @@ func Check(line string) (string, error) {
 		}
 		return urlName(line), nil
 	}
-	return "", fmt.Errorf("%q is not a requirement: expected a PEP 508 specifier such as name>=1.0, or name @ https://...", line)
+	return "", fmt.Errorf("%q is not a requirement: expected a PEP 508 specifier such as name>=1.0, or name @ https://host/path", line)
 }
 
 // lineBreaking reports control characters and the separators Python's
