@@ -3,7 +3,7 @@ export PATH := $(PATH):/usr/local/go/bin:$(HOME)/go/bin
 GO ?= go
 BIN := bin/comfy-image
 
-.PHONY: build test lint bench faults demo clean
+.PHONY: build test lint bench bench-large faults demo clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/comfy-image
@@ -24,9 +24,18 @@ lint:
 	@command -v staticcheck >/dev/null || $(GO) install honnef.co/go/tools/cmd/staticcheck@v0.8.2
 	staticcheck ./...
 
+# bench/bench.sh writes bench/RESULTS.md (issue 9's table: comfy-image
+# against buildah, skopeo, remote.Write and openssl on one docker-registry);
+# about 6 minutes at the default 20 nodes and 4 x 256 MB models.
 bench: build
+	bash bench/bench.sh $(BIN)
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 	bash bench/realize-noop.sh $(BIN)
+
+# The large size of issue 9 (100 nodes, 2 x 2 GB models): about 25 minutes
+# and 30 GB of disk under bench-out/; adds its section to bench/RESULTS.md.
+bench-large: build
+	BENCH_NODES=100 BENCH_MODELS=2 BENCH_MODEL_MB=2048 bash bench/bench.sh $(BIN)
 
 # The fault suite at full strength: 20 seeded kill points of build (the test
 # suite runs 8). COMFY_FAULT_SEED=N replays the seed a run printed.
@@ -39,4 +48,4 @@ demo: build
 	bash testdata/demo/demo.sh $(BIN)
 
 clean:
-	rm -rf bin demo-out
+	rm -rf bin demo-out bench-out
