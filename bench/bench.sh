@@ -117,6 +117,7 @@ measure() {
   UP[$label]=$(bytes_up "$m")
   PULL[$label]=$(bytes_pulled "$m")
   REQ[$label]=$(requests "$m" "$prefix")
+  echo "$label $m $(mark)" >>"$out/marks" # access-log lines of each run, for a closer look
   log "$label: ${T[$label]} ms, ${RSS[$label]} kB peak RSS, ${BLOBS[$label]} blobs / ${UP[$label]} B up, ${PULL[$label]} B pulled, ${REQ[$label]} requests"
 }
 
@@ -358,6 +359,30 @@ cat "$sec"
   echo "Times are wall clock; blobs and bytes up/pulled are counted from the docker-registry access log"
   echo "(bytes up: the stored size of each blob a completed upload named); peak RSS is /usr/bin/time -v's"
   echo "maximum resident set size, i.e. of the largest process of the run's tree (the tool, git, pip or buildah)."
+  echo
+  echo "How each row is measured (bench/bench.sh):"
+  echo "- Everything runs against one docker-registry on 127.0.0.1. The base image (Debian bookworm minbase +"
+  echo "  python3, one 70 MB layer) is first copied to base/bookworm in that registry; comfy-image and buildah"
+  echo "  both start FROM it, so every pull shows in the access log."
+  echo "- 1: comfy-image pushes two images (app, and app-models); buildah builds one image holding the models,"
+  echo "  from a Dockerfile ordered for its layer cache: models COPY, core COPY, one COPY per node, wheels COPY,"
+  echo "  venv RUN (\`python3 -m venv\` + \`pip install --no-index --find-links\` of the test wheels). The"
+  echo "  nodes are cloned into the build context beforehand, untimed (comfy-image's time includes its clones)."
+  echo "  buildah's time is \`bud --layers\` + \`push\`. 'One node changed': a new commit on one node's branch;"
+  echo "  comfy-image runs \`lock\` (its build keeps a lock that matches the spec) then \`build\`; the ratio counts both."
+  echo "- 2: the pushed images are copied to an OCI layout first (untimed), then \`skopeo copy\` pushes both to an"
+  echo "  empty repository with an empty blob-info cache (a tmpfs over /var/lib/containers/cache in a private"
+  echo "  mount namespace), so it uploads every blob instead of mounting."
+  echo "- 3: fresh COMFY_CACHE directories; 'pulled' is the bytes of GET .../blobs/ answered 200."
+  echo "- 4: requests to /v2/ and to the destination repositories (not the reads of base/bookworm), against"
+  echo "  bench/rwrite (go-containerregistry remote.Write, nothing else) pushing the same two images from the layout."
+  echo "- 5: a spec with a one-file core, no nodes and the same models. Its app image is pushed first by an"
+  echo "  untimed \`build --models skip\`, so the timed build makes the models image only, from a cache that has"
+  echo "  never seen the models: it fetches them from file:// into its store, digests the layers and pushes them."
+  echo "  The CLI has no way to make a models image without writing it somewhere, so the time includes a push of"
+  echo "  the model bytes; openssl only hashes. Bytes read are rchar of the whole process tree, read from"
+  echo "  /proc/<wrapper>/io after the tool and its children were reaped (Linux adds a reaped child's counts to"
+  echo "  its parent's); read_bytes (from disk) is near 0 because the files are in the page cache."
   echo
   for f in "$here"/results/*.md; do cat "$f"; echo; done
 } >"$here/RESULTS.md"
