@@ -3,7 +3,7 @@ export PATH := $(PATH):/usr/local/go/bin:$(HOME)/go/bin
 GO ?= go
 BIN := bin/comfy-image
 
-.PHONY: build test lint bench demo clean
+.PHONY: build test lint bench demo clean faults
 
 build:
 	$(GO) build -o $(BIN) ./cmd/comfy-image
@@ -21,6 +21,13 @@ lint:
 	$(GO) vet ./...
 	@command -v staticcheck >/dev/null || $(GO) install honnef.co/go/tools/cmd/staticcheck@v0.8.2
 	staticcheck ./...
+
+# The fault suite of issue 8 on its own, with the realize kill fuzz at 20
+# points (`make test` runs it at 8). -v prints the seed; replay a run with
+# COMFY_KILL_SEED=N make faults.
+faults:
+	COMFY_KILL_POINTS=$${COMFY_KILL_POINTS:-20} $(GO) test -count=1 -v -timeout 40m \
+	  -run 'KillFuzz|Damaged|EditedModel|Touched|Server|FullDisk|FileModel|Resume' ./cmd/comfy-image ./realize/...
 
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./...
