@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 
 	"github.com/spf13/cobra"
 
@@ -19,7 +20,11 @@ func newBuildCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "build --version-id ID | --spec FILE --base IMAGE [--push REF] [--output oci:DIR[:TAG]|tar:FILE]",
 		Short: "Build the app image (base + core + nodes + venv + config) and the models image",
-		Args:  usageArgs(cobra.NoArgs),
+		Example: `  comfy-image build --version-id wan22-fast --base oci:/var/tmp/base --output oci:./out
+  comfy-image build --version-id wan22-fast --base python:3.12-slim --push registry.example.com/comfy:v1
+  comfy-image build --spec ./my.json --base tar:base.tar --output tar:app.tar --models skip
+  SOURCE_DATE_EPOCH=1700000000 comfy-image build --version-id wan22-fast --base oci:/var/tmp/base --dry-run`,
+		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			s, err := f.load(cmd)
 			if err != nil {
@@ -36,11 +41,25 @@ func newBuildCmd() *cobra.Command {
 				outputs = append([]string{push}, outputs...)
 			}
 			for i, out := range outputs {
-				loc, err := layers.ParseLocation(out)
-				if err != nil || (i == 0 && push != "" && loc.Kind != "registry") {
-					return usagef("--push/--output %q: %v", out, err)
+				if i == 0 && push != "" {
+					loc, err := layers.ParseLocation(out)
+					if err != nil || loc.Kind != "registry" {
+						return usagef("--push %q: expected a registry reference (HOST/REPO:TAG); use --output for oci:DIR[:TAG] or tar:FILE", out)
+					}
+					outs = append(outs, loc)
+					continue
+				}
+				loc, err := checkOutput(out)
+				if err != nil {
+					return err
 				}
 				outs = append(outs, loc)
+			}
+			if err := checkCounts(jobs, o.MaxLayers); err != nil {
+				return err
+			}
+			if _, err := layers.ModTimeFromEnv(os.Getenv); err != nil {
+				return usageError{err}
 			}
 			switch o.Models {
 			case "separate", "bake", "skip":
@@ -64,6 +83,11 @@ func newBuildCmd() *cobra.Command {
 			if f.dryRun {
 				return layers.Plan(cmd.Context(), s, o, outs, cmd.OutOrStdout())
 			}
+			release, err := holdCache(cmd, o.Options)
+			if err != nil {
+				return err
+			}
+			defer release()
 			res, err := layers.Build(cmd.Context(), s, o)
 			if err != nil {
 				return err
@@ -138,7 +162,15 @@ func newInspectCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "inspect IMAGE",
 		Short: "Show which layer of an image holds which part (core, node, venv, config, model)",
-		Args:  usageArgs(cobra.ExactArgs(1)),
+		Example: `  comfy-image inspect oci:./out
+  comfy-image inspect oci:./out:wan22-fast-models
+  comfy-image inspect --json registry.example.com/comfy:v1`,
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return usagef("inspect takes one image, got %d arguments: a registry reference (HOST/REPO:TAG), oci:DIR[:TAG] or tar:FILE", len(args))
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			loc, err := layers.ParseLocation(args[0])
 			if err != nil {

@@ -14,7 +14,10 @@ func newLockCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "lock --version-id ID | --spec FILE",
 		Short: "Resolve branches and tags to commits and write the lock",
-		Args:  usageArgs(cobra.NoArgs),
+		Example: `  comfy-image lock --version-id wan22-fast
+  comfy-image lock --spec ./my.json --dry-run
+  comfy-image lock --version-id wan22-fast --locked   # check the lock is current`,
+		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			s, err := f.load(cmd)
 			if err != nil {
@@ -39,6 +42,11 @@ func newLockCmd() *cobra.Command {
 				fmt.Fprintf(out, "  would write %s\n", file)
 				return nil
 			}
+			release, err := holdCache(cmd, opts)
+			if err != nil {
+				return err
+			}
+			defer release()
 			l, err := realize.ResolveRepos(cmd.Context(), s, opts)
 			if err != nil {
 				return err

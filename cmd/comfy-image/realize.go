@@ -13,7 +13,10 @@ func newRealizeCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "realize --version-id ID | --spec FILE [--target DIR]",
 		Short: "Lay a version out on disk: checkouts, venv, models, extra_model_paths.yaml",
-		Args:  usageArgs(cobra.NoArgs),
+		Example: `  comfy-image realize --version-id wan22-fast --target ./comfy
+  comfy-image realize --spec ./my.json --target /workspace/comfy --skip-models
+  comfy-image realize --version-id wan22-fast --offline --wheels-dir ./wheels`,
+		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			s, err := f.load(cmd)
 			if err != nil {
@@ -29,6 +32,11 @@ func newRealizeCmd() *cobra.Command {
 			o.Locked = f.locked
 			o.Out = cmd.OutOrStdout()
 			o.Reporter = progress.New(cmd.ErrOrStderr())
+			release, err := holdCache(cmd, o.Options)
+			if err != nil {
+				return err
+			}
+			defer release()
 			return realize.Realize(cmd.Context(), s, o)
 		},
 	}
