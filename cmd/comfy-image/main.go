@@ -89,11 +89,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 			if len(args) == 0 {
 				return cmd.Help()
 			}
-			msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.Name())
-			if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
-				msg += "; did you mean " + strings.Join(s, " or ") + "?"
-			}
-			return usageError{errors.New(msg + " (see comfy-image --help)")}
+			return unknownCommand(cmd, args[0])
 		},
 		SilenceErrors: true,
 		SilenceUsage:  true,
@@ -152,6 +148,16 @@ var envHelp = map[string]string{
 	"cache":       strings.TrimRight(envCache, "\n"),
 	"du":          strings.TrimRight(envCache, "\n"),
 	"prune":       strings.TrimRight(envCache, "\n"),
+}
+
+// unknownCommand is the usage error for a command root does not have, with
+// cobra's suggestions.
+func unknownCommand(root *cobra.Command, name string) error {
+	msg := fmt.Sprintf("unknown command %q for %q", name, root.Name())
+	if s := root.SuggestionsFor(name); len(s) > 0 {
+		msg += "; did you mean " + strings.Join(s, " or ") + "?"
+	}
+	return usageError{errors.New(msg + " (see comfy-image --help)")}
 }
 
 // usageArgs makes cobra's argument errors usage errors (exit code 2).

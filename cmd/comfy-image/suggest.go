@@ -14,6 +14,11 @@ import (
 // flag, suggests the command's flags that are close to it (cobra suggests
 // commands only).
 func flagError(cmd *cobra.Command, err error) error {
+	if !cmd.HasParent() && cmd.Flags().NArg() > 0 {
+		// `comfy-image lok --version-id x`: the root parsed the flags of a
+		// command it does not know; the command is the mistake.
+		return unknownCommand(cmd, cmd.Flags().Arg(0))
+	}
 	msg := err.Error()
 	name, ok := strings.CutPrefix(msg, "unknown flag: --")
 	if !ok {
