@@ -1,14 +1,18 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
+	"io"
 	"os"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/spf13/cobra"
 
 	"github.com/comfy-image/comfy-image/internal/progress"
 	"github.com/comfy-image/comfy-image/layers"
+	"github.com/comfy-image/comfy-image/versions"
 )
 
 func newBuildCmd() *cobra.Command {
@@ -17,6 +21,7 @@ func newBuildCmd() *cobra.Command {
 	var push, modelsRef, compression string
 	var outputs []string
 	var jobs int
+	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "build --version-id ID | --spec FILE --base IMAGE [--push REF] [--output oci:DIR[:TAG]|tar:FILE]",
 		Short: "Build the app image (base + core + nodes + venv + config) and the models image",
@@ -78,10 +83,18 @@ func newBuildCmd() *cobra.Command {
 			o.Options = f.options(cmd)
 			o.Locked = f.locked
 			o.PushTo, o.ModelsRef = outs, modelsRef
-			o.Out = cmd.OutOrStdout()
+			human := humanOut(cmd, asJSON)
+			o.Out = human
 			o.Reporter = progress.New(cmd.ErrOrStderr())
+			start := time.Now()
+			rep := newReport("build")
+			rep.VersionID, rep.SpecFile, rep.LockFile = s.VersionID, s.File, versions.LockPath(o.CacheDir, s.VersionID)
 			if f.dryRun {
-				return layers.Plan(cmd.Context(), s, o, outs, cmd.OutOrStdout())
+				if err := layers.Plan(cmd.Context(), s, o, outs, human); err != nil || !asJSON {
+					return err
+				}
+				rep.timed("total_seconds", start)
+				return rep.print(cmd.OutOrStdout())
 			}
 			release, err := holdCache(cmd, o.Options)
 			if err != nil {
@@ -92,10 +105,21 @@ func newBuildCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			printParts(cmd, res)
+			rep.timed("build_seconds", start)
+			printParts(human, res)
+			report := func() error {
+				if !asJSON {
+					return nil
+				}
+				rep.resolvedFrom(res.Lock)
+				rep.buildFrom(res)
+				rep.Outputs = outputs
+				rep.timed("total_seconds", start)
+				return rep.print(cmd.OutOrStdout())
+			}
 			if len(outs) == 0 {
-				fmt.Fprintln(cmd.OutOrStdout(), "no --push or --output given: layers are built and cached only")
-				return nil
+				fmt.Fprintln(human, "no --push or --output given: layers are built and cached only")
+				return report()
 			}
 			names := map[string]string{}
 			for _, p := range res.Parts {
@@ -103,9 +127,14 @@ func newBuildCmd() *cobra.Command {
 					names[d.String()] = p.Kind + " " + p.Name
 				}
 			}
-			return layers.Write(cmd.Context(), res, outs, s.VersionID, layers.WriteOptions{
-				ModelsRef: modelsRef, Jobs: jobs, Reporter: o.Reporter, Log: cmd.OutOrStdout(), Names: names,
-			})
+			written := time.Now()
+			if err := layers.Write(cmd.Context(), res, outs, s.VersionID, layers.WriteOptions{
+				ModelsRef: modelsRef, Jobs: jobs, Reporter: o.Reporter, Log: human, Names: names,
+			}); err != nil {
+				return err
+			}
+			rep.timed("write_seconds", written)
+			return report()
 		},
 	}
 	f.register(cmd)
@@ -120,11 +149,19 @@ func newBuildCmd() *cobra.Command {
 	fl.IntVar(&o.MaxLayers, "max-layers", 120, "most layers an image may have, base included (containerd refuses more than 127)")
 	fl.StringVar(&o.HostPython, "python", "python3", "host Python whose pip fetches wheels for the base's Python")
 	fl.IntVar(&jobs, "jobs", 4, "parallel layer uploads")
+	fl.BoolVar(&asJSON, "json", false, "print one JSON document on stdout (versions/output.schema.json); text goes to stderr")
 	return cmd
 }
 
-func printParts(cmd *cobra.Command, res *layers.Result) {
-	out := cmd.OutOrStdout()
+// printParts prints one line per layer, numbered by its place in its image
+// as inspect numbers it, in 100 columns however long the node names.
+func printParts(out io.Writer, res *layers.Result) {
+	index := layerIndex(res.App)
+	if res.Models != nil {
+		for d, i := range layerIndex(res.Models) {
+			index[d] = i
+		}
+	}
 	for _, p := range res.Parts {
 		d, _ := p.Layer.Digest()
 		size, _ := p.Layer.Size()
@@ -138,7 +175,7 @@ func printParts(cmd *cobra.Command, res *layers.Result) {
 		if p.Remote {
 			state = "in the registry"
 		}
-		fmt.Fprintf(out, "%-7s %-48s %10s  %s  %s\n", p.Kind, trim(p.Name, 48), progress.Size(size), d.String()[:19], state)
+		fmt.Fprintf(out, "%3d  %-7s %-37s %10s  %s  %s\n", index[d.String()], p.Kind, fit(p.Name, 37), humanSize(size), d.String()[:19], state)
 	}
 	if d, err := res.App.Digest(); err == nil {
 		fmt.Fprintf(out, "app image    %s\n", d)
@@ -150,11 +187,15 @@ func printParts(cmd *cobra.Command, res *layers.Result) {
 	}
 }
 
-func trim(s string, n int) string {
-	if len(s) <= n {
-		return s
+// layerIndex numbers an image's layers from 1, by digest.
+func layerIndex(img v1.Image) map[string]int {
+	index := map[string]int{}
+	if m, err := img.Manifest(); err == nil {
+		for i, l := range m.Layers {
+			index[l.Digest.String()] = i + 1
+		}
 	}
-	return s[:n-1] + "…"
+	return index
 }
 
 func newInspectCmd() *cobra.Command {
@@ -172,6 +213,7 @@ func newInspectCmd() *cobra.Command {
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			start := time.Now()
 			loc, err := layers.ParseLocation(args[0])
 			if err != nil {
 				return usageError{err}
@@ -185,14 +227,15 @@ func newInspectCmd() *cobra.Command {
 				return err
 			}
 			if asJSON {
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
-				return enc.Encode(info)
+				rep := newReport("inspect")
+				rep.VersionID, rep.ImageInfo = info.VersionID, &info
+				rep.timed("total_seconds", start)
+				return rep.print(cmd.OutOrStdout())
 			}
 			info.Print(cmd.OutOrStdout())
 			return nil
 		},
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON document (versions/output.schema.json)")
 	return cmd
 }

@@ -27,12 +27,13 @@ type report struct {
 	Target        string    `json:"target,omitempty"`
 	Resolved      *resolved `json:"resolved,omitempty"`
 	// Parts are the layers a build made, app parts then model parts.
-	Parts   []partReport  `json:"parts,omitempty"`
-	Images  *imagesReport `json:"images,omitempty"`
-	Outputs []string      `json:"outputs,omitempty"`
-	// Image is what inspect read.
-	Image   *layers.ImageInfo  `json:"image,omitempty"`
+	Parts   []partReport       `json:"parts,omitempty"`
+	Images  *imagesReport      `json:"images,omitempty"`
+	Outputs []string           `json:"outputs,omitempty"`
 	Timings map[string]float64 `json:"timings"`
+	// ImageInfo is what inspect read: its fields (digest, size, base,
+	// models, layers...) sit at the top level.
+	*layers.ImageInfo
 }
 
 type resolved struct {

@@ -1,15 +1,19 @@
 package main
 
 import (
+	"time"
+
 	"github.com/spf13/cobra"
 
 	"github.com/comfy-image/comfy-image/internal/progress"
 	"github.com/comfy-image/comfy-image/realize"
+	"github.com/comfy-image/comfy-image/versions"
 )
 
 func newRealizeCmd() *cobra.Command {
 	var f specFlags
 	var o realize.RealizeOptions
+	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "realize --version-id ID | --spec FILE [--target DIR]",
 		Short: "Lay a version out on disk: checkouts, venv, models, extra_model_paths.yaml",
@@ -30,14 +34,32 @@ func newRealizeCmd() *cobra.Command {
 			}
 			o.Options = f.options(cmd)
 			o.Locked = f.locked
-			o.Out = cmd.OutOrStdout()
+			o.Out = humanOut(cmd, asJSON)
 			o.Reporter = progress.New(cmd.ErrOrStderr())
 			release, err := holdCache(cmd, o.Options)
 			if err != nil {
 				return err
 			}
 			defer release()
-			return realize.Realize(cmd.Context(), s, o)
+			start := time.Now()
+			if err := realize.Realize(cmd.Context(), s, o); err != nil || !asJSON {
+				return err
+			}
+			rep := newReport("realize")
+			rep.SpecFile, rep.LockFile, rep.Target = s.File, versions.LockPath(o.CacheDir, s.VersionID), o.Target
+			if rep.Target == "" {
+				rep.Target = realize.DefaultTarget(s.VersionID)
+			}
+			if !f.dryRun {
+				l, err := versions.ReadLock(rep.LockFile)
+				if err != nil {
+					return err
+				}
+				rep.resolvedFrom(l)
+			}
+			rep.VersionID = s.VersionID
+			rep.timed("total_seconds", start)
+			return rep.print(cmd.OutOrStdout())
 		},
 	}
 	f.register(cmd)
@@ -48,5 +70,6 @@ func newRealizeCmd() *cobra.Command {
 	fl.BoolVar(&o.SkipModels, "skip-models", false, "do not download or place models")
 	fl.BoolVar(&o.Force, "force", false, "overwrite files in the target that were changed since the last realize")
 	fl.StringVar(&o.Python, "python", "python3", "host Python that creates the venv")
+	fl.BoolVar(&asJSON, "json", false, "print one JSON document on stdout (versions/output.schema.json); text goes to stderr")
 	return cmd
 }
