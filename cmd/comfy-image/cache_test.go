@@ -37,8 +37,18 @@ func TestCacheDuAndPrune(t *testing.T) {
 		t.Fatal(res.Stderr)
 	}
 	other := []string{"realize", "--version-id", "other", "--target", filepath.Join(s.dir, "other"), "--wheels-dir", s.wheels}
-	if res := testsupport.Run(t, s.dir, s.env(), other...); res.Code != 0 {
+	res := testsupport.Run(t, s.dir, s.env(), other...)
+	if res.Code != 0 {
 		t.Fatal(res.Stderr)
+	}
+	// Its summary fits 100 columns despite the long node name, in words.
+	if !lineWith(res.Stdout, "Node-Name-For-Columns", "checked out (1 file)") || !lineWith(res.Stdout, "models", "1 file, 117.2 KiB") {
+		t.Errorf("realize summary:\n%s", res.Stdout)
+	}
+	for _, line := range strings.Split(res.Stdout, "\n") {
+		if utf8.RuneCountInString(line) > 100 && !strings.Contains(line, s.dir) {
+			t.Errorf("realize summary line wider than 100 columns: %q", line)
+		}
 	}
 	otherLock, err := versions.ReadLock(versions.LockPath(s.cache, "other"))
 	if err != nil {
