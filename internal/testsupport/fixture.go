@@ -119,6 +119,7 @@ for folder, dirs in sorted(folders.items()):
             for root, _, files in os.walk(d):
                 for f in sorted(files):
                     print("found", folder, os.path.relpath(os.path.join(root, f), d))
+print("ComfyUI stand-in env:", " ".join(sorted(os.environ)))
 print("ComfyUI stand-in ready, args:", " ".join(args), flush=True)
 mode = os.environ.get("COMFY_STANDIN")
 if mode == "wait":

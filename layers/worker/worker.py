@@ -271,8 +271,11 @@ class Comfy:
         if status != 200:
             raise JobError("uploading %s: HTTP %d: %s" % (name, status, resp[:300].decode("utf-8", "replace")))
 
-    def queue(self, workflow, client_id):
-        data = json.dumps({"prompt": workflow, "client_id": client_id}).encode()
+    def queue(self, workflow, client_id, api_key=None):
+        payload = {"prompt": workflow, "client_id": client_id}
+        if api_key:  # Comfy.org API nodes, as worker-comfyui passes it
+            payload["extra_data"] = {"api_key_comfy_org": api_key}
+        data = json.dumps(payload).encode()
         status, body = self.request("/prompt", data, {"Content-Type": "application/json"})
         if status == 200:
             return json.loads(body)["prompt_id"]
@@ -500,7 +503,7 @@ def run_job(comfy, job, env):
     comfy.wait_ready()
     for img in images:
         comfy.upload(img["name"], decode_image(img["image"]))
-    prompt_id = comfy.queue(workflow, str(uuid.uuid4()))
+    prompt_id = comfy.queue(workflow, str(uuid.uuid4()), inp.get("comfy_org_api_key") or env.get("COMFY_ORG_API_KEY"))
     outputs = comfy.wait(prompt_id)
     s3 = s3_config(env)
     files = []
@@ -646,28 +649,33 @@ class LocalAPI:
 
     def __init__(self, comfy, env):
         self.comfy, self.env = comfy, env
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # one job at a time
+        self.state = threading.Lock()  # jobs and counts
         self.jobs = {}
         self.counts = {"completed": 0, "failed": 0, "in_progress": 0, "in_queue": 0}
         self.died = None
 
+    def count(self, **deltas):
+        with self.state:
+            for k, d in deltas.items():
+                self.counts[k] += d
+
     def run(self, job):
         with self.lock:
-            self.counts["in_queue"] -= 1
-            self.counts["in_progress"] += 1
+            self.count(in_queue=-1, in_progress=1)
             try:
                 result = job_result(self.comfy, job, self.env)
             except ComfyDied as e:
                 self.died = e
                 result = {"error": "ComfyUI died during the job: %s" % e}
-            self.counts["in_progress"] -= 1
         if "error" in result:
-            self.counts["failed"] += 1
+            self.count(in_progress=-1, failed=1)
             answer = {"id": job["id"], "status": "FAILED", "error": result["error"]}
         else:
-            self.counts["completed"] += 1
+            self.count(in_progress=-1, completed=1)
             answer = {"id": job["id"], "status": "COMPLETED", "output": result.get("output")}
-        self.jobs[job["id"]] = answer
+        with self.state:
+            self.jobs[job["id"]] = answer
         return answer
 
     def handler(self):
@@ -687,11 +695,14 @@ class LocalAPI:
 
             def do_GET(self):
                 if self.path == "/health":
-                    busy = api.counts["in_progress"] > 0
-                    return self.reply(200, {"jobs": dict(api.counts), "workers": {"idle": 0 if busy else 1, "running": 1 if busy else 0}})
+                    with api.state:
+                        counts = dict(api.counts)
+                    busy = counts["in_progress"] > 0
+                    return self.reply(200, {"jobs": counts, "workers": {"idle": 0 if busy else 1, "running": 1 if busy else 0}})
                 if self.path.startswith("/status/"):
                     job_id = urllib.parse.unquote(self.path[len("/status/"):])
-                    ans = api.jobs.get(job_id)
+                    with api.state:
+                        ans = api.jobs.get(job_id)
                     if ans is None:
                         return self.reply(404, {"id": job_id, "status": "FAILED", "error": "Job ID not found"})
                     return self.reply(200, ans)
@@ -708,10 +719,11 @@ class LocalAPI:
                 if not isinstance(req, dict) or "input" not in req:
                     return self.reply(400, {"error": "expected {\"input\": {...}}"})
                 job = {"id": req.get("id") or "test-" + str(uuid.uuid4()), "input": req["input"]}
-                api.counts["in_queue"] += 1
+                api.count(in_queue=1)
                 if self.path == "/runsync":
                     return self.reply(200, api.run(job))
-                api.jobs[job["id"]] = {"id": job["id"], "status": "IN_PROGRESS"}
+                with api.state:
+                    api.jobs[job["id"]] = {"id": job["id"], "status": "IN_PROGRESS"}
                 threading.Thread(target=api.run, args=(job,), daemon=True).start()
                 self.reply(200, {"id": job["id"], "status": "IN_PROGRESS"})
 
@@ -736,6 +748,15 @@ def serve_local(comfy, env, stop):
 # ---------------------------------------------------------------------- main
 
 
+# The worker's secrets: ComfyUI and its custom nodes (code from outside)
+# run without them. (The Comfy.org key reaches ComfyUI with each prompt.)
+WORKER_SECRETS = ("RUNPOD_AI_API_KEY", "BUCKET_ACCESS_KEY_ID", "BUCKET_SECRET_ACCESS_KEY", "COMFY_ORG_API_KEY")
+
+
+def comfy_env(env):
+    return {k: v for k, v in env.items() if k not in WORKER_SECRETS}
+
+
 def main(argv):
     env = dict(os.environ)
     args = comfy_args(argv)
@@ -745,8 +766,8 @@ def main(argv):
     local = env.get("SERVE_API_LOCALLY", "").lower() == "true"
     if not serverless and not local:
         sys.stdout.flush()
-        os.execv(cmd[0], cmd)
-    proc = subprocess.Popen(cmd)
+        os.execve(cmd[0], cmd, comfy_env(env))
+    proc = subprocess.Popen(cmd, env=comfy_env(env))
     stop = threading.Event()
 
     def forward(signum, _frame):

@@ -418,6 +418,10 @@ func TestRunPodJobLoop(t *testing.T) {
 	if u := rp.Unauthorized(); len(u) > 0 {
 		t.Errorf("requests without the API key: %v", u)
 	}
+	// ComfyUI (custom nodes: code from outside) runs without the key.
+	if env := comfyEnv(t, w); env == "" || strings.Contains(env, "RUNPOD_AI_API_KEY") || !strings.Contains(env, "RUNPOD_POD_ID") {
+		t.Errorf("ComfyUI's environment: %q", env)
+	}
 	if code := w.stop(); code != 0 {
 		t.Errorf("SIGTERM: worker exit %d", code)
 	}
@@ -520,6 +524,9 @@ func TestS3WrongSecretFailsTheJob(t *testing.T) {
 	if strings.Contains(string(r.Raw), "not-the-secret") || strings.Contains(w.output(), "not-the-secret") {
 		t.Errorf("the bucket secret leaked into the result or the log")
 	}
+	if env := comfyEnv(t, w); env == "" || strings.Contains(env, "BUCKET_SECRET_ACCESS_KEY") || strings.Contains(env, "BUCKET_ACCESS_KEY_ID") {
+		t.Errorf("ComfyUI's environment: %q", env)
+	}
 	w.stop()
 }
 
@@ -599,4 +606,11 @@ func postJSON(t *testing.T, url string, in, out any) {
 	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// comfyEnv is the line where the stand-in ComfyUI lists its environment's names.
+func comfyEnv(t *testing.T, w *workerProc) string {
+	t.Helper()
+	waitFor(t, w, "the stand-in's environment", func() bool { return lineWith(w.output(), "ComfyUI stand-in env:") != "" })
+	return lineWith(w.output(), "ComfyUI stand-in env:")
 }
