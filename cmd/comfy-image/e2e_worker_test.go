@@ -124,3 +124,62 @@ func decode(data any) []byte {
 	b, _ := base64.StdEncoding.DecodeString(s)
 	return b
 }
+
+// TestEndToEndCheck: `comfy-image check` runs an image whose node cannot
+// load libGL.so.1 and fails naming the node and the library; without the
+// models image it names each missing model.
+func TestEndToEndCheck(t *testing.T) {
+	base := e2eBase(t)
+	v := testsupport.NewVersion(t)
+	v.Nodes["ComfyUI-KJNodes"].Commit("needs libGL", map[string]string{
+		"__init__.py": "import ctypes\nctypes.CDLL('libGL.so.1')\nNODE_CLASS_MAPPINGS = {}\n"})
+	layout := filepath.Join(v.Dir, "layout")
+	res := testsupport.Run(t, v.Dir, v.Env(filepath.Join(v.Dir, "cache")), "build", "--spec", v.SpecFile, "--base", base,
+		"--wheels-dir", v.Wheels, "--output", "oci:"+layout+":demo")
+	if res.Code != 0 {
+		t.Fatalf("build: exit %d\n%s\n%s", res.Code, res.Stdout, res.Stderr)
+	}
+	suffix := fmt.Sprint(time.Now().UnixNano())
+	image, models := "localhost/comfy-image-e2e-check:"+suffix, "localhost/comfy-image-e2e-check:"+suffix+"-models"
+	tool(t, "skopeo", "copy", "oci:"+layout+":demo", "containers-storage:"+image)
+	tool(t, "skopeo", "copy", "oci:"+layout+":demo-models", "containers-storage:"+models)
+	t.Cleanup(func() { exec.Command("podman", "rmi", "-f", image, models).Run() })
+	runArgs := []string{"--run-arg=--ulimit=nofile=1024:1024", "--run-arg=--ulimit=nproc=1024:1024", "--run-arg=-e=COMFY_STANDIN=http"}
+
+	type report struct {
+		OK           bool
+		StartSeconds float64                         `json:"start_seconds"`
+		FailedNodes  []struct{ Name, Error string }  `json:"failed_nodes"`
+		Missing      []struct{ Dest, Folder string } `json:"missing_models"`
+	}
+	checkImage := func(extra ...string) (report, testsupport.Result) {
+		args := append(append([]string{"check", image, "--json"}, runArgs...), extra...)
+		r := testsupport.Run(t, v.Dir, nil, append(args, "--", "--cpu")...)
+		var rep report
+		if err := json.Unmarshal([]byte(r.Stdout), &rep); err != nil {
+			t.Fatalf("check --json: %v\n%s\n%s", err, r.Stdout, r.Stderr)
+		}
+		return rep, r
+	}
+
+	rep, r := checkImage("--models-image", models)
+	if r.Code != 1 || rep.OK {
+		t.Errorf("check of an image with a broken node: exit %d, ok %v", r.Code, rep.OK)
+	}
+	if len(rep.FailedNodes) != 1 || rep.FailedNodes[0].Name != "ComfyUI-KJNodes" || !strings.Contains(rep.FailedNodes[0].Error, "libGL.so.1") {
+		t.Errorf("failed nodes %+v", rep.FailedNodes)
+	}
+	if len(rep.Missing) != 0 || rep.StartSeconds <= 0 {
+		t.Errorf("with the models image: missing %+v, start %.2fs", rep.Missing, rep.StartSeconds)
+	}
+
+	rep, _ = checkImage()
+	var missing []string
+	for _, m := range rep.Missing {
+		missing = append(missing, m.Folder+" "+m.Dest)
+	}
+	if strings.Join(missing, ",") != "vae vae/wan_vae.safetensors,diffusion_models diffusion_models/wan_unet.gguf" &&
+		strings.Join(missing, ",") != "diffusion_models diffusion_models/wan_unet.gguf,vae vae/wan_vae.safetensors" {
+		t.Errorf("without models, check reports missing %v", missing)
+	}
+}

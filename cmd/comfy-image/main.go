@@ -64,6 +64,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newRealizeCmd(),
 		newBuildCmd(),
 		newInspectCmd(),
+		newCheckCmd(),
 		newVersionCmd(),
 	)
 	return root

@@ -130,7 +130,27 @@ if mode == "wait":
     print("ComfyUI stand-in crashes", flush=True)
     sys.exit(3)
 if mode == "http":
-    import http.server, json, struct, zlib
+    import http.server, importlib.util, json, struct, zlib
+    # Custom nodes are imported as ComfyUI does, failures logged its way.
+    times = []
+    nodes_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "custom_nodes")
+    for name in sorted(os.listdir(nodes_dir)) if os.path.isdir(nodes_dir) else []:
+        path = os.path.join(nodes_dir, name)
+        if not os.path.isfile(os.path.join(path, "__init__.py")):
+            continue
+        try:
+            spec = importlib.util.spec_from_file_location(name, os.path.join(path, "__init__.py"))
+            spec.loader.exec_module(importlib.util.module_from_spec(spec))
+            times.append("   0.0 seconds: " + path)
+        except Exception as e:
+            print("Cannot import", path, "module for custom nodes:", e, flush=True)
+            times.append("   0.0 seconds (IMPORT FAILED): " + path)
+    print("\nImport times for custom nodes:\n" + "\n".join(times) + "\n", flush=True)
+    listed = {}
+    for folder, dirs in folders.items():
+        for d in dirs:
+            for root, _, files in os.walk(d):
+                listed.setdefault(folder, []).extend(os.path.relpath(os.path.join(root, f), d) for f in files)
     def chunk(kind, data):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
     png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0))
@@ -155,6 +175,10 @@ if mode == "http":
                 return self.reply(200, png, "image/png")
             if self.path.startswith("/object_info"):
                 return self.reply(200, {})
+            if self.path == "/models":
+                return self.reply(200, sorted(listed))
+            if self.path.startswith("/models/"):
+                return self.reply(200, sorted(listed.get(self.path[len("/models/"):], [])))
             self.reply(404, {"error": "not found"})
         def do_POST(self):
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
