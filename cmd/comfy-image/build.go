@@ -2,10 +2,13 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/comfy-image/comfy-image/check"
 	"github.com/comfy-image/comfy-image/internal/progress"
 	"github.com/comfy-image/comfy-image/layers"
 )
@@ -16,6 +19,8 @@ func newBuildCmd() *cobra.Command {
 	var push, modelsRef, compression string
 	var outputs []string
 	var jobs int
+	var runCheck bool
+	var checkOpts check.Options
 	cmd := &cobra.Command{
 		Use:   "build --version-id ID | --spec FILE --base IMAGE [--push REF] [--output oci:DIR[:TAG]|tar:FILE]",
 		Short: "Build the app image (base + core + nodes + venv + config) and the models image",
@@ -71,17 +76,23 @@ func newBuildCmd() *cobra.Command {
 			printParts(cmd, res)
 			if len(outs) == 0 {
 				fmt.Fprintln(cmd.OutOrStdout(), "no --push or --output given: layers are built and cached only")
-				return nil
-			}
-			names := map[string]string{}
-			for _, p := range res.Parts {
-				if d, err := p.Layer.Digest(); err == nil {
-					names[d.String()] = p.Kind + " " + p.Name
+			} else {
+				names := map[string]string{}
+				for _, p := range res.Parts {
+					if d, err := p.Layer.Digest(); err == nil {
+						names[d.String()] = p.Kind + " " + p.Name
+					}
+				}
+				if err := layers.Write(cmd.Context(), res, outs, s.VersionID, layers.WriteOptions{
+					ModelsRef: modelsRef, Jobs: jobs, Reporter: o.Reporter, Log: cmd.OutOrStdout(), Names: names,
+				}); err != nil {
+					return err
 				}
 			}
-			return layers.Write(cmd.Context(), res, outs, s.VersionID, layers.WriteOptions{
-				ModelsRef: modelsRef, Jobs: jobs, Reporter: o.Reporter, Log: cmd.OutOrStdout(), Names: names,
-			})
+			if runCheck {
+				return checkBuilt(cmd, res, s.VersionID, checkOpts)
+			}
+			return nil
 		},
 	}
 	f.register(cmd)
@@ -96,7 +107,39 @@ func newBuildCmd() *cobra.Command {
 	fl.IntVar(&o.MaxLayers, "max-layers", 120, "most layers an image may have, base included (containerd refuses more than 127)")
 	fl.StringVar(&o.HostPython, "python", "python3", "host Python whose pip fetches wheels for the base's Python")
 	fl.IntVar(&jobs, "jobs", 4, "parallel layer uploads")
+	fl.BoolVar(&runCheck, "check", false, "then run `comfy-image check` on the built image (podman or docker)")
+	fl.StringArrayVar(&checkOpts.RunArgs, "check-run-arg", nil, "with --check: extra argument of `podman run` (repeatable)")
+	fl.StringArrayVar(&checkOpts.ComfyArgs, "check-comfy-arg", nil, "with --check: ComfyUI argument (repeatable), e.g. --check-comfy-arg=--cpu")
 	return cmd
+}
+
+// checkBuilt loads the built images into podman's (or docker's) storage
+// and checks the app image with the models image mounted.
+func checkBuilt(cmd *cobra.Command, res *layers.Result, versionID string, opts check.Options) error {
+	digest, err := res.App.Digest()
+	if err != nil {
+		return err
+	}
+	ref := "localhost/comfy-image-check/" + strings.ToLower(versionID) + ":" + digest.Hex[:12]
+	if err := check.Load(cmd.Context(), opts.Engine, res.App, ref); err != nil {
+		return err
+	}
+	if res.Models != nil {
+		opts.ModelsImage = ref + "-models"
+		if err := check.Load(cmd.Context(), opts.Engine, res.Models, opts.ModelsImage); err != nil {
+			return err
+		}
+	}
+	opts.Log = cmd.ErrOrStderr()
+	rep, err := check.Run(cmd.Context(), ref, opts)
+	if err != nil {
+		return err
+	}
+	rep.Print(cmd.OutOrStdout())
+	if !rep.OK {
+		return errors.New("check failed")
+	}
+	return nil
 }
 
 func printParts(cmd *cobra.Command, res *layers.Result) {

@@ -173,6 +173,20 @@ func TestEndToEndCheck(t *testing.T) {
 		t.Errorf("with the models image: missing %+v, start %.2fs", rep.Missing, rep.StartSeconds)
 	}
 
+	// build --check: the same verdict right after a build.
+	bc := testsupport.Run(t, v.Dir, v.Env(filepath.Join(v.Dir, "cache")), "build", "--spec", v.SpecFile, "--base", base,
+		"--wheels-dir", v.Wheels, "--check", "--check-run-arg=--ulimit=nofile=1024:1024", "--check-run-arg=--ulimit=nproc=1024:1024",
+		"--check-run-arg=-e=COMFY_STANDIN=http", "--check-comfy-arg=--cpu")
+	if bc.Code != 1 || !strings.Contains(bc.Stdout, "custom node ComfyUI-KJNodes failed to import: libGL.so.1") || strings.Contains(bc.Stdout, "is not listed") {
+		t.Errorf("build --check: exit %d\n%s\n%s", bc.Code, bc.Stdout, bc.Stderr)
+	}
+	t.Cleanup(func() {
+		out, _ := exec.Command("podman", "images", "-q", "--filter", "reference=localhost/comfy-image-check/*").Output()
+		if ids := strings.Fields(string(out)); len(ids) > 0 {
+			exec.Command("podman", append([]string{"rmi", "-f"}, ids...)...).Run()
+		}
+	})
+
 	rep, _ = checkImage()
 	var missing []string
 	for _, m := range rep.Missing {
