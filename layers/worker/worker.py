@@ -261,7 +261,7 @@ class Comfy:
         parts = [
             ('Content-Disposition: form-data; name="overwrite"', b"true"),
             ('Content-Disposition: form-data; name="image"; filename="%s"\r\nContent-Type: application/octet-stream'
-             % name.replace('"', ""), blob),
+             % "".join(c for c in name if c not in '"\r\n'), blob),
         ]
         body = b""
         for head, value in parts:
@@ -526,8 +526,12 @@ def job_result(comfy, job, env):
     """RunPod's result body for a job: {"output": ...} or {"error": ...}."""
     try:
         out = {"output": run_job(comfy, job, env)}
+    except ComfyDied:
+        raise
     except JobError as e:
         out = {"error": str(e)}
+    except Exception as e:  # a bug or an answer of an unexpected shape: fail the job, keep the worker
+        out = {"error": "%s: %s" % (type(e).__name__, e)}
     if env.get("REFRESH_WORKER", "").lower() == "true":
         out["stopPod"] = True
     return out

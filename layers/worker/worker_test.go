@@ -513,8 +513,11 @@ func TestS3WrongSecretFailsTheJob(t *testing.T) {
 	rp := testsupport.NewRunPodServer(t, "key")
 	rp.Add("job-s3", map[string]any{"workflow": map[string]any{"9": uploadWorkflow["9"]}})
 	w := serverlessWorker(t, comfy, rp, "BUCKET_ENDPOINT_URL="+s3.URL, "BUCKET_ACCESS_KEY_ID=AKIDEXAMPLE",
-		"BUCKET_SECRET_ACCESS_KEY=not-the-secret")
+		"BUCKET_SECRET_ACCESS_KEY=not-the-secret", "REFRESH_WORKER=true")
 	r := result(t, rp, w)
+	if r.Body["stopPod"] != true {
+		t.Errorf("REFRESH_WORKER=true: the result does not ask RunPod to stop the worker: %s", r.Raw)
+	}
 	if msg, _ := r.Body["error"].(string); !strings.Contains(msg, "S3 PUT") || !strings.Contains(msg, "403") {
 		t.Errorf("job error %q, want the refused S3 PUT", msg)
 	}
