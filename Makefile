@@ -24,6 +24,13 @@ lint:
 	@command -v staticcheck >/dev/null || $(GO) install honnef.co/go/tools/cmd/staticcheck@v0.8.2
 	staticcheck ./...
 
+# The fault suite of issue 8 on its own, with the kill fuzz of realize and
+# of build at 20 points each (`make test` runs 8). -v prints the seed;
+# replay a run with COMFY_KILL_SEED=N make faults.
+faults:
+	COMFY_KILL_POINTS=$${COMFY_KILL_POINTS:-20} $(GO) test -count=1 -v -timeout 40m \
+	  -run 'KillFuzz|Damaged|Fault|Retries|Repacks|EditedModel|Touched|Server|FullDisk|FileModel|Resume' ./cmd/comfy-image ./realize/...
+
 # bench/bench.sh writes bench/RESULTS.md (issue 9's table: comfy-image
 # against buildah, skopeo, remote.Write and openssl on one docker-registry);
 # about 6 minutes at the default 20 nodes and 4 x 256 MB models.
@@ -36,11 +43,6 @@ bench: build
 # and 30 GB of disk under bench-out/; adds its section to bench/RESULTS.md.
 bench-large: build
 	BENCH_NODES=100 BENCH_MODELS=2 BENCH_MODEL_MB=2048 bash bench/bench.sh $(BIN)
-
-# The fault suite at full strength: 20 seeded kill points of build (the test
-# suite runs 8). COMFY_FAULT_SEED=N replays the seed a run printed.
-faults:
-	COMFY_FAULT_POINTS=20 $(GO) test -count=1 -v -run 'KillFuzz' ./cmd/comfy-image
 
 # Runs the main job on a self-contained example: local git repositories
 # made by the demo itself, locked (and realized/built by later steps).
