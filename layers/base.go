@@ -62,7 +62,7 @@ var (
 	// sitePackage matches the metadata files of an installed distribution:
 	// <dist>.dist-info/METADATA, <dist>.egg-info (a file),
 	// <dist>.egg-info/PKG-INFO and <dist>.egg-info/requires.txt.
-	sitePackage = regexp.MustCompile(`^usr/(?:local/)?lib/python3(\.\d+)?/(?:site|dist)-packages/([A-Za-z0-9_.+-]+\.(?:dist-info|egg-info))(/METADATA|/PKG-INFO|/requires\.txt)?$`)
+	sitePackage = regexp.MustCompile(`^(usr/(?:local/)?lib/python3(?:\.\d+)?/(?:site|dist)-packages)/([A-Za-z0-9_.+-]+\.(?:dist-info|egg-info))(/METADATA|/PKG-INFO|/requires\.txt)?$`)
 	pipWheelRe  = regexp.MustCompile(`^usr/(?:share/python-wheels|(?:local/)?lib/python3\.\d+/ensurepip/_bundled)/(pip-[^/]+\.whl)$`)
 )
 
@@ -168,16 +168,16 @@ func scanRootfs(img v1.Image, info *BaseInfo, wheelDir string) error {
 			info.PipWheel = &w
 		}
 	}
-	info.Packages, info.Torch = basePackages(pkgs, info.Version)
+	info.Packages, info.Torch = basePackages(pkgs, info.Python, info.Version)
 	return nil
 }
 
 // sitePkg gathers the metadata files of one installed distribution.
 type sitePkg struct {
-	pyVersion string // "3.11", or "" for lib/python3/dist-packages
-	format    string // dist-info or egg-info
-	metadata  string
-	requires  string
+	siteDir  string // usr/lib/python3/dist-packages, ...
+	format   string // dist-info or egg-info
+	metadata string
+	requires string
 }
 
 // readSitePackage records one metadata file (m from sitePackage): only its
@@ -190,7 +190,7 @@ func readSitePackage(r io.Reader, name string, m []string, pkgs map[string]*site
 	key := strings.TrimSuffix(name, m[3])
 	p := pkgs[key]
 	if p == nil {
-		p = &sitePkg{pyVersion: strings.TrimPrefix(m[1], "."), format: path.Ext(m[2])[1:]}
+		p = &sitePkg{siteDir: m[1], format: path.Ext(m[2])[1:]}
 		pkgs[key] = p
 	}
 	switch m[3] {
@@ -218,20 +218,47 @@ func metadataHeaders(s string) string {
 	return s
 }
 
-// basePackages keeps the distributions visible to the chosen Python (its
-// own site dir and Debian's version-less lib/python3), read by name and
-// version from their metadata, and picks the torch family among them.
-func basePackages(found map[string]*sitePkg, version string) ([]pyenv.BasePackage, map[string]string) {
+// sitePath is where the base's Python looks for packages, first first:
+// python.org builds in /usr/local/bin see only their own site-packages;
+// Debian's and Ubuntu's /usr/bin/python3.X see pip's /usr/local dist-packages
+// before the distribution's (other distributions use site-packages).
+func sitePath(python, version string) []string {
+	if strings.HasPrefix(python, "/usr/local/") {
+		return []string{"usr/local/lib/python" + version + "/site-packages"}
+	}
+	return []string{
+		"usr/local/lib/python" + version + "/dist-packages", "usr/lib/python3/dist-packages",
+		"usr/lib/python" + version + "/dist-packages",
+		"usr/local/lib/python" + version + "/site-packages", "usr/lib/python" + version + "/site-packages",
+	}
+}
+
+// basePackages keeps the distributions the chosen Python sees, read by
+// name and version from their metadata (the first on its path wins, as at
+// run time), and picks the torch family among them.
+func basePackages(found map[string]*sitePkg, python, version string) ([]pyenv.BasePackage, map[string]string) {
+	rank := map[string]int{}
+	for i, dir := range sitePath(python, version) {
+		rank[dir] = i + 1
+	}
 	byName := map[string]pyenv.BasePackage{}
-	for _, p := range found {
-		if p.pyVersion != "" && p.pyVersion != version {
+	best := map[string]int{}
+	keys := make([]string, 0, len(found))
+	for k := range found {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys) // the same answer every time when a folder holds two
+	for _, k := range keys {
+		p := found[k]
+		r := rank[p.siteDir]
+		if r == 0 {
 			continue
 		}
 		bp, ok := pyenv.ParseBasePackage(p.format, p.metadata, p.requires)
-		if !ok {
+		if !ok || (best[bp.Name] != 0 && best[bp.Name] <= r) {
 			continue
 		}
-		byName[bp.Name] = bp
+		byName[bp.Name], best[bp.Name] = bp, r
 	}
 	torch := map[string]string{}
 	for _, t := range pyenv.TorchFamily {

@@ -111,3 +111,35 @@ func TestVenvGetsPipFromTheBasesWheel(t *testing.T) {
 		}
 	}
 }
+
+func TestReadBaseFindsThePackagesItsPythonSees(t *testing.T) {
+	loc := testsupport.BaseWithFiles(t, testsupport.SyntheticBase(t), map[string]string{
+		// pip's folder comes before Debian's on /usr/bin/python3.11's path.
+		"usr/local/lib/python3.11/dist-packages/torch-2.6.0+cu124.dist-info/METADATA": "Name: torch\nVersion: 2.6.0+cu124\n",
+		"usr/lib/python3/dist-packages/torch-2.5.0.egg-info/PKG-INFO":                 "Name: torch\nVersion: 2.5.0\n",
+		"usr/lib/python3/dist-packages/Pillow-9.4.0.egg-info":                         "Name: Pillow\nVersion: 9.4.0\n",
+		// Another Python's folder, and a name that is not one.
+		"usr/lib/python3.10/dist-packages/xformers-0.0.28.dist-info/METADATA": "Name: xformers\nVersion: 0.0.28\n",
+		"usr/lib/python3/dist-packages/evil-1.0.dist-info/METADATA":           "Name: ../../evil\nVersion: 1.0\n",
+		"usr/share/python-wheels/pip-23.0.1-py3-none-any.whl":                 "not really a wheel",
+	})
+	info, err := layers.ReadBase(testsupport.SyntheticBaseImage(t, loc), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, p := range info.Packages {
+		got = append(got, p.Name+"=="+p.Version)
+	}
+	if strings.Join(got, ",") != "pillow==9.4.0,torch==2.6.0+cu124" {
+		t.Errorf("base packages %v", got)
+	}
+	if info.Torch["torch"] != "2.6.0+cu124" || info.Torch["xformers"] != "" {
+		t.Errorf("torch family %v", info.Torch)
+	}
+	if info.PipWheel == nil || info.PipWheel.Version != "23.0.1" {
+		t.Errorf("pip wheel %+v", info.PipWheel)
+	} else if data, _ := os.ReadFile(info.PipWheel.File); string(data) != "not really a wheel" {
+		t.Errorf("cached pip wheel holds %q", data)
+	}
+}
