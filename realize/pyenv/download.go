@@ -285,7 +285,18 @@ func resolveOnBase(ctx context.Context, hostPython string, t Target, reqs []Requ
 	opts.env = []string{"PYTHONPATH=" + shim + string(os.PathListSeparator) + site}
 	out, err := runPip(ctx, hostPython, append(args, reqArgs...), opts)
 	if err != nil {
-		return nil, explainDownload(out, reqs, constraints, err, t)
+		err = explainDownload(out, reqs, constraints, err, t)
+		var has []string
+		involved := conflictNames(out)
+		for _, p := range opts.BasePackages {
+			if involved[p.Name] {
+				has = append(has, p.Name+" "+p.Version)
+			}
+		}
+		if len(has) > 0 {
+			err = fmt.Errorf("the base image has %s (python.system_site_packages): %w", strings.Join(has, ", "), err)
+		}
+		return nil, err
 	}
 	return readReport(reportFile)
 }
