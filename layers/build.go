@@ -323,7 +323,7 @@ func (b *builder) nodeParts(ctx context.Context, git *gitcache.Cache) ([]Part, e
 	if len(nodes) <= slots {
 		var parts []Part
 		for i, n := range nodes {
-			p, err := b.repoPart(ctx, git, "node", n.Name, b.spec.CustomNodes[i].Repo.Repo, n.LockedRepo)
+			p, err := b.repoPart(ctx, git, "node", n.Name, realize.NodeRepo(b.spec.CustomNodes[i], n), n.LockedRepo)
 			if err != nil {
 				return nil, err
 			}
@@ -370,7 +370,7 @@ func (b *builder) groupPart(ctx context.Context, git *gitcache.Cache, g int, mem
 		var all []Entry
 		for _, i := range members {
 			n := b.lock.CustomNodes[i]
-			es, err := repoEntries(ctx, git, b.spec.CustomNodes[i].Repo.Repo, n.Commit, path.Join(Root, "custom_nodes", n.Name))
+			es, err := repoEntries(ctx, git, realize.NodeRepo(b.spec.CustomNodes[i], n), n.Commit, path.Join(Root, "custom_nodes", n.Name))
 			if err != nil {
 				return nil, fmt.Errorf("node %s: %w", n.Name, err)
 			}
@@ -409,7 +409,7 @@ func (b *builder) requirements(ctx context.Context, git *gitcache.Cache) ([]pyen
 		return nil, err
 	}
 	for i, n := range b.lock.CustomNodes {
-		if err := add("node "+n.Name, b.spec.CustomNodes[i].Repo.Repo, n.Commit); err != nil {
+		if err := add("node "+n.Name, realize.NodeRepo(b.spec.CustomNodes[i], n), n.Commit); err != nil {
 			return nil, err
 		}
 	}

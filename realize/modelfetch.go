@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/url"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -29,6 +30,17 @@ func NewFetcher(spec *versions.Spec, opts Options, lookupEnv func(string) (strin
 	if endpoint == "" {
 		endpoint, _ = lookupEnv("HF_ENDPOINT")
 	}
+	civitaiToken, civitaiVar := values[models.CivitaiTokenVar], models.CivitaiTokenVar
+	if refs := spec.SecretRefs()[models.CivitaiTokenVar]; len(refs) > 0 {
+		civitaiVar = refs[0]
+	}
+	if civitaiToken == "" {
+		civitaiToken, _ = lookupEnv(models.CivitaiTokenVar)
+	}
+	civitaiEndpoint := values["CIVITAI_ENDPOINT"]
+	if civitaiEndpoint == "" {
+		civitaiEndpoint, _ = lookupEnv("CIVITAI_ENDPOINT")
+	}
 	if rep == nil {
 		rep = progress.NewPlain(opts.log(), 10*time.Second)
 	}
@@ -37,9 +49,13 @@ func NewFetcher(spec *versions.Spec, opts Options, lookupEnv func(string) (strin
 		HFEndpoint: endpoint,
 		HFToken:    token,
 		TokenVar:   tokenVar,
-		Offline:    opts.Offline,
-		Backoff:    backoff,
-		Progress:   rep,
+
+		CivitaiEndpoint: civitaiEndpoint,
+		CivitaiToken:    civitaiToken,
+		CivitaiTokenVar: civitaiVar,
+		Offline:         opts.Offline,
+		Backoff:         backoff,
+		Progress:        rep,
 	}
 }
 
@@ -85,6 +101,17 @@ func EnvFile(spec *versions.Spec, lookupEnv func(string) (string, bool)) []byte 
 	return []byte(b.String())
 }
 
+// ModelRequest is the fetch request of a spec's model (not yet pinned).
+func ModelRequest(m versions.Model) models.Request {
+	req := models.Request{Source: m.Source, SHA256: m.SHA256, FileName: m.FileName()}
+	if src, err := versions.ParseSource(m.Source); err == nil && src.Scheme == "civitai" {
+		// The name picks one file of the model version: the store must
+		// not take another file of the same version for it.
+		req.Source += "#" + url.PathEscape(m.FileName())
+	}
+	return req
+}
+
 // FetchModel makes sure the store holds model m (pinned by the spec's or
 // the lock's sha256 and URL) and returns its lock entry.
 func FetchModel(ctx context.Context, f *models.Fetcher, m versions.Model, l *versions.Lock) (versions.LockedModel, error) {
@@ -94,7 +121,8 @@ func FetchModel(ctx context.Context, f *models.Fetcher, m versions.Model, l *ver
 // FetchModelObserved is FetchModel with an observer of the downloaded
 // bytes (see models.Request.Observe).
 func FetchModelObserved(ctx context.Context, f *models.Fetcher, m versions.Model, l *versions.Lock, observe func(int64) (io.Writer, func(string))) (versions.LockedModel, error) {
-	req := models.Request{Source: m.Source, SHA256: m.SHA256, Observe: observe}
+	req := ModelRequest(m)
+	req.Observe = observe
 	lm, haveLock := LockedModelFor(l, m)
 	pinned := haveLock && (m.SHA256 == "" || m.SHA256 == lm.SHA256)
 	if pinned {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 
 	"github.com/go-git/go-git/v5"
@@ -46,12 +47,18 @@ func (o Options) jobs() int {
 type repoWant struct {
 	label string // "comfy" or "custom_nodes[i] (name)"
 	repo  versions.Repo
+	// node is set for a Comfy Registry node (resolved through the registry).
+	node *versions.Node
 }
 
 func reposOf(s *versions.Spec) []repoWant {
-	ws := []repoWant{{"comfy", s.Comfy}}
+	ws := []repoWant{{label: "comfy", repo: s.Comfy}}
 	for i, n := range s.CustomNodes {
-		ws = append(ws, repoWant{fmt.Sprintf("custom_nodes[%d] (%s)", i, n.Name), n.Repo})
+		w := repoWant{label: fmt.Sprintf("custom_nodes[%d] (%s)", i, n.Name), repo: n.Repo}
+		if n.Registry != "" {
+			w.node = &s.CustomNodes[i]
+		}
+		ws = append(ws, w)
 	}
 	return ws
 }
@@ -62,6 +69,7 @@ func ResolveRepos(ctx context.Context, s *versions.Spec, opts Options) (*version
 	cache := NewGitCache(opts)
 	wants := reposOf(s)
 	locked := make([]versions.LockedRepo, len(wants))
+	registry := make([]versions.LockedNode, len(wants))
 	errs := make([]error, len(wants))
 	sem := make(chan struct{}, opts.jobs())
 	var wg sync.WaitGroup
@@ -71,6 +79,14 @@ func ResolveRepos(ctx context.Context, s *versions.Spec, opts Options) (*version
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
+			if w.node != nil {
+				ln, err := resolveRegistryNode(ctx, opts, *w.node)
+				if err != nil {
+					errs[i] = fmt.Errorf("%s: %w", w.label, err)
+				}
+				registry[i], locked[i] = ln, ln.LockedRepo
+				return
+			}
 			res, err := cache.Resolve(ctx, w.repo.Repo, w.repo.Ref, w.repo.Commit)
 			if err != nil {
 				errs[i] = fmt.Errorf("%s: %w", w.label, err)
@@ -98,7 +114,9 @@ func ResolveRepos(ctx context.Context, s *versions.Spec, opts Options) (*version
 		Python:      versions.LockedPython{Packages: []versions.LockedPackage{}},
 	}
 	for i, n := range s.CustomNodes {
-		l.CustomNodes = append(l.CustomNodes, versions.LockedNode{Name: n.Name, LockedRepo: locked[i+1]})
+		ln := registry[i+1]
+		ln.Name, ln.LockedRepo = n.Name, locked[i+1]
+		l.CustomNodes = append(l.CustomNodes, ln)
 	}
 	return l, nil
 }
@@ -109,6 +127,14 @@ func PlanRepos(s *versions.Spec, opts Options) []string {
 	cache := gitcache.New(GitDir(opts.CacheDir))
 	var lines []string
 	for _, w := range reposOf(s) {
+		if w.node != nil {
+			version := w.node.Version
+			if version == "" {
+				version = "the latest version"
+			}
+			lines = append(lines, fmt.Sprintf("%s: would ask %s for registry node %s, %s, and fetch its zip", w.label, registryBase(), w.node.Registry, version))
+			continue
+		}
 		asked := w.repo.Ref
 		switch {
 		case w.repo.Commit != "":
@@ -186,6 +212,9 @@ func CarryOver(old, fresh *versions.Lock, s *versions.Spec) {
 // OpenMirror opens the cache's mirror of repo, fetching it first when it
 // lacks commit (a lock made elsewhere, or a cleaned cache).
 func OpenMirror(ctx context.Context, cache *gitcache.Cache, repo, commit string) (*git.Repository, error) {
+	if strings.HasPrefix(repo, registryScheme+"://") {
+		return openRegistryRepo(ctx, cache, repo, commit)
+	}
 	if g, err := cache.Open(repo); err == nil {
 		if _, err := g.CommitObject(plumbing.NewHash(commit)); err == nil {
 			return g, nil

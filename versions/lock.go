@@ -33,10 +33,16 @@ type LockedRepo struct {
 	Commit      string `json:"commit"`
 }
 
-// LockedNode is a custom node resolved to a commit.
+// LockedNode is a custom node resolved to a commit. A Comfy Registry node
+// also records its id, the version resolved, the zip's URL and sha256; its
+// commit is that of the tree unpacked from the zip (the same on any machine).
 type LockedNode struct {
 	Name string `json:"name"`
 	LockedRepo
+	Registry string `json:"registry,omitempty"`
+	Version  string `json:"version,omitempty"`
+	URL      string `json:"url,omitempty"`
+	SHA256   string `json:"sha256,omitempty"`
 }
 
 // LockedModel is a model file resolved to its final URL, size and content.

@@ -41,15 +41,20 @@ type Spec struct {
 
 // Repo is a git repository with an optional ref (branch or tag) or commit.
 type Repo struct {
-	Repo   string `json:"repo"`
+	Repo   string `json:"repo,omitempty"`
 	Ref    string `json:"ref,omitempty"`
 	Commit string `json:"commit,omitempty"`
 }
 
-// Node is a custom node repository; Name defaults to the repo's last path element.
+// Node is a custom node: a git repository, or a Comfy Registry node by id
+// and version. Name defaults to the repo's last path element (the registry id).
 type Node struct {
 	Repo
 	Name string `json:"name,omitempty"`
+	// Registry is a Comfy Registry node id (instead of Repo); Version its
+	// x.y.z ("": the latest, recorded in the lock).
+	Registry string `json:"registry,omitempty"`
+	Version  string `json:"version,omitempty"`
 }
 
 // Model is one model file. TargetSubdir defaults to DefaultTargetSubdir.
@@ -188,6 +193,9 @@ func (s *Spec) applyDefaults() {
 	for i := range s.CustomNodes {
 		if s.CustomNodes[i].Name == "" {
 			s.CustomNodes[i].Name = DefaultNodeName(s.CustomNodes[i].Repo.Repo)
+			if s.CustomNodes[i].Registry != "" {
+				s.CustomNodes[i].Name = s.CustomNodes[i].Registry
+			}
 		}
 	}
 	for i := range s.Models {

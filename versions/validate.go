@@ -125,7 +125,7 @@ func knownKeys(loc []string) string {
 	keys := map[string]string{
 		"":             "schema_version, version_id, comfy, custom_nodes, models, env, options, python",
 		"comfy":        "repo, ref, commit",
-		"custom_nodes": "repo, ref, commit, name",
+		"custom_nodes": "repo, ref, commit, name, registry, version",
 		"models":       "source, name, target_subdir, sha256",
 		"options":      "offline, skip_models",
 		"python":       "system_site_packages, requirements, index_urls, overrides, pre",
@@ -148,6 +148,10 @@ func patternHint(loc []string) string {
 		return "expected a lower-case hex commit id (7 to 40 characters)"
 	case "sha256":
 		return "expected 64 lower-case hex characters"
+	case "registry":
+		return "expected a Comfy Registry node id (letters, digits, '.', '_', '-')"
+	case "version":
+		return "expected a version x.y.z (digits), as the registry publishes them"
 	}
 	if len(loc) == 2 && loc[0] == "env" {
 		return "expected an environment variable name ([A-Za-z_][A-Za-z0-9_]*)"
@@ -194,8 +198,17 @@ func (s *Spec) check() []Problem {
 	nodeAt := map[string]int{}
 	for i, n := range s.CustomNodes {
 		at := fmt.Sprintf("custom_nodes[%d]", i)
-		if msg := checkRepoURL(n.Repo.Repo); msg != "" {
-			add(at+".repo", "%s", msg)
+		switch {
+		case n.Registry != "" && (n.Repo.Repo != "" || n.Ref != "" || n.Commit != ""):
+			add(at, "a node is a git repo (repo, ref, commit) or a registry node (registry, version), not both")
+		case n.Registry == "" && n.Version != "":
+			add(at+".version", "version belongs to a registry node; expected registry (the node id) too, or ref/commit for a git repo")
+		case n.Registry == "" && n.Repo.Repo == "":
+			add(at+".repo", "missing; expected repo (a git URL) or registry (a Comfy Registry node id)")
+		case n.Registry == "":
+			if msg := checkRepoURL(n.Repo.Repo); msg != "" {
+				add(at+".repo", "%s", msg)
+			}
 		}
 		if msg := checkName(n.Name); msg != "" {
 			add(at+".name", "%s", msg)
@@ -230,6 +243,10 @@ func (s *Spec) check() []Problem {
 			continue
 		}
 		if m.FileName() == "" {
+			if src, _ := ParseSource(m.Source); src.Scheme == "civitai" {
+				add(at+".name", "a Civitai source names no file; expected the file name to place (e.g. \"name\": \"model.safetensors\"; it also picks that file of the model version when it has several)")
+				continue
+			}
 			add(at+".name", "the source has no file name; expected a name for the file")
 			continue
 		}
@@ -347,13 +364,42 @@ type Source struct {
 	// Path is the path in the HF repository, the URL path, or the local file.
 	Path string
 	URL  *url.URL
+	// ModelVersionID is a Civitai model version (civitai://<id> or a
+	// civitai.com download URL); its file name is the model's name.
+	ModelVersionID string
 }
 
-// ParseSource parses hf://owner/repo/path[@rev], http(s):// and file:// sources.
+var civitaiDownload = regexp.MustCompile(`^/api/download/models/([0-9]+)/?$`)
+
+// civitaiSource recognizes civitai://<model-version-id> and Civitai's
+// download URLs (https://civitai.com/api/download/models/<id>).
+func civitaiSource(s string, u *url.URL) (Source, bool, error) {
+	switch {
+	case u.Scheme == "civitai":
+		id := strings.Trim(u.Host+u.Path, "/")
+		if id == "" || strings.Trim(id, "0123456789") != "" || u.RawQuery != "" {
+			return Source{}, true, fmt.Errorf("%q: expected civitai://<model-version-id> (digits only)", s)
+		}
+		return Source{Scheme: "civitai", ModelVersionID: id, URL: u}, true, nil
+	case (u.Scheme == "https" || u.Scheme == "http") && (u.Host == "civitai.com" || u.Host == "www.civitai.com"):
+		if m := civitaiDownload.FindStringSubmatch(u.Path); m != nil {
+			if u.Query().Has("token") || u.User != nil {
+				return Source{}, true, fmt.Errorf("%q: a token in the URL would be written to the lock; expected the URL without it and the token in CIVITAI_API_TOKEN", RedactURL(s))
+			}
+			return Source{Scheme: "civitai", ModelVersionID: m[1], URL: u}, true, nil
+		}
+	}
+	return Source{}, false, nil
+}
+
+// ParseSource parses hf://owner/repo/path[@rev], civitai://<id>, http(s):// and file:// sources.
 func ParseSource(s string) (Source, error) {
 	u, err := url.Parse(s)
 	if err != nil || u.Scheme == "" {
-		return Source{}, fmt.Errorf("%q: expected hf://owner/repo/path[@revision], https://, http:// or file:// URL", s)
+		return Source{}, fmt.Errorf("%q: expected hf://owner/repo/path[@revision], civitai://<model-version-id>, https://, http:// or file:// URL", s)
+	}
+	if src, ok, err := civitaiSource(s, u); ok {
+		return src, err
 	}
 	switch u.Scheme {
 	case "hf":
@@ -381,7 +427,7 @@ func ParseSource(s string) (Source, error) {
 		}
 		return Source{Scheme: "file", Path: u.Path, URL: u}, nil
 	}
-	return Source{}, fmt.Errorf("%q: unsupported scheme %q; expected hf://, https://, http:// or file://", s, u.Scheme)
+	return Source{}, fmt.Errorf("%q: unsupported scheme %q; expected hf://, civitai://, https://, http:// or file://", s, u.Scheme)
 }
 
 func hasDotDot(p string) bool {

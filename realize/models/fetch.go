@@ -38,6 +38,9 @@ type Fetcher struct {
 	// HFToken is sent as a bearer token to the HF endpoint's host only.
 	// TokenVar names where it came from, for error messages ("HF_TOKEN").
 	HFToken, TokenVar string
+	// CivitaiEndpoint is Civitai's base URL (default DefaultCivitaiEndpoint);
+	// CivitaiToken is sent to that host only, CivitaiTokenVar names it.
+	CivitaiEndpoint, CivitaiToken, CivitaiTokenVar string
 	// Offline allows the store only.
 	Offline bool
 	// Attempts bounds tries per file (0: 8); Backoff is the first retry
@@ -54,6 +57,9 @@ type Request struct {
 	SHA256 string
 	// URL is the pinned URL from a lock ("" to resolve the source).
 	URL string
+	// FileName is the name the file gets; it picks the file of a Civitai
+	// model version that has several.
+	FileName string
 	// Observe, when set, sees the bytes of a download that starts from the
 	// first byte with a known size, as they are written: the image build
 	// computes a model's layer digest in the same pass, so a model file is
@@ -80,6 +86,10 @@ func (f *Fetcher) Plan(ctx context.Context, req Request) (Result, bool, error) {
 	}
 	if f.Offline {
 		return Result{}, false, f.offlineErr(req)
+	}
+	req, err := f.resolveCivitai(ctx, req)
+	if err != nil {
+		return Result{}, false, err
 	}
 	u, err := f.resolveURL(req)
 	if err != nil || u.Scheme == "file" {
@@ -108,6 +118,10 @@ func (f *Fetcher) Fetch(ctx context.Context, req Request) (Result, error) {
 	}
 	if f.Offline {
 		return Result{}, f.offlineErr(req)
+	}
+	req, err := f.resolveCivitai(ctx, req)
+	if err != nil {
+		return Result{}, err
 	}
 	u, err := f.resolveURL(req)
 	if err != nil {
@@ -187,7 +201,6 @@ func (f *Fetcher) client(hub http.Header) *http.Client {
 			IdleConnTimeout:       90 * time.Second,
 		}}
 	}
-	hfHost := hostOf(f.endpoint())
 	cp := *c
 	cp.CheckRedirect = func(req *http.Request, via []*http.Request) error {
 		if len(via) >= 10 {
@@ -200,8 +213,11 @@ func (f *Fetcher) client(hub http.Header) *http.Client {
 				}
 			}
 		}
-		// The token is for the HF host only, never for its CDN.
-		if req.URL.Host != hfHost {
+		// A token is for its own host only (HF_TOKEN for the hub,
+		// CIVITAI_API_TOKEN for Civitai), never for a CDN.
+		if tok := f.tokenFor(req.URL.Host); tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		} else {
 			req.Header.Del("Authorization")
 		}
 		return nil
@@ -230,8 +246,8 @@ func (f *Fetcher) do(ctx context.Context, method, rawURL string, header http.Hea
 		req.Header[k] = v
 	}
 	req.Header.Set("User-Agent", "comfy-image")
-	if f.HFToken != "" && req.URL.Host == hostOf(f.endpoint()) {
-		req.Header.Set("Authorization", "Bearer "+f.HFToken)
+	if tok := f.tokenFor(req.URL.Host); tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
 	}
 	hub := http.Header{}
 	resp, err := f.client(hub).Do(req)
@@ -425,12 +441,9 @@ func finalURL(u *url.URL, resp *http.Response) string {
 }
 
 func (f *Fetcher) authError(resp *http.Response) error {
-	variable := f.TokenVar
-	if variable == "" {
-		variable = "HF_TOKEN"
-	}
 	host := resp.Request.URL.Host
-	if f.HFToken == "" {
+	variable, token := f.tokenVarFor(host)
+	if token == "" {
 		return fmt.Errorf("server %s answered %s: this file needs a token; set %s in the environment (the spec's env refers to it)", host, resp.Status, variable)
 	}
 	return fmt.Errorf("server %s answered %s: the token from %s was refused (no access to this repository?)", host, resp.Status, variable)

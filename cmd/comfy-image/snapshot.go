@@ -1,0 +1,130 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/comfy-image/comfy-image/realize"
+	"github.com/comfy-image/comfy-image/versions"
+	managersnap "github.com/comfy-image/comfy-image/versions/snapshot"
+)
+
+func newImportCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "import", Short: "Make a spec from what another tool wrote"}
+	cmd.AddCommand(newImportSnapshotCmd())
+	return cmd
+}
+
+func newExportCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "export", Short: "Write a locked version in another tool's format"}
+	cmd.AddCommand(newExportSnapshotCmd())
+	return cmd
+}
+
+func newImportSnapshotCmd() *cobra.Command {
+	var versionID, output, comfyRepo string
+	var force bool
+	cmd := &cobra.Command{
+		Use:   "snapshot FILE [--version-id ID] [--output FILE]",
+		Short: "Make a spec from a ComfyUI-Manager snapshot (JSON or YAML) or a comfy-cli comfy-lock.yaml",
+		Args:  usageArgs(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			in := args[0]
+			if versionID == "" {
+				versionID = versionIDFromFile(in)
+			}
+			if !versionIDPattern.MatchString(versionID) {
+				return usagef("--version-id %q: expected letters, digits, '.', '_' or '-' (at most 128), starting with a letter or digit", versionID)
+			}
+			if output == "" {
+				output = filepath.Join("versions", versionID+".json")
+			}
+			if _, err := os.Stat(output); err == nil && !force {
+				return usagef("%s exists; give --output FILE or --force to replace it", output)
+			}
+			f, err := managersnap.Read(in)
+			if err != nil {
+				return err
+			}
+			res, err := managersnap.Import(f, managersnap.ImportOptions{VersionID: versionID, ComfyRepo: comfyRepo, SpecFile: output})
+			if err != nil {
+				return err
+			}
+			errOut := cmd.ErrOrStderr()
+			for _, w := range res.Warnings {
+				fmt.Fprintln(errOut, "warning:", w)
+			}
+			for _, l := range res.LeftOut {
+				fmt.Fprintln(errOut, "left out:", l)
+			}
+			if err := versions.WriteFileAtomic(output, res.Spec, 0o644); err != nil {
+				return fmt.Errorf("write spec: %w", err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s (version %s) from %s\n", output, versionID, in)
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&versionID, "version-id", "", "version id of the spec (default: the file name without extension)")
+	fl.StringVar(&output, "output", "", "spec file to write (default versions/<ID>.json)")
+	fl.StringVar(&comfyRepo, "comfy-repo", managersnap.DefaultComfyRepo, "repository of the snapshot's comfyui commit (snapshots record the commit only)")
+	fl.BoolVar(&force, "force", false, "replace an existing output file")
+	return cmd
+}
+
+var versionIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+
+var notIDChars = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
+
+// versionIDFromFile is a version id from a file name: Manager's
+// "2024-05-01_10-00-00_snapshot.json" gives "2024-05-01_10-00-00_snapshot".
+func versionIDFromFile(file string) string {
+	base := filepath.Base(file)
+	base = strings.TrimSuffix(base, filepath.Ext(base))
+	id := strings.Trim(notIDChars.ReplaceAllString(base, "-"), "-._")
+	if id == "" {
+		return "imported"
+	}
+	return id
+}
+
+func newExportSnapshotCmd() *cobra.Command {
+	var versionID, output string
+	cmd := &cobra.Command{
+		Use:   "snapshot --version-id ID [--output FILE]",
+		Short: "Write the lock of a version as a ComfyUI-Manager snapshot (for cm-cli restore-snapshot)",
+		Args:  usageArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if versionID == "" {
+				return usagef("which version? give --version-id ID")
+			}
+			if !versionIDPattern.MatchString(versionID) {
+				return usagef("--version-id %q: expected letters, digits, '.', '_' or '-' (at most 128), starting with a letter or digit", versionID)
+			}
+			cacheFlag, _ := cmd.Flags().GetString("cache-dir")
+			l, err := versions.ReadLock(versions.LockPath(realize.CacheDir(cacheFlag), versionID))
+			if err != nil {
+				return err
+			}
+			data := managersnap.FromLock(l).ManagerJSON()
+			if output == "" || output == "-" {
+				_, err := cmd.OutOrStdout().Write(append(data, '\n'))
+				return err
+			}
+			if err := versions.WriteFileAtomic(output, data, 0o644); err != nil {
+				return fmt.Errorf("write snapshot: %w", err)
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "wrote %s\n", output)
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&versionID, "version-id", "", "version whose lock to export")
+	fl.StringVar(&output, "output", "", "snapshot file to write (default: stdout); name it .json for cm-cli restore-snapshot")
+	return cmd
+}
