@@ -195,7 +195,7 @@ func readSitePackage(r io.Reader, name string, m []string, pkgs map[string]*site
 	}
 	switch m[3] {
 	case "/requires.txt":
-		p.requires = string(data)
+		p.requires = capLines(string(data))
 	case "/METADATA":
 		if p.format == "dist-info" {
 			p.metadata = metadataHeaders(string(data))
@@ -215,7 +215,21 @@ func metadataHeaders(s string) string {
 	if i := strings.Index(s, "\n\n"); i >= 0 {
 		s = s[:i+1]
 	}
-	return s
+	return capLines(s)
+}
+
+// maxMetadata bounds what is kept of one package's metadata (real header
+// blocks are a few kB; torch's with its Requires-Dist about 2 kB), so a
+// base with thousands of packages stays small in the cache and in memory.
+const maxMetadata = 64 << 10
+
+// capLines cuts s to maxMetadata at a line end.
+func capLines(s string) string {
+	if len(s) <= maxMetadata {
+		return s
+	}
+	s = s[:maxMetadata]
+	return s[:strings.LastIndexByte(s, '\n')+1]
 }
 
 // sitePath is where the base's Python looks for packages, first first:
