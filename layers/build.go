@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io"
+	"net/http"
 	"os"
 	"path"
 	"path/filepath"
@@ -43,6 +44,9 @@ const (
 	AnnModelPfx   = "dev.comfy-image.model."
 	AnnKey        = "dev.comfy-image.key"  // a layer's cache key: what it is made from
 	AnnSize       = "dev.comfy-image.size" // a model file's size
+	// AnnModelsImage is the digest of the models image an app image was
+	// built with (--models separate).
+	AnnModelsImage = "dev.comfy-image.models-image"
 )
 
 // Root is where a version lives inside the app image; models are at /models.
@@ -78,6 +82,10 @@ type BuildOptions struct {
 	ModelsRef string
 	Reporter  progress.Reporter
 	Out       io.Writer
+
+	// Transports are probed registry transports by repository name
+	// (Outputs.Transports): the registry cache reads through them.
+	Transports map[string]http.RoundTripper
 }
 
 // Part is one layer we add, with what it holds.
@@ -117,7 +125,12 @@ type builder struct {
 	cache          Cache
 	modTime        time.Time
 	base           v1.Image
+	modelsDigest   string // of the models image, labelled on the app image
 	info           BaseInfo
+
+	// listed are the blobs the manifests at the output references list,
+	// by repository: a registry holds every blob its manifests list.
+	listed map[string]map[v1.Hash]bool
 }
 
 func (o *BuildOptions) defaults() {
@@ -199,13 +212,16 @@ func Build(ctx context.Context, spec *versions.Spec, opts BuildOptions) (*Result
 	if opts.Models == "bake" {
 		parts = append(parts, modelParts...)
 	}
-	if res.App, err = b.appImage(parts); err != nil {
-		return nil, err
-	}
 	if opts.Models == "separate" && len(modelParts) > 0 {
 		if res.Models, err = b.modelsImage(modelParts); err != nil {
 			return nil, err
 		}
+		if d, err := res.Models.Digest(); err == nil {
+			b.modelsDigest = d.String()
+		}
+	}
+	if res.App, err = b.appImage(parts); err != nil {
+		return nil, err
 	}
 	res.Parts = parts
 	if opts.Models == "separate" {
@@ -705,6 +721,15 @@ func (b *builder) labels() map[string]string {
 		specs.AnnotationVersion:  b.spec.VersionID,
 		specs.AnnotationTitle:    "ComfyUI " + b.spec.VersionID,
 		AnnSpecDigest:            b.spec.Digest,
+	}
+	if d, err := b.base.Digest(); err == nil {
+		l[specs.AnnotationBaseImageDigest] = d.String()
+	}
+	if loc, err := ParseLocation(b.opts.Base); err == nil && loc.Kind == "registry" {
+		l[specs.AnnotationBaseImageName] = loc.Ref.Name() // never a local path
+	}
+	if b.modelsDigest != "" {
+		l[AnnModelsImage] = b.modelsDigest
 	}
 	for _, n := range b.lock.CustomNodes {
 		l[AnnNodePrefix+n.Name] = n.Repo + "@" + n.Commit

@@ -98,7 +98,7 @@ func DownloadWheels(ctx context.Context, hostPython string, t Target, reqs []Req
 		}
 		args = append(args, reqArgs...)
 	}
-	out, err := runPip(ctx, hostPython, args, opts)
+	out, err := runPip(ctx, hostPython, args, opts, work)
 	if err != nil {
 		return nil, explainDownload(out, reqs, constraints, err, t)
 	}
@@ -283,7 +283,7 @@ func resolveOnBase(ctx context.Context, hostPython string, t Target, reqs []Requ
 		return []versions.LockedPackage{}, err
 	}
 	opts.env = []string{"PYTHONPATH=" + shim + string(os.PathListSeparator) + site}
-	out, err := runPip(ctx, hostPython, append(args, reqArgs...), opts)
+	out, err := runPip(ctx, hostPython, append(args, reqArgs...), opts, work)
 	if err != nil {
 		err = explainDownload(out, reqs, constraints, err, t)
 		var has []string
