@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 )
@@ -95,6 +96,8 @@ type GitServer struct {
 	URL      string
 	srv      *httptest.Server
 	requests atomic.Int64
+	mu       sync.Mutex
+	log      []string
 }
 
 // NewGitServer starts a server for repositories made with Repo under
@@ -112,6 +115,9 @@ func NewGitServer(t testing.TB) *GitServer {
 	}
 	gs.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		gs.requests.Add(1)
+		gs.mu.Lock()
+		gs.log = append(gs.log, req.Method+" "+req.URL.RequestURI())
+		gs.mu.Unlock()
 		// Like GitHub, answer for <repo> and <repo>.git alike.
 		if i := strings.Index(req.URL.Path, ".git/"); i > 0 {
 			if _, err := os.Stat(filepath.Join(gs.Root, req.URL.Path[:i+4])); err != nil {
@@ -135,6 +141,13 @@ func (gs *GitServer) RepoURL(name string) string { return gs.URL + "/" + name }
 
 // Requests counts the HTTP requests served so far.
 func (gs *GitServer) Requests() int64 { return gs.requests.Load() }
+
+// RequestLog lists the requests served so far ("GET /a/b/info/refs?...").
+func (gs *GitServer) RequestLog() []string {
+	gs.mu.Lock()
+	defer gs.mu.Unlock()
+	return append([]string(nil), gs.log...)
+}
 
 // Close stops the server; later fetches fail to connect.
 func (gs *GitServer) Close() { gs.srv.Close() }

@@ -226,6 +226,11 @@ func (c *Cache) fetch(ctx context.Context, r *git.Repository, repo string) error
 	if err != nil {
 		return fmt.Errorf("repo %s: list refs: %s", shown, redactErr(err, repo))
 	}
+	if haveAll(r, refs) {
+		// Every branch and tag points at an object the mirror holds: set
+		// the refs from the listing; a fetch would bring nothing.
+		return mirrorRefs(r, refs)
+	}
 	err = remote.FetchContext(ctx, &git.FetchOptions{
 		RefSpecs: mirrorRefSpecs,
 		Tags:     git.NoTags,
@@ -238,10 +243,36 @@ func (c *Cache) fetch(ctx context.Context, r *git.Repository, repo string) error
 	return mirrorRefs(r, refs)
 }
 
+// haveAll reports whether the mirror already holds the object every
+// listed branch and tag points at. Objects only enter a mirror by a fetch,
+// which brings their whole history, so nothing would be missing.
+func haveAll(r *git.Repository, remoteRefs []*plumbing.Reference) bool {
+	for _, ref := range remoteRefs {
+		n := ref.Name()
+		if ref.Type() != plumbing.HashReference || !(n.IsBranch() || n.IsTag()) {
+			continue
+		}
+		if r.Storer.HasEncodedObject(ref.Hash()) != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// mirrorRefs makes the mirror's branches and tags those of the listing:
+// listed ones set (the fetch already wrote them; after a skipped fetch they
+// may have moved to a commit the mirror holds), others removed.
 func mirrorRefs(r *git.Repository, remoteRefs []*plumbing.Reference) error {
 	want := map[plumbing.ReferenceName]bool{}
 	for _, ref := range remoteRefs {
 		want[ref.Name()] = true
+		if n := ref.Name(); ref.Type() == plumbing.HashReference && (n.IsBranch() || n.IsTag()) {
+			if cur, err := r.Storer.Reference(n); err != nil || cur.Hash() != ref.Hash() {
+				if err := r.Storer.SetReference(plumbing.NewHashReference(n, ref.Hash())); err != nil {
+					return err
+				}
+			}
+		}
 		if ref.Name() == plumbing.HEAD && ref.Type() == plumbing.SymbolicReference {
 			head := plumbing.NewSymbolicReference(plumbing.HEAD, ref.Target())
 			if err := r.Storer.SetReference(head); err != nil {
