@@ -192,9 +192,10 @@ func (c *Cache) sync(ctx context.Context, repo, dir string) error {
 	case err != nil:
 		return fmt.Errorf("repo %s: open mirror %s: %w", shown, dir, err)
 	default:
-		c.logf("fetching %s", shown)
+		c.logf("checking %s", shown)
 	}
-	if err := c.fetch(ctx, r, repo); err != nil {
+	fetched, err := c.fetch(ctx, r, repo)
+	if err != nil {
 		if fresh {
 			os.RemoveAll(work)
 		}
@@ -206,7 +207,11 @@ func (c *Cache) sync(ctx context.Context, repo, dir string) error {
 			return fmt.Errorf("repo %s: place mirror: %w", shown, err)
 		}
 	}
-	c.logf("%s up to date (%.1fs)", shown, time.Since(start).Seconds())
+	if fetched {
+		c.logf("%s fetched (%.1fs)", shown, time.Since(start).Seconds())
+	} else {
+		c.logf("%s: the mirror has every listed commit, nothing fetched (%.1fs)", shown, time.Since(start).Seconds())
+	}
 	c.mu.Lock()
 	c.fetched[dir] = true
 	c.mu.Unlock()
@@ -216,20 +221,21 @@ func (c *Cache) sync(ctx context.Context, repo, dir string) error {
 // fetch lists the remote's refs, fetches branches and tags, records the
 // remote's default branch as the mirror's HEAD, and prunes refs the remote
 // no longer has (a mirror mirrors).
-func (c *Cache) fetch(ctx context.Context, r *git.Repository, repo string) error {
+//
+// When every listed commit is already in the mirror nothing is fetched: an
+// unchanged repository costs one ref listing.
+func (c *Cache) fetch(ctx context.Context, r *git.Repository, repo string) (fetched bool, err error) {
 	shown := versions.RedactURL(repo)
 	remote, err := r.Remote("origin")
 	if err != nil {
-		return fmt.Errorf("repo %s: %w", shown, err)
+		return false, fmt.Errorf("repo %s: %w", shown, err)
 	}
 	refs, err := remote.ListContext(ctx, &git.ListOptions{})
 	if err != nil {
-		return fmt.Errorf("repo %s: list refs: %s", shown, redactErr(err, repo))
+		return false, fmt.Errorf("repo %s: list refs: %s", shown, redactErr(err, repo))
 	}
 	if haveAll(r, refs) {
-		// Every branch and tag points at an object the mirror holds: set
-		// the refs from the listing; a fetch would bring nothing.
-		return mirrorRefs(r, refs)
+		return false, mirrorRefs(r, refs)
 	}
 	err = remote.FetchContext(ctx, &git.FetchOptions{
 		RefSpecs: mirrorRefSpecs,
@@ -238,9 +244,9 @@ func (c *Cache) fetch(ctx context.Context, r *git.Repository, repo string) error
 		Progress: c.Progress,
 	})
 	if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
-		return fmt.Errorf("repo %s: fetch: %s", shown, redactErr(err, repo))
+		return false, fmt.Errorf("repo %s: fetch: %s", shown, redactErr(err, repo))
 	}
-	return mirrorRefs(r, refs)
+	return true, mirrorRefs(r, refs)
 }
 
 // haveAll reports whether the mirror already holds the object every
