@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"os"
 	"os/exec"
 	"sort"
 	"strings"
@@ -40,24 +39,9 @@ func InputsDigest(reqs []pyenv.Requirements, s *versions.Spec, target string) (s
 	py, _ := json.Marshal(s.Python)
 	fmt.Fprintf(h, "target=%s\npython=%s\n", target, py)
 	for _, q := range reqs {
-		text, err := requirementText(q)
-		if err != nil {
-			return "", err
-		}
-		fmt.Fprintf(h, "%q\n%q\n", q.Owner, strings.TrimSpace(text))
+		fmt.Fprintf(h, "%q\n%q\n", q.Owner, strings.TrimSpace(strings.Join(q.Lines, "\n")))
 	}
 	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
-}
-
-func requirementText(q pyenv.Requirements) (string, error) {
-	if q.File == "" {
-		return strings.Join(q.Lines, "\n"), nil
-	}
-	data, err := os.ReadFile(q.File)
-	if err != nil {
-		return "", fmt.Errorf("%s: %w", q.Owner, err)
-	}
-	return string(data), nil
 }
 
 // CheckCoverage fails naming every requirement (and who asks for it) that
@@ -74,11 +58,7 @@ func CheckCoverage(pkgs []versions.LockedPackage, reqs []pyenv.Requirements, sys
 	}
 	var missing []string
 	for _, q := range reqs {
-		text, err := requirementText(q)
-		if err != nil {
-			return err
-		}
-		for name, line := range pyenv.RequirementNames(text) {
+		for name, line := range pyenv.RequirementNames(strings.Join(q.Lines, "\n")) {
 			if !have[name] && !strings.Contains(line, ";") {
 				missing = append(missing, fmt.Sprintf("%s requires %s", q.Owner, line))
 			}

@@ -304,7 +304,7 @@ func (r *realizer) checkouts(ctx context.Context) error {
 		prev := r.state.Parts[p.key]
 		if prev != nil && prev.Commit == p.repo.Commit && prev.Pending == "" {
 			if ok, err := unchanged(filepath.Join(r.target, p.key), prev); err == nil && ok {
-				r.summary = append(r.summary, fmt.Sprintf("%-28s %s  unchanged", p.key, p.repo.Commit[:12]))
+				r.summary = append(r.summary, fmt.Sprintf("%s %s  unchanged", summaryName(p.key), p.repo.Commit[:12]))
 				continue
 			}
 		}
@@ -335,7 +335,7 @@ func (r *realizer) checkouts(ctx context.Context) error {
 		if err := r.saveState(); err != nil {
 			return err
 		}
-		r.summary = append(r.summary, fmt.Sprintf("%-28s %s  checked out (%d files)", p.key, p.repo.Commit[:12], len(done.Files)))
+		r.summary = append(r.summary, fmt.Sprintf("%s %s  checked out (%s)", summaryName(p.key), p.repo.Commit[:12], count(len(done.Files), "file", "files")))
 	}
 	return nil
 }
@@ -421,26 +421,6 @@ func realDir(root *os.Root, rel string) error {
 	return nil
 }
 
-// requirementSources lists ComfyUI's and each node's requirements.txt and
-// the spec's python.requirements, in spec order.
-func (r *realizer) requirementSources() []pyenv.Requirements {
-	var reqs []pyenv.Requirements
-	for _, p := range r.parts() {
-		file := filepath.Join(r.target, p.key, "requirements.txt")
-		if _, err := os.Stat(file); err == nil {
-			owner := "ComfyUI"
-			if p.key != "ComfyUI" {
-				owner = "node " + strings.TrimPrefix(p.key, "custom_nodes/")
-			}
-			reqs = append(reqs, pyenv.Requirements{Owner: owner, File: file})
-		}
-	}
-	if len(r.spec.Python.Requirements) > 0 {
-		reqs = append(reqs, pyenv.Requirements{Owner: "python.requirements", Lines: r.spec.Python.Requirements})
-	}
-	return reqs
-}
-
 // torchConstraints pins the torch family the version chose: the spec's
 // python.requirements lines for those packages, else what the system site
 // packages provide, so a node cannot replace them.
@@ -460,6 +440,8 @@ func (r *realizer) pipOptions() pyenv.Options {
 		WheelsDir: r.opts.WheelsDir,
 		Offline:   r.opts.Offline,
 		IndexURLs: r.spec.Python.IndexURLs,
+		Pre:       r.spec.Python.Pre,
+		CacheDir:  filepath.Join(r.opts.CacheDir, "pip"),
 		Log:       r.opts.log(),
 	}
 }
@@ -467,11 +449,10 @@ func (r *realizer) pipOptions() pyenv.Options {
 // venvKey digests everything the venv's content depends on.
 func (r *realizer) venvKey(reqs []pyenv.Requirements, pkgs []versions.LockedPackage) string {
 	h := sha256.New()
-	fmt.Fprintf(h, "python=%s\nsystem=%v\nwheels=%s\noffline=%v\nindex=%q\ninputs=%s\n",
-		r.opts.Python, r.spec.Python.SystemSitePackages, r.opts.WheelsDir, r.opts.Offline, r.spec.Python.IndexURLs, r.lock.Python.Inputs)
+	fmt.Fprintf(h, "python=%s\nsystem=%v\nwheels=%s\noffline=%v\nindex=%q\npre=%v\ninputs=%s\n",
+		r.opts.Python, r.spec.Python.SystemSitePackages, r.opts.WheelsDir, r.opts.Offline, r.spec.Python.IndexURLs, r.spec.Python.Pre, r.lock.Python.Inputs)
 	for _, q := range reqs {
-		data, _ := os.ReadFile(q.File)
-		fmt.Fprintf(h, "%s\n%s\n%q\n", q.Owner, data, q.Lines)
+		fmt.Fprintf(h, "%s\n%q\n", q.Owner, q.Lines)
 	}
 	pk, _ := json.Marshal(pkgs)
 	h.Write(pk)
@@ -522,11 +503,14 @@ func (r *realizer) lockedSet(ctx context.Context, reqs []pyenv.Requirements) ([]
 // added last).
 func (r *realizer) venv(ctx context.Context) error {
 	v := pyenv.Venv{Dir: filepath.Join(r.target, ".venv")}
-	reqs := r.requirementSources()
+	reqs, overridden, err := r.requirementSources()
+	if err != nil {
+		return err
+	}
 	if pk := r.lock.Python.Packages; len(pk) > 0 && v.Exists() && r.state.Venv != "" && r.state.Venv == r.venvKey(reqs, pk) {
 		// A finished venv made from the same inputs and the same locked
 		// set (checked against those inputs then) is done.
-		r.summary = append(r.summary, fmt.Sprintf("%-28s %d packages  unchanged", ".venv", len(pk)))
+		r.summary = append(r.summary, fmt.Sprintf("%s %s  unchanged", summaryName(".venv"), count(len(pk), "package", "packages")))
 		return nil
 	}
 	locked, err := r.lockedSet(ctx, reqs)
@@ -577,6 +561,7 @@ func (r *realizer) venv(ctx context.Context) error {
 			return err
 		}
 		r.lock.Python.Packages, r.lock.Python.Inputs, r.lock.Python.Sources = pkgs, inputs, SourcesDigest(r.lock, r.spec, target)
+		r.lock.Python.Overrides = overridden
 		locked = pkgs
 	}
 	if err := v.MakeRelocatable(); err != nil {
@@ -586,7 +571,7 @@ func (r *realizer) venv(ctx context.Context) error {
 	if err := r.saveState(); err != nil {
 		return err
 	}
-	r.summary = append(r.summary, fmt.Sprintf("%-28s %d packages  installed", ".venv", len(locked)))
+	r.summary = append(r.summary, fmt.Sprintf("%s %s  installed", summaryName(".venv"), count(len(locked), "package", "packages")))
 	if nodes := r.nodesWithInstallPy(); len(nodes) > 0 {
 		r.summary = append(r.summary, "not run (install.py is never run by default): "+strings.Join(nodes, ", "))
 	}
@@ -651,7 +636,7 @@ func (r *realizer) models(ctx context.Context) error {
 	if err := r.saveState(); err != nil {
 		return err
 	}
-	r.summary = append(r.summary, fmt.Sprintf("%-28s %d files, %s (%d placed now)", "models", len(r.spec.Models), progress.Size(total), downloaded))
+	r.summary = append(r.summary, fmt.Sprintf("%s %s, %s (%d placed now)", summaryName("models"), count(len(r.spec.Models), "file", "files"), humanSize(total), downloaded))
 	return nil
 }
 
@@ -803,7 +788,8 @@ func (r *realizer) planVenv(w io.Writer) {
 	if len(r.spec.Python.Requirements) > 0 {
 		rs = append(rs, fmt.Sprintf("%q", r.spec.Python.Requirements))
 	}
-	fmt.Fprintf(w, "  pip         install %s %s (one resolver run; requirements files that exist)\n", pip, strings.Join(rs, " "))
+	fmt.Fprintf(w, "  pip         install %s %s (one resolver run; requirements files that exist, checked and rewritten)\n", pip, strings.Join(rs, " "))
+	r.planOverrides(w)
 }
 
 func (r *realizer) planModels(ctx context.Context, w io.Writer) {

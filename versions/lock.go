@@ -74,6 +74,18 @@ type LockedPython struct {
 	ImagePackages []LockedPackage `json:"image_packages,omitempty"`
 	ImageInputs   string          `json:"image_inputs,omitempty"`
 	ImageSources  string          `json:"image_sources,omitempty"`
+	// Overrides are the requirement lines python.overrides changed.
+	Overrides []AppliedOverride `json:"overrides,omitempty"`
+}
+
+// AppliedOverride is one requirement line of Owner's File (at Line) that
+// the spec's python.overrides replaced with To, or dropped (To "").
+type AppliedOverride struct {
+	Owner string `json:"owner"`
+	File  string `json:"file"`
+	Line  int    `json:"line"`
+	From  string `json:"from"`
+	To    string `json:"to,omitempty"`
 }
 
 // LockedPackage is one installed distribution and the wheel it came from.
@@ -113,7 +125,7 @@ func ReadLock(file string) (*Lock, error) {
 	}
 	var l Lock
 	if err := json.Unmarshal(data, &l); err != nil {
-		return nil, fmt.Errorf("%s: not a valid lock: %w", file, err)
+		return nil, fmt.Errorf("%s: not a valid lock (damaged?): %v; `comfy-image lock` writes it again (so do realize and build without --locked)", file, err)
 	}
 	if l.LockVersion != LockVersion {
 		return nil, fmt.Errorf("%s: lock_version %d, expected %d (re-run `comfy-image lock`)", file, l.LockVersion, LockVersion)

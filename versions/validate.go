@@ -11,6 +11,8 @@ import (
 	"sync"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/comfy-image/comfy-image/internal/reqfile"
 	"github.com/santhosh-tekuri/jsonschema/v6/kind"
 	"golang.org/x/text/language"
 	"golang.org/x/text/message"
@@ -91,6 +93,14 @@ func validateSchema(doc any) []Problem {
 }
 
 func collectLeaves(e *jsonschema.ValidationError, out *[]Problem) {
+	if k, ok := e.ErrorKind.(*kind.PropertyNames); ok {
+		// The library reuses its location slice, so e.InstanceLocation of a
+		// propertyNames error can name another key; the schema location
+		// (#/properties/env/propertyNames) names the object reliably.
+		loc := append(objectOf(e.SchemaURL), k.Property)
+		*out = append(*out, Problem{jsonPath(loc), patternHint(loc)})
+		return
+	}
 	if len(e.Causes) > 0 {
 		for _, c := range e.Causes {
 			collectLeaves(c, out)
@@ -118,6 +128,21 @@ func collectLeaves(e *jsonschema.ValidationError, out *[]Problem) {
 	}
 }
 
+// objectOf turns a schema location like ...#/properties/env/propertyNames
+// into the instance location of the object it checks (["env"]).
+func objectOf(schemaURL string) []string {
+	_, frag, _ := strings.Cut(schemaURL, "#")
+	toks := strings.Split(strings.Trim(frag, "/"), "/")
+	var loc []string
+	for i := 0; i+1 < len(toks); i++ {
+		if toks[i] == "properties" {
+			loc = append(loc, toks[i+1])
+			i++
+		}
+	}
+	return loc
+}
+
 // knownKeys names the keys allowed at a location, for "unknown key" messages.
 func knownKeys(loc []string) string {
 	keys := map[string]string{
@@ -126,7 +151,7 @@ func knownKeys(loc []string) string {
 		"custom_nodes": "repo, ref, commit, name, registry, version",
 		"models":       "source, name, target_subdir, sha256",
 		"options":      "offline, skip_models",
-		"python":       "system_site_packages, requirements, index_urls",
+		"python":       "system_site_packages, requirements, index_urls, overrides, pre",
 	}
 	if len(loc) == 0 {
 		return keys[""]
@@ -255,6 +280,39 @@ func (s *Spec) check() []Problem {
 			destAt[dest] = i
 		}
 	}
+	return append(ps, s.Python.check()...)
+}
+
+// check accepts python.requirements and python.overrides lines with the
+// same parser that reads the nodes' requirements files.
+func (p Python) check() []Problem {
+	var ps []Problem
+	for i, line := range p.Requirements {
+		if _, err := reqfile.Check(line); err != nil {
+			ps = append(ps, Problem{fmt.Sprintf("python.requirements[%d]", i), err.Error()})
+		}
+	}
+	names := make([]string, 0, len(p.Overrides))
+	for name := range p.Overrides {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	seen := map[string]string{}
+	for _, name := range names {
+		to := p.Overrides[name]
+		at := fmt.Sprintf("python.overrides[%q]", name)
+		if other, dup := seen[reqfile.Normalize(name)]; dup {
+			ps = append(ps, Problem{at, fmt.Sprintf("names the same distribution as %q; expected one override per distribution", other)})
+		}
+		seen[reqfile.Normalize(name)] = name
+		if to == nil {
+			continue
+		}
+		if _, err := reqfile.Check(*to); err != nil {
+			ps = append(ps, Problem{at, err.Error() + "; expected a replacement requirement line, or null to drop it"})
+		}
+	}
+	sort.Slice(ps, func(i, j int) bool { return ps[i].Path < ps[j].Path })
 	return ps
 }
 

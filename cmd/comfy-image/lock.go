@@ -3,6 +3,8 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -12,11 +14,16 @@ import (
 
 func newLockCmd() *cobra.Command {
 	var f specFlags
+	var asJSON bool
 	var update []string
 	cmd := &cobra.Command{
 		Use:   "lock --version-id ID | --spec FILE [--update NAME]...",
 		Short: "Resolve branches and tags to commits and write the lock, printing what changed",
-		Args:  usageArgs(cobra.NoArgs),
+		Example: `  comfy-image lock --version-id wan22-fast
+  comfy-image lock --spec ./my.json --dry-run
+  comfy-image lock --version-id wan22-fast --locked   # check the lock covers the spec
+  comfy-image lock --version-id wan22-fast --lock versions/wan22-fast.lock.json --update gguf`,
+		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			s, err := f.load(cmd)
 			if err != nil {
@@ -25,16 +32,29 @@ func newLockCmd() *cobra.Command {
 			if err := s.CheckNames(update); err != nil {
 				return usageError{err}
 			}
+			start := time.Now()
 			opts := f.options(cmd)
-			out := cmd.OutOrStdout()
+			out := humanOut(cmd, asJSON)
 			file := opts.LockPath(s.VersionID)
+			rep := newReport("lock")
+			rep.VersionID, rep.SpecFile, rep.LockFile = s.VersionID, s.File, file
+			done := func(l *versions.Lock) error {
+				if !asJSON {
+					return nil
+				}
+				if l != nil {
+					rep.resolvedFrom(l)
+				}
+				rep.timed("total_seconds", start)
+				return rep.print(cmd.OutOrStdout())
+			}
 			if f.locked {
 				l, _, err := realize.ReadCovering(s, opts, false)
 				if err != nil {
 					return fmt.Errorf("--locked: %w", err)
 				}
 				fmt.Fprintf(out, "lock %s covers the spec (core %s, %d nodes, %d models)\n", file, l.Comfy.Commit, len(l.CustomNodes), len(l.Models))
-				return nil
+				return done(l)
 			}
 			if f.dryRun {
 				fmt.Fprintf(out, "dry run: %s (%s)\n", s.VersionID, s.File)
@@ -42,8 +62,13 @@ func newLockCmd() *cobra.Command {
 					fmt.Fprintln(out, "  "+line)
 				}
 				fmt.Fprintf(out, "  would write %s\n", file)
-				return nil
+				return done(nil)
 			}
+			release, err := holdCache(cmd, opts)
+			if err != nil {
+				return err
+			}
+			defer release()
 			old, err := versions.ReadLock(file)
 			switch {
 			case errors.Is(err, versions.ErrNoLock):
@@ -60,29 +85,30 @@ func newLockCmd() *cobra.Command {
 			if err := realize.WriteLockIfChanged(file, old, l); err != nil {
 				return fmt.Errorf("write lock: %w", err)
 			}
-			printLock(cmd, l)
-			printChanges(cmd, old, l)
+			printLock(out, l)
+			printChanges(out, old, l)
 			fmt.Fprintf(out, "wrote %s\n", file)
-			return nil
+			return done(l)
 		},
 	}
 	f.register(cmd)
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON document on stdout (versions/output.schema.json); text goes to stderr")
 	cmd.Flags().StringArrayVar(&update, "update", nil, "move only this core (comfy), node or model (repeatable; \"python\" drops the Python sets); the rest stays as locked")
 	return cmd
 }
 
-func printLock(cmd *cobra.Command, l *versions.Lock) {
-	out := cmd.OutOrStdout()
-	fmt.Fprintf(out, "%-24s %s  %s\n", "comfy", l.Comfy.Commit, describeRef(l.Comfy))
+// printLock prints one line per repository, in 100 columns however long the
+// node names.
+func printLock(out io.Writer, l *versions.Lock) {
+	fmt.Fprintf(out, "%-30s %s  %s\n", "comfy", l.Comfy.Commit, fit(describeRef(l.Comfy), 26))
 	for _, n := range l.CustomNodes {
-		fmt.Fprintf(out, "%-24s %s  %s\n", n.Name, n.Commit, describeRef(n.LockedRepo))
+		fmt.Fprintf(out, "%-30s %s  %s\n", fit(n.Name, 30), n.Commit, fit(describeRef(n.LockedRepo), 26))
 	}
 }
 
 // printChanges shows what moved against the previous lock, for review
 // before the change is deployed.
-func printChanges(cmd *cobra.Command, old, l *versions.Lock) {
-	out := cmd.OutOrStdout()
+func printChanges(out io.Writer, old, l *versions.Lock) {
 	if old == nil {
 		fmt.Fprintln(out, "changes: first lock")
 		return

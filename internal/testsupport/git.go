@@ -98,6 +98,14 @@ type GitServer struct {
 	requests atomic.Int64
 	mu       sync.Mutex
 	log      []string
+	auth     atomic.Pointer[string]
+}
+
+// RequireBasicAuth makes the server answer 401 to requests without this
+// user and password, like a private repository on GitHub.
+func (gs *GitServer) RequireBasicAuth(user, password string) {
+	up := user + ":" + password
+	gs.auth.Store(&up)
 }
 
 // NewGitServer starts a server for repositories made with Repo under
@@ -118,6 +126,13 @@ func NewGitServer(t testing.TB) *GitServer {
 		gs.mu.Lock()
 		gs.log = append(gs.log, req.Method+" "+req.URL.RequestURI())
 		gs.mu.Unlock()
+		if want := gs.auth.Load(); want != nil {
+			if u, p, ok := req.BasicAuth(); !ok || u+":"+p != *want {
+				w.Header().Set("WWW-Authenticate", `Basic realm="git"`)
+				http.Error(w, "authentication required", http.StatusUnauthorized)
+				return
+			}
+		}
 		// Like GitHub, answer for <repo> and <repo>.git alike.
 		if i := strings.Index(req.URL.Path, ".git/"); i > 0 {
 			if _, err := os.Stat(filepath.Join(gs.Root, req.URL.Path[:i+4])); err != nil {

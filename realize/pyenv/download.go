@@ -92,7 +92,7 @@ func DownloadWheels(ctx context.Context, hostPython string, t Target, reqs []Req
 		}
 		args = append(args, reqArgs...)
 	}
-	out, err := runPip(ctx, hostPython, args, opts)
+	out, err := runPip(ctx, hostPython, args, opts, work)
 	if err != nil {
 		return nil, explainDownload(out, reqs, constraints, err, t)
 	}
@@ -159,10 +159,6 @@ func ownersOf(name string, reqs []Requirements) string {
 	var who []string
 	for _, r := range reqs {
 		text := strings.Join(r.Lines, "\n")
-		if r.File != "" {
-			data, _ := os.ReadFile(r.File)
-			text = string(data)
-		}
 		if _, ok := RequirementNames(text)[name]; ok {
 			who = append(who, r.Owner)
 		}
