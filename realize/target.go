@@ -245,8 +245,8 @@ func (r *realizer) logf(format string, args ...any) {
 	fmt.Fprintf(r.opts.log(), format+"\n", args...)
 }
 
-// ensureLock uses the lock when it is current; otherwise (unless --locked)
-// resolves the repositories again.
+// ensureLock follows the lock rule (LoadOrResolve): online every ref is
+// resolved afresh; with --locked or --offline the recorded lock is the truth.
 func (r *realizer) ensureLock(ctx context.Context) (err error) {
 	r.lock, err = LoadOrResolve(ctx, r.spec, r.opts.Options, LockMode{Locked: r.opts.Locked, SkipModels: r.opts.SkipModels})
 	return err
