@@ -175,7 +175,7 @@ func Build(ctx context.Context, spec *versions.Spec, opts BuildOptions) (*Result
 	if b.modTime, err = ModTimeFromEnv(opts.Getenv); err != nil {
 		return nil, err
 	}
-	if b.lock, err = realize.LoadOrResolve(ctx, spec, opts.Options, realize.LockMode{Locked: opts.Locked, SkipModels: opts.Models == "skip"}); err != nil {
+	if b.lock, err = realize.LoadOrResolve(ctx, spec, opts.Options, realize.LockMode{Locked: opts.Locked, SkipModels: opts.Models == "skip", LookupEnv: opts.LookupEnv}); err != nil {
 		return nil, err
 	}
 	if err := b.registryCache(ctx); err != nil {

@@ -84,6 +84,11 @@ type Resolution struct {
 	// destinations); empty: everything. What is not named keeps its entry
 	// in Old when that still answers the spec.
 	Update []string
+	// LookupEnv resolves the spec's ${VAR} (HF_TOKEN, HF_ENDPOINT) to ask
+	// the hub for models' current revisions (nil: os.LookupEnv).
+	LookupEnv func(string) (string, bool)
+	// SkipModels leaves the models' pins as they are.
+	SkipModels bool
 }
 
 func (r Resolution) moves(names ...string) bool {
@@ -136,13 +141,18 @@ func ResolveRepos(ctx context.Context, s *versions.Spec, opts Options) (*version
 // default branch) resolved afresh with one listing of its repository and a
 // fetch only when the mirror lacks the commit, in parallel; pinned commits
 // used as given; what res keeps taken from the old lock. Models and Python
-// sets of the old lock are carried over (CarryOver).
+// sets of the old lock are carried over (CarryOver); online, a model pinned
+// from a branch of the hub is checked against what the branch holds now
+// (refreshModels).
 func Resolve(ctx context.Context, s *versions.Spec, opts Options, res Resolution) (*versions.Lock, error) {
 	l, err := resolveRepos(ctx, s, opts, res)
 	if err != nil {
 		return nil, err
 	}
 	CarryOver(res.Old, l, s, res.Update...)
+	if !opts.Offline && !res.SkipModels {
+		refreshModels(ctx, s, opts, l, res)
+	}
 	return l, nil
 }
 
@@ -261,6 +271,8 @@ type LockMode struct {
 	Locked bool
 	// SkipModels: the models need not be in the lock.
 	SkipModels bool
+	// LookupEnv resolves the spec's ${VAR} (nil: os.LookupEnv).
+	LookupEnv func(string) (string, bool)
 }
 
 // ReadCovering reads the lock of s and checks that it covers the spec.
@@ -299,7 +311,7 @@ func LoadOrResolve(ctx context.Context, s *versions.Spec, opts Options, mode Loc
 	if err != nil && !errors.Is(err, versions.ErrNoLock) {
 		fmt.Fprintf(opts.log(), "lock: %v; resolving again\n", err)
 	}
-	fresh, err := Resolve(ctx, s, opts, Resolution{Old: old})
+	fresh, err := Resolve(ctx, s, opts, Resolution{Old: old, LookupEnv: mode.LookupEnv, SkipModels: mode.SkipModels})
 	if err != nil {
 		return nil, err
 	}

@@ -248,7 +248,7 @@ func (r *realizer) logf(format string, args ...any) {
 // ensureLock follows the lock rule (LoadOrResolve): online every ref is
 // resolved afresh; with --locked or --offline the recorded lock is the truth.
 func (r *realizer) ensureLock(ctx context.Context) (err error) {
-	r.lock, err = LoadOrResolve(ctx, r.spec, r.opts.Options, LockMode{Locked: r.opts.Locked, SkipModels: r.opts.SkipModels})
+	r.lock, err = LoadOrResolve(ctx, r.spec, r.opts.Options, LockMode{Locked: r.opts.Locked, SkipModels: r.opts.SkipModels, LookupEnv: r.opts.LookupEnv})
 	return err
 }
 
@@ -656,7 +656,15 @@ func (r *realizer) model(ctx context.Context, f *models.Fetcher, m versions.Mode
 	if err != nil {
 		return versions.LockedModel{}, nil, err
 	}
-	if _, err := f.Store.Place(out.SHA256, dest, r.opts.Force); err != nil {
+	force := r.opts.Force
+	if st, ok := r.state.Models[m.Dest()]; ok && st.SHA256 != out.SHA256 {
+		// Our own placement of an older pin (the branch it came from has
+		// moved), untouched since: replace it.
+		if fi, err := os.Stat(dest); err == nil && fi.Size() == st.Size && fi.ModTime().UnixNano() == st.MtimeNs {
+			force = true
+		}
+	}
+	if _, err := f.Store.Place(out.SHA256, dest, force); err != nil {
 		return versions.LockedModel{}, nil, fmt.Errorf("models: %w", err)
 	}
 	fi, err := os.Stat(dest)

@@ -63,15 +63,27 @@ func TestRealizeResolvesRefsAfreshAndLockedStaysOffTheNetwork(t *testing.T) {
 	if res := s.realize(t, target); res.Code != 0 {
 		t.Fatal(res.Stderr)
 	}
-	// Unchanged, online: one listing per repository, nothing else.
+	// Unchanged, online: one listing per repository, and one HEAD per
+	// model pinned from a branch of the hub (followed to the CDN), nothing
+	// else.
 	n, hf := len(s.srv.RequestLog()), len(s.hf.Requests())
 	if res := s.realize(t, target); res.Code != 0 {
 		t.Fatal(res.Stderr)
 	}
 	onlyListings(t, since(s.srv, n), projectRepos...)
-	if got := s.hf.Requests()[hf:]; len(got) != 0 {
-		t.Errorf("an unchanged rerun asked the model server: %v", got)
+	hubHeads := 0
+	for _, r := range s.hf.Requests()[hf:] {
+		if r.Method != "HEAD" {
+			t.Errorf("an unchanged rerun sent %s %s to the model server", r.Method, r.Path)
+		}
+		if r.Host == "hub" {
+			hubHeads++
+		}
 	}
+	if hubHeads != len(s.models) {
+		t.Errorf("%d HEADs to the hub, want one per model (%d)", hubHeads, len(s.models))
+	}
+	hf = len(s.hf.Requests())
 	// --locked and --offline: no request at all.
 	for _, flag := range []string{"--locked", "--offline"} {
 		n = len(s.srv.RequestLog())
@@ -278,5 +290,45 @@ func TestChangedWheelInWheelsDirIsNamed(t *testing.T) {
 		if res.Code != 1 || !strings.Contains(res.Stderr, wheel) || !strings.Contains(res.Stderr, "differ from the lock") {
 			t.Fatalf("%v: changed wheel: exit %d\n%s", flags, res.Code, res.Stderr)
 		}
+	}
+}
+
+func TestModelFromABranchIsResolvedAfresh(t *testing.T) {
+	s := newSite(t)
+	target := filepath.Join(s.dir, "target")
+	if res := s.realize(t, target); res.Code != 0 {
+		t.Fatal(res.Stderr)
+	}
+	old := s.lock(t)
+	// main of the model repository moves to new content for the unet.
+	unet := randomBytes(t, 200_000)
+	s.hf.Add("Comfy-Org/Wan/split/unet/wan_unet.gguf", unet)
+	s.hf.Commit = strings.Repeat("b", 40)
+	// --locked keeps the recorded file.
+	locked := filepath.Join(s.dir, "locked")
+	if res := s.realize(t, locked, "--locked"); res.Code != 0 {
+		t.Fatal(res.Stderr)
+	}
+	if readFile(t, locked, "models/unet/wan_unet.gguf") != string(s.models["unet/wan_unet.gguf"]) {
+		t.Fatal("--locked placed the moved model")
+	}
+	res := s.realize(t, target)
+	if res.Code != 0 {
+		t.Fatal(res.Stderr)
+	}
+	if readFile(t, target, "models/unet/wan_unet.gguf") != string(unet) {
+		t.Fatal("an online realize kept the model main no longer holds")
+	}
+	var was, now versions.LockedModel
+	for i, m := range s.lock(t).Models {
+		if m.Dest == "unet/wan_unet.gguf" {
+			was, now = old.Models[i], m
+		}
+	}
+	if now.SHA256 == was.SHA256 || now.Revision != strings.Repeat("b", 40) {
+		t.Fatalf("lock model %+v (was %+v)", now, was)
+	}
+	if want := "lock: model unet/wan_unet.gguf: sha256 " + was.SHA256 + " -> " + now.SHA256; !strings.Contains(res.Stderr, want) {
+		t.Errorf("the move is not reported (%q):\n%s", want, res.Stderr)
 	}
 }
