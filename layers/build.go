@@ -19,7 +19,6 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	specs "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -85,8 +84,13 @@ type BuildOptions struct {
 	Out       io.Writer
 
 	// Transports are probed registry transports by repository name
-	// (Outputs.Transports): the registry cache reads through them.
+	// (Outputs.Transports): the registry cache reads through them, and a
+	// registry base in the same registry too (the probe asked a pull
+	// scope for it: WriteOptions.MountFrom).
 	Transports map[string]http.RoundTripper
+	// CacheFrom are further images (registry references) whose layer
+	// keys and base facts are trusted, as those at the push reference.
+	CacheFrom []string
 }
 
 // Part is one layer we add, with what it holds.
@@ -111,6 +115,10 @@ type Result struct {
 	Models v1.Image // nil unless --models separate and the spec has models
 	Parts  []Part   // app parts, then model parts
 	Lock   *versions.Lock
+	// Seen are the manifest digests the build read at registry
+	// references, by reference: publishing the same digest there again
+	// needs no request.
+	Seen map[string]v1.Hash
 }
 
 type builder struct {
@@ -132,6 +140,12 @@ type builder struct {
 	// listed are the blobs the manifests at the output references list,
 	// by repository: a registry holds every blob its manifests list.
 	listed map[string]map[v1.Hash]bool
+	// seen are the manifest digests read at the output references (and
+	// --cache-from), by reference: a push of the same digest is a no-op.
+	seen map[string]v1.Hash
+	// baseFacts are the base facts recorded by the images read above, by
+	// base digest.
+	baseFacts map[string]baseFacts
 }
 
 func (o *BuildOptions) defaults() {
@@ -185,10 +199,10 @@ func Build(ctx context.Context, spec *versions.Spec, opts BuildOptions) (*Result
 	if err != nil {
 		return nil, fmt.Errorf("--base: %w", err)
 	}
-	if b.base, err = ReadImage(baseLoc, remote.WithContext(ctx)); err != nil {
+	if b.base, err = ReadImage(baseLoc, b.baseRemoteOptions(ctx, baseLoc)...); err != nil {
 		return nil, fmt.Errorf("--base: %w", err)
 	}
-	if b.info, err = ReadBase(b.base, opts.CacheDir); err != nil {
+	if b.info, err = b.readBaseInfo(); err != nil {
 		return nil, fmt.Errorf("--base %s: %w", opts.Base, err)
 	}
 	b.logf("base %s: python %s (%s), glibc %s, %s", opts.Base, b.info.Version, b.info.Python, b.info.Glibc, b.info.Arch)
@@ -224,7 +238,7 @@ func Build(ctx context.Context, spec *versions.Spec, opts BuildOptions) (*Result
 	if res.App, err = b.appImage(parts); err != nil {
 		return nil, err
 	}
-	res.Parts = parts
+	res.Parts, res.Seen = parts, b.seen
 	if opts.Models == "separate" {
 		res.Parts = append(res.Parts, modelParts...)
 	}
@@ -579,7 +593,11 @@ func (b *builder) venvPart(ctx context.Context, git *gitcache.Cache) (Part, erro
 		var err error
 		all := wheels
 		if pip := b.venvPip(); pip != nil {
-			all = append(append([]pyenv.Wheel{}, wheels...), *pip)
+			w, err := b.pipWheelFile(*pip)
+			if err != nil {
+				return nil, err
+			}
+			all = append(append([]pyenv.Wheel{}, wheels...), w)
 		}
 		tree, err = BuildVenvTree(path.Join(Root, ".venv"), b.info.Target, b.spec.Python.SystemSitePackages, all)
 		if err != nil {
@@ -874,6 +892,9 @@ func (b *builder) appImage(parts []Part) (v1.Image, error) {
 	}
 	for k, v := range b.labels() {
 		c.Labels[k] = v
+	}
+	if d, err := b.base.Digest(); err == nil {
+		c.Labels[AnnBaseFacts] = factsOf(d, b.info).label()
 	}
 	cf.Created = v1.Time{Time: b.modTime}
 	if img, err = mutate.ConfigFile(img, cf); err != nil {

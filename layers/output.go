@@ -35,6 +35,9 @@ type WriteOptions struct {
 	MountRecord string
 	// Publish are further publisher options (retry backoff, keychain...).
 	Publish []publish.Option
+	// MountFrom are repositories (the base image's) whose blobs the
+	// registry destinations mount: the probe asks pull access to them.
+	MountFrom []name.Repository
 }
 
 // ModelsLocation is where the models image of app goes: REF-models for a
@@ -75,7 +78,7 @@ type target struct {
 func NewOutputs(outs []Location, versionID string, o WriteOptions) (*Outputs, error) {
 	opts := append([]publish.Option{publish.WithJobs(o.Jobs), publish.WithReporter(o.Reporter),
 		publish.WithLog(o.Log), publish.WithTransport(o.Transport), publish.WithLayerNames(o.Names),
-		publish.WithMountRecord(o.MountRecord)}, o.Publish...)
+		publish.WithMountRecord(o.MountRecord), publish.WithPullFrom(o.MountFrom...)}, o.Publish...)
 	res := &Outputs{}
 	byDest := map[string]publish.Publisher{}
 	publisher := func(loc Location) publish.Publisher {
@@ -160,6 +163,8 @@ func (o *Outputs) Transports() map[string]http.RoundTripper {
 // to every output, then finishes them (tarballs are written at the end).
 func (o *Outputs) Write(ctx context.Context, res *Result) error {
 	for _, t := range o.targets {
+		sawAt(t.app, t.appTag, res.Seen)
+		sawAt(t.models, t.modelsTag, res.Seen)
 		if _, err := t.app.Publish(ctx, res.App, t.appTag); err != nil {
 			return err
 		}
@@ -171,6 +176,16 @@ func (o *Outputs) Write(ctx context.Context, res *Result) error {
 		}
 	}
 	return publish.Multi(o.publishers...).Close()
+}
+
+// sawAt passes to a registry publisher the digest the build read at its
+// tag, so an unchanged image is not asked about again.
+func sawAt(p publish.Publisher, tag string, seen map[string]v1.Hash) {
+	if r, ok := p.(*publish.Registry); ok {
+		if d, ok := seen[r.Repository().Tag(tag).String()]; ok {
+			r.Saw(tag, d)
+		}
+	}
 }
 
 // Write writes the app image (and the models image, when there is one) to

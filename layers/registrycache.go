@@ -23,10 +23,14 @@ func (b *builder) registryCache(ctx context.Context) error {
 	b.known = map[string]versions.LockedLayer{}
 	b.registryModels = map[string]versions.LockedModel{}
 	b.listed = map[string]map[v1.Hash]bool{}
+	b.seen = map[string]v1.Hash{}
 	for _, l := range b.lock.Layers {
 		if l.Key != "" {
 			b.known[l.Key] = l
 		}
+	}
+	if err := b.learnCacheFrom(ctx); err != nil {
+		return err
 	}
 	for _, out := range b.opts.PushTo {
 		if out.Kind != "registry" {
@@ -69,7 +73,14 @@ func (b *builder) learn(ctx context.Context, ref name.Reference) {
 		listed[l.Digest] = true
 	}
 	cf, err := img.ConfigFile()
-	if err != nil || len(cf.RootFS.DiffIDs) != len(m.Layers) {
+	if err != nil {
+		return
+	}
+	b.learnBaseFacts(cf)
+	if d, err := img.Digest(); err == nil {
+		b.seen[ref.String()] = d
+	}
+	if len(cf.RootFS.DiffIDs) != len(m.Layers) {
 		return
 	}
 	for i, l := range m.Layers {

@@ -68,6 +68,11 @@ func newBuildCmd() *cobra.Command {
 				}
 				outs = append(outs, loc)
 			}
+			for _, ref := range o.CacheFrom {
+				if loc, err := layers.ParseLocation(ref); err != nil || loc.Kind != "registry" {
+					return usagef("--cache-from %q: expected a registry reference (HOST/REPO:TAG)", ref)
+				}
+			}
 			if err := checkCounts(jobs, o.MaxLayers); err != nil {
 				return err
 			}
@@ -109,6 +114,9 @@ func newBuildCmd() *cobra.Command {
 			pushProgress := &lazyProgress{w: cmd.ErrOrStderr()}
 			wo := layers.WriteOptions{ModelsRef: modelsRef, Jobs: jobs, Reporter: pushProgress, Log: human,
 				Names: map[string]string{}, MountRecord: filepath.Join(o.CacheDir, "registry-blobs.json")}
+			if base, _ := layers.ParseLocation(o.Base); base.Kind == "registry" {
+				wo.MountFrom = append(wo.MountFrom, base.Ref.Context())
+			}
 			dests, err := layers.NewOutputs(outs, s.VersionID, wo)
 			if err != nil {
 				return usageError{err}
@@ -173,6 +181,7 @@ func newBuildCmd() *cobra.Command {
 	fl := cmd.Flags()
 	fl.StringVar(&o.Base, "base", "", "base image with Python (registry ref, oci:DIR[:TAG] or tar:FILE)")
 	fl.StringVar(&push, "push", "", "push the app image to REF (the models image goes to REF-models)")
+	fl.StringArrayVar(&o.CacheFrom, "cache-from", nil, "also trust the layer keys and base facts of the image at REF (repeatable)")
 	fl.StringArrayVar(&outputs, "output", nil, "also write to oci:DIR[:TAG] or tar:FILE (repeatable)")
 	fl.StringVar(&o.Models, "models", "separate", "models: separate (own image), bake (into the app image at /models) or skip")
 	fl.StringVar(&modelsRef, "models-ref", "", "where the models image goes (default: the app reference's tag + -models)")

@@ -34,6 +34,8 @@ type Request struct {
 	Path   string
 	Query  string
 	Status int
+	// Bytes is the size of the response body the registry sent.
+	Bytes int64
 }
 
 func (r Request) String() string {
@@ -48,6 +50,7 @@ func (r Request) String() string {
 type statusRecorder struct {
 	http.ResponseWriter
 	status int
+	bytes  int64
 }
 
 func (w *statusRecorder) WriteHeader(code int) {
@@ -61,7 +64,9 @@ func (w *statusRecorder) Write(p []byte) (int, error) {
 	if w.status == 0 {
 		w.status = http.StatusOK
 	}
-	return w.ResponseWriter.Write(p)
+	n, err := w.ResponseWriter.Write(p)
+	w.bytes += int64(n)
+	return n, err
 }
 
 // NewRegistry starts a registry that stops when the test ends.
@@ -80,7 +85,7 @@ func NewRegistryWithAuth(t testing.TB, user, password string) *Registry {
 				w.status = http.StatusOK
 			}
 			r.mu.Lock()
-			r.reqs = append(r.reqs, Request{Method: req.Method, Path: req.URL.Path, Query: req.URL.RawQuery, Status: w.status})
+			r.reqs = append(r.reqs, Request{Method: req.Method, Path: req.URL.Path, Query: req.URL.RawQuery, Status: w.status, Bytes: w.bytes})
 			r.mu.Unlock()
 		}()
 		if u, p, ok := req.BasicAuth(); user != "" && (!ok || u != user || p != password) {
@@ -106,6 +111,19 @@ func (r *Registry) Uploads() (int, []string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.uploads, append([]string(nil), r.puts...)
+}
+
+// PulledBlobBytes is the size of every blob the registry served so far
+// (GET .../blobs/<digest> answered 200), as a registry's access log
+// counts a runner's pulls.
+func (r *Registry) PulledBlobBytes() int64 {
+	var n int64
+	for _, q := range r.Requests() {
+		if q.Method == http.MethodGet && q.Status == http.StatusOK && strings.Contains(q.Path, "/blobs/sha256:") {
+			n += q.Bytes
+		}
+	}
+	return n
 }
 
 // Requests returns every request the registry answered so far, in order.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
@@ -29,6 +30,7 @@ type options struct {
 	backoff      remote.Backoff
 	probeTimeout time.Duration
 	mountRecord  string
+	pullFrom     []name.Repository
 }
 
 // makeOptions is the one place defaults are set.
@@ -112,6 +114,13 @@ func WithProbeTimeout(d time.Duration) Option {
 // which blob, so a push to another repository of the same registry mounts
 // the blob instead of uploading it.
 func WithMountRecord(file string) Option { return func(o *options) { o.mountRecord = file } }
+
+// WithPullFrom asks the probe's token for pull access to repos too (the
+// base image's repository): its layers are mounted from there rather than
+// uploaded, and the build reads it through the same transport.
+func WithPullFrom(repos ...name.Repository) Option {
+	return func(o *options) { o.pullFrom = append(o.pullFrom, repos...) }
+}
 
 func (o options) layerName(digest string) string {
 	if n := o.names[digest]; n != "" {

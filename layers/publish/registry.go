@@ -32,6 +32,9 @@ type Registry struct {
 	tr       http.RoundTripper // probed: auth done, retries inside
 	pusher   *remote.Pusher
 	mounts   *mountRecord
+
+	mu   sync.Mutex
+	seen map[string]v1.Hash // by tag: digests read there by this run
 }
 
 // NewRegistry publishes to repo.
@@ -76,8 +79,10 @@ func (r *Registry) probe(ctx context.Context) error {
 		return fail(err)
 	}
 	scopes := []string{r.repo.Scope(transport.PushScope)}
-	for _, repo := range r.mounts.sources(r.repo) {
-		scopes = append(scopes, repo.Scope(transport.PullScope))
+	for _, repo := range append(r.mounts.sources(r.repo), r.o.pullFrom...) {
+		if repo.RegistryStr() == r.repo.RegistryStr() && repo.String() != r.repo.String() {
+			scopes = append(scopes, repo.Scope(transport.PullScope))
+		}
 	}
 	seen := &challengeSeen{inner: r.o.transport}
 	retrying := transport.NewRetry(seen, transport.WithRetryBackoff(r.o.backoff),
@@ -129,6 +134,10 @@ func (r *Registry) Publish(ctx context.Context, img v1.Image, tag string) (name.
 		return nil, err
 	}
 	done := r.repo.Digest(digest.String())
+	if r.sawAt(tag) == digest {
+		fmt.Fprintf(r.o.log, "%s@%s: already in the registry\n", ref, digest)
+		return done, r.remember(img)
+	}
 	desc, err := remote.Head(ref, r.remoteOptions(remote.WithContext(ctx))...)
 	var terr *transport.Error
 	switch {
@@ -183,7 +192,7 @@ func (r *Registry) uploadBlobs(ctx context.Context, img v1.Image) error {
 func (r *Registry) upload(ctx context.Context, l v1.Layer, d v1.Hash, label string) error {
 	tl := &trackedLayer{Layer: l, reporter: r.o.reporter, label: label + " " + shortDigest(d)}
 	var up v1.Layer = tl
-	if from, ok := r.mounts.lookup(r.repo, d); ok {
+	if from, ok := r.mountFrom(l, d); ok {
 		up = &remote.MountableLayer{Layer: tl, Reference: from.Digest(d.String())}
 	}
 	err := r.pusher.Upload(ctx, r.repo, up)
@@ -192,6 +201,39 @@ func (r *Registry) upload(ctx context.Context, l v1.Layer, d v1.Hash, label stri
 		return &LayerError{Layer: label, Digest: d, Registry: r.repo.RegistryStr(), Err: err}
 	}
 	return nil
+}
+
+// mountFrom is another repository of r's registry that holds the blob:
+// the layer's origin (a base layer read from the registry), else the
+// mount record's hint. A base layer is thus mounted, never downloaded to
+// be uploaded to the registry it came from.
+func (r *Registry) mountFrom(l v1.Layer, d v1.Hash) (name.Repository, bool) {
+	if ml, ok := l.(*remote.MountableLayer); ok {
+		origin := ml.Reference.Context()
+		if origin.RegistryStr() == r.repo.RegistryStr() && origin.RepositoryStr() != r.repo.RepositoryStr() {
+			return origin, true
+		}
+	}
+	return r.mounts.lookup(r.repo, d)
+}
+
+// Saw tells r that the build read digest at tag during this run, so
+// publishing that digest there again sends no request (not even the
+// manifest HEAD). A tag moved by someone else in between is pushed over,
+// as it would be a moment after a HEAD.
+func (r *Registry) Saw(tag string, digest v1.Hash) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.seen == nil {
+		r.seen = map[string]v1.Hash{}
+	}
+	r.seen[tag] = digest
+}
+
+func (r *Registry) sawAt(tag string) v1.Hash {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.seen[tag]
 }
 
 func (r *Registry) remember(img v1.Image) error {

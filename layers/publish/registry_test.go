@@ -228,3 +228,48 @@ func TestProbeNamesTheCredentialsARegistryRefused(t *testing.T) {
 		t.Fatalf("anonymous push to a registry with a password: %v", err)
 	}
 }
+
+func TestBaseLayersAreMountedFromTheirOriginRepository(t *testing.T) {
+	ctx := context.Background()
+	dist := testsupport.NewDockerRegistry(t) // supports cross-repository mounts
+	proxy := testsupport.NewFaultProxy(t, dist.Host)
+	baseRepo := repo(t, proxy.Host, "base/os")
+	if err := remote.Write(baseRepo.Tag("latest"), randomImage(t, 2)); err != nil {
+		t.Fatal(err)
+	}
+	// The base as a build reads it: its layers know where they come from.
+	base, err := remote.Image(baseRepo.Tag("latest"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mine, _ := random.Layer(4096, types.OCILayer)
+	app, err := mutate.AppendLayers(base, mine)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := len(proxy.Requests())
+	// No mount record: the origin alone says where to mount from.
+	if _, err := publish.NewRegistry(repo(t, proxy.Host, "comfy/app"), publish.WithPullFrom(baseRepo)).Publish(ctx, app, "v1"); err != nil {
+		t.Fatal(err)
+	}
+	reqs := proxy.Requests()[before:]
+	mounts, uploads := testsupport.Mounts(reqs), testsupport.BlobUploads(reqs)
+	if len(mounts) != 2 {
+		t.Errorf("%d base layers mounted, want 2:\n%v", len(mounts), reqs)
+	}
+	baseLayers, _ := base.Layers()
+	for _, l := range baseLayers {
+		d, _ := l.Digest()
+		for _, q := range reqs {
+			if q.Method == "GET" && strings.HasSuffix(q.Path, "/blobs/"+d.String()) {
+				t.Errorf("a base layer was downloaded to be pushed: %v", q)
+			}
+		}
+	}
+	if len(uploads) != 2 {
+		t.Errorf("uploaded %v, want the new layer and the config", uploads)
+	}
+	if _, err := remote.Image(repo(t, dist.Host, "comfy/app").Tag("v1")); err != nil {
+		t.Fatalf("the pushed image is not readable: %v", err)
+	}
+}

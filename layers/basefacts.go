@@ -1,0 +1,153 @@
+package layers
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	specs "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/comfy-image/comfy-image/realize/pyenv"
+	"github.com/comfy-image/comfy-image/versions"
+)
+
+// AnnBaseFacts is the app image config label holding what the build read
+// from its base (baseFacts, JSON), so a fresh runner building on the same
+// base digest learns it from the image it pushed before instead of
+// pulling the base's layers.
+const AnnBaseFacts = "dev.comfy-image.base-facts"
+
+// baseFacts is the recorded form of a BaseInfo: everything but local
+// paths (the base's pip wheel is named by its hash; its bytes are read
+// from the base only when a venv layer must be packed).
+type baseFacts struct {
+	Base string `json:"base"` // the base image's manifest digest
+	pyenv.Target
+	Torch    map[string]string       `json:"torch,omitempty"`
+	Packages []pyenv.BasePackage     `json:"packages,omitempty"`
+	Pip      *versions.LockedPackage `json:"pip,omitempty"`
+}
+
+func factsOf(base v1.Hash, info BaseInfo) baseFacts {
+	f := baseFacts{Base: base.String(), Target: info.Target, Torch: info.Torch, Packages: info.Packages}
+	if info.PipWheel != nil {
+		p := info.PipWheel.LockedPackage
+		f.Pip = &p
+	}
+	return f
+}
+
+// label is the facts as the config label's value.
+func (f baseFacts) label() string {
+	data, _ := json.Marshal(f)
+	return string(data)
+}
+
+// info is the BaseInfo the facts describe; a pip wheel has no file yet.
+func (f baseFacts) info() BaseInfo {
+	info := BaseInfo{Target: f.Target, Torch: f.Torch, Packages: f.Packages}
+	if f.Pip != nil {
+		info.PipWheel = &pyenv.Wheel{LockedPackage: *f.Pip}
+	}
+	return info
+}
+
+// parseBaseFacts reads the facts label of an app image config, checked
+// against the base digest the same config names: nil when absent or not
+// well formed.
+func parseBaseFacts(labels map[string]string) *baseFacts {
+	raw, ok := labels[AnnBaseFacts]
+	if !ok {
+		return nil
+	}
+	var f baseFacts
+	if json.Unmarshal([]byte(raw), &f) != nil || f.Base == "" || f.Base != labels[specs.AnnotationBaseImageDigest] ||
+		f.Python == "" || f.Version == "" || f.Glibc == "" || archOf(goArchOf(f.Arch)) == "" {
+		return nil
+	}
+	if f.Pip != nil && (f.Pip.Wheel == "" || len(f.Pip.SHA256) != 64) {
+		return nil
+	}
+	return &f
+}
+
+func goArchOf(arch string) string {
+	switch arch {
+	case "x86_64":
+		return "amd64"
+	case "aarch64":
+		return "arm64"
+	}
+	return ""
+}
+
+// learnBaseFacts keeps the base facts an app image's config records.
+func (b *builder) learnBaseFacts(cf *v1.ConfigFile) {
+	if f := parseBaseFacts(cf.Config.Labels); f != nil {
+		if b.baseFacts == nil {
+			b.baseFacts = map[string]baseFacts{}
+		}
+		b.baseFacts[f.Base] = *f
+	}
+}
+
+// learnCacheFrom reads the images of --cache-from: their layer keys and
+// base facts are trusted like those at the push reference.
+func (b *builder) learnCacheFrom(ctx context.Context) error {
+	for _, ref := range b.opts.CacheFrom {
+		r, err := name.ParseReference(ref)
+		if err != nil {
+			return fmt.Errorf("--cache-from %q: %w", ref, err)
+		}
+		b.learn(ctx, r)
+	}
+	return nil
+}
+
+// readBaseInfo learns the base's facts: from an image this build trusts
+// (the push reference, --cache-from) that was built on the same base
+// digest, pulling no base layer; else by reading the base (cached by its
+// digest).
+func (b *builder) readBaseInfo() (BaseInfo, error) {
+	digest, err := b.base.Digest()
+	if err != nil {
+		return BaseInfo{}, err
+	}
+	if f, ok := b.baseFacts[digest.String()]; ok {
+		b.logf("base %s: facts from the image built on it before, no base layer read", digest)
+		return f.info(), nil
+	}
+	return ReadBase(b.base, b.opts.CacheDir)
+}
+
+// pipWheelFile is the base's pip wheel with its file, reading the base
+// when the facts came from a label (only a venv being packed needs it).
+func (b *builder) pipWheelFile(pip pyenv.Wheel) (pyenv.Wheel, error) {
+	if pip.File != "" {
+		return pip, nil
+	}
+	info, err := ReadBase(b.base, b.opts.CacheDir)
+	if err != nil {
+		return pyenv.Wheel{}, fmt.Errorf("read the base for its pip wheel: %w", err)
+	}
+	if info.PipWheel == nil || info.PipWheel.SHA256 != pip.SHA256 {
+		return pyenv.Wheel{}, fmt.Errorf("the base's pip wheel is not %s (sha256 %s) as recorded in the image built on it", pip.Wheel, pip.SHA256)
+	}
+	return *info.PipWheel, nil
+}
+
+// baseRemoteOptions read a registry base through a destination's probed
+// transport when it is in the same registry (one ping, one login).
+func (b *builder) baseRemoteOptions(ctx context.Context, loc Location) []remote.Option {
+	if loc.Kind == "registry" {
+		for repo, tr := range b.opts.Transports {
+			if r, err := name.NewRepository(repo, name.WeakValidation); err == nil && r.RegistryStr() == loc.Ref.Context().RegistryStr() {
+				return []remote.Option{remote.WithContext(ctx), remote.WithTransport(tr)}
+			}
+		}
+	}
+	return []remote.Option{remote.WithContext(ctx)}
+}

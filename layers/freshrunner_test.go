@@ -1,0 +1,171 @@
+package layers_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/comfy-image/comfy-image/internal/testsupport"
+	"github.com/comfy-image/comfy-image/layers"
+)
+
+// bigBase pushes the synthetic base (python, glibc) under a 50 MB layer of
+// random bytes to reg as base/big and returns its reference and the big
+// layer's digest.
+func bigBase(t *testing.T, reg *testsupport.Registry) (string, string) {
+	t.Helper()
+	img := testsupport.SyntheticBaseImage(t, testsupport.SyntheticBase(t))
+	big, err := random.Layer(50<<20, types.DockerLayer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img, err = mutate.Append(img, mutate.Addendum{Layer: big}); err != nil {
+		t.Fatal(err)
+	}
+	ref := reg.Host + "/base/big:latest"
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(r, img); err != nil {
+		t.Fatal(err)
+	}
+	d, _ := big.Digest()
+	return ref, d.String()
+}
+
+// runner is one CI run: probe the destination, build with cache, push.
+// It returns the build and the registry requests the run made.
+func runner(t *testing.T, v *testsupport.Version, reg *testsupport.Registry, base, cache string) (*layers.Result, []testsupport.Request) {
+	t.Helper()
+	ctx := context.Background()
+	out, err := layers.ParseLocation(reg.Host + "/comfy/demo:v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	baseLoc, _ := layers.ParseLocation(base)
+	start := len(reg.Requests())
+	outs, err := layers.NewOutputs([]layers.Location{out}, "demo", layers.WriteOptions{Log: io.Discard, MountFrom: []name.Repository{baseLoc.Ref.Context()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := outs.Probe(ctx); err != nil {
+		t.Fatal(err)
+	}
+	res := build(t, v, base, cache, func(o *layers.BuildOptions) {
+		o.PushTo, o.Transports = []layers.Location{out}, outs.Transports()
+	})
+	if err := outs.Write(ctx, res); err != nil {
+		t.Fatal(err)
+	}
+	return res, reg.Requests()[start:]
+}
+
+// pulled sums the blob bytes the registry served to one run.
+func pulled(reqs []testsupport.Request) int64 {
+	var n int64
+	for _, q := range reqs {
+		if q.Method == http.MethodGet && q.Status == http.StatusOK && strings.Contains(q.Path, "/blobs/sha256:") {
+			n += q.Bytes
+		}
+	}
+	return n
+}
+
+func blobUploads(reqs []testsupport.Request) []string {
+	var out []string
+	for _, q := range reqs {
+		if q.Method == http.MethodPut && strings.Contains(q.Path, "/blobs/uploads/") {
+			out = append(out, q.Query)
+		}
+	}
+	return out
+}
+
+// toDestination are the requests a push is measured by: /v2/ and the
+// destination repository (reading the base is not the push's cost).
+func toDestination(reqs []testsupport.Request) []testsupport.Request {
+	var out []testsupport.Request
+	for _, q := range reqs {
+		if q.Path == "/v2/" || strings.HasPrefix(q.Path, "/v2/comfy/") {
+			out = append(out, q)
+		}
+	}
+	return out
+}
+
+func TestFreshRunnerPullsNoBaseLayer(t *testing.T) {
+	v := testsupport.NewVersion(t)
+	reg := testsupport.NewRegistry(t)
+	base, bigDigest := bigBase(t, reg)
+
+	// First build: the base is read once for its facts (its layers are
+	// pulled), and never uploaded. (This registry keeps one blob store for
+	// all repositories, so the push finds the base layer there; the mount
+	// a per-repository registry needs is tested in layers/publish.)
+	first, reqs := runner(t, v, reg, base, t.TempDir())
+	firstPulled := pulled(reqs)
+	if firstPulled > 60<<20 {
+		t.Errorf("first build pulled %d MB; the base (50 MB) should be read once", firstPulled>>20)
+	}
+	for _, q := range blobUploads(reqs) {
+		if strings.Contains(q, strings.TrimPrefix(bigDigest, "sha256:")) {
+			t.Errorf("the base layer was uploaded (%s)", q)
+		}
+	}
+
+	// A fresh runner, unchanged version: no base layer pulled (the facts
+	// are in the app image's config), nothing packed, nothing uploaded,
+	// and the same digests.
+	fresh, reqs := runner(t, v, reg, base, t.TempDir())
+	freshPulled, freshReqs := pulled(reqs), toDestination(reqs)
+	if freshPulled >= 5<<20 {
+		t.Errorf("fresh unchanged rebuild pulled %d bytes, want < 5 MB", freshPulled)
+	}
+	if up := blobUploads(reqs); len(up) != 0 {
+		t.Errorf("fresh unchanged rebuild uploaded %v", up)
+	}
+	for _, p := range fresh.Parts {
+		if p.Packed {
+			t.Errorf("%s %s packed", p.Kind, p.Name)
+		}
+	}
+	if digestOf(t, fresh.App) != digestOf(t, first.App) || digestOf(t, fresh.Models) != digestOf(t, first.Models) {
+		t.Fatal("a fresh runner built other digests")
+	}
+	// Nothing new to push: at most 3 requests per image (app and models),
+	// the probe included.
+	if d := toDestination(reqs); len(d) > 6 {
+		t.Errorf("%d requests to push two unchanged images, want <= 6: %v", len(d), d)
+	}
+
+	// One node moved: that node's layer is packed, 2 blobs go up (the
+	// layer and the app config), still no base layer pulled.
+	v.Nodes["ComfyUI-KJNodes"].Commit("fix", map[string]string{"nodes.py": "FIXED = True\n"})
+	moved, reqs := runner(t, v, reg, base, t.TempDir())
+	var packed []string
+	for _, p := range moved.Parts {
+		if p.Packed {
+			packed = append(packed, p.Kind+" "+p.Name)
+		}
+	}
+	if len(packed) != 1 || packed[0] != "node ComfyUI-KJNodes" {
+		t.Errorf("packed %v, want the moved node only", packed)
+	}
+	if up := blobUploads(reqs); len(up) != 2 {
+		t.Errorf("uploaded %d blobs (%v), want 2", len(up), up)
+	}
+	if n := pulled(reqs); n >= 5<<20 {
+		t.Errorf("fresh rebuild with a moved node pulled %d bytes, want < 5 MB", n)
+	}
+	t.Logf("first build pulled %d bytes; fresh unchanged: %d bytes pulled, %d requests (%v); moved: %d bytes pulled, %d blobs up",
+		firstPulled, freshPulled, len(freshReqs), freshReqs, pulled(reqs), len(blobUploads(reqs)))
+}
