@@ -4,10 +4,13 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -168,4 +171,70 @@ func TestFreshRunnerPullsNoBaseLayer(t *testing.T) {
 	}
 	t.Logf("first build pulled %d bytes; fresh unchanged: %d bytes pulled, %d requests (%v); moved: %d bytes pulled, %d blobs up",
 		firstPulled, freshPulled, len(freshReqs), freshReqs, pulled(reqs), len(blobUploads(reqs)))
+}
+
+// pushBase writes the OCI-layout base at loc to reg as base/NAME.
+func pushBase(t *testing.T, reg *testsupport.Registry, loc, repoName string) string {
+	t.Helper()
+	ref := reg.Host + "/base/" + repoName + ":latest"
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(r, testsupport.SyntheticBaseImage(t, loc)); err != nil {
+		t.Fatal(err)
+	}
+	return ref
+}
+
+func TestFactsFromTheImageGiveTheSameVenvAsReadingTheBase(t *testing.T) {
+	v := testsupport.NewVersion(t)
+	wheel := testsupport.BuildWheel(t, t.TempDir(), testsupport.Wheel{Name: "pip", Version: "23.0.1", Scripts: map[string]string{"pip": "pip:main"}})
+	data, err := os.ReadFile(wheel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	site := "usr/lib/python3/dist-packages/"
+	local := testsupport.BaseWithFiles(t, testsupport.SyntheticBase(t), map[string]string{
+		"usr/share/python-wheels/pip-23.0.1-py3-none-any.whl": string(data),
+		site + "numpy/__init__.py":                            "__version__ = '1.26.0'\n",
+		site + "numpy-1.26.0.dist-info/METADATA":              "Metadata-Version: 2.1\nName: numpy\nVersion: 1.26.0\n",
+	})
+	reg := testsupport.NewRegistry(t)
+	base := pushBase(t, reg, local, "pip")
+	testsupport.BuildWheel(t, v.Wheels, testsupport.Wheel{Name: "numpy", Version: "1.26.0"})
+	v.WriteSpec(t, `"python": {"system_site_packages": true},`)
+	runner(t, v, reg, base, t.TempDir())
+
+	// A node's requirements change: a fresh runner must pack the venv. The
+	// facts come from the pushed image; the pip wheel's bytes from the base.
+	testsupport.BuildWheel(t, v.Wheels, testsupport.Wheel{Name: "delta", Version: "1.0"})
+	v.Nodes["ComfyUI-GGUF"].Commit("needs delta and numpy", map[string]string{"requirements.txt": "beta>=1.0\ndelta\nnumpy\n"})
+	fresh, _ := runner(t, v, reg, base, t.TempDir())
+	var venv v1.Layer
+	for _, p := range fresh.Parts {
+		if p.Kind == "venv" && p.Packed {
+			venv = p.Layer
+		}
+	}
+	if venv == nil {
+		t.Fatal("the venv was not packed though its requirements changed")
+	}
+	// The other layers are in the registry only: read the venv's own.
+	only, err := mutate.AppendLayers(empty.Image, venv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs := files(t, only)
+	if _, ok := fs["opt/comfy/.venv/bin/pip"]; !ok {
+		t.Error("venv lacks pip from the base's wheel")
+	}
+	if _, ok := fs["opt/comfy/.venv/lib/python3.11/site-packages/numpy/__init__.py"]; ok {
+		t.Error("numpy was installed though the base has it (facts from the image lost the base's packages)")
+	}
+	// The same version built by reading the base itself: the same image.
+	direct := build(t, v, base, t.TempDir(), nil)
+	if digestOf(t, direct.App) != digestOf(t, fresh.App) {
+		t.Error("facts from the image and facts read from the base give different app images")
+	}
 }
