@@ -105,6 +105,17 @@ func toDestination(reqs []testsupport.Request) []testsupport.Request {
 	return out
 }
 
+// noManifestHEAD checks that a push did not ask again for a tag the
+// build had just read (present or absent).
+func noManifestHEAD(t *testing.T, reqs []testsupport.Request) {
+	t.Helper()
+	for _, q := range toDestination(reqs) {
+		if q.Method == http.MethodHead && strings.Contains(q.Path, "/manifests/") {
+			t.Errorf("%v: the build read this tag already", q)
+		}
+	}
+}
+
 func TestFreshRunnerPullsNoBaseLayer(t *testing.T) {
 	v := testsupport.NewVersion(t)
 	reg := testsupport.NewRegistry(t)
@@ -116,6 +127,7 @@ func TestFreshRunnerPullsNoBaseLayer(t *testing.T) {
 	// a per-repository registry needs is tested in layers/publish.)
 	first, reqs := runner(t, v, reg, base, t.TempDir())
 	firstPulled := pulled(reqs)
+	noManifestHEAD(t, reqs)
 	if firstPulled > 60<<20 {
 		t.Errorf("first build pulled %d MB; the base (50 MB) should be read once", firstPulled>>20)
 	}
@@ -130,6 +142,7 @@ func TestFreshRunnerPullsNoBaseLayer(t *testing.T) {
 	// and the same digests.
 	fresh, reqs := runner(t, v, reg, base, t.TempDir())
 	freshPulled, freshReqs := pulled(reqs), toDestination(reqs)
+	noManifestHEAD(t, reqs)
 	if freshPulled >= 5<<20 {
 		t.Errorf("fresh unchanged rebuild pulled %d bytes, want < 5 MB", freshPulled)
 	}

@@ -2,6 +2,8 @@ package layers
 
 import (
 	"context"
+	"errors"
+	"net/http"
 	"fmt"
 	"io"
 	"strconv"
@@ -9,6 +11,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/comfy-image/comfy-image/versions"
@@ -57,6 +60,10 @@ func (b *builder) registryCache(ctx context.Context) error {
 // learn reads the keys of the layers of the image at ref, if there is one.
 func (b *builder) learn(ctx context.Context, ref name.Reference) {
 	img, err := remote.Image(ref, b.remoteOptions(ctx, ref.Context())...)
+	var terr *transport.Error
+	if errors.As(err, &terr) && terr.StatusCode == http.StatusNotFound {
+		b.seen[ref.String()] = v1.Hash{} // nothing there: the push needs no HEAD
+	}
 	if err != nil {
 		return // nothing there yet (or unreadable): everything is built
 	}

@@ -134,18 +134,20 @@ func (r *Registry) Publish(ctx context.Context, img v1.Image, tag string) (name.
 		return nil, err
 	}
 	done := r.repo.Digest(digest.String())
-	if r.sawAt(tag) == digest {
-		fmt.Fprintf(r.o.log, "%s@%s: already in the registry\n", ref, digest)
-		return done, r.remember(img)
+	at, known := r.sawAt(tag)
+	if !known {
+		desc, err := remote.Head(ref, r.remoteOptions(remote.WithContext(ctx))...)
+		var terr *transport.Error
+		switch {
+		case err == nil:
+			at = desc.Digest
+		case !(errors.As(err, &terr) && terr.StatusCode == http.StatusNotFound):
+			return nil, fmt.Errorf("%s: %w", ref, err)
+		}
 	}
-	desc, err := remote.Head(ref, r.remoteOptions(remote.WithContext(ctx))...)
-	var terr *transport.Error
-	switch {
-	case err == nil && desc.Digest == digest:
+	if at == digest {
 		fmt.Fprintf(r.o.log, "%s@%s: already in the registry\n", ref, digest)
 		return done, r.remember(img)
-	case err != nil && !(errors.As(err, &terr) && terr.StatusCode == http.StatusNotFound):
-		return nil, fmt.Errorf("%s: %w", ref, err)
 	}
 	if err := r.uploadBlobs(ctx, img); err != nil {
 		return nil, err
@@ -217,10 +219,11 @@ func (r *Registry) mountFrom(l v1.Layer, d v1.Hash) (name.Repository, bool) {
 	return r.mounts.lookup(r.repo, d)
 }
 
-// Saw tells r that the build read digest at tag during this run, so
-// publishing that digest there again sends no request (not even the
-// manifest HEAD). A tag moved by someone else in between is pushed over,
-// as it would be a moment after a HEAD.
+// Saw tells r that the build read digest at tag during this run (the
+// zero Hash: the tag was absent), so Publish does not ask again with a
+// manifest HEAD: the same digest sends no request, another is pushed. A
+// tag moved by someone else in between is pushed over, as it would be a
+// moment after a HEAD.
 func (r *Registry) Saw(tag string, digest v1.Hash) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -230,10 +233,11 @@ func (r *Registry) Saw(tag string, digest v1.Hash) {
 	r.seen[tag] = digest
 }
 
-func (r *Registry) sawAt(tag string) v1.Hash {
+func (r *Registry) sawAt(tag string) (v1.Hash, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.seen[tag]
+	d, ok := r.seen[tag]
+	return d, ok
 }
 
 func (r *Registry) remember(img v1.Image) error {
