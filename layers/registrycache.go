@@ -3,9 +3,9 @@ package layers
 import (
 	"context"
 	"errors"
-	"net/http"
 	"fmt"
 	"io"
+	"net/http"
 	"strconv"
 
 	"github.com/google/go-containerregistry/pkg/name"
