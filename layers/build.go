@@ -119,6 +119,8 @@ type Result struct {
 	// references, by reference: publishing the same digest there again
 	// needs no request.
 	Seen map[string]v1.Hash
+	// Listed are the blobs the manifests read there list, by repository.
+	Listed map[string]map[v1.Hash]bool
 }
 
 type builder struct {
@@ -238,7 +240,7 @@ func Build(ctx context.Context, spec *versions.Spec, opts BuildOptions) (*Result
 	if res.App, err = b.appImage(parts); err != nil {
 		return nil, err
 	}
-	res.Parts, res.Seen = parts, b.seen
+	res.Parts, res.Seen, res.Listed = parts, b.seen, b.listed
 	if opts.Models == "separate" {
 		res.Parts = append(res.Parts, modelParts...)
 	}

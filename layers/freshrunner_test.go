@@ -179,6 +179,17 @@ func TestFreshRunnerPullsNoBaseLayer(t *testing.T) {
 	if up := blobUploads(reqs); len(up) != 2 {
 		t.Errorf("uploaded %d blobs (%v), want 2", len(up), up)
 	}
+	// Only the new blobs are asked about: the others are listed by the
+	// manifests the build read at the tags.
+	heads := 0
+	for _, q := range toDestination(reqs) {
+		if q.Method == http.MethodHead && strings.Contains(q.Path, "/blobs/") {
+			heads++
+		}
+	}
+	if heads > 2 {
+		t.Errorf("%d blob HEADs for 2 new blobs: %v", heads, toDestination(reqs))
+	}
 	if n := pulled(reqs); n >= 5<<20 {
 		t.Errorf("fresh rebuild with a moved node pulled %d bytes, want < 5 MB", n)
 	}

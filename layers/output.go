@@ -163,8 +163,8 @@ func (o *Outputs) Transports() map[string]http.RoundTripper {
 // to every output, then finishes them (tarballs are written at the end).
 func (o *Outputs) Write(ctx context.Context, res *Result) error {
 	for _, t := range o.targets {
-		sawAt(t.app, t.appTag, res.Seen)
-		sawAt(t.models, t.modelsTag, res.Seen)
+		sawAt(t.app, t.appTag, res)
+		sawAt(t.models, t.modelsTag, res)
 		if _, err := t.app.Publish(ctx, res.App, t.appTag); err != nil {
 			return err
 		}
@@ -179,12 +179,14 @@ func (o *Outputs) Write(ctx context.Context, res *Result) error {
 }
 
 // sawAt passes to a registry publisher the digest the build read at its
-// tag, so an unchanged image is not asked about again.
-func sawAt(p publish.Publisher, tag string, seen map[string]v1.Hash) {
+// tag and the blobs the manifests there list, so neither an unchanged
+// image nor a blob it lists is asked about again.
+func sawAt(p publish.Publisher, tag string, res *Result) {
 	if r, ok := p.(*publish.Registry); ok {
-		if d, ok := seen[r.Repository().Tag(tag).String()]; ok {
+		if d, ok := res.Seen[r.Repository().Tag(tag).String()]; ok {
 			r.Saw(tag, d)
 		}
+		r.Holds(res.Listed[r.Repository().String()])
 	}
 }
 

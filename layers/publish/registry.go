@@ -33,8 +33,9 @@ type Registry struct {
 	pusher   *remote.Pusher
 	mounts   *mountRecord
 
-	mu   sync.Mutex
-	seen map[string]v1.Hash // by tag: digests read there by this run
+	mu    sync.Mutex
+	seen  map[string]v1.Hash // by tag: digests read there by this run
+	holds map[v1.Hash]bool   // blobs a manifest read there lists
 }
 
 // NewRegistry publishes to repo.
@@ -178,8 +179,8 @@ func (r *Registry) uploadBlobs(ctx context.Context, img v1.Image) error {
 		if err != nil {
 			return err
 		}
-		if seen[d] {
-			continue
+		if seen[d] || r.listed(d) {
+			continue // a manifest in the repository lists it: it is there
 		}
 		seen[d] = true
 		label := r.o.layerName(d.String())
@@ -231,6 +232,25 @@ func (r *Registry) Saw(tag string, digest v1.Hash) {
 		r.seen = map[string]v1.Hash{}
 	}
 	r.seen[tag] = digest
+}
+
+// Holds tells r that the repository holds these blobs (a manifest the
+// build read there lists them), so Publish does not ask about them.
+func (r *Registry) Holds(digests map[v1.Hash]bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.holds == nil {
+		r.holds = map[v1.Hash]bool{}
+	}
+	for d, ok := range digests {
+		r.holds[d] = r.holds[d] || ok
+	}
+}
+
+func (r *Registry) listed(d v1.Hash) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.holds[d]
 }
 
 func (r *Registry) sawAt(tag string) (v1.Hash, bool) {
