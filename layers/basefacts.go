@@ -151,3 +151,73 @@ func (b *builder) baseRemoteOptions(ctx context.Context, loc Location) []remote.
 	}
 	return []remote.Option{remote.WithContext(ctx)}
 }
+
+// AnnPythonSet is the app image config label recording the venv's Python
+// set as the lock holds it (target, what it was resolved from, packages
+// with their wheels' sha256), so a runner without the lock computes the
+// venv's key, and finds its layer in the registry, without pip or wheels.
+const AnnPythonSet = "dev.comfy-image.python-set"
+
+// pythonSet is the recorded form of the lock's image Python set.
+type pythonSet struct {
+	Target   string                   `json:"target"`
+	Inputs   string                   `json:"inputs"`
+	Sources  string                   `json:"sources"`
+	Packages []versions.LockedPackage `json:"packages"`
+}
+
+// pythonSetLabel is the lock's set for this build's target, if it has one.
+func (b *builder) pythonSetLabel() (string, bool) {
+	py := b.lock.Python
+	if py.ImageTarget != b.targetID() || py.ImageInputs == "" || len(py.ImagePackages) == 0 {
+		return "", false
+	}
+	data, _ := json.Marshal(pythonSet{Target: py.ImageTarget, Inputs: py.ImageInputs, Sources: py.ImageSources, Packages: py.ImagePackages})
+	return string(data), true
+}
+
+// learnPythonSet keeps the Python set an app image's config records.
+func (b *builder) learnPythonSet(cf *v1.ConfigFile) {
+	raw, ok := cf.Config.Labels[AnnPythonSet]
+	if !ok {
+		return
+	}
+	var s pythonSet
+	if json.Unmarshal([]byte(raw), &s) != nil || s.Target == "" || s.Inputs == "" || len(s.Packages) == 0 {
+		return
+	}
+	for _, p := range s.Packages {
+		if p.Name == "" || p.Wheel == "" || len(p.SHA256) != 64 {
+			return
+		}
+	}
+	if b.pythonSets == nil {
+		b.pythonSets = map[string]pythonSet{}
+	}
+	if _, seen := b.pythonSets[s.Target]; !seen { // the push reference first
+		b.pythonSets[s.Target] = s
+	}
+}
+
+// adoptPythonSet takes the set a trusted image records for this target
+// when the lock has none: lockedImageSet then checks it is current (same
+// commits, or the same requirement lines) like a set of the lock's own.
+// With --locked the lock alone is the truth. restore (nil when nothing
+// was adopted) puts the lock's own fields back.
+func (b *builder) adoptPythonSet() (restore func()) {
+	py, target := &b.lock.Python, b.targetID()
+	if b.opts.Locked || (py.ImageTarget == target && len(py.ImagePackages) > 0) {
+		return nil
+	}
+	s, ok := b.pythonSets[target]
+	if !ok {
+		return nil
+	}
+	saved := *py
+	py.ImageTarget, py.ImageInputs, py.ImageSources = s.Target, s.Inputs, s.Sources
+	py.ImagePackages = append([]versions.LockedPackage(nil), s.Packages...)
+	b.logf("venv: the Python set of the image built before (%d packages)", len(s.Packages))
+	return func() {
+		py.ImageTarget, py.ImageInputs, py.ImageSources, py.ImagePackages = saved.ImageTarget, saved.ImageInputs, saved.ImageSources, saved.ImagePackages
+	}
+}

@@ -148,6 +148,8 @@ type builder struct {
 	// baseFacts are the base facts recorded by the images read above, by
 	// base digest.
 	baseFacts map[string]baseFacts
+	// pythonSets are the Python sets those images record, by target.
+	pythonSets map[string]pythonSet
 }
 
 func (o *BuildOptions) defaults() {
@@ -548,6 +550,7 @@ func hasRequirements(reqs []pyenv.Requirements) bool {
 }
 
 func (b *builder) venvPart(ctx context.Context, git *gitcache.Cache) (Part, error) {
+	restore := b.adoptPythonSet()
 	locked, reqs, err := b.lockedImageSet(ctx, git)
 	if err != nil {
 		return Part{}, err
@@ -562,6 +565,12 @@ func (b *builder) venvPart(ctx context.Context, git *gitcache.Cache) (Part, erro
 		if layer, ok := b.remoteLayer(ctx, key, b.appRepos); ok {
 			return b.venvPartOf(key, layer, false, true, len(locked)), nil
 		}
+	}
+	if restore != nil {
+		// An image's set only finds its layer: a venv to pack is resolved
+		// as without a lock.
+		restore()
+		locked = nil
 	}
 	if reqs == nil {
 		if reqs, err = b.requirements(ctx, git); err != nil {
@@ -897,6 +906,9 @@ func (b *builder) appImage(parts []Part) (v1.Image, error) {
 	}
 	if d, err := b.base.Digest(); err == nil {
 		c.Labels[AnnBaseFacts] = factsOf(d, b.info).label()
+	}
+	if set, ok := b.pythonSetLabel(); ok {
+		c.Labels[AnnPythonSet] = set
 	}
 	cf.Created = v1.Time{Time: b.modTime}
 	if img, err = mutate.ConfigFile(img, cf); err != nil {

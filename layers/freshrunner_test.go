@@ -47,7 +47,7 @@ func bigBase(t *testing.T, reg *testsupport.Registry) (string, string) {
 
 // runner is one CI run: probe the destination, build with cache, push.
 // It returns the build and the registry requests the run made.
-func runner(t *testing.T, v *testsupport.Version, reg *testsupport.Registry, base, cache string) (*layers.Result, []testsupport.Request) {
+func runner(t *testing.T, v *testsupport.Version, reg *testsupport.Registry, base, cache string, mods ...func(*layers.BuildOptions)) (*layers.Result, []testsupport.Request) {
 	t.Helper()
 	ctx := context.Background()
 	out, err := layers.ParseLocation(reg.Host + "/comfy/demo:v1")
@@ -65,6 +65,9 @@ func runner(t *testing.T, v *testsupport.Version, reg *testsupport.Registry, bas
 	}
 	res := build(t, v, base, cache, func(o *layers.BuildOptions) {
 		o.PushTo, o.Transports = []layers.Location{out}, outs.Transports()
+		for _, mod := range mods {
+			mod(o)
+		}
 	})
 	if err := outs.Write(ctx, res); err != nil {
 		t.Fatal(err)
@@ -140,7 +143,10 @@ func TestFreshRunnerPullsNoBaseLayer(t *testing.T) {
 	// A fresh runner, unchanged version: no base layer pulled (the facts
 	// are in the app image's config), nothing packed, nothing uploaded,
 	// and the same digests.
-	fresh, reqs := runner(t, v, reg, base, t.TempDir())
+	// No wheel is at hand: the venv's key comes from the Python set the
+	// pushed image records, its layer from the registry.
+	noWheels := func(o *layers.BuildOptions) { o.WheelsDir = t.TempDir() }
+	fresh, reqs := runner(t, v, reg, base, t.TempDir(), noWheels)
 	freshPulled, freshReqs := pulled(reqs), toDestination(reqs)
 	noManifestHEAD(t, reqs)
 	if freshPulled >= 5<<20 {
@@ -166,7 +172,7 @@ func TestFreshRunnerPullsNoBaseLayer(t *testing.T) {
 	// One node moved: that node's layer is packed, 2 blobs go up (the
 	// layer and the app config), still no base layer pulled.
 	v.Nodes["ComfyUI-KJNodes"].Commit("fix", map[string]string{"nodes.py": "FIXED = True\n"})
-	moved, reqs := runner(t, v, reg, base, t.TempDir())
+	moved, reqs := runner(t, v, reg, base, t.TempDir(), noWheels)
 	var packed []string
 	for _, p := range moved.Parts {
 		if p.Packed {

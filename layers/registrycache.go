@@ -84,6 +84,7 @@ func (b *builder) learn(ctx context.Context, ref name.Reference) {
 		return
 	}
 	b.learnBaseFacts(cf)
+	b.learnPythonSet(cf)
 	if d, err := img.Digest(); err == nil {
 		b.seen[ref.String()] = d
 	}
