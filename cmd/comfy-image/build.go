@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/comfy-image/comfy-image/check"
 	"github.com/comfy-image/comfy-image/internal/progress"
 	"github.com/comfy-image/comfy-image/layers"
 	"github.com/comfy-image/comfy-image/layers/publish"
@@ -26,6 +28,8 @@ func newBuildCmd() *cobra.Command {
 	var outputs []string
 	var jobs int
 	var asJSON bool
+	var runCheck bool
+	var checkOpts check.Options
 	cmd := &cobra.Command{
 		Use:   "build --version-id ID | --spec FILE --base IMAGE [--push REF] [--output oci:DIR[:TAG]|tar:FILE]",
 		Short: "Build the app image (base + core + nodes + venv + config) and the models image",
@@ -152,6 +156,11 @@ func newBuildCmd() *cobra.Command {
 				return err
 			}
 			rep.timed("write_seconds", written)
+			if runCheck {
+				if err := checkBuilt(cmd, human, res, s.VersionID, checkOpts); err != nil {
+					return err
+				}
+			}
 			return report()
 		},
 	}
@@ -168,7 +177,39 @@ func newBuildCmd() *cobra.Command {
 	fl.StringVar(&o.HostPython, "python", "python3", "host Python whose pip fetches wheels for the base's Python")
 	fl.IntVar(&jobs, "jobs", 4, "parallel layer uploads")
 	fl.BoolVar(&asJSON, "json", false, "print one JSON document on stdout (versions/output.schema.json); text goes to stderr")
+	fl.BoolVar(&runCheck, "check", false, "then run `comfy-image check` on the built image (podman or docker)")
+	fl.StringArrayVar(&checkOpts.RunArgs, "check-run-arg", nil, "with --check: extra argument of `podman run` (repeatable)")
+	fl.StringArrayVar(&checkOpts.ComfyArgs, "check-comfy-arg", nil, "with --check: ComfyUI argument (repeatable), e.g. --check-comfy-arg=--cpu")
 	return cmd
+}
+
+// checkBuilt loads the built images into podman's (or docker's) storage
+// and checks the app image with the models image mounted.
+func checkBuilt(cmd *cobra.Command, out io.Writer, res *layers.Result, versionID string, opts check.Options) error {
+	digest, err := res.App.Digest()
+	if err != nil {
+		return err
+	}
+	ref := "localhost/comfy-image-check/" + strings.ToLower(versionID) + ":" + digest.Hex[:12]
+	if err := check.Load(cmd.Context(), opts.Engine, res.App, ref); err != nil {
+		return err
+	}
+	if res.Models != nil {
+		opts.ModelsImage = ref + "-models"
+		if err := check.Load(cmd.Context(), opts.Engine, res.Models, opts.ModelsImage); err != nil {
+			return err
+		}
+	}
+	opts.Log = cmd.ErrOrStderr()
+	rep, err := check.Run(cmd.Context(), ref, opts)
+	if err != nil {
+		return err
+	}
+	rep.Print(out)
+	if !rep.OK {
+		return errors.New("check failed")
+	}
+	return nil
 }
 
 // writeRepacking publishes res; when a registry finds the bytes of a

@@ -110,6 +110,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newImportCmd(),
 		newExportCmd(),
 		newCacheCmd(),
+		newCheckCmd(),
 		newVersionCmd(),
 	)
 	addHelpFooters(root)
