@@ -35,10 +35,13 @@ bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 	bash bench/realize-noop.sh $(BIN)
 
-# Runs the main job on a self-contained example: local git repositories
-# made by the demo itself, locked (and realized/built by later steps).
-demo: build
-	bash testdata/demo/demo.sh $(BIN)
+# The whole story on a fresh Debian 12 machine (as root), nothing before it:
+# installs the missing system packages, makes a Debian + python3 base once
+# (debootstrap + comfy-image base; cached in /var/tmp/comfy-image-base),
+# builds a self-contained example's images, runs the app image in podman
+# with the models image mounted and sends it one RunPod /runsync job.
+demo:
+	bash testdata/demo/demo.sh
 
 clean:
 	rm -rf bin demo-out
