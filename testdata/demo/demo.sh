@@ -15,7 +15,9 @@
 # Any step that cannot run stops the demo with a non-zero exit and why.
 # Settings: DEMO_OUT (default demo-out), DEMO_BASE (an existing base image,
 # skips step 3), DEMO_BASE_CACHE (default /var/tmp/comfy-image-base),
-# DEMO_PORT (host port of the RunPod API, default 8000 or a free one).
+# DEMO_PORT (host port of the RunPod API, default 8000 or a free one),
+# DEMO_IMAGE (podman's name of the images, default localhost/comfy-image-demo),
+# COMFY_IMAGE (a comfy-image binary to use instead of building one).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -50,10 +52,15 @@ fi
 
 # ------------------------------------------------------------------ 2. build
 step "2/7 build comfy-image"
-export PATH=$PATH:/usr/local/go/bin
-command -v go >/dev/null || fail "Go is not installed: put Go 1.26 or newer in /usr/local/go (https://go.dev/dl)"
-bin=$repo/bin/comfy-image
-(cd "$repo" && go build -o "$bin" ./cmd/comfy-image) || fail "go build failed"
+if [ -n "${COMFY_IMAGE:-}" ]; then
+  bin=$COMFY_IMAGE
+  echo "given: $bin"
+else
+  export PATH=$PATH:/usr/local/go/bin
+  command -v go >/dev/null || fail "Go is not installed: put Go 1.26 or newer in /usr/local/go (https://go.dev/dl)"
+  bin=$repo/bin/comfy-image
+  (cd "$repo" && go build -o "$bin" ./cmd/comfy-image) || fail "go build failed"
+fi
 "$bin" version
 
 # ------------------------------------------------------------------- 3. base
@@ -145,13 +152,16 @@ echo "-- comfy-image inspect oci:$out/image:demo"
 
 # -------------------------------------------------------------------- 6. run
 step "6/7 run the app image in podman, the models image mounted at /models"
-app=localhost/comfy-image-demo:demo
-models=localhost/comfy-image-demo:demo-models
+app=${DEMO_IMAGE:-localhost/comfy-image-demo}:demo
+models=${DEMO_IMAGE:-localhost/comfy-image-demo}:demo-models
 load() { # load TAG REF: the layout's image into podman's storage as REF
   local id
-  id=$(podman pull -q "oci:$out/image:$1" 2>"$out/podman-pull.log") || { cat "$out/podman-pull.log" >&2; fail "podman pull oci:$out/image:$1 failed"; }
+  # podman names what it pulls from a layout after the layout's path, which
+  # must then be a valid (lower-case) name: pull by the relative path.
+  id=$(cd "$out" && podman pull -q "oci:image:$1" 2>"$out/podman-pull.log") ||
+    { cat "$out/podman-pull.log" >&2; fail "podman pull oci:$out/image:$1 failed"; }
   podman tag "$id" "$2"
-  podman untag "$id" "localhost$out/image:latest" 2>/dev/null || true
+  podman untag "$id" localhost/image:latest 2>/dev/null || true
   echo "loaded oci:$out/image:$1 as $2 (${id:0:12})"
 }
 load demo "$app"
