@@ -142,6 +142,11 @@ func newBuildCmd() *cobra.Command {
 			}
 			if len(outs) == 0 {
 				fmt.Fprintln(human, "no --push or --output given: layers are built and cached only")
+				if runCheck {
+					if err := checkBuilt(cmd, res, s.VersionID, checkOpts); err != nil {
+						return err
+					}
+				}
 				return report()
 			}
 			for _, p := range res.Parts {
@@ -157,7 +162,7 @@ func newBuildCmd() *cobra.Command {
 			}
 			rep.timed("write_seconds", written)
 			if runCheck {
-				if err := checkBuilt(cmd, human, res, s.VersionID, checkOpts); err != nil {
+				if err := checkBuilt(cmd, res, s.VersionID, checkOpts); err != nil {
 					return err
 				}
 			}
@@ -181,35 +186,6 @@ func newBuildCmd() *cobra.Command {
 	fl.StringArrayVar(&checkOpts.RunArgs, "check-run-arg", nil, "with --check: extra argument of `podman run` (repeatable)")
 	fl.StringArrayVar(&checkOpts.ComfyArgs, "check-comfy-arg", nil, "with --check: ComfyUI argument (repeatable), e.g. --check-comfy-arg=--cpu")
 	return cmd
-}
-
-// checkBuilt loads the built images into podman's (or docker's) storage
-// and checks the app image with the models image mounted.
-func checkBuilt(cmd *cobra.Command, out io.Writer, res *layers.Result, versionID string, opts check.Options) error {
-	digest, err := res.App.Digest()
-	if err != nil {
-		return err
-	}
-	ref := "localhost/comfy-image-check/" + strings.ToLower(versionID) + ":" + digest.Hex[:12]
-	if err := check.Load(cmd.Context(), opts.Engine, res.App, ref); err != nil {
-		return err
-	}
-	if res.Models != nil {
-		opts.ModelsImage = ref + "-models"
-		if err := check.Load(cmd.Context(), opts.Engine, res.Models, opts.ModelsImage); err != nil {
-			return err
-		}
-	}
-	opts.Log = cmd.ErrOrStderr()
-	rep, err := check.Run(cmd.Context(), ref, opts)
-	if err != nil {
-		return err
-	}
-	rep.Print(out)
-	if !rep.OK {
-		return errors.New("check failed")
-	}
-	return nil
 }
 
 // writeRepacking publishes res; when a registry finds the bytes of a
@@ -249,6 +225,35 @@ func (l *lazyProgress) Wait() {
 	if l.r != nil {
 		l.r.Wait()
 	}
+}
+
+// checkBuilt loads the built images into podman's (or docker's) storage
+// and checks the app image with the models image mounted.
+func checkBuilt(cmd *cobra.Command, res *layers.Result, versionID string, opts check.Options) error {
+	digest, err := res.App.Digest()
+	if err != nil {
+		return err
+	}
+	ref := "localhost/comfy-image-check/" + strings.ToLower(versionID) + ":" + digest.Hex[:12]
+	if err := check.Load(cmd.Context(), opts.Engine, res.App, ref); err != nil {
+		return err
+	}
+	if res.Models != nil {
+		opts.ModelsImage = ref + "-models"
+		if err := check.Load(cmd.Context(), opts.Engine, res.Models, opts.ModelsImage); err != nil {
+			return err
+		}
+	}
+	opts.Log = cmd.ErrOrStderr()
+	rep, err := check.Run(cmd.Context(), ref, opts)
+	if err != nil {
+		return err
+	}
+	rep.Print(cmd.OutOrStdout())
+	if !rep.OK {
+		return errors.New("check failed")
+	}
+	return nil
 }
 
 // printParts prints one line per layer, numbered by its place in its image

@@ -252,6 +252,9 @@ func startWorker(t *testing.T, root string, env []string, args ...string) *worke
 		t.Fatal(err)
 	}
 	cmd.Stderr = cmd.Stdout
+	// Its own process group: a failing test kills the worker and the
+	// ComfyUI stand-in it started (which holds the output pipe open).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -267,7 +270,7 @@ func startWorker(t *testing.T, root string, env []string, args ...string) *worke
 		close(w.done)
 	}()
 	t.Cleanup(func() {
-		cmd.Process.Kill()
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		<-w.done
 		if t.Failed() {
 			t.Logf("worker output:\n%s", w.output())
