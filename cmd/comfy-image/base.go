@@ -43,6 +43,9 @@ listed. The image's environment is PATH (--env adds or replaces variables).`,
 			if output == "" {
 				return usagef("--output is required: oci:DIR[:TAG] or tar:FILE")
 			}
+			if arch != "amd64" && arch != "arm64" {
+				return usagef("--arch %q: expected amd64 or arm64 (what build takes)", arch)
+			}
 			loc, err := checkOutput(output)
 			if err != nil {
 				return err

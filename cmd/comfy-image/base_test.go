@@ -169,6 +169,7 @@ func TestBaseCommandUsage(t *testing.T) {
 		{[]string{"base", "--rootfs", dir, "--output", work + "/o"}, "expected oci:DIR[:TAG] or tar:FILE"},
 		{[]string{"base", "--rootfs", dir, "--output", "oci:" + file}, "is a file"},
 		{[]string{"base", "--rootfs", dir, "--output", "oci:" + work + "/o", "--env", "=x"}, "expected KEY=VALUE"},
+		{[]string{"base", "--rootfs", dir, "--output", "oci:" + work + "/o", "--arch", "x86_64"}, "expected amd64 or arm64"},
 	} {
 		res := testsupport.Run(t, work, nil, tc.args...)
 		if res.Code != 2 || !strings.Contains(res.Stderr, tc.want) {
