@@ -4,7 +4,7 @@ Like ComfyUI it reads the models folders from --extra-model-paths-config
 (base_path plus one folder per line under each key), says which model files
 it found, and serves the part of ComfyUI's HTTP API a RunPod worker uses:
 POST /prompt, GET /history/<id>, GET /view, GET /object_info/<class>,
-GET /models/<folder>, POST /upload/image. It knows two nodes: VAELoader,
+GET /models[/<folder>], POST /upload/image. It knows two nodes: VAELoader,
 which reads the named file of the vae folder (refused like ComfyUI does when
 it is not there), and SaveImage, which saves a small PNG whose colours and
 "model_sha256" text come from the model it read: the job's result shows
@@ -137,6 +137,8 @@ class API(http.server.BaseHTTPRequestHandler):
             if path.endswith("/VAELoader"):
                 return self.reply(200, {"VAELoader": {"input": {"required": {"vae_name": [sorted(listed("vae"))]}}}})
             return self.reply(200, {})
+        if path == "/models":
+            return self.reply(200, sorted(FOLDERS))
         if path.startswith("/models/"):
             return self.reply(200, sorted(listed(path[len("/models/"):])))
         self.reply(404, {"error": "not found"})

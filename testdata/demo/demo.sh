@@ -36,7 +36,7 @@ step "1/7 system packages"
 packages=(git python3 python3-venv python3-pip debootstrap podman runc netavark iptables)
 missing=()
 for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" = "install ok installed" ] || missing+=("$p")
 done
 if [ ${#missing[@]} = 0 ]; then
   echo "all installed: ${packages[*]}"
@@ -186,14 +186,17 @@ run=(podman --runtime runc --cgroup-manager=cgroupfs run -d --rm --name "$name"
 echo "-- ${run[*]}"
 "${run[@]}" >/dev/null 2>"$out/podman-run.log" || { cat "$out/podman-run.log" >&2; fail "podman run failed"; }
 trap 'rc=$?; podman rm -f "$name" >/dev/null 2>&1 || true; [ $rc = 0 ] || echo "demo: stopped (exit $rc); what it made so far is in $out" >&2' EXIT
+# (The log is read into a variable: `podman logs | grep -q` fails under
+# pipefail when grep stops reading early.)
 for i in $(seq 1 120); do
-  podman logs "$name" 2>&1 | grep -q "serving its API" && break
+  logs=$(podman logs "$name" 2>&1 || true)
+  [[ $logs == *"serving its API"* ]] && break
   podman container exists "$name" || fail "the container exited before ComfyUI started"
-  [ "$i" = 120 ] && { podman logs "$name" >&2; fail "ComfyUI did not start within 60s"; }
+  [ "$i" = 120 ] && { echo "$logs" >&2; fail "ComfyUI did not start within 60s"; }
   sleep 0.5
 done
-podman logs "$name" 2>&1 | sed 's/^/  | /'
-podman logs "$name" 2>&1 | grep -q "found model: vae/demo_vae.safetensors" ||
+echo "$logs" | sed 's/^/  | /'
+[[ $logs == *"found model: vae/demo_vae.safetensors"* ]] ||
   fail "the stand-in ComfyUI did not find vae/demo_vae.safetensors in the mounted models image"
 
 # ----------------------------------------------------------------- 7. a job
