@@ -75,10 +75,15 @@ const (
 // Parse reads file (a slash path in src) and the files it includes with -r.
 // owner names the source in errors ("node gguf").
 func Parse(src Source, owner, file string) ([]Line, error) {
-	return parse(src, owner, file, 0)
+	return parse(src, owner, file, 0, map[string]bool{})
 }
 
-func parse(src Source, owner, file string, depth int) ([]Line, error) {
+// parse reads file and its includes. done holds the files already inlined:
+// an include of one of them adds nothing new and is skipped, so each file
+// is read once however often (and however deep) it is included; a few
+// small files including each other many times over could otherwise make
+// billions of reads. A loop never completes a file, so maxDepth stops it.
+func parse(src Source, owner, file string, depth int, done map[string]bool) ([]Line, error) {
 	if depth > maxDepth {
 		return nil, &Error{Owner: owner, File: file, Problem: "-r includes nest too deep (a loop?)"}
 	}
@@ -112,7 +117,10 @@ func parse(src Source, owner, file string, depth int) ([]Line, error) {
 			if !ok {
 				return nil, fail(fmt.Sprintf("-r %s: expected a requirements file inside the same repository", inc), hintOverride)
 			}
-			more, err := parse(src, owner, target, depth+1)
+			if done[target] {
+				continue
+			}
+			more, err := parse(src, owner, target, depth+1, done)
 			if err != nil {
 				return nil, err
 			}
@@ -125,6 +133,7 @@ func parse(src Source, owner, file string, depth int) ([]Line, error) {
 		}
 		out = append(out, Line{Text: l.text, Name: name, File: file, Num: l.num})
 	}
+	done[file] = true
 	return out, nil
 }
 
