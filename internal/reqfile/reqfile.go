@@ -286,7 +286,28 @@ func lineBreaking(r rune) bool {
 func looksLocal(line string) bool {
 	l := strings.ToLower(line)
 	return strings.HasPrefix(l, ".") || strings.HasPrefix(l, "/") || strings.HasPrefix(l, "~") ||
-		strings.HasPrefix(l, "file:") || strings.Contains(l, "@ file:") || strings.Contains(l, "@file:")
+		strings.HasPrefix(l, "file:") || strings.Contains(l, "@ file:") || strings.Contains(l, "@file:") ||
+		isArchiveName(l)
+}
+
+// archiveExtensions are the endings pip takes for a local archive: a line
+// "x-1.0-py3-none-any.whl" or "pkg.zip" installs that file from pip's
+// working directory (the user's) when it is there, whatever the index.
+var archiveExtensions = []string{".whl", ".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz", ".tar.xz", ".txz", ".tlz", ".tar.lz", ".tar.lzma"}
+
+// isArchiveName reports a requirement (lowercase) whose first word ends
+// like an archive file and is not a URL.
+func isArchiveName(l string) bool {
+	word := strings.FieldsFunc(l, func(r rune) bool { return r == ' ' || r == '\t' || r == ';' || r == '[' })
+	if len(word) == 0 || strings.Contains(word[0], "://") {
+		return false
+	}
+	for _, ext := range archiveExtensions {
+		if strings.HasSuffix(word[0], ext) {
+			return true
+		}
+	}
+	return false
 }
 
 func checkURL(raw string) error {

