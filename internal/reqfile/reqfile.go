@@ -96,7 +96,8 @@ func parse(src Source, owner, file string, depth int, done map[string]bool) ([]L
 		return nil, &Error{Owner: owner, File: file, Problem: problem}
 	}
 	var out []Line
-	for _, l := range logicalLines(string(data)) {
+	// pip decodes a file starting with a byte order mark without it.
+	for _, l := range logicalLines(strings.TrimPrefix(string(data), "\ufeff")) {
 		fail := func(problem, hint string) error {
 			return &Error{Owner: owner, File: file, Line: l.num, Problem: problem, Hint: hint}
 		}

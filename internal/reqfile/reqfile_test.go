@@ -227,3 +227,15 @@ func TestParseReadsEachIncludedFileOnce(t *testing.T) {
 		}
 	}
 }
+
+// A requirements file saved with a UTF-8 byte order mark (Windows editors)
+// is read as pip reads it, not refused for its first line.
+func TestParseIgnoresByteOrderMark(t *testing.T) {
+	lines, err := Parse(mapSource{"r.txt": "\ufeffnumpy\r\nscipy\r\n"}, "node bom", "r.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(lines) != 2 || lines[0].Name != "numpy" || lines[0].Num != 1 || lines[1].Name != "scipy" {
+		t.Errorf("got %+v, want numpy (line 1), scipy", lines)
+	}
+}
