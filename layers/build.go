@@ -305,6 +305,8 @@ func (b *builder) repoPart(ctx context.Context, git *gitcache.Cache, kind, name,
 		}
 		if kind == "node" {
 			es = append(es, nodeLink(name))
+		} else if err := checkCustomNodesDir(es, prefix, locked.Commit); err != nil {
+			return nil, err
 		}
 		return es, nil
 	})
@@ -316,6 +318,31 @@ func (b *builder) repoPart(ctx context.Context, git *gitcache.Cache, kind, name,
 		Annotations: map[string]string{AnnPart: kind, AnnName: name, AnnRepo: locked.Repo, AnnCommit: locked.Commit},
 		History:     fmt.Sprintf("comfy-image: %s %s at %s", kind, name, locked.Commit),
 	}, nil
+}
+
+// CoreError is a core commit the image cannot be built on (bad input).
+type CoreError struct{ Commit, Problem string }
+
+func (e *CoreError) Error() string { return fmt.Sprintf("core commit %s: %s", e.Commit, e.Problem) }
+
+// BadInput marks the error as the input's fault (exit code 2).
+func (e *CoreError) BadInput() bool { return true }
+
+// checkCustomNodesDir refuses a core whose custom_nodes is a link or a
+// file, as realize does: every node's link is put below it, so through a
+// link they would land wherever it points.
+func checkCustomNodesDir(es []Entry, prefix, commit string) error {
+	dir := path.Join(prefix, "custom_nodes")
+	for _, e := range es {
+		if e.Path == dir {
+			kind := "file"
+			if e.Link != "" {
+				kind = "symlink"
+			}
+			return &CoreError{Commit: commit, Problem: fmt.Sprintf("custom_nodes is a %s, not a folder; refusing to put node links through it", kind)}
+		}
+	}
+	return nil
 }
 
 // nodeLink is ComfyUI/custom_nodes/<name> -> ../../custom_nodes/<name>,

@@ -150,6 +150,11 @@ func Create(ctx context.Context, python, dir string, systemSite bool) (Venv, err
 		return v, err
 	}
 	defer os.RemoveAll(work)
+	// MkdirTemp makes it 0700; renamed into place it would keep that and
+	// lock out the user ComfyUI runs as. python -m venv makes 0755.
+	if err := os.Chmod(work, 0o755); err != nil {
+		return v, err
+	}
 	// The prompt would otherwise be the temporary folder's name.
 	args := []string{"-m", "venv", "--prompt", filepath.Base(dir)}
 	if systemSite {
