@@ -480,13 +480,21 @@ func (b *builder) constraints() []string {
 
 func (b *builder) targetID() string {
 	t := b.info.Target
-	return fmt.Sprintf("%s cp%s %s glibc%s system-site=%v", t.Python, t.Version, t.Arch, t.Glibc, b.spec.Python.SystemSitePackages)
+	id := fmt.Sprintf("%s cp%s %s glibc%s system-site=%v", t.Python, t.Version, t.Arch, t.Glibc, b.spec.Python.SystemSitePackages)
+	if b.spec.Python.SystemSitePackages {
+		// The venv holds what the base lacks: another base set, another venv.
+		id += " base-packages=" + basePackagesID(b.info.Packages)
+	}
+	return id
 }
 
 func (b *builder) venvKey(pkgs []versions.LockedPackage) string {
 	keyParts := []string{"venv", b.targetID()}
 	for _, p := range pkgs {
 		keyParts = append(keyParts, p.Wheel, p.SHA256)
+	}
+	if pip := b.venvPip(); pip != nil {
+		keyParts = append(keyParts, "pip from the base", pip.Wheel, pip.SHA256)
 	}
 	return b.keyOf(keyParts...)
 }
@@ -512,6 +520,9 @@ func (b *builder) venvPart(ctx context.Context, git *gitcache.Cache) (Part, erro
 		return Part{}, err
 	}
 	opts := pyenv.Options{WheelsDir: b.opts.WheelsDir, Offline: b.opts.Offline, IndexURLs: b.spec.Python.IndexURLs, Pre: b.spec.Python.Pre, CacheDir: filepath.Join(b.opts.CacheDir, "pip"), Log: b.opts.Log}
+	if b.spec.Python.SystemSitePackages {
+		opts.BasePackages = append([]pyenv.BasePackage{}, b.info.Packages...)
+	}
 	wheels, err := pyenv.DownloadWheels(ctx, b.opts.HostPython, b.info.Target, reqs, b.constraints(), locked, opts, filepath.Join(b.opts.CacheDir, "wheels"))
 	if err != nil {
 		return Part{}, fmt.Errorf("venv: %w", err)
@@ -525,7 +536,11 @@ func (b *builder) venvPart(ctx context.Context, git *gitcache.Cache) (Part, erro
 	var tree *VenvTree
 	layer, packed, remote, err := b.layer(ctx, key, func() ([]Entry, error) {
 		var err error
-		tree, err = BuildVenvTree(path.Join(Root, ".venv"), b.info.Target, b.spec.Python.SystemSitePackages, wheels)
+		all := wheels
+		if pip := b.venvPip(); pip != nil {
+			all = append(append([]pyenv.Wheel{}, wheels...), *pip)
+		}
+		tree, err = BuildVenvTree(path.Join(Root, ".venv"), b.info.Target, b.spec.Python.SystemSitePackages, all)
 		if err != nil {
 			return nil, err
 		}

@@ -92,6 +92,12 @@ type Options struct {
 	CacheDir string
 	// Log receives pip's output line by line.
 	Log io.Writer
+	// BasePackages, when not nil, are the packages of the base image's
+	// site packages (python.system_site_packages): DownloadWheels
+	// resolves with them as installed and fetches only what they lack.
+	BasePackages []BasePackage
+
+	env []string // set for pip besides pipEnv
 }
 
 // IndexArgs are the pip flags choosing where packages come from.
@@ -295,6 +301,7 @@ func runPip(ctx context.Context, python string, args []string, opts Options, wor
 	log := opts.Log
 	cmd := childproc.Command(ctx, python, args...)
 	cmd.Setenv(pipEnv...)
+	cmd.Setenv(opts.env...)
 	if opts.CacheDir != "" {
 		cmd.Setenv("PIP_CACHE_DIR=" + opts.CacheDir)
 	} else {
