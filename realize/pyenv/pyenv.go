@@ -143,14 +143,16 @@ func (v Venv) Exists() bool {
 // later run would take for a finished one.
 func Create(ctx context.Context, python, dir string, systemSite bool) (Venv, error) {
 	v := Venv{Dir: dir}
+	parent := filepath.Dir(dir)
+	// Whatever a killed run left beside dir goes first, even when the venv
+	// itself is finished: it is no part of the target.
+	removeStale(parent, filepath.Base(dir))
 	if v.Exists() {
 		return v, nil
 	}
-	parent := filepath.Dir(dir)
 	if err := os.MkdirAll(parent, 0o755); err != nil {
 		return v, err
 	}
-	removeStale(parent, filepath.Base(dir))
 	work, err := os.MkdirTemp(parent, "."+filepath.Base(dir)+".tmp-")
 	if err != nil {
 		return v, err
