@@ -13,7 +13,7 @@ build:
 # 1.26's fuzz coordinator (golang/go#75804: a spurious "context deadline
 # exceeded" failure with no crasher).
 test: lint
-	$(GO) test -count=1 -timeout 20m ./...
+	$(GO) test -count=1 -timeout 45m ./...
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 200000x ./versions
 	$(GO) test -run '^$$' -fuzz FuzzWheelUnpack -fuzztime 5000x ./layers
 	$(GO) test -run '^$$' -fuzz FuzzCheckoutTree -fuzztime 2000x ./realize
