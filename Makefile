@@ -16,6 +16,7 @@ test: lint
 	$(GO) test -count=1 -timeout 20m ./...
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 200000x ./versions
 	$(GO) test -run '^$$' -fuzz FuzzWheelUnpack -fuzztime 5000x ./layers
+	$(GO) test -run '^$$' -fuzz FuzzCheckoutTree -fuzztime 2000x ./realize
 
 lint:
 	@out=$$(gofmt -l cmd versions realize layers internal); test -z "$$out" || { echo "gofmt: these need formatting: $$out"; exit 1; }

@@ -86,6 +86,8 @@ type realizer struct {
 	stateFile string
 	cache     *gitcache.Cache
 	summary   []string
+	// root is the target: nothing below it is followed when a symlink.
+	root *os.Root
 }
 
 // Realize lays a version out in its target: checkouts, relative node links,
@@ -97,12 +99,19 @@ func Realize(ctx context.Context, spec *versions.Spec, opts RealizeOptions) erro
 	if err != nil {
 		return err
 	}
+	if err := r.checkTarget(); err != nil {
+		return err
+	}
 	if opts.DryRun {
 		return r.plan(ctx)
 	}
 	if err := os.MkdirAll(filepath.Join(r.target, ".comfy-image"), 0o755); err != nil {
 		return err
 	}
+	if r.root, err = os.OpenRoot(r.target); err != nil {
+		return err
+	}
+	defer r.root.Close()
 	tl := flock.New(filepath.Join(r.target, ".comfy-image", "lock"))
 	if _, err := tl.TryLockContext(ctx, 100*time.Millisecond); err != nil {
 		return fmt.Errorf("lock target %s: %w", r.target, err)
@@ -128,6 +137,70 @@ func Realize(ctx context.Context, spec *versions.Spec, opts RealizeOptions) erro
 	fmt.Fprintf(r.out(), "realized %s in %s (%.1fs)\n", spec.VersionID, r.target, time.Since(start).Seconds())
 	for _, line := range r.summary {
 		fmt.Fprintln(r.out(), "  "+line)
+	}
+	return nil
+}
+
+// TargetError is a --target (or a path in it) that realize refuses before
+// doing any work: bad input, exit code 2.
+type TargetError struct {
+	Path, Reason string
+}
+
+func (e *TargetError) Error() string { return e.Path + ": " + e.Reason }
+
+// BadInput marks the error as bad input for the command's exit code.
+func (e *TargetError) BadInput() bool { return true }
+
+// checkTarget refuses a target that is a file, and a folder that holds
+// files but was never realized (realize would scatter its files among the
+// user's). With --force such a folder is used, but not when realize would
+// overwrite one of the user's files there: those are named.
+func (r *realizer) checkTarget() error {
+	fi, err := os.Stat(r.target)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if !fi.IsDir() {
+		return &TargetError{Path: r.target, Reason: "--target is not a folder"}
+	}
+	if _, err := os.Lstat(filepath.Join(r.target, ".comfy-image")); err == nil {
+		return nil // realized before (or started): ours
+	}
+	entries, err := os.ReadDir(r.target)
+	if err != nil {
+		return err
+	}
+	if len(entries) == 0 {
+		return nil
+	}
+	if !r.opts.Force {
+		names := make([]string, 0, 3)
+		for _, e := range entries[:min(3, len(entries))] {
+			names = append(names, e.Name())
+		}
+		return &TargetError{Path: r.target, Reason: fmt.Sprintf(
+			"--target is not empty (%s...) and was never realized; give a new or empty folder, or --force to realize beside these files", strings.Join(names, ", "))}
+	}
+	var clash []string
+	for _, name := range []string{"extra_model_paths.yaml", "comfy.env", "run.sh", ".venv"} {
+		if _, err := os.Lstat(filepath.Join(r.target, name)); err == nil {
+			clash = append(clash, name)
+		}
+	}
+	if !r.opts.SkipModels {
+		for _, m := range r.spec.Models {
+			dest := filepath.Join(r.modelsDir, filepath.FromSlash(m.Dest()))
+			if _, err := os.Lstat(dest); err == nil {
+				clash = append(clash, dest)
+			}
+		}
+	}
+	if len(clash) > 0 {
+		return &TargetError{Path: r.target, Reason: "--force: realize would overwrite these files of yours, move them away: " + strings.Join(clash, ", ")}
 	}
 	return nil
 }
@@ -237,17 +310,22 @@ func (r *realizer) checkouts(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", p.key, err)
 		}
-		pending := &Checkout{Commit: p.repo.Commit, Files: map[string]TreeFile{}}
-		if prev != nil {
-			pending.Commit, pending.Files = prev.Commit, prev.Files
-		}
-		pending.Pending = p.repo.Commit
-		r.state.Parts[p.key] = pending
-		if err := r.saveState(); err != nil {
+		if err := realDir(r.root, p.key); err != nil {
 			return err
 		}
+		// Pending work is recorded once the checks passed: a refused
+		// checkout must stay refused on the next run.
+		recordPending := func() error {
+			pending := &Checkout{Commit: p.repo.Commit, Files: map[string]TreeFile{}}
+			if prev != nil {
+				pending.Commit, pending.Files = prev.Commit, prev.Files
+			}
+			pending.Pending = p.repo.Commit
+			r.state.Parts[p.key] = pending
+			return r.saveState()
+		}
 		r.logf("checkout %s at %s", p.key, p.repo.Commit[:12])
-		done, err := CheckoutTree(repo, p.repo.Commit, filepath.Join(r.target, p.key), prev, r.opts.Force)
+		done, err := CheckoutTree(repo, p.repo.Commit, filepath.Join(r.target, p.key), prev, r.opts.Force, BeforeWrite(recordPending))
 		if err != nil {
 			return fmt.Errorf("%s: %w", p.key, err)
 		}
@@ -270,38 +348,72 @@ func (r *realizer) repoURL(i int) string {
 
 // links makes ComfyUI/custom_nodes/<name> -> ../../custom_nodes/<name>
 // (relative, so the target works at any mount point) and removes links of
-// nodes the spec no longer has.
+// nodes the spec no longer has. Everything goes through the target's root
+// and ComfyUI/custom_nodes must be a real folder: a core whose
+// custom_nodes is a link would have the links made wherever it points.
 func (r *realizer) links(context.Context) error {
-	dir := filepath.Join(r.target, "ComfyUI", "custom_nodes")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	const dir = "ComfyUI/custom_nodes"
+	if fi, err := r.root.Lstat(dir); err == nil && !fi.IsDir() {
+		return &TargetError{Path: filepath.Join(r.target, dir), Reason: fmt.Sprintf(
+			"the core (commit %s) has custom_nodes as a %s, not a folder; refusing to put node links through it", r.lock.Comfy.Commit, fi.Mode().Type())}
+	}
+	if err := realDir(r.root, dir); err != nil {
 		return err
 	}
 	want := map[string]bool{}
 	for _, n := range r.lock.CustomNodes {
 		want[n.Name] = true
-		link := filepath.Join(dir, n.Name)
+		link := dir + "/" + n.Name
 		dest := filepath.Join("..", "..", "custom_nodes", n.Name)
-		if cur, err := os.Readlink(link); err == nil && cur == dest {
+		if cur, err := r.root.Readlink(link); err == nil && cur == dest {
 			continue
 		}
-		if fi, err := os.Lstat(link); err == nil {
+		if fi, err := r.root.Lstat(link); err == nil {
+			// --force replaces a wrong link, never a user's file or folder.
 			if fi.Mode()&os.ModeSymlink == 0 || !r.opts.Force {
-				return fmt.Errorf("%s exists and is not a link to %s; move it away or use --force", link, dest)
+				return fmt.Errorf("%s exists and is not a link to %s; move it away (or use --force for a link)", filepath.Join(r.target, link), dest)
 			}
-			if err := os.RemoveAll(link); err != nil {
+			if err := r.root.Remove(link); err != nil {
 				return err
 			}
 		}
-		if err := os.Symlink(dest, link); err != nil {
+		if err := r.root.Symlink(dest, link); err != nil {
 			return err
 		}
 	}
-	entries, _ := os.ReadDir(dir)
+	f, err := r.root.Open(dir)
+	if err != nil {
+		return err
+	}
+	entries, _ := f.ReadDir(-1)
+	f.Close()
 	for _, e := range entries {
-		link := filepath.Join(dir, e.Name())
-		cur, err := os.Readlink(link)
+		link := dir + "/" + e.Name()
+		cur, err := r.root.Readlink(link)
 		if err == nil && !want[e.Name()] && cur == filepath.Join("..", "..", "custom_nodes", e.Name()) {
-			os.Remove(link)
+			r.root.Remove(link)
+		}
+	}
+	return nil
+}
+
+// realDir makes the folder rel below root, each part a real folder: a
+// symlink or a file on the way is refused, never followed.
+func realDir(root *os.Root, rel string) error {
+	parts := strings.Split(rel, "/")
+	for i := range parts {
+		p := strings.Join(parts[:i+1], "/")
+		fi, err := root.Lstat(p)
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+			if err := root.Mkdir(p, 0o755); err != nil {
+				return err
+			}
+		case err != nil:
+			return err
+		case !fi.IsDir():
+			return fmt.Errorf("%s is a %s, not a folder; refusing to write through it (move it away)",
+				filepath.Join(root.Name(), p), fi.Mode().Type())
 		}
 	}
 	return nil

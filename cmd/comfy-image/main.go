@@ -46,6 +46,11 @@ func exitCode(err error) int {
 	if errors.As(err, &spec) || errors.As(err, &usage) || errors.As(err, &bad) && bad.BadInput() {
 		return 2
 	}
+	// Bad input found by a package (a crafted node tree, a bad --target).
+	var bad interface{ BadInput() bool }
+	if errors.As(err, &bad) && bad.BadInput() {
+		return 2
+	}
 	return 1
 }
 

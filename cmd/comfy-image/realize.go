@@ -38,7 +38,7 @@ func newRealizeCmd() *cobra.Command {
 	fl.StringVar(&o.ModelsDir, "models-dir", "", "MODELS_DIR (default <target>/models)")
 	fl.StringVar(&o.WheelsDir, "wheels-dir", "", "install Python packages only from this folder of wheels (pip --no-index --find-links)")
 	fl.BoolVar(&o.SkipModels, "skip-models", false, "do not download or place models")
-	fl.BoolVar(&o.Force, "force", false, "overwrite files in the target that were changed since the last realize")
+	fl.BoolVar(&o.Force, "force", false, "overwrite tracked files changed since the last realize, and realize into a non-empty folder (files you added are never overwritten)")
 	fl.StringVar(&o.Python, "python", "python3", "host Python that creates the venv")
 	return cmd
 }

@@ -1,0 +1,5 @@
+//go:build !unix
+
+package realize
+
+const noFollow = 0
