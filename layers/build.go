@@ -386,8 +386,8 @@ func (b *builder) groupPart(ctx context.Context, git *gitcache.Cache, g int, mem
 		Annotations: ann, History: "comfy-image: nodes " + strings.Join(names, ", ")}, nil
 }
 
-// requirements reads ComfyUI's and each node's requirements.txt from the
-// mirrors (no checkout needed) plus the spec's python.requirements.
+// requirements reads ComfyUI's and each node's requirements.txt (or
+// pyproject.toml dependencies) from the mirrors (no checkout needed) plus the spec's python.requirements.
 func (b *builder) requirements(ctx context.Context, git *gitcache.Cache) ([]pyenv.Requirements, error) {
 	var reqs []pyenv.Requirements
 	var applied []reqfile.Applied
@@ -398,7 +398,7 @@ func (b *builder) requirements(ctx context.Context, git *gitcache.Cache) ([]pyen
 		}
 		// The one requirements parser: no index option, local path,
 		// ${VAR} or symlink reaches pip; python.overrides applied.
-		q, a, ok, err := pyenv.Load(realize.CommitSource(r, commit), owner, "requirements.txt", b.spec.Python.Overrides)
+		q, a, ok, err := pyenv.LoadRepo(realize.CommitSource(r, commit), owner, b.spec.Python.Overrides)
 		if err != nil || !ok {
 			return err
 		}

@@ -729,7 +729,7 @@ func (r *realizer) planVenv(w io.Writer) {
 	if len(r.spec.Python.Requirements) > 0 {
 		rs = append(rs, fmt.Sprintf("%q", r.spec.Python.Requirements))
 	}
-	fmt.Fprintf(w, "  pip         install %s %s (one resolver run; requirements files that exist, checked and rewritten)\n", pip, strings.Join(rs, " "))
+	fmt.Fprintf(w, "  pip         install %s %s (one resolver run; each part's requirements.txt, else its pyproject.toml dependencies, checked and rewritten)\n", pip, strings.Join(rs, " "))
 	r.planOverrides(w)
 }
 
