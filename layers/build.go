@@ -51,7 +51,7 @@ const (
 	ModelsDir = "/models"
 	// layoutVersion changes when the way parts are laid out changes, so
 	// cached layers of an older layout are not reused.
-	layoutVersion = "1"
+	layoutVersion = "2" // 2: ComfyUI/models is a link (layers/modelslayout.go)
 )
 
 // BuildOptions are the settings of `comfy-image build`.
@@ -288,6 +288,8 @@ func (b *builder) repoPart(ctx context.Context, git *gitcache.Cache, kind, name,
 		}
 		if kind == "node" {
 			es = append(es, nodeLink(name))
+		} else {
+			es = layCoreModels(es)
 		}
 		return es, nil
 	})
@@ -504,7 +506,7 @@ func (b *builder) venvPartOf(key string, layer v1.Layer, packed, remote bool, n 
 
 func (b *builder) configPart(ctx context.Context) (Part, error) {
 	files := []Entry{
-		BytesEntry(path.Join(Root, "extra_model_paths.yaml"), 0o644, realize.ExtraModelPaths(b.spec, ModelsDir)),
+		BytesEntry(path.Join(Root, "extra_model_paths.yaml"), 0o644, realize.ExtraModelPaths(b.spec, ModelsDir, yamlOptions()...)),
 		BytesEntry(path.Join(Root, "comfy.env"), 0o644, realize.EnvFile(b.spec, b.opts.LookupEnv)),
 		BytesEntry(path.Join(Root, "entrypoint.sh"), 0o755, entryScript(b.spec.VersionID)),
 	}

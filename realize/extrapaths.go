@@ -51,10 +51,13 @@ const DownloadBaseKey = "download_model_base"
 // ComfyUI's loader puts each path of an is_default section in front of the
 // list as it reads it, so the last line of a value ends up first: the
 // directories are written in reverse, canonical last.
-func ExtraModelPaths(spec *versions.Spec, basePath string) []byte {
+func ExtraModelPaths(spec *versions.Spec, basePath string, opts ...YAMLOption) []byte {
 	folders := map[string][]string{}
 	for k, v := range ModelFolders {
 		folders[k] = v
+	}
+	for _, o := range opts {
+		o(folders)
 	}
 	known := map[string]bool{}
 	for _, dirs := range ModelFolders {
@@ -91,6 +94,17 @@ func ExtraModelPaths(spec *versions.Spec, basePath string) []byte {
 		}
 	}
 	return []byte(b.String())
+}
+
+// YAMLOption changes the folders ExtraModelPaths writes.
+type YAMLOption func(folders map[string][]string)
+
+// AlsoSearch adds directories searched after the models folder's own for
+// key (absolute paths stay absolute: ComfyUI joins them to base_path).
+func AlsoSearch(key string, dirs ...string) YAMLOption {
+	return func(folders map[string][]string) {
+		folders[key] = append(append([]string(nil), folders[key]...), dirs...)
+	}
 }
 
 // yamlString quotes a scalar when YAML would read it as something else.
