@@ -83,9 +83,12 @@ func (r *realizer) modelsLayout(ctx context.Context) error {
 	} else if err := r.linkCoreModels(ctx, want); err != nil {
 		return err
 	}
+	// ComfyUI's placeholders and configs are a convenience: a models
+	// folder that cannot take them (read-only) is warned about, and the
+	// next run tries again.
 	placed, err := r.placeCoreModelFiles(ctx)
 	if err != nil {
-		return err
+		r.logf("warning: %v", err)
 	}
 	msg := fmt.Sprintf("%-28s -> %s", coreModelsLink, want)
 	if want == "" {
@@ -96,6 +99,18 @@ func (r *realizer) modelsLayout(ctx context.Context) error {
 	}
 	r.summary = append(r.summary, msg)
 	return nil
+}
+
+// planModelsLayout shows the link in a dry run.
+func (r *realizer) planModelsLayout(w io.Writer) {
+	switch to, err := r.modelsLinkTarget(); {
+	case err != nil:
+		fmt.Fprintf(w, "  REFUSED     %v\n", err)
+	case to == "":
+		fmt.Fprintf(w, "  folder      %s is the models folder\n", coreModelsLink)
+	default:
+		fmt.Fprintf(w, "  link        %s -> %s (nodes see every model there); ComfyUI's own files of it placed there where missing\n", coreModelsLink, to)
+	}
 }
 
 // linkCoreModels makes ComfyUI/models a link to want. A link elsewhere is

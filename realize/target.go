@@ -694,6 +694,7 @@ func (r *realizer) plan(ctx context.Context) error {
 	for _, n := range r.lock.CustomNodes {
 		fmt.Fprintf(w, "  link        ComfyUI/custom_nodes/%s -> ../../custom_nodes/%s\n", n.Name, n.Name)
 	}
+	r.planModelsLayout(w)
 	r.planVenv(w)
 	r.planModels(ctx, w)
 	fmt.Fprintf(w, "  write       %s:\n", filepath.Join(r.target, "extra_model_paths.yaml"))
