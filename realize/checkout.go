@@ -384,7 +384,7 @@ func openTree(dir string, create bool) (*fsTree, error) {
 	case err != nil:
 		return nil, err
 	case !fi.IsDir():
-		return nil, fmt.Errorf("%s is not a folder (%s); refusing to check out through it", dir, fi.Mode().Type())
+		return nil, fmt.Errorf("%s is a %s, not a folder; refusing to check out through it", dir, kindOf(fi))
 	}
 	root, err := os.OpenRoot(dir)
 	if err != nil {
@@ -394,6 +394,19 @@ func openTree(dir string, create bool) (*fsTree, error) {
 }
 
 func (t *fsTree) close() { t.root.Close() }
+
+// kindOf names what a path is, for messages.
+func kindOf(fi os.FileInfo) string {
+	switch {
+	case fi.Mode()&os.ModeSymlink != 0:
+		return "symlink"
+	case fi.Mode().IsRegular():
+		return "file"
+	case fi.IsDir():
+		return "folder"
+	}
+	return "special file"
+}
 
 // isDir reports whether p and all its parents are real folders.
 func (t *fsTree) isDir(p string) bool {
