@@ -56,7 +56,7 @@ const (
 	ModelsDir = "/models"
 	// layoutVersion changes when the way parts are laid out changes, so
 	// cached layers of an older layout are not reused.
-	layoutVersion = "1"
+	layoutVersion = "2" // 2: ComfyUI/models is a link (layers/modelslayout.go)
 )
 
 // BuildOptions are the settings of `comfy-image build`.
@@ -307,6 +307,8 @@ func (b *builder) repoPart(ctx context.Context, git *gitcache.Cache, kind, name,
 			es = append(es, nodeLink(name))
 		} else if err := checkCustomNodesDir(es, prefix, locked.Commit); err != nil {
 			return nil, err
+		} else {
+			es = layCoreModels(es)
 		}
 		return es, nil
 	})
@@ -430,8 +432,8 @@ func (b *builder) groupPart(ctx context.Context, git *gitcache.Cache, g int, mem
 		Annotations: ann, History: "comfy-image: nodes " + strings.Join(names, ", ")}, nil
 }
 
-// requirements reads ComfyUI's and each node's requirements.txt from the
-// mirrors (no checkout needed) plus the spec's python.requirements.
+// requirements reads ComfyUI's and each node's requirements.txt (or
+// pyproject.toml dependencies) from the mirrors (no checkout needed) plus the spec's python.requirements.
 func (b *builder) requirements(ctx context.Context, git *gitcache.Cache) ([]pyenv.Requirements, error) {
 	var reqs []pyenv.Requirements
 	var applied []reqfile.Applied
@@ -442,7 +444,7 @@ func (b *builder) requirements(ctx context.Context, git *gitcache.Cache) ([]pyen
 		}
 		// The one requirements parser: no index option, local path,
 		// ${VAR} or symlink reaches pip; python.overrides applied.
-		q, a, ok, err := pyenv.Load(realize.CommitSource(r, commit), owner, "requirements.txt", b.spec.Python.Overrides)
+		q, a, ok, err := pyenv.LoadRepo(realize.CommitSource(r, commit), owner, b.spec.Python.Overrides)
 		if err != nil || !ok {
 			return err
 		}
@@ -564,7 +566,7 @@ func (b *builder) venvPartOf(key string, layer v1.Layer, packed, remote bool, n 
 func (b *builder) configPart(ctx context.Context) (Part, error) {
 	script, entry, manifest := worker.Paths(Root)
 	files := []Entry{
-		BytesEntry(path.Join(Root, "extra_model_paths.yaml"), 0o644, realize.ExtraModelPaths(b.spec, ModelsDir)),
+		BytesEntry(path.Join(Root, "extra_model_paths.yaml"), 0o644, realize.ExtraModelPaths(b.spec, ModelsDir, yamlOptions()...)),
 		BytesEntry(path.Join(Root, "comfy.env"), 0o644, realize.EnvFile(b.spec, b.opts.LookupEnv)),
 		BytesEntry(entry, 0o755, worker.EntryScript),
 		BytesEntry(script, 0o644, worker.Script),

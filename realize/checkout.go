@@ -236,6 +236,44 @@ type CheckoutOption func(*checkoutConfig)
 
 type checkoutConfig struct {
 	beforeWrite func() error
+	without     []string
+}
+
+// Without leaves the folder dir (a slash path in the commit) out of the
+// checkout: its tracked files are not written, and removed when an earlier
+// checkout wrote them. The core's models folder is left out this way, as
+// ComfyUI/models is a link to the models folder (see ModelsLayout).
+func Without(dir string) CheckoutOption {
+	return func(c *checkoutConfig) { c.without = append(c.without, dir) }
+}
+
+// excluded reports whether p is in a folder left out with Without.
+func (c *checkoutConfig) excluded(p string) bool {
+	for _, d := range c.without {
+		if p == d || strings.HasPrefix(p, d+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// drop removes the left-out files from a commit's file set.
+func (c *checkoutConfig) drop(files map[string]treeEntry) {
+	for p := range files {
+		if c.excluded(p) {
+			delete(files, p)
+		}
+	}
+}
+
+// holdsExcluded reports whether an earlier checkout wrote left-out files.
+func (c *checkoutConfig) holdsExcluded(prev *Checkout) bool {
+	for p := range prev.Files {
+		if c.excluded(p) {
+			return true
+		}
+	}
+	return false
 }
 
 // BeforeWrite calls f once every check passed, before the first change on
@@ -257,7 +295,7 @@ func CheckoutTree(r *git.Repository, commit, dir string, prev *Checkout, force b
 	for _, o := range opts {
 		o(&cfg)
 	}
-	if prev != nil && prev.Commit == commit && prev.Pending == "" {
+	if prev != nil && prev.Commit == commit && prev.Pending == "" && !cfg.holdsExcluded(prev) {
 		if ok, err := unchanged(dir, prev); err != nil || ok {
 			return prev, err
 		}
@@ -266,12 +304,14 @@ func CheckoutTree(r *git.Repository, commit, dir string, prev *Checkout, force b
 	if err != nil {
 		return nil, err
 	}
+	cfg.drop(want)
 	var old map[string]TreeFile
 	var pending map[string]treeEntry
 	if prev != nil {
 		old = prev.Files
 		if prev.Pending != "" && prev.Pending != commit {
 			pending, _ = commitTree(r, prev.Pending) // unreadable: nothing is taken as ours
+			cfg.drop(pending)
 		}
 	}
 	t, err := openTree(dir, true)
