@@ -23,6 +23,7 @@ import (
 	specs "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/comfy-image/comfy-image/internal/progress"
+	"github.com/comfy-image/comfy-image/internal/reqfile"
 	"github.com/comfy-image/comfy-image/realize"
 	"github.com/comfy-image/comfy-image/realize/gitcache"
 	"github.com/comfy-image/comfy-image/realize/pyenv"
@@ -389,16 +390,19 @@ func (b *builder) groupPart(ctx context.Context, git *gitcache.Cache, g int, mem
 // mirrors (no checkout needed) plus the spec's python.requirements.
 func (b *builder) requirements(ctx context.Context, git *gitcache.Cache) ([]pyenv.Requirements, error) {
 	var reqs []pyenv.Requirements
+	var applied []reqfile.Applied
 	add := func(owner, repo, commit string) error {
 		r, err := realize.OpenMirror(ctx, git, repo, commit)
 		if err != nil {
 			return err
 		}
-		data, ok, err := realize.CommitFile(r, commit, "requirements.txt")
+		// The one requirements parser: no index option, local path,
+		// ${VAR} or symlink reaches pip; python.overrides applied.
+		q, a, ok, err := pyenv.Load(realize.CommitSource(r, commit), owner, "requirements.txt", b.spec.Python.Overrides)
 		if err != nil || !ok {
 			return err
 		}
-		reqs = append(reqs, pyenv.Requirements{Owner: owner, Lines: strings.Split(string(data), "\n")})
+		reqs, applied = append(reqs, q), append(applied, a...)
 		return nil
 	}
 	if err := add("ComfyUI", b.spec.Comfy.Repo, b.lock.Comfy.Commit); err != nil {
@@ -410,8 +414,13 @@ func (b *builder) requirements(ctx context.Context, git *gitcache.Cache) ([]pyen
 		}
 	}
 	if len(b.spec.Python.Requirements) > 0 {
-		reqs = append(reqs, pyenv.Requirements{Owner: "python.requirements", Lines: b.spec.Python.Requirements})
+		q, a, err := pyenv.SpecLines(b.spec.Python.Requirements, b.spec.Python.Overrides)
+		if err != nil {
+			return nil, err
+		}
+		reqs, applied = append(reqs, q), append(applied, a...)
 	}
+	b.lock.Python.Overrides = realize.LockedOverrides(applied)
 	return reqs, nil
 }
 
@@ -458,7 +467,7 @@ func (b *builder) venvPart(ctx context.Context, git *gitcache.Cache) (Part, erro
 	if err != nil {
 		return Part{}, err
 	}
-	opts := pyenv.Options{WheelsDir: b.opts.WheelsDir, Offline: b.opts.Offline, IndexURLs: b.spec.Python.IndexURLs, Log: b.opts.Log}
+	opts := pyenv.Options{WheelsDir: b.opts.WheelsDir, Offline: b.opts.Offline, IndexURLs: b.spec.Python.IndexURLs, Pre: b.spec.Python.Pre, CacheDir: filepath.Join(b.opts.CacheDir, "pip"), Log: b.opts.Log}
 	wheels, err := pyenv.DownloadWheels(ctx, b.opts.HostPython, b.info.Target, reqs, b.constraints(), locked, opts, filepath.Join(b.opts.CacheDir, "wheels"))
 	if err != nil {
 		return Part{}, fmt.Errorf("venv: %w", err)

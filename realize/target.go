@@ -419,26 +419,6 @@ func realDir(root *os.Root, rel string) error {
 	return nil
 }
 
-// requirementSources lists ComfyUI's and each node's requirements.txt and
-// the spec's python.requirements, in spec order.
-func (r *realizer) requirementSources() []pyenv.Requirements {
-	var reqs []pyenv.Requirements
-	for _, p := range r.parts() {
-		file := filepath.Join(r.target, p.key, "requirements.txt")
-		if _, err := os.Stat(file); err == nil {
-			owner := "ComfyUI"
-			if p.key != "ComfyUI" {
-				owner = "node " + strings.TrimPrefix(p.key, "custom_nodes/")
-			}
-			reqs = append(reqs, pyenv.Requirements{Owner: owner, File: file})
-		}
-	}
-	if len(r.spec.Python.Requirements) > 0 {
-		reqs = append(reqs, pyenv.Requirements{Owner: "python.requirements", Lines: r.spec.Python.Requirements})
-	}
-	return reqs
-}
-
 // torchConstraints pins the torch family the version chose: the spec's
 // python.requirements lines for those packages, else what the system site
 // packages provide, so a node cannot replace them.
@@ -458,6 +438,8 @@ func (r *realizer) pipOptions() pyenv.Options {
 		WheelsDir: r.opts.WheelsDir,
 		Offline:   r.opts.Offline,
 		IndexURLs: r.spec.Python.IndexURLs,
+		Pre:       r.spec.Python.Pre,
+		CacheDir:  filepath.Join(r.opts.CacheDir, "pip"),
 		Log:       r.opts.log(),
 	}
 }
@@ -465,11 +447,10 @@ func (r *realizer) pipOptions() pyenv.Options {
 // venvKey digests everything the venv's content depends on.
 func (r *realizer) venvKey(reqs []pyenv.Requirements, constraints []string, pkgs []versions.LockedPackage) string {
 	h := sha256.New()
-	fmt.Fprintf(h, "python=%s\nsystem=%v\nwheels=%s\noffline=%v\nindex=%q\nconstraints=%q\n",
-		r.opts.Python, r.spec.Python.SystemSitePackages, r.opts.WheelsDir, r.opts.Offline, r.spec.Python.IndexURLs, constraints)
+	fmt.Fprintf(h, "python=%s\nsystem=%v\nwheels=%s\noffline=%v\nindex=%q\npre=%v\nconstraints=%q\n",
+		r.opts.Python, r.spec.Python.SystemSitePackages, r.opts.WheelsDir, r.opts.Offline, r.spec.Python.IndexURLs, r.spec.Python.Pre, constraints)
 	for _, q := range reqs {
-		data, _ := os.ReadFile(q.File)
-		fmt.Fprintf(h, "%s\n%s\n%q\n", q.Owner, data, q.Lines)
+		fmt.Fprintf(h, "%s\n%q\n", q.Owner, q.Lines)
 	}
 	pk, _ := json.Marshal(pkgs)
 	h.Write(pk)
@@ -478,7 +459,10 @@ func (r *realizer) venvKey(reqs []pyenv.Requirements, constraints []string, pkgs
 
 func (r *realizer) venv(ctx context.Context) error {
 	v := pyenv.Venv{Dir: filepath.Join(r.target, ".venv")}
-	reqs := r.requirementSources()
+	reqs, overridden, err := r.requirementSources()
+	if err != nil {
+		return err
+	}
 	locked := r.lock.Python.Packages
 	if len(locked) > 0 && v.Exists() && r.state.Venv != "" {
 		// The constraints only matter when pip resolves; a finished venv
@@ -493,7 +477,7 @@ func (r *realizer) venv(ctx context.Context) error {
 		return err
 	}
 	r.logf("venv: %s -m venv %s", r.opts.Python, v.Dir)
-	v, err := pyenv.Create(ctx, r.opts.Python, v.Dir, r.spec.Python.SystemSitePackages)
+	v, err = pyenv.Create(ctx, r.opts.Python, v.Dir, r.spec.Python.SystemSitePackages)
 	if err != nil {
 		return err
 	}
@@ -517,6 +501,7 @@ func (r *realizer) venv(ctx context.Context) error {
 			return err
 		}
 		r.lock.Python.Packages = pkgs
+		r.lock.Python.Overrides = overridden
 		locked = pkgs
 	}
 	if err := v.MakeRelocatable(); err != nil {
@@ -744,7 +729,8 @@ func (r *realizer) planVenv(w io.Writer) {
 	if len(r.spec.Python.Requirements) > 0 {
 		rs = append(rs, fmt.Sprintf("%q", r.spec.Python.Requirements))
 	}
-	fmt.Fprintf(w, "  pip         install %s %s (one resolver run; requirements files that exist)\n", pip, strings.Join(rs, " "))
+	fmt.Fprintf(w, "  pip         install %s %s (one resolver run; requirements files that exist, checked and rewritten)\n", pip, strings.Join(rs, " "))
+	r.planOverrides(w)
 }
 
 func (r *realizer) planModels(ctx context.Context, w io.Writer) {

@@ -63,6 +63,18 @@ type LockedPython struct {
 	Packages      []LockedPackage `json:"packages"`
 	ImageTarget   string          `json:"image_target,omitempty"`
 	ImagePackages []LockedPackage `json:"image_packages,omitempty"`
+	// Overrides are the requirement lines python.overrides changed.
+	Overrides []AppliedOverride `json:"overrides,omitempty"`
+}
+
+// AppliedOverride is one requirement line of Owner's File (at Line) that
+// the spec's python.overrides replaced with To, or dropped (To "").
+type AppliedOverride struct {
+	Owner string `json:"owner"`
+	File  string `json:"file"`
+	Line  int    `json:"line"`
+	From  string `json:"from"`
+	To    string `json:"to,omitempty"`
 }
 
 // LockedPackage is one installed distribution and the wheel it came from.

@@ -76,6 +76,12 @@ type Python struct {
 	SystemSitePackages bool     `json:"system_site_packages,omitempty"`
 	Requirements       []string `json:"requirements,omitempty"`
 	IndexURLs          []string `json:"index_urls,omitempty"`
+	// Overrides replace (name -> requirement line) or drop (name -> null)
+	// the requirement of that distribution in ComfyUI's and every node's
+	// requirements, matched by PEP 503 name.
+	Overrides map[string]*string `json:"overrides,omitempty"`
+	// Pre allows pre-releases (pip --pre).
+	Pre bool `json:"pre,omitempty"`
 }
 
 // FileName is the name the model gets inside its target folder: the source's

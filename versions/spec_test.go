@@ -75,6 +75,11 @@ func TestDigestIgnoresFormatting(t *testing.T) {
 var badSpecs = []struct {
 	name, spec, path, expect string
 }{
+	{"override to a local path", `{"schema_version":2,"version_id":"x","comfy":{"repo":"https://h/r"},"python":{"overrides":{"opencv-python":"./vendor/cv"}}}`, `python.overrides["opencv-python"]`, "local path"},
+	{"override with a variable", `{"schema_version":2,"version_id":"x","comfy":{"repo":"https://h/r"},"python":{"overrides":{"a":"a @ https://h/${HF_TOKEN}/a.whl"}}}`, `python.overrides["a"]`, "${"},
+	{"override twice", `{"schema_version":2,"version_id":"x","comfy":{"repo":"https://h/r"},"python":{"overrides":{"OpenCV-Python":null,"opencv_python":"x"}}}`, `python.overrides["opencv_python"]`, "same distribution"},
+	{"requirement with an index", `{"schema_version":2,"version_id":"x","comfy":{"repo":"https://h/r"},"python":{"requirements":["numpy","--find-links https://h/"]}}`, "python.requirements[1]", "not allowed"},
+	{"pre not a boolean", `{"schema_version":2,"version_id":"x","comfy":{"repo":"https://h/r"},"python":{"pre":"yes"}}`, "python.pre", "boolean"},
 	{"unknown top key", `{"schema_version":2,"version_id":"x","comfy":{"repo":"https://h/r"},"colour":1}`, "colour", "unknown key"},
 	{"unknown node key", `{"schema_version":2,"version_id":"x","comfy":{"repo":"https://h/r"},"custom_nodes":[{"repo":"https://h/a"},{"repo":"https://h/b","branch":"x"}]}`, "custom_nodes[1].branch", "unknown key"},
 	{"schema version", `{"schema_version":1,"version_id":"x","comfy":{"repo":"https://h/r"}}`, "schema_version", "expected 2"},

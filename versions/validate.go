@@ -11,6 +11,8 @@ import (
 	"sync"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/comfy-image/comfy-image/internal/reqfile"
 	"github.com/santhosh-tekuri/jsonschema/v6/kind"
 	"golang.org/x/text/language"
 	"golang.org/x/text/message"
@@ -126,7 +128,7 @@ func knownKeys(loc []string) string {
 		"custom_nodes": "repo, ref, commit, name, registry, version",
 		"models":       "source, name, target_subdir, sha256",
 		"options":      "offline, skip_models",
-		"python":       "system_site_packages, requirements, index_urls",
+		"python":       "system_site_packages, requirements, index_urls, overrides, pre",
 	}
 	if len(loc) == 0 {
 		return keys[""]
@@ -255,6 +257,39 @@ func (s *Spec) check() []Problem {
 			destAt[dest] = i
 		}
 	}
+	return append(ps, s.Python.check()...)
+}
+
+// check accepts python.requirements and python.overrides lines with the
+// same parser that reads the nodes' requirements files.
+func (p Python) check() []Problem {
+	var ps []Problem
+	for i, line := range p.Requirements {
+		if _, err := reqfile.Check(line); err != nil {
+			ps = append(ps, Problem{fmt.Sprintf("python.requirements[%d]", i), err.Error()})
+		}
+	}
+	names := make([]string, 0, len(p.Overrides))
+	for name := range p.Overrides {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	seen := map[string]string{}
+	for _, name := range names {
+		to := p.Overrides[name]
+		at := fmt.Sprintf("python.overrides[%q]", name)
+		if other, dup := seen[reqfile.Normalize(name)]; dup {
+			ps = append(ps, Problem{at, fmt.Sprintf("names the same distribution as %q; expected one override per distribution", other)})
+		}
+		seen[reqfile.Normalize(name)] = name
+		if to == nil {
+			continue
+		}
+		if _, err := reqfile.Check(*to); err != nil {
+			ps = append(ps, Problem{at, err.Error() + "; expected a replacement requirement line, or null to drop it"})
+		}
+	}
+	sort.Slice(ps, func(i, j int) bool { return ps[i].Path < ps[j].Path })
 	return ps
 }
 

@@ -42,7 +42,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 func exitCode(err error) int {
 	var spec *versions.SpecError
 	var usage usageError
-	if errors.As(err, &spec) || errors.As(err, &usage) {
+	var bad interface{ BadInput() bool } // e.g. a refused requirements line
+	if errors.As(err, &spec) || errors.As(err, &usage) || errors.As(err, &bad) && bad.BadInput() {
 		return 2
 	}
 	// Bad input found by a package (a crafted node tree, a bad --target).

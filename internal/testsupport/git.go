@@ -95,6 +95,14 @@ type GitServer struct {
 	URL      string
 	srv      *httptest.Server
 	requests atomic.Int64
+	auth     atomic.Pointer[string]
+}
+
+// RequireBasicAuth makes the server answer 401 to requests without this
+// user and password, like a private repository on GitHub.
+func (gs *GitServer) RequireBasicAuth(user, password string) {
+	up := user + ":" + password
+	gs.auth.Store(&up)
 }
 
 // NewGitServer starts a server for repositories made with Repo under
@@ -112,6 +120,13 @@ func NewGitServer(t testing.TB) *GitServer {
 	}
 	gs.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		gs.requests.Add(1)
+		if want := gs.auth.Load(); want != nil {
+			if u, p, ok := req.BasicAuth(); !ok || u+":"+p != *want {
+				w.Header().Set("WWW-Authenticate", `Basic realm="git"`)
+				http.Error(w, "authentication required", http.StatusUnauthorized)
+				return
+			}
+		}
 		// Like GitHub, answer for <repo> and <repo>.git alike.
 		if i := strings.Index(req.URL.Path, ".git/"); i > 0 {
 			if _, err := os.Stat(filepath.Join(gs.Root, req.URL.Path[:i+4])); err != nil {

@@ -21,6 +21,8 @@ import (
 	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/plumbing/transport"
+	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
 	"github.com/gofrs/flock"
 
 	"github.com/comfy-image/comfy-image/versions"
@@ -183,7 +185,7 @@ func (c *Cache) sync(ctx context.Context, repo, dir string) error {
 		c.logf("cloning %s", shown)
 		r, err = git.PlainInit(work, true)
 		if err == nil {
-			_, err = r.CreateRemote(&config.RemoteConfig{Name: "origin", URLs: []string{repo}, Fetch: mirrorRefSpecs})
+			_, err = r.CreateRemote(&config.RemoteConfig{Name: "origin", URLs: []string{versions.RedactURL(repo)}, Fetch: mirrorRefSpecs})
 		}
 		if err != nil {
 			os.RemoveAll(work)
@@ -218,16 +220,21 @@ func (c *Cache) sync(ctx context.Context, repo, dir string) error {
 // no longer has (a mirror mirrors).
 func (c *Cache) fetch(ctx context.Context, r *git.Repository, repo string) error {
 	shown := versions.RedactURL(repo)
+	if err := storeWithoutCredentials(r, repo); err != nil {
+		return fmt.Errorf("repo %s: %w", shown, err)
+	}
 	remote, err := r.Remote("origin")
 	if err != nil {
 		return fmt.Errorf("repo %s: %w", shown, err)
 	}
-	refs, err := remote.ListContext(ctx, &git.ListOptions{})
+	auth := credentials(repo)
+	refs, err := remote.ListContext(ctx, &git.ListOptions{Auth: auth})
 	if err != nil {
 		return fmt.Errorf("repo %s: list refs: %s", shown, redactErr(err, repo))
 	}
 	err = remote.FetchContext(ctx, &git.FetchOptions{
 		RefSpecs: mirrorRefSpecs,
+		Auth:     auth,
 		Tags:     git.NoTags,
 		Force:    true,
 		Progress: c.Progress,
@@ -267,6 +274,34 @@ func mirrorRefs(r *git.Repository, remoteRefs []*plumbing.Reference) error {
 		}
 	}
 	return nil
+}
+
+// credentials are the user and password of a repo URL
+// (https://user:token@host/...), handed to the transport at fetch time
+// only: the mirror's config never holds them.
+func credentials(repo string) transport.AuthMethod {
+	u, err := url.Parse(repo)
+	if err != nil || u.User == nil || (u.Scheme != "http" && u.Scheme != "https") {
+		return nil
+	}
+	pass, _ := u.User.Password()
+	return &githttp.BasicAuth{Username: u.User.Username(), Password: pass}
+}
+
+// storeWithoutCredentials makes the mirror's origin the repo URL without
+// its userinfo, also in mirrors written before credentials were kept out.
+func storeWithoutCredentials(r *git.Repository, repo string) error {
+	cfg, err := r.Config()
+	if err != nil {
+		return err
+	}
+	origin, ok := cfg.Remotes["origin"]
+	want := versions.RedactURL(repo)
+	if !ok || (len(origin.URLs) == 1 && origin.URLs[0] == want) {
+		return nil
+	}
+	origin.URLs = []string{want}
+	return r.SetConfig(cfg)
 }
 
 // redactErr keeps credentials embedded in a repo URL out of error text.

@@ -159,10 +159,6 @@ func ownersOf(name string, reqs []Requirements) string {
 	var who []string
 	for _, r := range reqs {
 		text := strings.Join(r.Lines, "\n")
-		if r.File != "" {
-			data, _ := os.ReadFile(r.File)
-			text = string(data)
-		}
 		if _, ok := RequirementNames(text)[name]; ok {
 			who = append(who, r.Owner)
 		}

@@ -9,16 +9,19 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
-	"os/exec"
 	"path"
 	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
 
+	"github.com/comfy-image/comfy-image/internal/childproc"
+	"github.com/comfy-image/comfy-image/internal/reqfile"
 	"github.com/comfy-image/comfy-image/versions"
 )
 
@@ -30,10 +33,48 @@ var TorchFamily = []string{"torch", "torchvision", "torchaudio", "xformers"}
 type Requirements struct {
 	// Owner names it in messages: "ComfyUI", "node gguf", "python.requirements".
 	Owner string
-	// File is a requirements file to pass with -r ("" if Lines are given).
-	File string
-	// Lines are requirement lines (for the spec's python.requirements).
+	// Lines are checked requirement lines (see Load): pip only ever gets
+	// a file the tool wrote from them, never a repository's own file.
 	Lines []string
+}
+
+// Load reads a repository's requirements file through the one parser
+// (reqfile), applies the spec's python.overrides, and returns the source
+// with what the overrides changed. ok is false when the file does not exist.
+func Load(src reqfile.Source, owner, file string, overrides map[string]*string) (Requirements, []reqfile.Applied, bool, error) {
+	if _, err := src.ReadFile(file); errors.Is(err, fs.ErrNotExist) {
+		return Requirements{}, nil, false, nil
+	}
+	lines, err := reqfile.Parse(src, owner, file)
+	if err != nil {
+		return Requirements{}, nil, false, err
+	}
+	lines, applied := reqfile.Override(owner, lines, overrides)
+	r := Requirements{Owner: owner, Lines: []string{}}
+	for _, l := range lines {
+		r.Lines = append(r.Lines, l.Text)
+	}
+	return r, applied, true, nil
+}
+
+// SpecLines checks the spec's python.requirements with the same parser and
+// applies the overrides to them too.
+func SpecLines(lines []string, overrides map[string]*string) (Requirements, []reqfile.Applied, error) {
+	const owner = "python.requirements"
+	var parsed []reqfile.Line
+	for i, l := range lines {
+		name, err := reqfile.Check(l)
+		if err != nil {
+			return Requirements{}, nil, &reqfile.Error{Owner: "spec", File: "python.requirements", Line: i + 1, Problem: err.Error()}
+		}
+		parsed = append(parsed, reqfile.Line{Text: l, Name: name, File: "python.requirements", Num: i + 1})
+	}
+	parsed, applied := reqfile.Override(owner, parsed, overrides)
+	r := Requirements{Owner: owner, Lines: []string{}}
+	for _, l := range parsed {
+		r.Lines = append(r.Lines, l.Text)
+	}
+	return r, applied, nil
 }
 
 // Options are the pip settings of one install.
@@ -44,19 +85,27 @@ type Options struct {
 	Offline bool
 	// IndexURLs are package indexes (ignored with WheelsDir or Offline).
 	IndexURLs []string
+	// Pre allows pre-releases (the spec's python.pre).
+	Pre bool
+	// CacheDir is pip's HTTP and wheel cache ("" for none): children get a
+	// private HOME, so pip's default cache would not outlive the run.
+	CacheDir string
 	// Log receives pip's output line by line.
 	Log io.Writer
 }
 
 // IndexArgs are the pip flags choosing where packages come from.
 func (o Options) IndexArgs() []string {
+	var args []string
+	if o.Pre {
+		args = append(args, "--pre")
+	}
 	switch {
 	case o.WheelsDir != "":
-		return []string{"--no-index", "--find-links", o.WheelsDir}
+		return append(args, "--no-index", "--find-links", o.WheelsDir)
 	case o.Offline:
-		return []string{"--no-index"}
+		return append(args, "--no-index")
 	}
-	var args []string
 	for i, u := range o.IndexURLs {
 		if i == 0 {
 			args = append(args, "--index-url", u)
@@ -73,31 +122,62 @@ type Venv struct{ Dir string }
 // Python is the venv's interpreter.
 func (v Venv) Python() string { return filepath.Join(v.Dir, "bin", "python") }
 
-// Exists reports whether the venv has a working layout.
+// Exists reports whether the venv has a working layout, pip included (a
+// venv that an older run left half made has none).
 func (v Venv) Exists() bool {
 	_, err1 := os.Stat(filepath.Join(v.Dir, "pyvenv.cfg"))
 	_, err2 := os.Stat(v.Python())
-	return err1 == nil && err2 == nil
+	pip, _ := filepath.Glob(filepath.Join(v.Dir, "lib", "python*", "site-packages", "pip", "__init__.py"))
+	return err1 == nil && err2 == nil && len(pip) > 0
 }
 
-// Create runs `python -m venv` (with --system-site-packages if asked). A
-// half-made venv from a killed run is replaced.
+// Create runs `python -m venv` (with --system-site-packages if asked) in
+// a temporary folder beside dir, makes it relocatable and renames it into
+// place: a run killed mid-way leaves no half venv (one without pip) that a
+// later run would take for a finished one.
 func Create(ctx context.Context, python, dir string, systemSite bool) (Venv, error) {
 	v := Venv{Dir: dir}
 	if v.Exists() {
 		return v, nil
 	}
-	os.RemoveAll(dir)
-	args := []string{"-m", "venv"}
+	parent := filepath.Dir(dir)
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return v, err
+	}
+	removeStale(parent, filepath.Base(dir))
+	work, err := os.MkdirTemp(parent, "."+filepath.Base(dir)+".tmp-")
+	if err != nil {
+		return v, err
+	}
+	defer os.RemoveAll(work)
+	// The prompt would otherwise be the temporary folder's name.
+	args := []string{"-m", "venv", "--prompt", filepath.Base(dir)}
 	if systemSite {
 		args = append(args, "--system-site-packages")
 	}
-	out, err := exec.CommandContext(ctx, python, append(args, dir)...).CombinedOutput()
+	out, err := childproc.Command(ctx, python, append(args, work)...).CombinedOutput()
 	if err != nil {
-		os.RemoveAll(dir)
 		return v, fmt.Errorf("%s -m venv %s: %v\n%s", python, dir, err, out)
 	}
+	// ensurepip wrote the temporary path into pip's scripts and pyvenv.cfg.
+	if err := (Venv{Dir: work}).MakeRelocatable(); err != nil {
+		return v, fmt.Errorf("venv: %w", err)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return v, err
+	}
+	if err := os.Rename(work, dir); err != nil {
+		return v, fmt.Errorf("place venv %s: %w", dir, err)
+	}
 	return v, nil
+}
+
+// removeStale deletes temporary venvs that killed runs left beside dir.
+func removeStale(parent, base string) {
+	stale, _ := filepath.Glob(filepath.Join(parent, "."+base+".tmp-*"))
+	for _, d := range stale {
+		os.RemoveAll(d)
+	}
 }
 
 // Installed lists the versions of the given distributions visible to the
@@ -111,7 +191,7 @@ for n in sys.argv[1:]:
     except m.PackageNotFoundError:
         pass
 print(json.dumps(out))`
-	out, err := exec.CommandContext(ctx, v.Python(), append([]string{"-c", script}, names...)...).Output()
+	out, err := childproc.Command(ctx, v.Python(), append([]string{"-c", script}, names...)...).Output()
 	if err != nil {
 		return nil, fmt.Errorf("list installed packages: %w", err)
 	}
@@ -189,22 +269,28 @@ func allHashed(pkgs []versions.LockedPackage) bool {
 	return true
 }
 
-// pip runs the venv's pip, streaming its output as "pip: " lines. With a
-// wheels folder or offline, package sources from the caller's environment
-// (PIP_FIND_LINKS, PIP_INDEX_URL, ...) are dropped: only the folder counts.
+// pip runs the venv's pip, streaming its output as "pip: " lines.
 func (v Venv) pip(ctx context.Context, args []string, opts Options) (string, error) {
 	return runPip(ctx, v.Python(), args, opts)
 }
 
+// pipEnv is what the tool sets for pip itself. PIP_CONFIG_FILE=/dev/null
+// makes pip read no configuration file: where packages come from is the
+// spec's and the command line's choice, as PIP_* of the caller are not
+// passed on either (childproc).
+var pipEnv = []string{"PIP_CONFIG_FILE=" + os.DevNull, "PIP_DISABLE_PIP_VERSION_CHECK=1",
+	"PIP_NO_WARN_SCRIPT_LOCATION=1", "PYTHONDONTWRITEBYTECODE=1", "PYTHONNOUSERSITE=1"}
+
 // runPip runs `python -m pip ...` (the venv's, or the host's for downloads).
 func runPip(ctx context.Context, python string, args []string, opts Options) (string, error) {
 	log := opts.Log
-	cmd := exec.CommandContext(ctx, python, args...)
-	env := os.Environ()
-	if opts.WheelsDir != "" || opts.Offline {
-		env = withoutSources(env)
+	cmd := childproc.Command(ctx, python, args...)
+	cmd.Setenv(pipEnv...)
+	if opts.CacheDir != "" {
+		cmd.Setenv("PIP_CACHE_DIR=" + opts.CacheDir)
+	} else {
+		cmd.Setenv("PIP_NO_CACHE_DIR=1")
 	}
-	cmd.Env = append(env, "PIP_NO_WARN_SCRIPT_LOCATION=1", "PYTHONDONTWRITEBYTECODE=1")
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
 	var all bytes.Buffer
@@ -305,10 +391,6 @@ func explainFailure(out string, reqs []Requirements, constraints []string, err e
 	}
 	for _, r := range reqs {
 		text := strings.Join(r.Lines, "\n")
-		if r.File != "" {
-			data, _ := os.ReadFile(r.File)
-			text = string(data)
-		}
 		for n, line := range RequirementNames(text) {
 			if involved[n] {
 				note := ""
@@ -352,18 +434,6 @@ func tail(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-func withoutSources(env []string) []string {
-	var out []string
-	for _, kv := range env {
-		switch strings.SplitN(kv, "=", 2)[0] {
-		case "PIP_FIND_LINKS", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_NO_INDEX":
-			continue
-		}
-		out = append(out, kv)
-	}
-	return out
-}
-
 // requirementArgs writes the constraints and the requirement lines into
 // files under work and returns pip's -c/-r arguments, with how many
 // requirement sources they name.
@@ -378,15 +448,12 @@ func requirementArgs(work string, reqs []Requirements, constraints []string) ([]
 	}
 	n := 0
 	for i, r := range reqs {
-		file := r.File
-		if file == "" {
-			if len(r.Lines) == 0 {
-				continue
-			}
-			file = filepath.Join(work, fmt.Sprintf("req-%d.txt", i))
-			if err := os.WriteFile(file, []byte(strings.Join(r.Lines, "\n")+"\n"), 0o644); err != nil {
-				return nil, 0, err
-			}
+		if len(r.Lines) == 0 {
+			continue
+		}
+		file := filepath.Join(work, fmt.Sprintf("req-%d.txt", i))
+		if err := os.WriteFile(file, []byte(strings.Join(r.Lines, "\n")+"\n"), 0o644); err != nil {
+			return nil, 0, err
 		}
 		args = append(args, "-r", file)
 		n++

@@ -2,6 +2,7 @@ package pyenv
 
 import (
 	"context"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -80,6 +81,17 @@ func TestRelocatableVenv(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Made beside its place and renamed: nothing names the temporary
+	// folder, and none is left.
+	if left, _ := filepath.Glob(filepath.Join(dir, "first", ".*.tmp-*")); len(left) > 0 {
+		t.Fatalf("temporary venvs left: %v", left)
+	}
+	if out, _ := exec.Command("grep", "-rl", ".venv.tmp-", v.Dir).CombinedOutput(); len(out) > 0 {
+		t.Fatalf("files name the temporary folder:\n%s", out)
+	}
+	if out, err := exec.Command(v.Python(), "-m", "pip", "--version").CombinedOutput(); err != nil {
+		t.Fatalf("pip in the new venv: %v\n%s", err, out)
+	}
 	pkgs, err := v.Install(ctx, []Requirements{{Owner: "test", Lines: []string{"gamma"}}}, nil, Options{WheelsDir: wheels})
 	if err != nil {
 		t.Fatal(err)
@@ -100,5 +112,40 @@ func TestRelocatableVenv(t *testing.T) {
 	}
 	if out, _ := exec.Command("grep", "-rl", filepath.Join(dir, "first"), moved).CombinedOutput(); len(out) > 0 {
 		t.Fatalf("files still name the old path:\n%s", out)
+	}
+}
+
+// pip runs with none of the caller's secrets or PIP_* settings: a python3
+// wrapper records the environment pip gets while it downloads wheels.
+func TestPipGetsNoSecrets(t *testing.T) {
+	dir := t.TempDir()
+	wheels := filepath.Join(dir, "wheels")
+	testsupport.BuildWheel(t, wheels, testsupport.Wheel{Name: "alpha", Version: "1.0"})
+	py, err := exec.LookPath("python3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	spy := filepath.Join(dir, "python3")
+	os.WriteFile(spy, []byte("#!/bin/sh\nenv > "+dir+"/env.$$\nexec "+py+" \"$@\"\n"), 0o755)
+	t.Setenv("HF_TOKEN", "hf_sentinel_secret")
+	t.Setenv("PIP_EXTRA_INDEX_URL", "http://127.0.0.1:9/evil/")
+	t.Setenv("PIP_PRE", "1")
+	target := Target{Python: "/usr/bin/python3", Version: "3.11", Arch: "x86_64", Glibc: "2.36"}
+	ws, err := DownloadWheels(context.Background(), spy, target, []Requirements{{Owner: "test", Lines: []string{"alpha"}}}, nil, nil,
+		Options{WheelsDir: wheels}, filepath.Join(dir, "cache"))
+	if err != nil || len(ws) != 1 {
+		t.Fatalf("download: %v %+v", err, ws)
+	}
+	dumps, _ := filepath.Glob(filepath.Join(dir, "env.*"))
+	if len(dumps) == 0 {
+		t.Fatal("pip did not run through the wrapper")
+	}
+	for _, d := range dumps {
+		data, _ := os.ReadFile(d)
+		for _, bad := range []string{"hf_sentinel_secret", "PIP_EXTRA_INDEX_URL", "PIP_PRE"} {
+			if strings.Contains(string(data), bad) {
+				t.Errorf("pip's environment holds %s:\n%s", bad, data)
+			}
+		}
 	}
 }
