@@ -49,12 +49,14 @@ type repoWant struct {
 	repo  versions.Repo
 	// node is set for a Comfy Registry node (resolved through the registry).
 	node *versions.Node
+	// submodules is false when the spec leaves the node's submodules out.
+	submodules bool
 }
 
 func reposOf(s *versions.Spec) []repoWant {
-	ws := []repoWant{{label: "comfy", repo: s.Comfy}}
+	ws := []repoWant{{label: "comfy", repo: s.Comfy, submodules: true}}
 	for i, n := range s.CustomNodes {
-		w := repoWant{label: fmt.Sprintf("custom_nodes[%d] (%s)", i, n.Name), repo: n.Repo}
+		w := repoWant{label: fmt.Sprintf("custom_nodes[%d] (%s)", i, n.Name), repo: n.Repo, submodules: n.WantsSubmodules()}
 		if n.Registry != "" {
 			w.node = &s.CustomNodes[i]
 		}
@@ -92,11 +94,17 @@ func ResolveRepos(ctx context.Context, s *versions.Spec, opts Options) (*version
 				errs[i] = fmt.Errorf("%s: %w", w.label, err)
 				return
 			}
+			subs, err := lockSubmodules(ctx, cache, w, res.Commit, opts.log())
+			if err != nil {
+				errs[i] = fmt.Errorf("%s: %w", w.label, err)
+				return
+			}
 			locked[i] = versions.LockedRepo{
 				Repo:        versions.RedactURL(w.repo.Repo),
 				Ref:         w.repo.Ref,
 				ResolvedRef: res.Ref,
 				Commit:      res.Commit,
+				Submodules:  subs,
 			}
 		}()
 	}
@@ -224,6 +232,37 @@ func OpenMirror(ctx context.Context, cache *gitcache.Cache, repo, commit string)
 		return nil, err
 	}
 	return cache.Open(repo)
+}
+
+// lockSubmodules fetches the submodules of a resolved repository (each a
+// mirror in the cache), so an unreachable one fails the lock naming its
+// path and URL, and lists them for the lock. A node with submodules false
+// gets a warning naming the folders left empty.
+func lockSubmodules(ctx context.Context, cache *gitcache.Cache, w repoWant, commit string, log io.Writer) ([]versions.LockedSubmodule, error) {
+	r, err := OpenMirror(ctx, cache, w.repo.Repo, commit)
+	if err != nil {
+		return nil, err
+	}
+	subs, skipped, err := Submodules(r, commit, TreeOptions(ctx, cache, w.repo.Repo, w.submodules)...)
+	if err != nil {
+		return nil, err
+	}
+	if len(skipped) > 0 {
+		fmt.Fprintf(log, "warning: %s: \"submodules\": false, so its submodules are left out as empty folders: %s\n", w.label, strings.Join(skipped, ", "))
+	}
+	return subs, nil
+}
+
+// TreeOptions are the checkout options of a repository: its submodules
+// checked out (their mirrors opened and fetched through cache) unless the
+// spec set submodules false.
+func TreeOptions(ctx context.Context, cache *gitcache.Cache, repoURL string, submodules bool) []CheckoutOption {
+	if !submodules {
+		return nil
+	}
+	return []CheckoutOption{WithSubmodules(repoURL, func(repo, commit string) (*git.Repository, error) {
+		return OpenMirror(ctx, cache, repo, commit)
+	})}
 }
 
 // NewGitCache is the cache of mirrors under opts.CacheDir.

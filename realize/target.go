@@ -300,7 +300,8 @@ func (r *realizer) checkouts(ctx context.Context) error {
 	for i, p := range r.parts() {
 		repoURL := r.repoURL(i)
 		prev := r.state.Parts[p.key]
-		if prev != nil && prev.Commit == p.repo.Commit && prev.Pending == "" {
+		tree := TreeOptions(ctx, r.cache, repoURL, r.wantsSubmodules(i))
+		if prev.Done(p.repo.Commit, tree...) {
 			if ok, err := unchanged(filepath.Join(r.target, p.key), prev); err == nil && ok {
 				r.summary = append(r.summary, fmt.Sprintf("%-28s %s  unchanged", p.key, p.repo.Commit[:12]))
 				continue
@@ -325,7 +326,7 @@ func (r *realizer) checkouts(ctx context.Context) error {
 			return r.saveState()
 		}
 		r.logf("checkout %s at %s", p.key, p.repo.Commit[:12])
-		done, err := CheckoutTree(repo, p.repo.Commit, filepath.Join(r.target, p.key), prev, r.opts.Force, BeforeWrite(recordPending))
+		done, err := CheckoutTree(repo, p.repo.Commit, filepath.Join(r.target, p.key), prev, r.opts.Force, append(tree, BeforeWrite(recordPending))...)
 		if err != nil {
 			return fmt.Errorf("%s: %w", p.key, err)
 		}
@@ -336,6 +337,11 @@ func (r *realizer) checkouts(ctx context.Context) error {
 		r.summary = append(r.summary, fmt.Sprintf("%-28s %s  checked out (%d files)", p.key, p.repo.Commit[:12], len(done.Files)))
 	}
 	return nil
+}
+
+// wantsSubmodules tells whether part i (0: the core) gets its submodules.
+func (r *realizer) wantsSubmodules(i int) bool {
+	return i == 0 || r.spec.CustomNodes[i-1].WantsSubmodules()
 }
 
 // repoURL is the spec's URL of part i (the lock keeps a redacted copy).
@@ -677,13 +683,13 @@ func (r *realizer) plan(ctx context.Context) error {
 	}
 	r.lock = l
 	r.loadStateReadOnly()
-	for _, p := range r.parts() {
+	for i, p := range r.parts() {
 		commit := p.repo.Commit
 		if commit == "" {
 			commit = "(commit from the lock above)"
 		}
 		what := "check out"
-		if prev := r.state.Parts[p.key]; prev != nil && prev.Commit == p.repo.Commit && prev.Pending == "" {
+		if r.state.Parts[p.key].Done(p.repo.Commit, TreeOptions(ctx, r.cache, r.repoURL(i), r.wantsSubmodules(i))...) {
 			what = "keep"
 		}
 		fmt.Fprintf(w, "  %-10s  %s at %s into %s\n", what, p.key, commit, filepath.Join(r.target, p.key))

@@ -31,6 +31,17 @@ type LockedRepo struct {
 	Ref         string `json:"ref,omitempty"`
 	ResolvedRef string `json:"resolved_ref,omitempty"`
 	Commit      string `json:"commit"`
+	// Submodules are the submodules checked out with it, nested ones
+	// included (paths from the repository's root).
+	Submodules []LockedSubmodule `json:"submodules,omitempty"`
+}
+
+// LockedSubmodule is one submodule: its path in the checkout, its URL
+// (relative ones resolved; never with credentials) and the gitlink commit.
+type LockedSubmodule struct {
+	Path   string `json:"path"`
+	URL    string `json:"url"`
+	Commit string `json:"commit"`
 }
 
 // LockedNode is a custom node resolved to a commit. A Comfy Registry node

@@ -55,7 +55,13 @@ type Node struct {
 	// x.y.z ("": the latest, recorded in the lock).
 	Registry string `json:"registry,omitempty"`
 	Version  string `json:"version,omitempty"`
+	// Submodules false leaves the node's submodules out (empty folders, as
+	// git clone without --recurse-submodules); nil or true checks them out.
+	Submodules *bool `json:"submodules,omitempty"`
 }
+
+// WantsSubmodules tells whether the node's submodules are checked out.
+func (n Node) WantsSubmodules() bool { return n.Submodules == nil || *n.Submodules }
 
 // Model is one model file. TargetSubdir defaults to DefaultTargetSubdir.
 type Model struct {

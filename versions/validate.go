@@ -201,6 +201,8 @@ func (s *Spec) check() []Problem {
 		switch {
 		case n.Registry != "" && (n.Repo.Repo != "" || n.Ref != "" || n.Commit != ""):
 			add(at, "a node is a git repo (repo, ref, commit) or a registry node (registry, version), not both")
+		case n.Registry != "" && n.Submodules != nil:
+			add(at+".submodules", "submodules belongs to a git repo node; a registry node's zip has none")
 		case n.Registry == "" && n.Version != "":
 			add(at+".version", "version belongs to a registry node; expected registry (the node id) too, or ref/commit for a git repo")
 		case n.Registry == "" && n.Repo.Repo == "":
@@ -326,6 +328,10 @@ func checkSubdir(d string) string {
 }
 
 var scpLike = regexp.MustCompile(`^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^/]`)
+
+// CheckRepoURL says what is wrong with a git URL ("" when it is one the
+// cache can mirror): the rule for a spec's repos and for submodule URLs.
+func CheckRepoURL(repo string) string { return checkRepoURL(repo) }
 
 // checkRepoURL accepts the git URL forms the cache can mirror.
 func checkRepoURL(repo string) string {

@@ -42,11 +42,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 func exitCode(err error) int {
 	var spec *versions.SpecError
 	var usage usageError
-	var bad interface{ BadInput() bool } // e.g. a refused requirements line
-	if errors.As(err, &spec) || errors.As(err, &usage) || errors.As(err, &bad) && bad.BadInput() {
+	if errors.As(err, &spec) || errors.As(err, &usage) {
 		return 2
 	}
-	// Bad input found by a package (a crafted node tree, a bad --target).
+	// Bad input found by a package (a crafted node tree, a bad --target,
+	// a refused requirements line).
 	var bad interface{ BadInput() bool }
 	if errors.As(err, &bad) && bad.BadInput() {
 		return 2
