@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/url"
 	"os"
 	"path/filepath"
 )
@@ -195,7 +194,7 @@ func short(d string) string {
 // RedactURL drops credentials (user:password@) from a URL so it can be
 // written to a lock or a log.
 func RedactURL(raw string) string {
-	u, err := url.Parse(raw)
+	u, err := ParseRepoURL(raw)
 	if err != nil || u.User == nil {
 		return raw
 	}
