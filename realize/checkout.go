@@ -84,6 +84,13 @@ type treeEntry struct {
 	link string // a symlink's target
 	// repo holds the blob: the node's mirror, or a submodule's.
 	repo *git.Repository
+	// eol converts line endings as .gitattributes ask; work and size are
+	// then the id and size of the converted content.
+	eol  eolAction
+	work plumbing.Hash
+	size int64
+	// lfs is set for a Git LFS pointer file.
+	lfs *lfsPointer
 }
 
 // TreeFileEntry is a file of a commit, for packing it without a checkout.
@@ -114,13 +121,18 @@ func CommitFiles(r *git.Repository, commit string, opts ...CheckoutOption) ([]Tr
 		out = append(out, TreeFileEntry{Path: d, Dir: true})
 	}
 	for _, e := range tree {
-		blob, err := e.repo.BlobObject(e.blob)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", e.path, err)
-		}
-		fe := TreeFileEntry{Path: e.path, Executable: e.mode == filemode.Executable, Size: blob.Size, Open: blob.Reader}
-		if e.mode == filemode.Symlink {
-			fe.Link, fe.Size, fe.Open = e.link, 0, nil
+		fe := TreeFileEntry{Path: e.path, Executable: e.mode == filemode.Executable, Link: e.link}
+		if e.mode != filemode.Symlink {
+			rd, size, err := e.content()
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", e.path, err)
+			}
+			rd.Close()
+			fe.Size = size
+			fe.Open = func() (io.ReadCloser, error) {
+				rd, _, err := e.content()
+				return rd, err
+			}
 		}
 		out = append(out, fe)
 	}
@@ -531,7 +543,7 @@ func (t *fsTree) check(old map[string]TreeFile, want, pending map[string]treeEnt
 			if w, ok := want[p]; ok {
 				same, err = t.ours(p, w, pending)
 			} else if pw, ok := pending[p]; ok {
-				same, err = t.matches(p, uint32(pw.mode), pw.blob, nil)
+				same, err = t.matches(p, uint32(pw.mode), pw.id(), nil)
 			}
 		}
 		if err != nil {
@@ -583,11 +595,11 @@ func (t *fsTree) check(old map[string]TreeFile, want, pending map[string]treeEnt
 // ours tells whether an untracked file at p is the new one, or the one an
 // interrupted checkout of the pending commit wrote.
 func (t *fsTree) ours(p string, w treeEntry, pending map[string]treeEntry) (bool, error) {
-	if same, err := t.matches(p, uint32(w.mode), w.blob, nil); err != nil || same {
+	if same, err := t.matches(p, uint32(w.mode), w.id(), nil); err != nil || same {
 		return same, err
 	}
 	if pw, ok := pending[p]; ok {
-		return t.matches(p, uint32(pw.mode), pw.blob, nil)
+		return t.matches(p, uint32(pw.mode), pw.id(), nil)
 	}
 	return false, nil
 }
@@ -688,7 +700,7 @@ func (t *fsTree) mkdirAll(p string) error {
 // write writes one file (or symlink) atomically unless it already holds
 // the right content, and returns its record.
 func (t *fsTree) write(e treeEntry) (TreeFile, error) {
-	same, err := t.matches(e.path, uint32(e.mode), e.blob, nil)
+	same, err := t.matches(e.path, uint32(e.mode), e.id(), nil)
 	if err != nil {
 		return TreeFile{}, err
 	}
@@ -704,7 +716,7 @@ func (t *fsTree) write(e treeEntry) (TreeFile, error) {
 	if err != nil {
 		return TreeFile{}, err
 	}
-	return TreeFile{Mode: uint32(e.mode), Blob: e.blob.String(), Size: fi.Size(), MtimeNs: fi.ModTime().UnixNano()}, nil
+	return TreeFile{Mode: uint32(e.mode), Blob: e.id().String(), Size: fi.Size(), MtimeNs: fi.ModTime().UnixNano()}, nil
 }
 
 func (t *fsTree) writeBlob(e treeEntry) error {
@@ -730,11 +742,7 @@ func (t *fsTree) writeBlob(e treeEntry) error {
 }
 
 func (t *fsTree) writeFile(e treeEntry, tmp string) error {
-	blob, err := e.repo.BlobObject(e.blob)
-	if err != nil {
-		return err
-	}
-	rd, err := blob.Reader()
+	rd, _, err := e.content()
 	if err != nil {
 		return err
 	}

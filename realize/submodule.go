@@ -76,6 +76,8 @@ type commitWalk struct {
 	files     map[string]treeEntry
 	emptyDirs []string
 	subs      []versions.LockedSubmodule
+	// lfsPointers are the files left as Git LFS pointer text.
+	lfsPointers []string
 }
 
 // walkCommit lists what a checkout of commit writes. A tree that could
@@ -107,8 +109,19 @@ func (w *commitWalk) repo(r *git.Repository, repoURL, commit, prefix string, dep
 		return &TreeError{Commit: commit, Path: prefix, Reason: err.Error()}
 	}
 	var links []gitlink
-	if err := walkTree(r, commit, tree, prefix, w.files, &links); err != nil {
+	mine := map[string]treeEntry{}
+	if err := walkTree(r, commit, tree, prefix, mine, &links); err != nil {
 		return err
+	}
+	// .gitattributes apply within their own repository, not in its
+	// submodules.
+	ptrs, err := applyAttrs(mine, prefix)
+	if err != nil {
+		return &TreeError{Commit: commit, Path: prefix, Reason: err.Error()}
+	}
+	w.lfsPointers = append(w.lfsPointers, ptrs...)
+	for p, e := range mine {
+		w.files[p] = e
 	}
 	if len(links) == 0 {
 		return nil

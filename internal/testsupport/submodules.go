@@ -1,9 +1,13 @@
 package testsupport
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -34,6 +38,7 @@ func NewNestedRepos(t testing.TB, dir string) *NestedRepos {
 	n := &NestedRepos{Dir: dir}
 	n.Lib2 = NewRepo(t, filepath.Join(dir, "lib2"))
 	n.Lib2.Commit("lib2", withOdd(map[string]string{"leaf.py": "LEAF = 2\n"}))
+	n.Lib2.Commit("lib2 attributes", map[string]string{".gitattributes": "*.py eol=crlf\n"})
 	n.Lib2.Executable("run.sh", "#!/bin/sh\necho lib2\n")
 	n.Lib2.Symlink("leaf-link.py", "leaf.py")
 	n.Lib2.Commit("lib2 links", nil)
@@ -54,7 +59,47 @@ func NewNestedRepos(t testing.TB, dir string) *NestedRepos {
 	n.Node.Symlink("link-dir", "repositories")
 	n.Node.Symlink("dangling", "../outside/nothing")
 	n.Node.Commit("node with lib1", nil)
+	// Blobs first, attributes after: git normalises line endings when a
+	// file is added under a text attribute, so CRs stay in these blobs.
+	n.Node.Commit("line endings", map[string]string{
+		"run.bat":           "@echo off\nrem lf\n",
+		"mixed.bat":         "a\nb\r\nc",
+		"notes.txt":         "plain\ntext\n",
+		"mixed.txt":         "a\nb\r\n",
+		"nul.txt":           "bin\x00ary\n",
+		"data.bin":          "\x01\x02\n\x03",
+		"keep.dat":          "x\ny\n",
+		"readme.md":         "# md\n\nbody\n",
+		"conf/nested.cfg":   "k=v\nk2=v2\n",
+		"conf/other.txt":    "nested\ntxt\n",
+		"weights/model.lfs": LFSPointer([]byte("the real weights\n")),
+		"weights/fake.lfs":  "not a pointer\n",
+	})
+	// Only the attribute files are added: a plain `git add -A` would
+	// re-hash racily clean files under the new attributes.
+	for rel, text := range map[string]string{
+		".gitattributes": "*.bat text eol=crlf\n*.txt text=auto eol=crlf\n*.bin binary\n*.dat -text eol=crlf\n" +
+			"*.md text\n*.lfs filter=lfs diff=lfs merge=lfs -text\n",
+		"conf/.gitattributes": "*.cfg eol=crlf\nother.txt -text\n",
+	} {
+		if err := os.WriteFile(filepath.Join(n.Node.Dir, filepath.FromSlash(rel)), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		n.Node.Git("add", rel)
+	}
+	n.Node.Git("commit", "-q", "-m", "attributes")
+	for rel, want := range map[string]string{"mixed.bat": "a\nb\r\nc", "mixed.txt": "a\nb\r\n", "crlf.txt": "line one\r\nline two\r\n"} {
+		if got := n.Node.Git("cat-file", "blob", "HEAD:"+rel); got != strings.TrimSpace(want) {
+			t.Fatalf("%s: blob %q, want %q", rel, got, want)
+		}
+	}
 	return n
+}
+
+// LFSPointer is the Git LFS pointer file of content.
+func LFSPointer(content []byte) string {
+	sum := sha256.Sum256(content)
+	return fmt.Sprintf("version https://git-lfs.github.com/spec/v1\noid sha256:%s\nsize %d\n", hex.EncodeToString(sum[:]), len(content))
 }
 
 func withOdd(files map[string]string) map[string]string {
