@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"os"
 	"path"
 	"sort"
 	"strings"
@@ -283,6 +284,10 @@ func applyAttrs(files map[string]treeEntry, prefix string) (lfsPointers []string
 // content opens what a checkout writes for e: the blob, with its line
 // endings converted when .gitattributes say so, and its size.
 func (e treeEntry) content() (io.ReadCloser, int64, error) {
+	if e.lfsFile != "" {
+		f, err := os.Open(e.lfsFile)
+		return f, e.size, err
+	}
 	blob, err := e.repo.BlobObject(e.blob)
 	if err != nil {
 		return nil, 0, err

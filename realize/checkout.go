@@ -89,8 +89,10 @@ type treeEntry struct {
 	eol  eolAction
 	work plumbing.Hash
 	size int64
-	// lfs is set for a Git LFS pointer file.
-	lfs *lfsPointer
+	// lfs is set for a Git LFS pointer file; lfsFile, when the object
+	// is fetched, is its file in the store (written instead of the blob).
+	lfs     *lfsPointer
+	lfsFile string
 }
 
 // TreeFileEntry is a file of a commit, for packing it without a checkout.
@@ -261,6 +263,10 @@ type checkoutConfig struct {
 	// submodules, when set, checks submodules out (else their folders
 	// are left empty, as git clone without --recurse-submodules does).
 	submodules *submoduleSource
+	// lfs, when set, writes LFS objects instead of their pointers.
+	lfs *lfsSource
+	// repoURL is the URL of the repository checked out.
+	repoURL string
 }
 
 func newCheckoutConfig(opts []CheckoutOption) *checkoutConfig {
@@ -273,10 +279,14 @@ func newCheckoutConfig(opts []CheckoutOption) *checkoutConfig {
 
 // treeName names what the options add to a commit's tree (Checkout.Tree).
 func (c *checkoutConfig) treeName() string {
+	var parts []string
 	if c.submodules != nil {
-		return "submodules"
+		parts = append(parts, "submodules")
 	}
-	return ""
+	if c.lfs != nil {
+		parts = append(parts, "lfs")
+	}
+	return strings.Join(parts, "+")
 }
 
 // BeforeWrite calls f once every check passed, before the first change on

@@ -39,7 +39,10 @@ type submoduleSource struct {
 // submodule is an empty folder, as git clone without --recurse-submodules
 // leaves it.
 func WithSubmodules(parentURL string, open MirrorOpener) CheckoutOption {
-	return func(c *checkoutConfig) { c.submodules = &submoduleSource{parentURL: parentURL, open: open} }
+	return func(c *checkoutConfig) {
+		c.submodules = &submoduleSource{parentURL: parentURL, open: open}
+		c.repoURL = parentURL
+	}
 }
 
 // gitlink is a submodule entry of a tree: a path and the commit it pins.
@@ -86,11 +89,7 @@ type commitWalk struct {
 // refused, with a *SubmoduleError.
 func walkCommit(r *git.Repository, commit string, cfg *checkoutConfig) (*commitWalk, error) {
 	w := &commitWalk{cfg: cfg, files: map[string]treeEntry{}}
-	parent := ""
-	if cfg.submodules != nil {
-		parent = cfg.submodules.parentURL
-	}
-	if err := w.repo(r, parent, commit, "", 0); err != nil {
+	if err := w.repo(r, cfg.repoURL, commit, "", 0); err != nil {
 		return nil, err
 	}
 	sort.Strings(w.emptyDirs)
@@ -119,7 +118,13 @@ func (w *commitWalk) repo(r *git.Repository, repoURL, commit, prefix string, dep
 	if err != nil {
 		return &TreeError{Commit: commit, Path: prefix, Reason: err.Error()}
 	}
-	w.lfsPointers = append(w.lfsPointers, ptrs...)
+	if w.cfg.lfs != nil && len(ptrs) > 0 {
+		if err := w.cfg.lfs.smudge(repoURL, mine, ptrs); err != nil {
+			return err
+		}
+	} else {
+		w.lfsPointers = append(w.lfsPointers, ptrs...)
+	}
 	for p, e := range mine {
 		w.files[p] = e
 	}
@@ -227,15 +232,24 @@ func SubmoduleURL(parent, sub string) (string, error) {
 	return resolved, nil
 }
 
-// Submodules lists the submodules a checkout of commit with opts writes
-// (path, URL without credentials, commit), opening (and fetching) each
-// one's mirror: an unreachable submodule is an error here, at lock time.
-// Without WithSubmodules it lists nothing and returns the paths left
-// empty instead.
-func Submodules(r *git.Repository, commit string, opts ...CheckoutOption) (subs []versions.LockedSubmodule, skipped []string, err error) {
+// TreeInfo is what a checkout of a commit brings besides its own files.
+type TreeInfo struct {
+	// Submodules are those checked out (URLs without credentials).
+	Submodules []versions.LockedSubmodule
+	// SkippedSubmodules are left as empty folders (no WithSubmodules).
+	SkippedSubmodules []string
+	// LFSPointers are files written as Git LFS pointer text (no WithLFS).
+	LFSPointers []string
+}
+
+// InspectTree walks what a checkout of commit with opts writes, opening
+// (and fetching) each submodule's mirror and each LFS object: an
+// unreachable one is an error here, at lock time.
+func InspectTree(r *git.Repository, commit string, opts ...CheckoutOption) (TreeInfo, error) {
 	w, err := walkCommit(r, commit, newCheckoutConfig(opts))
 	if err != nil {
-		return nil, nil, err
+		return TreeInfo{}, err
 	}
-	return w.subs, w.emptyDirs, nil
+	sort.Strings(w.lfsPointers)
+	return TreeInfo{Submodules: w.subs, SkippedSubmodules: w.emptyDirs, LFSPointers: w.lfsPointers}, nil
 }

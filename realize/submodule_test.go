@@ -96,7 +96,7 @@ func checkoutNode(t *testing.T, repoURL, dir string, submodules bool) *Checkout 
 	if err != nil {
 		t.Fatal(err)
 	}
-	co, err := CheckoutTree(r, res.Commit, dir, nil, false, TreeOptions(ctx, cache, repoURL, submodules)...)
+	co, err := CheckoutTree(r, res.Commit, dir, nil, false, TreeOptions(ctx, Options{}, cache, repoURL, versions.Node{Submodules: &submodules})...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -248,7 +248,7 @@ func TestSubmoduleURLsAreUntrusted(t *testing.T) {
 		t.Fatal(err)
 	}
 	r, _ := cache.Open(url)
-	_, err = CheckoutTree(r, res.Commit, dir, nil, false, TreeOptions(ctx, cache, url, true)...)
+	_, err = CheckoutTree(r, res.Commit, dir, nil, false, TreeOptions(ctx, Options{}, cache, url, versions.Node{})...)
 	var se *SubmoduleError
 	if !errors.As(err, &se) || !se.BadInput() || !strings.Contains(err.Error(), "file:// submodule") {
 		t.Fatalf("got %v, want a refused file:// submodule (bad input)", err)

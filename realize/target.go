@@ -300,7 +300,7 @@ func (r *realizer) checkouts(ctx context.Context) error {
 	for i, p := range r.parts() {
 		repoURL := r.repoURL(i)
 		prev := r.state.Parts[p.key]
-		tree := TreeOptions(ctx, r.cache, repoURL, r.wantsSubmodules(i))
+		tree := TreeOptions(ctx, r.opts.Options, r.cache, repoURL, r.specNode(i))
 		if prev.Done(p.repo.Commit, tree...) {
 			if ok, err := unchanged(filepath.Join(r.target, p.key), prev); err == nil && ok {
 				r.summary = append(r.summary, fmt.Sprintf("%-28s %s  unchanged", p.key, p.repo.Commit[:12]))
@@ -339,9 +339,12 @@ func (r *realizer) checkouts(ctx context.Context) error {
 	return nil
 }
 
-// wantsSubmodules tells whether part i (0: the core) gets its submodules.
-func (r *realizer) wantsSubmodules(i int) bool {
-	return i == 0 || r.spec.CustomNodes[i-1].WantsSubmodules()
+// specNode is the spec's node of part i (the zero Node for the core).
+func (r *realizer) specNode(i int) versions.Node {
+	if i == 0 {
+		return versions.Node{}
+	}
+	return r.spec.CustomNodes[i-1]
 }
 
 // repoURL is the spec's URL of part i (the lock keeps a redacted copy).
@@ -689,7 +692,7 @@ func (r *realizer) plan(ctx context.Context) error {
 			commit = "(commit from the lock above)"
 		}
 		what := "check out"
-		if r.state.Parts[p.key].Done(p.repo.Commit, TreeOptions(ctx, r.cache, r.repoURL(i), r.wantsSubmodules(i))...) {
+		if r.state.Parts[p.key].Done(p.repo.Commit, TreeOptions(ctx, r.opts.Options, r.cache, r.repoURL(i), r.specNode(i))...) {
 			what = "keep"
 		}
 		fmt.Fprintf(w, "  %-10s  %s at %s into %s\n", what, p.key, commit, filepath.Join(r.target, p.key))

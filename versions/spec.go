@@ -58,6 +58,9 @@ type Node struct {
 	// Submodules false leaves the node's submodules out (empty folders, as
 	// git clone without --recurse-submodules); nil or true checks them out.
 	Submodules *bool `json:"submodules,omitempty"`
+	// LFS fetches the objects of Git LFS pointer files through the LFS
+	// batch API of the node's remote (false: pointers stay pointer text).
+	LFS bool `json:"lfs,omitempty"`
 }
 
 // WantsSubmodules tells whether the node's submodules are checked out.

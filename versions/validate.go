@@ -203,6 +203,8 @@ func (s *Spec) check() []Problem {
 			add(at, "a node is a git repo (repo, ref, commit) or a registry node (registry, version), not both")
 		case n.Registry != "" && n.Submodules != nil:
 			add(at+".submodules", "submodules belongs to a git repo node; a registry node's zip has none")
+		case n.Registry != "" && n.LFS:
+			add(at+".lfs", "lfs belongs to a git repo node; a registry node's zip has no LFS pointers")
 		case n.Registry == "" && n.Version != "":
 			add(at+".version", "version belongs to a registry node; expected registry (the node id) too, or ref/commit for a git repo")
 		case n.Registry == "" && n.Repo.Repo == "":

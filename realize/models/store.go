@@ -82,6 +82,10 @@ func (s Store) remember(k Known) error {
 	return versions.WriteFileAtomic(s.indexPath(k.Source), data, 0o644)
 }
 
+// Adopt moves a fully written, verified temporary file (in the store's
+// sha256 folder) into the store as sha.
+func (s Store) Adopt(tmp, sha string) error { return s.adopt(tmp, sha) }
+
 // adopt moves a fully written, verified temporary file into the store.
 func (s Store) adopt(tmp, sha string) error {
 	dst := s.BlobPath(sha)
