@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -108,6 +109,25 @@ func TestLFSPointersWarnedOrFetched(t *testing.T) {
 	}
 	if got, _ := os.ReadFile(filepath.Join(dir, "models/w.safetensors")); !bytes.Equal(got, n.weights) {
 		t.Fatalf("with lfs the file is %d bytes, want the %d-byte object", len(got), len(n.weights))
+	}
+	// The image layer reads the same content through CommitFiles.
+	ctx := context.Background()
+	cache := NewGitCache(opts)
+	res, _ := cache.Resolve(ctx, n.url, "", "")
+	r, _ := cache.Open(n.url)
+	files, err := CommitFiles(r, res.Commit, TreeOptions(ctx, opts, cache, n.url, versions.Node{LFS: true})...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		if f.Path == "models/w.safetensors" {
+			rc, _ := f.Open()
+			got, _ := io.ReadAll(rc)
+			rc.Close()
+			if f.Size != int64(len(n.weights)) || !bytes.Equal(got, n.weights) {
+				t.Fatalf("CommitFiles gives %d bytes (size %d) for the LFS file, want the object", len(got), f.Size)
+			}
+		}
 	}
 	oid := parseLFSPointer([]byte(n.pointer)).OID
 	if _, err := os.Stat(filepath.Join(opts.CacheDir, "models", "sha256", oid)); err != nil {
