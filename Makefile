@@ -24,14 +24,16 @@ lint:
 	@command -v staticcheck >/dev/null || $(GO) install honnef.co/go/tools/cmd/staticcheck@v0.8.2
 	staticcheck ./...
 
+# The fault suite of issue 8 on its own, with the kill fuzz of realize and
+# of build at 20 points each (`make test` runs 8). -v prints the seed;
+# replay a run with COMFY_KILL_SEED=N make faults.
+faults:
+	COMFY_KILL_POINTS=$${COMFY_KILL_POINTS:-20} $(GO) test -count=1 -v -timeout 40m \
+	  -run 'KillFuzz|Damaged|Fault|Retries|Repacks|EditedModel|Touched|Server|FullDisk|FileModel|Resume' ./cmd/comfy-image ./realize/...
+
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 	bash bench/realize-noop.sh $(BIN)
-
-# The fault suite at full strength: 20 seeded kill points of build (the test
-# suite runs 8). COMFY_FAULT_SEED=N replays the seed a run printed.
-faults:
-	COMFY_FAULT_POINTS=20 $(GO) test -count=1 -v -run 'KillFuzz' ./cmd/comfy-image
 
 # Runs the main job on a self-contained example: local git repositories
 # made by the demo itself, locked (and realized/built by later steps).

@@ -2,26 +2,19 @@ package layers
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"strings"
+	"sync"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/layout"
-	"github.com/google/go-containerregistry/pkg/v1/match"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
-	specs "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/comfy-image/comfy-image/internal/progress"
-	"github.com/comfy-image/comfy-image/realize"
+	"github.com/comfy-image/comfy-image/layers/publish"
 )
 
 // WriteOptions are the settings of writing a build's images.
@@ -37,21 +30,11 @@ type WriteOptions struct {
 	Transport http.RoundTripper
 	// Names label layers by digest in progress output ("node gguf").
 	Names map[string]string
-}
-
-func (o WriteOptions) jobs() int {
-	if o.Jobs <= 0 {
-		return 4
-	}
-	return o.Jobs
-}
-
-func (o WriteOptions) remote(ctx context.Context, extra ...remote.Option) []remote.Option {
-	opts := []remote.Option{remote.WithContext(ctx), remote.WithJobs(o.jobs())}
-	if o.Transport != nil {
-		opts = append(opts, remote.WithTransport(o.Transport))
-	}
-	return RemoteOptions(append(opts, extra...)...)
+	// MountRecord is the file remembering which repository of a registry
+	// holds which blob, for cross-repository mounts ("": none).
+	MountRecord string
+	// Publish are further publisher options (retry backoff, keychain...).
+	Publish []publish.Option
 }
 
 // ModelsLocation is where the models image of app goes: REF-models for a
@@ -73,174 +56,140 @@ func ModelsLocation(app Location, override string) (Location, error) {
 	return ParseLocation(app.Ref.Context().Name() + ":" + tag + "-models")
 }
 
-// Write writes the app image (and the models image, when there is one) to
-// every output location.
-func Write(ctx context.Context, res *Result, outs []Location, versionID string, o WriteOptions) error {
+// Outputs are the publishers of a build's destinations, made before the
+// build so every destination can be probed before any work.
+type Outputs struct {
+	targets    []target
+	publishers []publish.Publisher // one per destination, in order
+}
+
+// target is one output: where the app image goes and where its models
+// image goes (often the same publisher).
+type target struct {
+	app, models       publish.Publisher
+	appTag, modelsTag string
+}
+
+// NewOutputs makes one publisher per destination (a registry repository,
+// an OCI layout, a tarball) for outs and their models locations.
+func NewOutputs(outs []Location, versionID string, o WriteOptions) (*Outputs, error) {
+	opts := append([]publish.Option{publish.WithJobs(o.Jobs), publish.WithReporter(o.Reporter),
+		publish.WithLog(o.Log), publish.WithTransport(o.Transport), publish.WithLayerNames(o.Names),
+		publish.WithMountRecord(o.MountRecord)}, o.Publish...)
+	res := &Outputs{}
+	byDest := map[string]publish.Publisher{}
+	publisher := func(loc Location) publish.Publisher {
+		key := destination(loc)
+		if p, ok := byDest[key]; ok {
+			return p
+		}
+		var p publish.Publisher
+		switch loc.Kind {
+		case "oci":
+			p = publish.NewLayout(loc.Path, opts...)
+		case "tar":
+			p = publish.NewTarball(loc.Path, versionID, opts...)
+		default:
+			p = publish.NewRegistry(loc.Ref.Context(), opts...)
+		}
+		byDest[key] = p
+		res.publishers = append(res.publishers, p)
+		return p
+	}
 	for _, out := range outs {
 		modelsLoc, err := ModelsLocation(out, o.ModelsRef)
 		if err != nil {
-			return fmt.Errorf("--models-ref: %w", err)
+			return nil, fmt.Errorf("--models-ref: %w", err)
 		}
-		if err := write(ctx, res.App, out, versionID, "", o); err != nil {
+		appTag, err := tagOf(out, "latest")
+		if err != nil {
+			return nil, err
+		}
+		modelsTag, err := tagOf(modelsLoc, "latest-models")
+		if err != nil {
+			return nil, err
+		}
+		res.targets = append(res.targets, target{app: publisher(out), appTag: appTag, models: publisher(modelsLoc), modelsTag: modelsTag})
+	}
+	return res, nil
+}
+
+func destination(loc Location) string {
+	if loc.Kind == "registry" {
+		return loc.Ref.Context().String()
+	}
+	return loc.Kind + ":" + loc.Path
+}
+
+// tagOf is the tag an image gets at loc; a tarball's images are tagged
+// ID:latest and ID:latest-models.
+func tagOf(loc Location, tarTag string) (string, error) {
+	switch loc.Kind {
+	case "oci":
+		return loc.Tag, nil
+	case "tar":
+		return tarTag, nil
+	}
+	t, ok := loc.Ref.(name.Tag)
+	if !ok {
+		return "", fmt.Errorf("%s: a push needs a tag, not a digest", loc)
+	}
+	return t.TagStr(), nil
+}
+
+// Probe checks every destination (registry reachable, credentials
+// accepted, push allowed) before any packing.
+func (o *Outputs) Probe(ctx context.Context) error {
+	return publish.Probe(ctx, publish.Multi(o.publishers...))
+}
+
+// Transports are the probed transports of the registry destinations, by
+// repository name (BuildOptions.Transports), so the build reads what the
+// registry holds without pinging it again.
+func (o *Outputs) Transports() map[string]http.RoundTripper {
+	out := map[string]http.RoundTripper{}
+	for _, p := range o.publishers {
+		if r, ok := p.(*publish.Registry); ok && r.Transport() != nil {
+			out[r.Repository().String()] = r.Transport()
+		}
+	}
+	return out
+}
+
+// Write publishes the app image (and the models image, when there is one)
+// to every output, then finishes them (tarballs are written at the end).
+func (o *Outputs) Write(ctx context.Context, res *Result) error {
+	for _, t := range o.targets {
+		if _, err := t.app.Publish(ctx, res.App, t.appTag); err != nil {
 			return err
 		}
 		if res.Models == nil {
 			continue
 		}
-		if out.Kind == "tar" && modelsLoc.Kind == "tar" && modelsLoc.Path == out.Path {
-			if err := writeTar(out.Path, versionID, res.App, res.Models); err != nil {
-				return err
-			}
-			fmt.Fprintf(o.Log, "wrote %s (app and models images)\n", out.Path)
-			continue
-		}
-		if err := write(ctx, res.Models, modelsLoc, versionID, "-models", o); err != nil {
+		if _, err := t.models.Publish(ctx, res.Models, t.modelsTag); err != nil {
 			return err
 		}
 	}
-	return nil
+	return publish.Multi(o.publishers...).Close()
 }
 
-func write(ctx context.Context, img v1.Image, loc Location, versionID, suffix string, o WriteOptions) error {
-	digest, err := img.Digest()
+// Write writes the app image (and the models image, when there is one) to
+// every output location.
+func Write(ctx context.Context, res *Result, outs []Location, versionID string, o WriteOptions) error {
+	w, err := NewOutputs(outs, versionID, o)
 	if err != nil {
 		return err
 	}
-	switch loc.Kind {
-	case "oci":
-		if err := writeLayout(loc, img); err != nil {
-			return fmt.Errorf("%s: %w", loc, err)
-		}
-	case "tar":
-		if err := writeTar(loc.Path, versionID, img, nil); err != nil {
-			return fmt.Errorf("%s: %w", loc, err)
-		}
-	default:
-		if err := push(ctx, img, loc, o); err != nil {
-			return fmt.Errorf("push %s: %w", loc, err)
-		}
-	}
-	fmt.Fprintf(o.Log, "wrote %s@%s\n", loc, digest)
-	return nil
+	return w.Write(ctx, res)
 }
 
-func writeLayout(loc Location, img v1.Image) error {
-	p, err := layout.FromPath(loc.Path)
-	if err != nil {
-		if p, err = layout.Write(loc.Path, empty.Index); err != nil {
-			return err
-		}
-	}
-	return p.ReplaceImage(img, match.Name(loc.Tag),
-		layout.WithAnnotations(map[string]string{specs.AnnotationRefName: loc.Tag}))
-}
-
-// writeTar writes a docker-loadable tarball tagged <id>:latest (and
-// <id>:latest-models for the models image).
-func writeTar(file, versionID string, app, models v1.Image) error {
-	appTag, err := name.NewTag(strings.ToLower(versionID) + ":latest")
-	if err != nil {
-		return err
-	}
-	refs := map[name.Reference]v1.Image{appTag: app}
-	if models != nil {
-		modelsTag, err := name.NewTag(strings.ToLower(versionID) + ":latest-models")
-		if err != nil {
-			return err
-		}
-		refs[modelsTag] = models
-	}
-	tmp := file + ".tmp"
-	if err := tarball.MultiRefWriteToFile(tmp, refs); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return os.Rename(tmp, file)
-}
-
-// push uploads img: blobs the registry has are skipped (HEAD first), the
-// missing layers go up in parallel, each with its own progress, then the
-// config and the manifest.
-func push(ctx context.Context, img v1.Image, loc Location, o WriteOptions) error {
-	layers, err := img.Layers()
-	if err != nil {
-		return err
-	}
-	rep := o.Reporter
-	if rep == nil {
-		rep = progress.Discard()
-	}
-	var missing []v1.Layer
-	for _, l := range layers {
-		d, err := l.Digest()
-		if err != nil {
-			return err
-		}
-		has, err := BlobExists(ctx, loc.Ref.Context(), d, o.Transport)
-		if err != nil {
-			return err
-		}
-		if !has {
-			missing = append(missing, l)
-		}
-	}
-	fmt.Fprintf(o.Log, "push %s: %d of %d layers to upload\n", loc, len(missing), len(layers))
-	errs := make([]error, len(missing))
-	realize.Parallel(len(missing), o.jobs(), func(i int) {
-		l := missing[i]
-		d, _ := l.Digest()
-		size, _ := l.Size()
-		name := o.Names[d.String()]
-		if name == "" {
-			name = "base layer"
-		}
-		t := rep.Start(fmt.Sprintf("upload %s %s", name, shortDigest(d.String())), size)
-		errs[i] = remote.WriteLayer(loc.Ref.Context(), &trackedLayer{Layer: l, t: t}, o.remote(ctx)...)
-		t.Done(errs[i])
-	})
-	rep.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return err
-	}
-	return remote.Write(loc.Ref, img, o.remote(ctx)...)
-}
-
-// trackedLayer reports the bytes read from its compressed stream.
-type trackedLayer struct {
-	v1.Layer
-	t progress.Tracker
-}
-
-func (l *trackedLayer) Compressed() (io.ReadCloser, error) {
-	rc, err := l.Layer.Compressed()
-	if err != nil {
-		return nil, err
-	}
-	l.t.SetCurrent(0)
-	return trackedReader{rc, l.t}, nil
-}
-
-type trackedReader struct {
-	io.ReadCloser
-	t progress.Tracker
-}
-
-func (r trackedReader) Read(p []byte) (int, error) {
-	n, err := r.ReadCloser.Read(p)
-	r.t.Add(int64(n))
-	return n, err
-}
+// blobCheckers keeps one authenticated transport per repository, so
+// asking a registry about many blobs pings it (and fetches a token) once.
+var blobCheckers sync.Map // repository name -> http.RoundTripper
 
 // BlobExists asks a registry whether it has a blob (HEAD /v2/<repo>/blobs/<digest>).
 func BlobExists(ctx context.Context, repo name.Repository, d v1.Hash, tr http.RoundTripper) (bool, error) {
-	if tr == nil {
-		tr = remote.DefaultTransport
-	}
-	auth, err := authn.DefaultKeychain.Resolve(repo.Registry)
-	if err != nil {
-		return false, err
-	}
-	rt, err := transport.NewWithContext(ctx, repo.Registry, auth, tr, []string{repo.Scope(transport.PullScope)})
+	rt, err := blobChecker(ctx, repo, tr)
 	if err != nil {
 		return false, err
 	}
@@ -261,4 +210,28 @@ func BlobExists(ctx context.Context, repo name.Repository, d v1.Hash, tr http.Ro
 		return false, nil
 	}
 	return false, fmt.Errorf("HEAD %s: %s", u, resp.Status)
+}
+
+func blobChecker(ctx context.Context, repo name.Repository, tr http.RoundTripper) (http.RoundTripper, error) {
+	if tr == nil {
+		if rt, ok := blobCheckers.Load(repo.String()); ok {
+			return rt.(http.RoundTripper), nil
+		}
+	}
+	base := tr
+	if base == nil {
+		base = remote.DefaultTransport
+	}
+	auth, err := authn.DefaultKeychain.Resolve(repo.Registry)
+	if err != nil {
+		return nil, err
+	}
+	rt, err := transport.NewWithContext(ctx, repo.Registry, auth, base, []string{repo.Scope(transport.PullScope)})
+	if err != nil {
+		return nil, err
+	}
+	if tr == nil {
+		blobCheckers.Store(repo.String(), rt)
+	}
+	return rt, nil
 }

@@ -22,6 +22,7 @@ import (
 func (b *builder) registryCache(ctx context.Context) error {
 	b.known = map[string]versions.LockedLayer{}
 	b.registryModels = map[string]versions.LockedModel{}
+	b.listed = map[string]map[v1.Hash]bool{}
 	for _, l := range b.lock.Layers {
 		if l.Key != "" {
 			b.known[l.Key] = l
@@ -51,13 +52,21 @@ func (b *builder) registryCache(ctx context.Context) error {
 
 // learn reads the keys of the layers of the image at ref, if there is one.
 func (b *builder) learn(ctx context.Context, ref name.Reference) {
-	img, err := remote.Image(ref, RemoteOptions(remote.WithContext(ctx))...)
+	img, err := remote.Image(ref, b.remoteOptions(ctx, ref.Context())...)
 	if err != nil {
 		return // nothing there yet (or unreadable): everything is built
 	}
 	m, err := img.Manifest()
 	if err != nil {
 		return
+	}
+	listed := b.listed[ref.Context().String()]
+	if listed == nil {
+		listed = map[v1.Hash]bool{}
+		b.listed[ref.Context().String()] = listed
+	}
+	for _, l := range m.Layers {
+		listed[l.Digest] = true
 	}
 	cf, err := img.ConfigFile()
 	if err != nil || len(cf.RootFS.DiffIDs) != len(m.Layers) {
@@ -78,6 +87,15 @@ func (b *builder) learn(ctx context.Context, ref name.Reference) {
 			b.registryModels[a[AnnName]] = versions.LockedModel{Source: a[AnnSource], Dest: a[AnnName], SHA256: a[AnnSHA256], Size: size}
 		}
 	}
+}
+
+// remoteOptions read repo through the output's probed transport when
+// there is one (no second ping or token), else with the default keychain.
+func (b *builder) remoteOptions(ctx context.Context, repo name.Repository) []remote.Option {
+	if tr := b.opts.Transports[repo.String()]; tr != nil {
+		return []remote.Option{remote.WithContext(ctx), remote.WithTransport(tr)}
+	}
+	return RemoteOptions(remote.WithContext(ctx))
 }
 
 // layer returns the app layer under key: from the local cache, else as a
@@ -106,7 +124,10 @@ func (b *builder) remoteLayer(ctx context.Context, key string, repos []name.Repo
 		return nil, false
 	}
 	for _, repo := range repos {
-		if has, err := BlobExists(ctx, repo, digest, nil); err != nil || !has {
+		if b.listed[repo.String()][digest] {
+			continue // a manifest there lists it: no need to ask
+		}
+		if has, err := BlobExists(ctx, repo, digest, b.opts.Transports[repo.String()]); err != nil || !has {
 			return nil, false
 		}
 	}

@@ -326,7 +326,18 @@ func (s *lfsSource) smudge(repoURL string, files map[string]treeEntry, pointers 
 	}
 	for _, p := range pointers {
 		e := files[p]
-		f, err := os.Open(s.store.BlobPath(e.lfs.OID))
+		// The store's check: a file changed through a hard link since it
+		// was hashed is removed, and fetched again.
+		file, err := s.store.Verified(e.lfs.OID)
+		if err != nil {
+			if err := s.fetch(repoURL, []treeEntry{e}); err != nil {
+				return err
+			}
+			if file, err = s.store.Verified(e.lfs.OID); err != nil {
+				return &LFSError{Repo: repoURL, Path: p, Err: err}
+			}
+		}
+		f, err := os.Open(file)
 		if err != nil {
 			return err
 		}
@@ -336,7 +347,7 @@ func (s *lfsSource) smudge(repoURL string, files map[string]treeEntry, pointers 
 		if err != nil {
 			return err
 		}
-		e.lfsFile, e.work, e.size, e.eol = s.store.BlobPath(e.lfs.OID), h.Sum(), e.lfs.Size, eolKeep
+		e.lfsFile, e.work, e.size, e.eol = file, h.Sum(), e.lfs.Size, eolKeep
 		files[p] = e
 	}
 	return nil

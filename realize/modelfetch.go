@@ -56,6 +56,7 @@ func NewFetcher(spec *versions.Spec, opts Options, lookupEnv func(string) (strin
 		Offline:         opts.Offline,
 		Backoff:         backoff,
 		Progress:        rep,
+		Log:             opts.log(),
 	}
 }
 

@@ -124,7 +124,7 @@ func ReadLock(file string) (*Lock, error) {
 	}
 	var l Lock
 	if err := json.Unmarshal(data, &l); err != nil {
-		return nil, fmt.Errorf("%s: not a valid lock: %w", file, err)
+		return nil, fmt.Errorf("%s: not a valid lock (damaged?): %v; `comfy-image lock` writes it again (so do realize and build without --locked)", file, err)
 	}
 	if l.LockVersion != LockVersion {
 		return nil, fmt.Errorf("%s: lock_version %d, expected %d (re-run `comfy-image lock`)", file, l.LockVersion, LockVersion)

@@ -35,7 +35,42 @@ type HFServer struct {
 	cutAfter int64 // cut the next CDN body after this many bytes (0: off)
 	rate     int64 // CDN bytes per second (0: unthrottled)
 	log      []HFRequest
+	fault    HFFault
+	noETag   bool
+	lastMod  time.Time
 }
+
+// HFFault is a lasting misbehaviour of the CDN host, for the fault suite.
+type HFFault int
+
+const (
+	// FaultNone serves bodies as they are.
+	FaultNone HFFault = iota
+	// FaultTruncate sends the full Content-Length but only half the body,
+	// then drops the connection, on every request.
+	FaultTruncate
+	// FaultShortLength announces a Content-Length 100 bytes short of the
+	// body (the client reads a truncated file that looks complete).
+	FaultShortLength
+	// FaultLongLength announces a Content-Length 100 bytes longer than the
+	// body and ends the response after the body.
+	FaultLongLength
+)
+
+// SetFault makes every later CDN download misbehave as f.
+func (s *HFServer) SetFault(f HFFault) { s.mu.Lock(); s.fault = f; s.mu.Unlock() }
+
+// NoETag makes the CDN send no ETag; with lastModified non-zero it sends
+// that Last-Modified instead (and honours If-Range with a date).
+func (s *HFServer) NoETag(lastModified time.Time) {
+	s.mu.Lock()
+	s.noETag, s.lastMod = true, lastModified
+	s.mu.Unlock()
+}
+
+// BlobURL is the CDN's URL of content with the given sha256: a plain HTTP
+// file without the hub's headers (no X-Linked-Etag).
+func (s *HFServer) BlobURL(sha string) string { return s.CDNURL + "/blobs/" + sha }
 
 // HFRequest is one request the server saw.
 type HFRequest struct {
@@ -59,7 +94,8 @@ func NewHFServer(t testing.TB) *HFServer {
 // Close stops both hosts; later requests fail to connect.
 func (s *HFServer) Close() { s.hub.Close(); s.cdn.Close() }
 
-// Add publishes content at owner/repo/path and returns its sha256.
+// Add publishes content at owner/repo/path and returns its sha256; adding
+// other content at the same path later changes the file (as a new commit).
 func (s *HFServer) Add(repoPath string, content []byte) string {
 	sum := sha256.Sum256(content)
 	sha := hex.EncodeToString(sum[:])
@@ -154,7 +190,7 @@ func (s *HFServer) serveCDN(w http.ResponseWriter, r *http.Request) {
 	sha := strings.TrimPrefix(r.URL.Path, "/blobs/")
 	s.mu.Lock()
 	content, ok := s.blobs[sha]
-	cut, rate := s.cutAfter, s.rate
+	cut, rate, fault, noETag, lastMod := s.cutAfter, s.rate, s.fault, s.noETag, s.lastMod
 	if r.Method == http.MethodGet {
 		s.cutAfter = 0
 	}
@@ -164,29 +200,58 @@ func (s *HFServer) serveCDN(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	w.Header().Set("ETag", `"cdn-`+sha[:16]+`"`)
+	validator := `"cdn-` + sha[:16] + `"`
+	if noETag {
+		validator = ""
+		if !lastMod.IsZero() {
+			validator = lastMod.UTC().Format(http.TimeFormat)
+			w.Header().Set("Last-Modified", validator)
+		}
+	} else {
+		w.Header().Set("ETag", validator)
+	}
 	status := http.StatusOK
 	if r.Header.Get("Range") != "" {
 		status = http.StatusPartialContent
 	}
-	s.record("cdn", r, status)
-	if cut == 0 && rate == 0 {
+	if cut == 0 && rate == 0 && fault == FaultNone && !noETag {
+		s.record("cdn", r, status)
 		http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(content))
 		return
 	}
-	// Serve a full or ranged body by hand, slowly or cut short.
+	// Serve a full or ranged body by hand: slowly, cut short or lying.
+	// A Range is honoured when If-Range matches the validator or, as
+	// servers do, when there is no If-Range.
 	start := int64(0)
-	if rg := r.Header.Get("Range"); rg != "" && r.Header.Get("If-Range") == w.Header().Get("ETag") {
+	ifRange := r.Header.Get("If-Range")
+	if rg := r.Header.Get("Range"); rg != "" && (ifRange == "" || ifRange == validator) {
 		fmt.Sscanf(rg, "bytes=%d-", &start)
+		start = min(start, int64(len(content)))
 		w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", start, len(content)-1, len(content)))
 	} else {
 		status = http.StatusOK
 	}
+	s.record("cdn", r, status)
 	body := content[start:]
-	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	length := len(body)
+	switch fault {
+	case FaultTruncate:
+		cut = int64(len(body) / 2)
+		if cut == 0 {
+			cut = 1
+		}
+	case FaultShortLength:
+		length = max(0, len(body)-100)
+	case FaultLongLength:
+		length = len(body) + 100
+	}
+	w.Header().Set("Content-Length", strconv.Itoa(length))
 	w.WriteHeader(status)
 	if r.Method == http.MethodHead {
 		return
+	}
+	if fault == FaultShortLength {
+		body = body[:length]
 	}
 	const chunk = 32 * 1024
 	var sent int64
@@ -204,5 +269,8 @@ func (s *HFServer) serveCDN(w http.ResponseWriter, r *http.Request) {
 		if rate > 0 {
 			time.Sleep(time.Duration(int64(n) * int64(time.Second) / rate))
 		}
+	}
+	if fault == FaultLongLength {
+		panic(http.ErrAbortHandler) // the announced rest never comes
 	}
 }

@@ -2,6 +2,7 @@ package testsupport
 
 import (
 	"archive/tar"
+	"fmt"
 	"io"
 	"log"
 	"net/http"
@@ -24,6 +25,43 @@ type Registry struct {
 	mu      sync.Mutex
 	uploads int
 	puts    []string
+	reqs    []Request
+}
+
+// Request is one request a test registry answered.
+type Request struct {
+	Method string
+	Path   string
+	Query  string
+	Status int
+}
+
+func (r Request) String() string {
+	s := r.Method + " " + r.Path
+	if r.Query != "" {
+		s += "?" + r.Query
+	}
+	return fmt.Sprintf("%s -> %d", s, r.Status)
+}
+
+// statusRecorder keeps the status a handler answered.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusRecorder) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusRecorder) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(p)
 }
 
 // NewRegistry starts a registry that stops when the test ends.
@@ -35,7 +73,16 @@ func NewRegistry(t testing.TB) *Registry { return NewRegistryWithAuth(t, "", "")
 func NewRegistryWithAuth(t testing.TB, user, password string) *Registry {
 	r := &Registry{}
 	h := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
-	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+	r.srv = httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, req *http.Request) {
+		w := &statusRecorder{ResponseWriter: rw}
+		defer func() {
+			if w.status == 0 {
+				w.status = http.StatusOK
+			}
+			r.mu.Lock()
+			r.reqs = append(r.reqs, Request{Method: req.Method, Path: req.URL.Path, Query: req.URL.RawQuery, Status: w.status})
+			r.mu.Unlock()
+		}()
 		if u, p, ok := req.BasicAuth(); user != "" && (!ok || u != user || p != password) {
 			w.Header().Set("WWW-Authenticate", `Basic realm="test"`)
 			http.Error(w, "authentication required", http.StatusUnauthorized)
@@ -59,6 +106,13 @@ func (r *Registry) Uploads() (int, []string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.uploads, append([]string(nil), r.puts...)
+}
+
+// Requests returns every request the registry answered so far, in order.
+func (r *Registry) Requests() []Request {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]Request(nil), r.reqs...)
 }
 
 func writeSimpleTar(file string, files map[string]string) error {

@@ -105,7 +105,9 @@ func (c *Cache) Resolve(ctx context.Context, repo, ref, commit string) (Resolved
 		return Resolved{}, err
 	}
 	defer lock.Unlock()
-
+	if err := c.repairOrName(repo, dir); err != nil {
+		return Resolved{}, err
+	}
 	if !c.Offline {
 		if err := c.sync(ctx, repo, dir); err != nil {
 			return Resolved{}, err
@@ -130,6 +132,9 @@ func (c *Cache) Open(repo string) (*git.Repository, error) {
 	dir, err := c.MirrorPath(repo)
 	if err != nil {
 		return nil, err
+	}
+	if err := checkPacks(dir); err != nil {
+		return nil, fmt.Errorf("repo %s: %w", versions.RedactURL(repo), err)
 	}
 	r, err := git.PlainOpen(dir)
 	if err != nil {

@@ -16,10 +16,12 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/gofrs/flock"
 
+	"github.com/comfy-image/comfy-image/internal/fileutil"
 	"github.com/comfy-image/comfy-image/internal/progress"
 	"github.com/comfy-image/comfy-image/versions"
 )
@@ -48,6 +50,9 @@ type Fetcher struct {
 	Attempts            int
 	Backoff, MaxBackoff time.Duration
 	Progress            progress.Reporter
+	// Log receives one line per notable event (a damaged store file, a
+	// resumed download); nil discards them.
+	Log io.Writer
 }
 
 // Request is one model file to fetch.
@@ -92,8 +97,15 @@ func (f *Fetcher) Plan(ctx context.Context, req Request) (Result, bool, error) {
 		return Result{}, false, err
 	}
 	u, err := f.resolveURL(req)
-	if err != nil || u.Scheme == "file" {
+	if err != nil {
 		return Result{URL: redact(u)}, false, err
+	}
+	if u.Scheme == "file" {
+		fi, err := os.Stat(u.Path)
+		if err != nil {
+			return Result{URL: redact(u)}, false, fmt.Errorf("model %s: %w", req.Source, err)
+		}
+		return Result{URL: redact(u), Size: fi.Size()}, false, nil
 	}
 	resp, err := f.do(ctx, http.MethodHead, u.String(), nil)
 	if err != nil {
@@ -108,16 +120,22 @@ func (f *Fetcher) Plan(ctx context.Context, req Request) (Result, bool, error) {
 }
 
 // Fetch makes sure the store holds the file of req and returns it. Nothing
-// is placed in the store unless its sha256 matches what req pins.
+// is placed in the store unless its sha256 matches what req pins. A stored
+// file that changed since it was verified (see Store.Verified) is removed
+// and downloaded again, or, offline, named in the error.
 func (f *Fetcher) Fetch(ctx context.Context, req Request) (Result, error) {
-	if size, ok := f.Store.Has(req.SHA256); ok {
-		return Result{SHA256: req.SHA256, Size: size, URL: req.URL}, nil
-	}
-	if k, ok := f.Store.Lookup(req.Source); ok && (req.SHA256 == "" || req.SHA256 == k.SHA256) {
-		return Result{SHA256: k.SHA256, Size: k.Size, URL: k.URL, Revision: k.Revision}, nil
+	res, ok, damaged := f.fromStore(req)
+	if ok {
+		return res, nil
 	}
 	if f.Offline {
+		if damaged != nil {
+			return Result{}, fmt.Errorf("model %s: %w; --offline forbids downloading it again", req.Source, damaged)
+		}
 		return Result{}, f.offlineErr(req)
+	}
+	if damaged != nil {
+		f.logf("model %s: %v; downloading it again", req.Source, damaged)
 	}
 	req, err := f.resolveCivitai(ctx, req)
 	if err != nil {
@@ -138,10 +156,9 @@ func (f *Fetcher) Fetch(ctx context.Context, req Request) (Result, error) {
 	}
 	defer lock.Unlock()
 	// Another process may have finished it while we waited for the lock.
-	if k, ok := f.Store.Lookup(req.Source); ok && (req.SHA256 == "" || req.SHA256 == k.SHA256) {
-		return Result{SHA256: k.SHA256, Size: k.Size, URL: k.URL, Revision: k.Revision}, nil
+	if res, ok, _ := f.fromStore(req); ok {
+		return res, nil
 	}
-	var res Result
 	if u.Scheme == "file" {
 		res, err = f.copyLocal(req, u.Path, base+".part")
 	} else {
@@ -152,6 +169,38 @@ func (f *Fetcher) Fetch(ctx context.Context, req Request) (Result, error) {
 	}
 	res.Downloaded = true
 	return res, nil
+}
+
+// fromStore returns the stored, verified file of req. damaged is set when
+// the store held it but its content had changed (it is gone now).
+func (f *Fetcher) fromStore(req Request) (res Result, ok bool, damaged error) {
+	if _, has := f.Store.Has(req.SHA256); has {
+		res = Result{SHA256: req.SHA256, URL: req.URL}
+	} else if k, has := f.Store.Lookup(req.Source); has && (req.SHA256 == "" || req.SHA256 == k.SHA256) {
+		res = Result{SHA256: k.SHA256, Size: k.Size, URL: k.URL, Revision: k.Revision}
+	} else {
+		return Result{}, false, nil
+	}
+	p, err := f.Store.Verified(res.SHA256)
+	if err != nil {
+		var d *DamagedError
+		if errors.As(err, &d) {
+			return Result{}, false, d
+		}
+		return Result{}, false, nil
+	}
+	fi, err := os.Stat(p)
+	if err != nil {
+		return Result{}, false, nil
+	}
+	res.Size = fi.Size()
+	return res, true, nil
+}
+
+func (f *Fetcher) logf(format string, args ...any) {
+	if f.Log != nil {
+		fmt.Fprintf(f.Log, format+"\n", args...)
+	}
 }
 
 func (f *Fetcher) offlineErr(req Request) error {
@@ -263,10 +312,30 @@ func (f *Fetcher) do(ctx context.Context, method, rawURL string, header http.Hea
 }
 
 // partMeta sits beside a partial download so a resume only continues the
-// same remote file.
+// same remote file: the server's validator (a strong ETag, else
+// Last-Modified) goes in If-Range; with neither, a resume is trusted on the
+// size alone, and only when the sha256 is known (it is checked at the end).
 type partMeta struct {
-	URL  string `json:"url"`
-	ETag string `json:"etag"`
+	URL          string `json:"url"`
+	ETag         string `json:"etag,omitempty"`
+	LastModified string `json:"last_modified,omitempty"`
+	Size         int64  `json:"size,omitempty"`
+	SHA256       string `json:"sha256,omitempty"`
+	// FinalURL and Revision are what the lock records (see finalURL).
+	FinalURL string `json:"final_url,omitempty"`
+	Revision string `json:"revision,omitempty"`
+}
+
+// validator is what If-Range carries, "" when the server gave none usable.
+func (m partMeta) validator() string {
+	if m.ETag != "" && !strings.HasPrefix(m.ETag, "W/") {
+		return m.ETag
+	}
+	return m.LastModified
+}
+
+func (m partMeta) resumable() bool {
+	return m.validator() != "" || (m.SHA256 != "" && m.Size > 0)
 }
 
 var sha256Hex = regexp.MustCompile(`^[0-9a-f]{64}$`)
@@ -281,7 +350,7 @@ func (f *Fetcher) download(ctx context.Context, req Request, u *url.URL, part st
 	if data, err := os.ReadFile(part + ".json"); err == nil {
 		_ = json.Unmarshal(data, &meta)
 	}
-	if meta.URL != u.String() {
+	if meta.URL != u.String() || (req.SHA256 != "" && meta.SHA256 != "" && meta.SHA256 != req.SHA256) {
 		os.Remove(part)
 		meta = partMeta{URL: u.String()}
 	}
@@ -315,28 +384,74 @@ func (f *Fetcher) download(ctx context.Context, req Request, u *url.URL, part st
 // permanentError is a failure that retrying cannot fix.
 type permanentError struct{ error }
 
+// diskError marks a failed write to the cache: a full disk is not a
+// network error and is never retried.
+func diskError(file string, err error) error {
+	if errors.Is(err, syscall.ENOSPC) {
+		return permanentError{fmt.Errorf("writing %s: no space left on device", file)}
+	}
+	return permanentError{fmt.Errorf("writing %s: %w", file, err)}
+}
+
+// fileWriter tags its write errors, so a copy can tell them from the
+// connection's read errors.
+type fileWriter struct{ f *os.File }
+
+type writeFailed struct{ error }
+
+func (w fileWriter) Write(p []byte) (int, error) {
+	n, err := w.f.Write(p)
+	if err != nil {
+		err = writeFailed{err}
+	}
+	return n, err
+}
+
+// discardPart removes a partial download and its metadata.
+func discardPart(part string) {
+	os.Remove(part)
+	os.Remove(part + ".json")
+}
+
 func (f *Fetcher) getOnce(ctx context.Context, req Request, u *url.URL, part string, meta *partMeta, tracker progress.Tracker) (Result, time.Duration, error) {
 	h := sha256.New()
 	var have int64
-	if fi, err := os.Stat(part); err == nil && meta.ETag != "" {
+	if fi, err := os.Stat(part); err == nil && meta.resumable() {
 		have = fi.Size()
+	}
+	if have > 0 && have == meta.Size && meta.SHA256 != "" {
+		// Every byte arrived before the connection (or the tool) died:
+		// the sha256 decides, with no request.
+		if res, err := f.adoptComplete(req, part, meta); err == nil {
+			return res, 0, nil
+		}
+		have = 0
 	}
 	header := http.Header{}
 	if have > 0 {
 		header.Set("Range", fmt.Sprintf("bytes=%d-", have))
-		header.Set("If-Range", meta.ETag)
+		if v := meta.validator(); v != "" {
+			header.Set("If-Range", v)
+		}
 	}
 	resp, err := f.do(ctx, http.MethodGet, u.String(), header)
 	if err != nil {
 		return Result{}, 0, fmt.Errorf("GET: %w", unwrapURLError(err))
 	}
 	defer resp.Body.Close()
+	resumed := false
 	switch {
 	case resp.StatusCode == http.StatusPartialContent && have > 0:
+		if err := checkContentRange(resp, have, meta.Size); err != nil {
+			discardPart(part)
+			return Result{}, 0, err
+		}
 		// resuming: hash what is already there
 		if err := hashExisting(part, have, h); err != nil {
 			return Result{}, 0, err
 		}
+		resumed = true
+		f.logf("model %s: resumed at %s", req.Source, progress.Size(have))
 	case resp.StatusCode == http.StatusOK:
 		have = 0
 	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
@@ -356,9 +471,13 @@ func (f *Fetcher) getOnce(ctx context.Context, req Request, u *url.URL, part str
 	if s, err := strconv.ParseInt(resp.Header.Get("X-Linked-Size"), 10, 64); err == nil {
 		total = s
 	}
-	*meta = partMeta{URL: u.String(), ETag: etag}
-	if data, err := json.Marshal(meta); err == nil {
-		_ = versions.WriteFileAtomic(part+".json", data, 0o644)
+	if !resumed {
+		*meta = partMeta{URL: u.String(), ETag: etag, LastModified: resp.Header.Get("Last-Modified"), Size: total,
+			SHA256:   expectedSHA(req, firstNonEmpty(resp.Header.Get("X-Linked-Etag"), etag)),
+			FinalURL: finalURL(u, resp), Revision: resp.Header.Get("X-Repo-Commit")}
+		if data, err := json.Marshal(meta); err == nil {
+			_ = versions.WriteFileAtomic(part+".json", data, 0o644)
+		}
 	}
 	flags := os.O_CREATE | os.O_WRONLY
 	if have == 0 {
@@ -368,11 +487,11 @@ func (f *Fetcher) getOnce(ctx context.Context, req Request, u *url.URL, part str
 	}
 	out, err := os.OpenFile(part, flags, 0o644)
 	if err != nil {
-		return Result{}, 0, permanentError{err}
+		return Result{}, 0, diskError(part, err)
 	}
 	tracker.SetTotal(total)
 	tracker.SetCurrent(have)
-	writers := []io.Writer{out, h, trackWriter{tracker}}
+	writers := []io.Writer{fileWriter{out}, h, trackWriter{tracker}}
 	var observed func(string)
 	if req.Observe != nil && have == 0 && total >= 0 {
 		var w io.Writer
@@ -380,22 +499,34 @@ func (f *Fetcher) getOnce(ctx context.Context, req Request, u *url.URL, part str
 		writers = append(writers, w)
 	}
 	n, copyErr := io.Copy(io.MultiWriter(writers...), resp.Body)
-	if err := out.Close(); copyErr == nil {
-		copyErr = err
+	if err := out.Close(); copyErr == nil && err != nil {
+		copyErr = writeFailed{err}
+	}
+	var wf writeFailed
+	if errors.As(copyErr, &wf) {
+		discardPart(part)
+		return Result{}, 0, diskError(part, wf.error)
 	}
 	if copyErr != nil {
 		return Result{}, 0, fmt.Errorf("connection lost after %d bytes: %w", have+n, unwrapURLError(copyErr))
 	}
 	size := have + n
 	if total >= 0 && size != total {
-		return Result{}, 0, fmt.Errorf("got %d of %d bytes", size, total)
+		// The body ended cleanly at the wrong size: the server lied about
+		// its length; what it sent cannot be resumed from.
+		discardPart(part)
+		return Result{}, 0, fmt.Errorf("size mismatch: got %d of %d bytes", size, total)
 	}
 	sum := hex.EncodeToString(h.Sum(nil))
-	if err := f.verify(req, sum, firstNonEmpty(resp.Header.Get("X-Linked-Etag"), etag), part); err != nil {
+	if err := f.verify(req, sum, meta.SHA256, part); err != nil {
+		if resumed {
+			// The resumed part may be what differs: start over once more.
+			return Result{}, 0, fmt.Errorf("%v (after resuming at %s; downloading from the start)", err, progress.Size(have))
+		}
 		return Result{}, 0, err
 	}
-	if err := f.Store.adopt(part, sum); err != nil {
-		return Result{}, 0, permanentError{err}
+	if err := f.Store.adopt(part, sum, 0o444); err != nil {
+		return Result{}, 0, diskError(f.Store.BlobPath(sum), err)
 	}
 	os.Remove(part + ".json")
 	if observed != nil {
@@ -403,23 +534,61 @@ func (f *Fetcher) getOnce(ctx context.Context, req Request, u *url.URL, part str
 	}
 	k := Known{Source: req.Source, URL: finalURL(u, resp), Revision: resp.Header.Get("X-Repo-Commit"), ETag: etag, Size: size, SHA256: sum}
 	if err := f.Store.remember(k); err != nil {
-		return Result{}, 0, permanentError{err}
+		return Result{}, 0, diskError(f.Store.indexPath(k.Source), err)
 	}
 	return Result{SHA256: sum, URL: k.URL, Revision: k.Revision, Size: size}, 0, nil
 }
 
-// verify checks the content against the pinned sha256 and, for HF's LFS
-// files, against the X-Linked-Etag the server sent; a mismatch discards it.
-func (f *Fetcher) verify(req Request, sum, etag, part string) error {
-	want := req.SHA256
-	if want == "" {
-		if e := strings.Trim(strings.TrimPrefix(etag, "W/"), `"`); sha256Hex.MatchString(e) {
-			want = e
-		}
+// adoptComplete stores a partial download that is in fact complete and
+// has the expected sha256; otherwise it discards it.
+func (f *Fetcher) adoptComplete(req Request, part string, meta *partMeta) (Result, error) {
+	sum, err := fileutil.SHA256(part)
+	if err != nil || sum != meta.SHA256 {
+		discardPart(part)
+		return Result{}, errors.New("incomplete")
 	}
+	if err := f.Store.adopt(part, sum, 0o444); err != nil {
+		return Result{}, err
+	}
+	os.Remove(part + ".json")
+	k := Known{Source: req.Source, URL: firstNonEmpty(meta.FinalURL, meta.URL), Revision: meta.Revision, ETag: meta.ETag, Size: meta.Size, SHA256: sum}
+	if err := f.Store.remember(k); err != nil {
+		return Result{}, err
+	}
+	return Result{SHA256: sum, URL: k.URL, Revision: k.Revision, Size: k.Size}, nil
+}
+
+// checkContentRange makes sure a 206 continues at have, and, when the
+// size is known, that the file is still that size.
+func checkContentRange(resp *http.Response, have, size int64) error {
+	var start, end, total int64
+	cr := resp.Header.Get("Content-Range")
+	if _, err := fmt.Sscanf(cr, "bytes %d-%d/%d", &start, &end, &total); err != nil || start != have {
+		return fmt.Errorf("resume at %d: the server answered Content-Range %q; downloading from the start", have, cr)
+	}
+	if size > 0 && total != size {
+		return fmt.Errorf("resume at %d: the file is now %d bytes, was %d; downloading from the start", have, total, size)
+	}
+	return nil
+}
+
+// expectedSHA is the sha256 the content must have: the pinned one, else
+// the hub's X-Linked-Etag when it is a sha256.
+func expectedSHA(req Request, etag string) string {
+	if req.SHA256 != "" {
+		return req.SHA256
+	}
+	if e := strings.Trim(strings.TrimPrefix(etag, "W/"), `"`); sha256Hex.MatchString(e) {
+		return e
+	}
+	return ""
+}
+
+// verify checks the content against the sha256 it must have (see
+// expectedSHA); a mismatch discards the download.
+func (f *Fetcher) verify(req Request, sum, want, part string) error {
 	if want != "" && sum != want {
-		os.Remove(part)
-		os.Remove(part + ".json")
+		discardPart(part)
 		return permanentError{fmt.Errorf("sha256 mismatch: got %s, want %s; the download was discarded", sum, want)}
 	}
 	return nil
@@ -449,6 +618,10 @@ func (f *Fetcher) authError(resp *http.Response) error {
 	return fmt.Errorf("server %s answered %s: the token from %s was refused (no access to this repository?)", host, resp.Status, variable)
 }
 
+// copyLocal copies a file:// model into the store. The copy keeps the
+// source's read permissions (a private 0600 file stays private: 0400) and
+// is never wider than 0444: store files are read-only, as they are hard
+// linked into targets.
 func (f *Fetcher) copyLocal(req Request, src, part string) (Result, error) {
 	in, err := os.Open(src)
 	if err != nil {
@@ -459,13 +632,17 @@ func (f *Fetcher) copyLocal(req Request, src, part string) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	if !fi.Mode().IsRegular() {
+		return Result{}, fmt.Errorf("model %s: %s is not a regular file", req.Source, src)
+	}
 	tracker := f.reporter().Start(filepath.Base(src), fi.Size())
-	out, err := os.OpenFile(part, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	out, err := os.OpenFile(part, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
 	if err != nil {
-		return Result{}, err
+		tracker.Done(err)
+		return Result{}, fmt.Errorf("model %s: %w", req.Source, diskError(part, err))
 	}
 	h := sha256.New()
-	writers := []io.Writer{out, h, trackWriter{tracker}}
+	writers := []io.Writer{fileWriter{out}, h, trackWriter{tracker}}
 	var observed func(string)
 	if req.Observe != nil {
 		var w io.Writer
@@ -473,20 +650,24 @@ func (f *Fetcher) copyLocal(req Request, src, part string) (Result, error) {
 		writers = append(writers, w)
 	}
 	n, err := io.Copy(io.MultiWriter(writers...), in)
-	if cerr := out.Close(); err == nil {
-		err = cerr
+	if cerr := out.Close(); err == nil && cerr != nil {
+		err = writeFailed{cerr}
 	}
 	tracker.Done(err)
 	if err != nil {
-		os.Remove(part)
+		discardPart(part)
+		var wf writeFailed
+		if errors.As(err, &wf) {
+			return Result{}, fmt.Errorf("model %s: %w", req.Source, diskError(part, wf.error))
+		}
 		return Result{}, fmt.Errorf("model %s: copy: %w", req.Source, err)
 	}
 	sum := hex.EncodeToString(h.Sum(nil))
-	if err := f.verify(req, sum, "", part); err != nil {
+	if err := f.verify(req, sum, req.SHA256, part); err != nil {
 		return Result{}, fmt.Errorf("model %s: %w", req.Source, err)
 	}
-	if err := f.Store.adopt(part, sum); err != nil {
-		return Result{}, err
+	if err := f.Store.adopt(part, sum, fi.Mode().Perm()&0o444); err != nil {
+		return Result{}, fmt.Errorf("model %s: %w", req.Source, diskError(f.Store.BlobPath(sum), err))
 	}
 	if observed != nil {
 		observed(sum)

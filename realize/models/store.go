@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/comfy-image/comfy-image/internal/fileutil"
 	"github.com/comfy-image/comfy-image/versions"
@@ -83,11 +84,13 @@ func (s Store) remember(k Known) error {
 }
 
 // Adopt moves a fully written, verified temporary file (in the store's
-// sha256 folder) into the store as sha.
-func (s Store) Adopt(tmp, sha string) error { return s.adopt(tmp, sha) }
+// sha256 folder) into the store as sha, read-only.
+func (s Store) Adopt(tmp, sha string) error { return s.adopt(tmp, sha, 0o444) }
 
-// adopt moves a fully written, verified temporary file into the store.
-func (s Store) adopt(tmp, sha string) error {
+// adopt moves a fully written, verified temporary file into the store and
+// records its stamp. Its mtime is set a few seconds into the past first, so
+// any later write, even within the same clock tick, changes it.
+func (s Store) adopt(tmp, sha string, mode os.FileMode) error {
 	dst := s.BlobPath(sha)
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return err
@@ -95,20 +98,121 @@ func (s Store) adopt(tmp, sha string) error {
 	if _, ok := s.Has(sha); ok {
 		return os.Remove(tmp)
 	}
-	if err := os.Chmod(tmp, 0o444); err != nil {
+	if err := os.Chmod(tmp, mode); err != nil {
 		return err
 	}
-	return os.Rename(tmp, dst)
+	past := time.Now().Add(-2 * time.Second).Truncate(time.Second)
+	if err := os.Chtimes(tmp, past, past); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		return err
+	}
+	fi, err := os.Lstat(dst)
+	if err != nil {
+		return err
+	}
+	return s.writeStamp(sha, fi)
+}
+
+// stamp is what a store file looked like when its content was last hashed.
+type stamp struct {
+	Size    int64  `json:"size"`
+	MtimeNs int64  `json:"mtime_ns"`
+	Dev     uint64 `json:"dev"`
+	Ino     uint64 `json:"ino"`
+}
+
+func stampOf(fi os.FileInfo) stamp {
+	st := stamp{Size: fi.Size(), MtimeNs: fi.ModTime().UnixNano()}
+	if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
+		st.Dev, st.Ino = uint64(sys.Dev), sys.Ino
+	}
+	return st
+}
+
+func (s Store) stampPath(sha string) string { return filepath.Join(s.Dir, "stamps", sha+".json") }
+
+func (s Store) readStamp(sha string) (stamp, bool) {
+	var st stamp
+	data, err := os.ReadFile(s.stampPath(sha))
+	return st, err == nil && json.Unmarshal(data, &st) == nil
+}
+
+func (s Store) writeStamp(sha string, fi os.FileInfo) error {
+	data, err := json.Marshal(stampOf(fi))
+	if err != nil {
+		return err
+	}
+	return versions.WriteFileAtomic(s.stampPath(sha), data, 0o644)
+}
+
+// DamagedError is a store file whose content is no longer what its name
+// (the sha256) says: edited in place through a hard link, truncated or
+// replaced. The store has removed it.
+type DamagedError struct {
+	Path, Want, Got string
+}
+
+func (e *DamagedError) Error() string {
+	return fmt.Sprintf("model store file %s is damaged (its sha256 is now %s, not %s; edited through a hard link, truncated or replaced?); it was removed from the store", e.Path, e.Got, e.Want)
+}
+
+// Verified is the one way to get the path of a stored file to place or
+// pack: it returns the path when the file's size, mtime and inode equal
+// the stamp recorded when its content was last hashed, and otherwise (or
+// with no stamp) hashes it again. A file whose content no longer matches
+// its sha256 is removed and a *DamagedError returned; a file that is not
+// stored returns an error wrapping os.ErrNotExist.
+//
+// A change that keeps the size, the inode and the mtime (a same-size
+// rewrite in place followed by `touch -r`) cannot be seen without
+// hashing, and is not detected.
+func (s Store) Verified(sha string) (string, error) {
+	p := s.BlobPath(sha)
+	if !sha256Hex.MatchString(sha) {
+		return "", fmt.Errorf("model %q: not a sha256: %w", sha, os.ErrNotExist)
+	}
+	fi, err := os.Lstat(p)
+	if err != nil {
+		return "", fmt.Errorf("model %s not in the store: %w", sha, err)
+	}
+	if st, ok := s.readStamp(sha); ok && fi.Mode().IsRegular() && st == stampOf(fi) {
+		return p, nil
+	}
+	got := "(not a regular file)"
+	if fi.Mode().IsRegular() {
+		if got, err = fileutil.SHA256(p); err != nil {
+			return "", fmt.Errorf("model store file %s: %w", p, err)
+		}
+	}
+	if got != sha {
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return "", fmt.Errorf("model store file %s is damaged (sha256 %s, not %s) and could not be removed: %w", p, got, sha, err)
+		}
+		os.Remove(s.stampPath(sha))
+		return "", &DamagedError{Path: p, Want: sha, Got: got}
+	}
+	// Record what was hashed, unless it changed meanwhile (hashed again next time).
+	if after, err := os.Lstat(p); err == nil && stampOf(after) == stampOf(fi) {
+		if err := s.writeStamp(sha, fi); err != nil {
+			return "", err
+		}
+	}
+	return p, nil
 }
 
 // Place makes dest a hard link to the stored file, or a copy when the store
 // is on another device. It reports whether anything changed. A different
 // file already at dest is replaced only with force.
 func (s Store) Place(sha, dest string, force bool) (bool, error) {
-	src := s.BlobPath(sha)
+	src, err := s.Verified(sha)
+	if err != nil {
+		return false, err
+	}
 	sfi, err := os.Stat(src)
 	if err != nil {
-		return false, fmt.Errorf("model %s not in the store: %w", sha, err)
+		return false, err
 	}
 	if dfi, err := os.Stat(dest); err == nil {
 		if os.SameFile(sfi, dfi) {
@@ -132,7 +236,7 @@ func (s Store) Place(sha, dest string, force bool) (bool, error) {
 		if !errors.Is(err, syscall.EXDEV) && !errors.Is(err, syscall.EPERM) {
 			return false, err
 		}
-		if err := copyFile(src, tmp); err != nil {
+		if err := copyFile(src, tmp, sfi.Mode().Perm()); err != nil {
 			os.Remove(tmp)
 			return false, err
 		}
@@ -140,13 +244,13 @@ func (s Store) Place(sha, dest string, force bool) (bool, error) {
 	return true, os.Rename(tmp, dest)
 }
 
-func copyFile(src, dst string) error {
+func copyFile(src, dst string, mode os.FileMode) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o444)
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, mode)
 	if err != nil {
 		return err
 	}

@@ -22,18 +22,18 @@ import (
 // command again: the rerun must succeed and the registry must hold the app
 // and models manifests of a clean run, digest for digest.
 //
-// COMFY_FAULT_POINTS sets how many points (8 by default; `make faults` runs
-// 20), COMFY_FAULT_SEED replays a seed printed by an earlier run.
+// COMFY_KILL_POINTS sets how many points (8 by default; `make faults` runs
+// 20), COMFY_KILL_SEED replays a seed printed by an earlier run.
 func TestBuildKillFuzz(t *testing.T) {
-	points := envInt(t, "COMFY_FAULT_POINTS", 8)
+	points := envInt(t, "COMFY_KILL_POINTS", 8)
 	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("COMFY_FAULT_SEED"); s != "" {
+	if s := os.Getenv("COMFY_KILL_SEED"); s != "" {
 		var err error
 		if seed, err = strconv.ParseUint(s, 10, 64); err != nil {
-			t.Fatalf("COMFY_FAULT_SEED=%q: expected a number", s)
+			t.Fatalf("COMFY_KILL_SEED=%q: expected a number", s)
 		}
 	}
-	t.Logf("kill fuzz of build: %d points, COMFY_FAULT_SEED=%d", points, seed)
+	t.Logf("kill fuzz of build: %d points, COMFY_KILL_SEED=%d", points, seed)
 	rng := rand.New(rand.NewPCG(seed, 0))
 
 	v := testsupport.NewVersion(t)

@@ -1,0 +1,133 @@
+package publish
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/gofrs/flock"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	specs "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/comfy-image/comfy-image/versions"
+)
+
+// Layout publishes into an OCI image layout directory, tagging images with
+// the org.opencontainers.image.ref.name annotation. Several builds may
+// write one layout at once: each holds a file lock on it while it writes,
+// and index.json is replaced atomically.
+type Layout struct {
+	dir string
+	o   options
+}
+
+// NewLayout publishes into the layout at dir, made when missing.
+func NewLayout(dir string, opts ...Option) *Layout {
+	return &Layout{dir: dir, o: makeOptions(opts...)}
+}
+
+// lockName is the layout's lock file; it sits in the layout folder, where
+// OCI tools ignore files they do not know.
+const lockName = "index.json.lock"
+
+// Publish writes img's blobs and points tag at it, replacing the image the
+// tag pointed at before.
+func (l *Layout) Publish(ctx context.Context, img v1.Image, tag string) (name.Reference, error) {
+	if err := os.MkdirAll(l.dir, 0o755); err != nil {
+		return nil, err
+	}
+	lock := flock.New(filepath.Join(l.dir, lockName))
+	if _, err := lock.TryLockContext(ctx, 50*time.Millisecond); err != nil {
+		return nil, fmt.Errorf("oci:%s: lock: %w", l.dir, err)
+	}
+	defer lock.Unlock()
+	p, err := l.open()
+	if err != nil {
+		return nil, fmt.Errorf("oci:%s: %w", l.dir, err)
+	}
+	if err := p.WriteImage(img); err != nil {
+		return nil, fmt.Errorf("oci:%s: %w", l.dir, err)
+	}
+	desc, err := l.tag(p, img, tag)
+	if err != nil {
+		return nil, fmt.Errorf("oci:%s: %w", l.dir, err)
+	}
+	fmt.Fprintf(l.o.log, "wrote oci:%s:%s@%s\n", l.dir, tag, desc.Digest)
+	// A layout has no registry: the reference only carries the digest.
+	return name.NewDigest("oci-layout@"+desc.Digest.String(), name.WithDefaultRegistry("local"))
+}
+
+// open opens the layout, making an empty one in a folder without an
+// index.json; an index.json that cannot be read is an error, never
+// overwritten.
+func (l *Layout) open() (layout.Path, error) {
+	_, err := os.Stat(filepath.Join(l.dir, "index.json"))
+	if errors.Is(err, fs.ErrNotExist) {
+		if err := versions.WriteFileAtomic(filepath.Join(l.dir, "oci-layout"), []byte(`{"imageLayoutVersion":"1.0.0"}`), 0o644); err != nil {
+			return "", err
+		}
+		empty, _ := json.Marshal(v1.IndexManifest{SchemaVersion: 2, MediaType: "application/vnd.oci.image.index.v1+json", Manifests: []v1.Descriptor{}})
+		if err := versions.WriteFileAtomic(filepath.Join(l.dir, "index.json"), empty, 0o644); err != nil {
+			return "", err
+		}
+	} else if err != nil {
+		return "", err
+	}
+	return layout.FromPath(l.dir)
+}
+
+// tag points tag at img in index.json: the other entries are kept, the
+// file is replaced in one rename.
+func (l *Layout) tag(p layout.Path, img v1.Image, tag string) (v1.Descriptor, error) {
+	idx, err := p.ImageIndex()
+	if err != nil {
+		return v1.Descriptor{}, err
+	}
+	m, err := idx.IndexManifest()
+	if err != nil {
+		return v1.Descriptor{}, fmt.Errorf("index.json: %w", err)
+	}
+	desc, err := imageDescriptor(img)
+	if err != nil {
+		return v1.Descriptor{}, err
+	}
+	desc.Annotations = map[string]string{specs.AnnotationRefName: tag}
+	kept := []v1.Descriptor{}
+	for _, d := range m.Manifests {
+		if d.Annotations[specs.AnnotationRefName] != tag {
+			kept = append(kept, d)
+		}
+	}
+	m.Manifests = append(kept, desc)
+	data, err := json.Marshal(m)
+	if err != nil {
+		return v1.Descriptor{}, err
+	}
+	return desc, versions.WriteFileAtomic(filepath.Join(l.dir, "index.json"), data, 0o644)
+}
+
+func imageDescriptor(img v1.Image) (v1.Descriptor, error) {
+	mt, err := img.MediaType()
+	if err != nil {
+		return v1.Descriptor{}, err
+	}
+	d, err := img.Digest()
+	if err != nil {
+		return v1.Descriptor{}, err
+	}
+	size, err := img.Size()
+	if err != nil {
+		return v1.Descriptor{}, err
+	}
+	return v1.Descriptor{MediaType: mt, Digest: d, Size: size}, nil
+}
+
+// Close has nothing to finish for a layout.
+func (l *Layout) Close() error { return nil }

@@ -1,0 +1,153 @@
+package publish
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"syscall"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+
+	"github.com/comfy-image/comfy-image/internal/progress"
+)
+
+// Option configures a publisher.
+type Option func(*options)
+
+type options struct {
+	transport    http.RoundTripper
+	keychain     authn.Keychain
+	jobs         int
+	reporter     progress.Reporter
+	log          io.Writer
+	names        map[string]string
+	backoff      remote.Backoff
+	probeTimeout time.Duration
+	mountRecord  string
+}
+
+// makeOptions is the one place defaults are set.
+func makeOptions(opts ...Option) options {
+	o := options{
+		transport: remote.DefaultTransport,
+		keychain:  authn.DefaultKeychain,
+		jobs:      4,
+		reporter:  progress.Discard(),
+		log:       io.Discard,
+		// At most 5 attempts per request; the waits (1, 2, 4, 8 s, each
+		// +-50% jitter) stay well under 60 s in total.
+		backoff: remote.Backoff{Duration: time.Second, Factor: 2, Jitter: 0.5, Steps: 5, Cap: 20 * time.Second},
+		// A dead registry or a refused credential must fail before any
+		// packing, and quickly.
+		probeTimeout: 1500 * time.Millisecond,
+	}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return o
+}
+
+// WithTransport sets the HTTP transport under auth and retries.
+func WithTransport(t http.RoundTripper) Option {
+	return func(o *options) {
+		if t != nil {
+			o.transport = t
+		}
+	}
+}
+
+// WithKeychain sets where registry credentials come from
+// (default: the Docker config, as authn.DefaultKeychain reads it).
+func WithKeychain(k authn.Keychain) Option { return func(o *options) { o.keychain = k } }
+
+// WithJobs bounds parallel blob uploads (default 4).
+func WithJobs(n int) Option {
+	return func(o *options) {
+		if n > 0 {
+			o.jobs = n
+		}
+	}
+}
+
+// WithReporter shows a named progress bar per uploaded blob.
+func WithReporter(r progress.Reporter) Option {
+	return func(o *options) {
+		if r != nil {
+			o.reporter = r
+		}
+	}
+}
+
+// WithLog receives one line per published image.
+func WithLog(w io.Writer) Option {
+	return func(o *options) {
+		if w != nil {
+			o.log = w
+		}
+	}
+}
+
+// WithLayerNames names layers by digest ("node gguf") in progress and errors.
+func WithLayerNames(names map[string]string) Option { return func(o *options) { o.names = names } }
+
+// WithRetryBackoff sets the waits between attempts of one request; Steps
+// is the number of attempts.
+func WithRetryBackoff(b remote.Backoff) Option { return func(o *options) { o.backoff = b } }
+
+// WithProbeTimeout bounds the probe of a registry (default 1.5 s).
+func WithProbeTimeout(d time.Duration) Option {
+	return func(o *options) {
+		if d > 0 {
+			o.probeTimeout = d
+		}
+	}
+}
+
+// WithMountRecord keeps, in file, which repository of a registry received
+// which blob, so a push to another repository of the same registry mounts
+// the blob instead of uploading it.
+func WithMountRecord(file string) Option { return func(o *options) { o.mountRecord = file } }
+
+func (o options) layerName(digest string) string {
+	if n := o.names[digest]; n != "" {
+		return n
+	}
+	return "layer"
+}
+
+// retryable says whether a failed request is worth another attempt: network
+// errors (a cut upload, a reset) and the registry's temporary answers are;
+// DIGEST_INVALID too, since bytes can be damaged on the way. A refused
+// connection or an unknown host is not: the registry is not there.
+func retryable(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	var damaged *DamagedError
+	if errors.Is(err, syscall.ECONNREFUSED) || errors.As(err, &damaged) {
+		return false
+	}
+	var dns *net.DNSError
+	if errors.As(err, &dns) {
+		return false
+	}
+	var terr *transport.Error
+	if errors.As(err, &terr) {
+		return terr.Temporary() || hasCode(terr, transport.DigestInvalidErrorCode)
+	}
+	return true
+}
+
+func hasCode(terr *transport.Error, code transport.ErrorCode) bool {
+	for _, d := range terr.Errors {
+		if d.Code == code {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,49 @@
+package publish
+
+import (
+	"crypto/sha256"
+	"fmt"
+	"hash"
+	"io"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+// DamagedError says the bytes we hold for a blob do not hash to its
+// digest (a damaged cache file): no retry can help, the layer must be
+// made again.
+type DamagedError struct {
+	Digest v1.Hash
+	Got    string
+}
+
+func (e *DamagedError) Error() string {
+	return fmt.Sprintf("the local bytes of %s hash to %s: damaged", e.Digest, e.Got)
+}
+
+// verifyingReader hashes a blob as it is uploaded and fails the upload at
+// its end when the bytes are not the digest's, before the registry is
+// asked to commit them.
+type verifyingReader struct {
+	io.ReadCloser
+	want v1.Hash
+	h    hash.Hash
+}
+
+func newVerifyingReader(rc io.ReadCloser, want v1.Hash) io.ReadCloser {
+	if want.Algorithm != "sha256" {
+		return rc
+	}
+	return &verifyingReader{ReadCloser: rc, want: want, h: sha256.New()}
+}
+
+func (r *verifyingReader) Read(p []byte) (int, error) {
+	n, err := r.ReadCloser.Read(p)
+	r.h.Write(p[:n])
+	if err == io.EOF {
+		if got := fmt.Sprintf("%x", r.h.Sum(nil)); got != r.want.Hex {
+			return n, &DamagedError{Digest: r.want, Got: "sha256:" + got}
+		}
+	}
+	return n, err
+}
