@@ -160,17 +160,6 @@ func CommitFile(r *git.Repository, commit, path string) (data []byte, ok bool, e
 	return []byte(text), err == nil, err
 }
 
-// commitTree lists the files of a commit, without submodules. A tree
-// that could write outside its folder or clash with itself is refused with
-// a *TreeError naming the entry.
-func commitTree(r *git.Repository, commit string) (map[string]treeEntry, error) {
-	w, err := walkCommit(r, commit, &checkoutConfig{})
-	if err != nil {
-		return nil, err
-	}
-	return w.files, nil
-}
-
 // walkTree reads the raw entries of one tree level (go-git's TreeWalker
 // joins names, so "a/b" or ".." would be hidden from the checks). base is
 // the path of the level in the checkout; gitlinks are collected in links.
