@@ -303,7 +303,8 @@ func (r *realizer) checkouts(ctx context.Context) error {
 	for i, p := range r.parts() {
 		repoURL := r.repoURL(i)
 		prev := r.state.Parts[p.key]
-		if prev != nil && prev.Commit == p.repo.Commit && prev.Pending == "" && !coreModelsTracked(p.key, prev) {
+		tree := TreeOptions(ctx, r.opts.Options, r.cache, repoURL, r.specNode(i))
+		if prev.Done(p.repo.Commit, tree...) && !coreModelsTracked(p.key, prev) {
 			if ok, err := unchanged(filepath.Join(r.target, p.key), prev); err == nil && ok {
 				r.summary = append(r.summary, fmt.Sprintf("%s %s  unchanged", summaryName(p.key), p.repo.Commit[:12]))
 				continue
@@ -328,7 +329,7 @@ func (r *realizer) checkouts(ctx context.Context) error {
 			return r.saveState()
 		}
 		r.logf("checkout %s at %s", p.key, p.repo.Commit[:12])
-		done, err := CheckoutTree(repo, p.repo.Commit, filepath.Join(r.target, p.key), prev, r.opts.Force, append(checkoutOptions(p.key), BeforeWrite(recordPending))...)
+		done, err := CheckoutTree(repo, p.repo.Commit, filepath.Join(r.target, p.key), prev, r.opts.Force, append(append(tree, checkoutOptions(p.key)...), BeforeWrite(recordPending))...)
 		if err != nil {
 			return fmt.Errorf("%s: %w", p.key, err)
 		}
@@ -339,6 +340,14 @@ func (r *realizer) checkouts(ctx context.Context) error {
 		r.summary = append(r.summary, fmt.Sprintf("%s %s  checked out (%s)", summaryName(p.key), p.repo.Commit[:12], count(len(done.Files), "file", "files")))
 	}
 	return nil
+}
+
+// specNode is the spec's node of part i (the zero Node for the core).
+func (r *realizer) specNode(i int) versions.Node {
+	if i == 0 {
+		return versions.Node{}
+	}
+	return r.spec.CustomNodes[i-1]
 }
 
 // repoURL is the spec's URL of part i (the lock keeps a redacted copy).
@@ -680,13 +689,13 @@ func (r *realizer) plan(ctx context.Context) error {
 	}
 	r.lock = l
 	r.loadStateReadOnly()
-	for _, p := range r.parts() {
+	for i, p := range r.parts() {
 		commit := p.repo.Commit
 		if commit == "" {
 			commit = "(commit from the lock above)"
 		}
 		what := "check out"
-		if prev := r.state.Parts[p.key]; prev != nil && prev.Commit == p.repo.Commit && prev.Pending == "" {
+		if r.state.Parts[p.key].Done(p.repo.Commit, TreeOptions(ctx, r.opts.Options, r.cache, r.repoURL(i), r.specNode(i))...) {
 			what = "keep"
 		}
 		fmt.Fprintf(w, "  %-10s  %s at %s into %s\n", what, p.key, commit, filepath.Join(r.target, p.key))
