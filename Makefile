@@ -13,7 +13,7 @@ build:
 # 1.26's fuzz coordinator (golang/go#75804: a spurious "context deadline
 # exceeded" failure with no crasher).
 test: lint
-	$(GO) test -count=1 -timeout 20m ./...
+	$(GO) test -count=1 -timeout 45m ./...
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 200000x ./versions
 	$(GO) test -run '^$$' -fuzz FuzzWheelUnpack -fuzztime 5000x ./layers
 	$(GO) test -run '^$$' -fuzz FuzzCheckoutTree -fuzztime 2000x ./realize
@@ -44,10 +44,13 @@ bench: build
 bench-large: build
 	BENCH_NODES=100 BENCH_MODELS=2 BENCH_MODEL_MB=2048 bash bench/bench.sh $(BIN)
 
-# Runs the main job on a self-contained example: local git repositories
-# made by the demo itself, locked (and realized/built by later steps).
-demo: build
-	bash testdata/demo/demo.sh $(BIN)
+# The whole story on a fresh Debian 12 machine (as root), nothing before it:
+# installs the missing system packages, makes a Debian + python3 base once
+# (debootstrap + comfy-image base; cached in /var/tmp/comfy-image-base),
+# builds a self-contained example's images, runs the app image in podman
+# with the models image mounted and sends it one RunPod /runsync job.
+demo:
+	bash testdata/demo/demo.sh
 
 clean:
 	rm -rf bin demo-out bench-out
