@@ -3,7 +3,7 @@ export PATH := $(PATH):/usr/local/go/bin:$(HOME)/go/bin
 GO ?= go
 BIN := bin/comfy-image
 
-.PHONY: build test lint bench faults demo clean
+.PHONY: build test lint bench bench-large faults demo clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/comfy-image
@@ -31,9 +31,18 @@ faults:
 	COMFY_KILL_POINTS=$${COMFY_KILL_POINTS:-20} $(GO) test -count=1 -v -timeout 40m \
 	  -run 'KillFuzz|Damaged|Fault|Retries|Repacks|EditedModel|Touched|Server|FullDisk|FileModel|Resume' ./cmd/comfy-image ./realize/...
 
+# bench/bench.sh writes bench/RESULTS.md (issue 9's table: comfy-image
+# against buildah, skopeo, remote.Write and openssl on one docker-registry);
+# about 6 minutes at the default 20 nodes and 4 x 256 MB models.
 bench: build
+	bash bench/bench.sh $(BIN)
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 	bash bench/realize-noop.sh $(BIN)
+
+# The large size of issue 9 (100 nodes, 2 x 2 GB models): about 25 minutes
+# and 30 GB of disk under bench-out/; adds its section to bench/RESULTS.md.
+bench-large: build
+	BENCH_NODES=100 BENCH_MODELS=2 BENCH_MODEL_MB=2048 bash bench/bench.sh $(BIN)
 
 # Runs the main job on a self-contained example: local git repositories
 # made by the demo itself, locked (and realized/built by later steps).
@@ -41,4 +50,4 @@ demo: build
 	bash testdata/demo/demo.sh $(BIN)
 
 clean:
-	rm -rf bin demo-out
+	rm -rf bin demo-out bench-out
