@@ -6,10 +6,10 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"os/exec"
 	"sort"
 	"strings"
 
+	"github.com/comfy-image/comfy-image/internal/childproc"
 	"github.com/comfy-image/comfy-image/realize/pyenv"
 	"github.com/comfy-image/comfy-image/versions"
 )
@@ -74,7 +74,9 @@ func CheckCoverage(pkgs []versions.LockedPackage, reqs []pyenv.Requirements, sys
 // HostTarget names the host Python a venv is made with: its version and
 // machine, the same on any host with that Python whatever its path.
 func HostTarget(ctx context.Context, python string) (string, error) {
-	out, err := exec.CommandContext(ctx, python, "-c",
+	// Like every child, with an allow-listed environment (no secret) and
+	// killed with its group when the work is cancelled.
+	out, err := childproc.Command(ctx, python, "-c",
 		"import sys, platform; print('cp%d.%d %s' % (sys.version_info[0], sys.version_info[1], platform.machine()))").Output()
 	if err != nil {
 		return "", fmt.Errorf("%s: cannot tell its version: %w", python, err)
