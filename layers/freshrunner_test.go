@@ -268,3 +268,47 @@ func TestFactsFromTheImageGiveTheSameVenvAsReadingTheBase(t *testing.T) {
 		t.Error("facts from the image and facts read from the base give different app images")
 	}
 }
+
+func TestCacheFromIsTheOnlyOtherImageTrusted(t *testing.T) {
+	v := testsupport.NewVersion(t)
+	reg := testsupport.NewRegistry(t)
+	base, _ := bigBase(t, reg)
+	runner(t, v, reg, base, t.TempDir()) // pushes comfy/demo:v1
+	ctx := context.Background()
+	buildTo := func(tag string, cacheFrom ...string) (*layers.Result, []testsupport.Request) {
+		out, _ := layers.ParseLocation(reg.Host + "/comfy/demo:" + tag)
+		start := len(reg.Requests())
+		outs, err := layers.NewOutputs([]layers.Location{out}, "demo", layers.WriteOptions{Log: io.Discard})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := outs.Probe(ctx); err != nil {
+			t.Fatal(err)
+		}
+		res := build(t, v, base, t.TempDir(), func(o *layers.BuildOptions) {
+			o.PushTo, o.Transports, o.CacheFrom = []layers.Location{out}, outs.Transports(), cacheFrom
+		})
+		if err := outs.Write(ctx, res); err != nil {
+			t.Fatal(err)
+		}
+		return res, reg.Requests()[start:]
+	}
+	// A new tag with --cache-from the old one: facts and layers from it.
+	_, reqs := buildTo("v2", reg.Host+"/comfy/demo:v1")
+	if n := pulled(reqs); n >= 5<<20 {
+		t.Errorf("with --cache-from: pulled %d bytes, want < 5 MB", n)
+	}
+	if up := blobUploads(reqs); len(up) != 0 {
+		t.Errorf("with --cache-from: uploaded %v", up)
+	}
+	// Without it, v1 is not read: the base is, and the layers are packed.
+	res, reqs := buildTo("v3")
+	if n := pulled(reqs); n < 50<<20 {
+		t.Errorf("without --cache-from the base should be read; pulled %d bytes", n)
+	}
+	for _, p := range res.Parts {
+		if p.Remote {
+			t.Errorf("%s %s taken from an image not named by --cache-from", p.Kind, p.Name)
+		}
+	}
+}
