@@ -2,6 +2,7 @@ package childproc
 
 import (
 	"context"
+	"github.com/comfy-image/comfy-image/internal/testsupport"
 	"os"
 	"path/filepath"
 	"strings"
@@ -48,7 +49,7 @@ func TestChildSeesNoSecret(t *testing.T) {
 // Cancelling kills the child's whole process group: a grandchild that
 // ignores nothing and waits forever is gone too.
 func TestCancelKillsTheGroup(t *testing.T) {
-	dir := t.TempDir()
+	dir := testsupport.TempDir(t)
 	pidFile := filepath.Join(dir, "grandchild")
 	ctx, cancel := context.WithCancel(context.Background())
 	fifo := filepath.Join(dir, "ready")

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -65,6 +66,7 @@ func Run(t testing.TB, dir string, env []string, args ...string) Result {
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
 	res := Result{Stdout: stdout.String(), Stderr: stderr.String()}
+	RecordOutput(t, strings.Join(args, " "), res.Stdout, res.Stderr)
 	var exit *exec.ExitError
 	switch {
 	case errors.As(err, &exit):
@@ -99,7 +101,9 @@ func Start(t testing.TB, dir string, env []string, args ...string) *Proc {
 	go func() {
 		defer close(p.Lines)
 		sc := bufio.NewScanner(stderr)
+		kept := OutputLog(t, strings.Join(args, " "))
 		for sc.Scan() {
+			fmt.Fprintln(kept, sc.Text())
 			select {
 			case p.Lines <- sc.Text():
 			default: // nobody is reading any more

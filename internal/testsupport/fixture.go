@@ -29,12 +29,14 @@ type Version struct {
 	Models map[string][]byte
 }
 
-// NewVersion makes the version "demo" under t.TempDir(). Its stand-in
+// NewVersion makes the version "demo" under TempDir(t). Its stand-in
 // ComfyUI main.py lists, for each model folder of the yaml it is given,
-// the files it finds there (as ComfyUI would register them).
+// the files it finds there (as ComfyUI would register them). Under the
+// sweep its hub requires the sweep's secret as HF_TOKEN.
 func NewVersion(t testing.TB) *Version {
 	t.Helper()
-	v := &Version{Dir: t.TempDir(), Nodes: map[string]*Repo{}, HF: NewHFServer(t), Models: map[string][]byte{}}
+	v := &Version{Dir: TempDir(t), Nodes: map[string]*Repo{}, HF: NewHFServer(t), Models: map[string][]byte{}}
+	RequireSweepToken(v.HF)
 	v.Core = NewRepo(t, filepath.Join(v.Dir, "repos", "ComfyUI"))
 	v.Core.Commit("core", map[string]string{"main.py": standInMain, "requirements.txt": "alpha\n", "custom_nodes/websocket_image_save.py": "# built in\n"})
 	for name, req := range map[string]string{"ComfyUI-GGUF": "beta>=1.0\n", "ComfyUI-KJNodes": "gamma\n"} {
@@ -123,7 +125,7 @@ print("ComfyUI stand-in ready, args:", " ".join(args))
 // "oci:DIR:base". Unit tests read it the way a real base is read.
 func SyntheticBase(t testing.TB) string {
 	t.Helper()
-	dir := t.TempDir()
+	dir := TempDir(t)
 	tarFile := filepath.Join(dir, "rootfs.tar")
 	files := map[string]string{
 		"usr/bin/python3.11":                   "#!fake python\n",
