@@ -79,6 +79,7 @@ func killAfter(t *testing.T, dir string, env []string, delay time.Duration, args
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Stdout, cmd.Stderr = testsupport.OutputLog(t, "killed build"), testsupport.OutputLog(t, "killed build")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
