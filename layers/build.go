@@ -25,6 +25,7 @@ import (
 
 	"github.com/comfy-image/comfy-image/internal/progress"
 	"github.com/comfy-image/comfy-image/internal/reqfile"
+	"github.com/comfy-image/comfy-image/layers/worker"
 	"github.com/comfy-image/comfy-image/realize"
 	"github.com/comfy-image/comfy-image/realize/gitcache"
 	"github.com/comfy-image/comfy-image/realize/pyenv"
@@ -44,6 +45,9 @@ const (
 	AnnModelPfx   = "dev.comfy-image.model."
 	AnnKey        = "dev.comfy-image.key"  // a layer's cache key: what it is made from
 	AnnSize       = "dev.comfy-image.size" // a model file's size
+	// AnnModelsImage is the digest of the models image an app image was
+	// built with (--models separate).
+	AnnModelsImage = "dev.comfy-image.models-image"
 )
 
 // Root is where a version lives inside the app image; models are at /models.
@@ -122,6 +126,7 @@ type builder struct {
 	cache          Cache
 	modTime        time.Time
 	base           v1.Image
+	modelsDigest   string // of the models image, labelled on the app image
 	info           BaseInfo
 
 	// listed are the blobs the manifests at the output references list,
@@ -208,13 +213,16 @@ func Build(ctx context.Context, spec *versions.Spec, opts BuildOptions) (*Result
 	if opts.Models == "bake" {
 		parts = append(parts, modelParts...)
 	}
-	if res.App, err = b.appImage(parts); err != nil {
-		return nil, err
-	}
 	if opts.Models == "separate" && len(modelParts) > 0 {
 		if res.Models, err = b.modelsImage(modelParts); err != nil {
 			return nil, err
 		}
+		if d, err := res.Models.Digest(); err == nil {
+			b.modelsDigest = d.String()
+		}
+	}
+	if res.App, err = b.appImage(parts); err != nil {
+		return nil, err
 	}
 	res.Parts = parts
 	if opts.Models == "separate" {
@@ -512,10 +520,13 @@ func (b *builder) venvPartOf(key string, layer v1.Layer, packed, remote bool, n 
 }
 
 func (b *builder) configPart(ctx context.Context) (Part, error) {
+	script, entry, manifest := worker.Paths(Root)
 	files := []Entry{
 		BytesEntry(path.Join(Root, "extra_model_paths.yaml"), 0o644, realize.ExtraModelPaths(b.spec, ModelsDir)),
 		BytesEntry(path.Join(Root, "comfy.env"), 0o644, realize.EnvFile(b.spec, b.opts.LookupEnv)),
-		BytesEntry(path.Join(Root, "entrypoint.sh"), 0o755, entryScript(b.spec.VersionID)),
+		BytesEntry(entry, 0o755, worker.EntryScript),
+		BytesEntry(script, 0o644, worker.Script),
+		BytesEntry(manifest, 0o644, worker.NewManifest(b.spec).JSON()),
 	}
 	var keyParts []string
 	for _, f := range files {
@@ -528,28 +539,8 @@ func (b *builder) configPart(ctx context.Context) (Part, error) {
 	if err != nil {
 		return Part{}, fmt.Errorf("config: %w", err)
 	}
-	return Part{Kind: "config", Name: "extra_model_paths.yaml, comfy.env, entrypoint.sh", Key: key, Packed: packed, Remote: remote, Layer: layer,
+	return Part{Kind: "config", Name: "extra_model_paths.yaml, comfy.env, entrypoint.sh, worker.py, comfy-image.json", Key: key, Packed: packed, Remote: remote, Layer: layer,
 		Annotations: map[string]string{AnnPart: "config"}, History: "comfy-image: config"}, nil
-}
-
-// entryScript picks the models folder at run time ($COMFY_MODELS_DIR if it
-// holds files, else a RunPod volume realized from the same spec, else
-// $COMFY_MODELS_DIR), says which, and starts ComfyUI with a yaml pointing there.
-func entryScript(id string) []byte {
-	return []byte(`#!/bin/sh
-# comfy-image entry script of version ` + id + `.
-root=/opt/comfy
-volume=/runpod-volume/comfy-` + id + `/models
-models=${COMFY_MODELS_DIR:-/models}
-if [ -z "$(ls -A "$models" 2>/dev/null)" ] && [ -n "$(ls -A "$volume" 2>/dev/null)" ]; then
-  models=$volume
-fi
-echo "comfy-image: models from $models" >&2
-yaml=${TMPDIR:-/tmp}/extra_model_paths.yaml
-sed "s|^  base_path: .*|  base_path: $models|" "$root/extra_model_paths.yaml" >"$yaml"
-[ -f "$root/comfy.env" ] && . "$root/comfy.env"
-exec "$root/.venv/bin/python" "$root/ComfyUI/main.py" --extra-model-paths-config "$yaml" "$@"
-`)
 }
 
 // modelParts fetches every model (in parallel) and makes its layer:
@@ -700,6 +691,15 @@ func (b *builder) labels() map[string]string {
 		specs.AnnotationTitle:    "ComfyUI " + b.spec.VersionID,
 		AnnSpecDigest:            b.spec.Digest,
 	}
+	if d, err := b.base.Digest(); err == nil {
+		l[specs.AnnotationBaseImageDigest] = d.String()
+	}
+	if loc, err := ParseLocation(b.opts.Base); err == nil && loc.Kind == "registry" {
+		l[specs.AnnotationBaseImageName] = loc.Ref.Name() // never a local path
+	}
+	if b.modelsDigest != "" {
+		l[AnnModelsImage] = b.modelsDigest
+	}
 	for _, n := range b.lock.CustomNodes {
 		l[AnnNodePrefix+n.Name] = n.Repo + "@" + n.Commit
 	}
@@ -745,7 +745,8 @@ func (b *builder) appImage(parts []Part) (v1.Image, error) {
 	}
 	c := &cf.Config
 	venvBin := "/" + path.Join(Root, ".venv", "bin")
-	env := map[string]string{"COMFY_MODELS_DIR": ModelsDir, "VIRTUAL_ENV": "/" + path.Join(Root, ".venv")}
+	// No COMFY_MODELS_DIR: the entry point chooses (see layers/worker).
+	env := map[string]string{"VIRTUAL_ENV": "/" + path.Join(Root, ".venv")}
 	basePath := "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 	var kept []string
 	for _, kv := range c.Env {
@@ -772,9 +773,12 @@ func (b *builder) appImage(parts []Part) (v1.Image, error) {
 		c.Env = append(c.Env, k+"="+env[k])
 	}
 	c.WorkingDir = "/" + Root
-	c.Entrypoint = nil
-	c.Cmd = []string{"/" + path.Join(Root, "entrypoint.sh"), "--listen", "0.0.0.0", "--port", "8188"}
-	c.ExposedPorts = map[string]struct{}{"8188/tcp": {}}
+	// Arguments after the image name are ComfyUI's; Cmd is their default.
+	_, entry, _ := worker.Paths("/" + Root)
+	c.Entrypoint = []string{entry}
+	c.Cmd = []string{"--listen", "0.0.0.0", "--port", "8188"}
+	// 8188 ComfyUI, 8000 RunPod's local test API (SERVE_API_LOCALLY=true).
+	c.ExposedPorts = map[string]struct{}{"8188/tcp": {}, "8000/tcp": {}}
 	if c.Labels == nil {
 		c.Labels = map[string]string{}
 	}

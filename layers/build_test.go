@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"io"
 	"os"
@@ -117,7 +118,7 @@ func TestBuildLaysOutTheVersion(t *testing.T) {
 	for _, want := range []string{
 		"opt/comfy/ComfyUI/main.py", "opt/comfy/custom_nodes/gguf/__init__.py",
 		"opt/comfy/custom_nodes/ComfyUI-KJNodes/requirements.txt", "opt/comfy/extra_model_paths.yaml",
-		"opt/comfy/entrypoint.sh", "opt/comfy/.venv/pyvenv.cfg",
+		"opt/comfy/entrypoint.sh", "opt/comfy/worker.py", "opt/comfy/comfy-image.json", "opt/comfy/.venv/pyvenv.cfg",
 		"opt/comfy/.venv/lib/python3.11/site-packages/alpha/__init__.py",
 		"opt/comfy/.venv/lib/python3.11/site-packages/beta-1.2.dist-info/METADATA",
 		"opt/comfy/.venv/bin/gamma-tool",
@@ -147,11 +148,26 @@ func TestBuildLaysOutTheVersion(t *testing.T) {
 		t.Error("yaml does not point at /models")
 	}
 	cf, _ := res.App.ConfigFile()
-	if cf.Config.Env[0] != "PATH=/opt/comfy/.venv/bin:/usr/bin:/bin" || !contains(cf.Config.Env, "COMFY_MODELS_DIR=/models") || !contains(cf.Config.Env, "PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True") {
+	if cf.Config.Env[0] != "PATH=/opt/comfy/.venv/bin:/usr/bin:/bin" || !contains(cf.Config.Env, "PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True") {
 		t.Errorf("env %q", cf.Config.Env)
 	}
-	if cf.Config.WorkingDir != "/opt/comfy" || cf.Config.Cmd[0] != "/opt/comfy/entrypoint.sh" || !contains(cf.Config.Cmd, "0.0.0.0") {
-		t.Errorf("workdir %q cmd %q", cf.Config.WorkingDir, cf.Config.Cmd)
+	for _, kv := range cf.Config.Env {
+		if strings.HasPrefix(kv, "COMFY_MODELS_DIR=") {
+			t.Errorf("the image presets %s; the entry point must choose", kv)
+		}
+	}
+	// Arguments after the image name go to ComfyUI: the entry point is the
+	// script, Cmd only its default arguments.
+	if cf.Config.WorkingDir != "/opt/comfy" || strings.Join(cf.Config.Entrypoint, " ") != "/opt/comfy/entrypoint.sh" ||
+		strings.Join(cf.Config.Cmd, " ") != "--listen 0.0.0.0 --port 8188" {
+		t.Errorf("workdir %q entrypoint %q cmd %q", cf.Config.WorkingDir, cf.Config.Entrypoint, cf.Config.Cmd)
+	}
+	var manifest struct {
+		VersionID string `json:"version_id"`
+		Models    []struct{ Dest, Folder string }
+	}
+	if err := json.Unmarshal([]byte(fs["opt/comfy/comfy-image.json"]), &manifest); err != nil || manifest.VersionID != "demo" || len(manifest.Models) != 2 {
+		t.Errorf("comfy-image.json: %v %+v", err, manifest)
 	}
 	m, _ := res.App.Manifest()
 	if m.Annotations["org.opencontainers.image.version"] != "demo" || m.Annotations["org.opencontainers.image.revision"] != v.Core.RevParse("HEAD") {

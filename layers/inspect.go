@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"sort"
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -14,6 +15,8 @@ import (
 
 // LayerInfo says what one layer of an image holds.
 type LayerInfo struct {
+	// Index is the layer's position in the image, from 1, base layers
+	// included: the same numbering in an app and a models image.
 	Index     int    `json:"index"`
 	Part      string `json:"part"` // base, core, node, nodes, venv, config, model
 	Name      string `json:"name,omitempty"`
@@ -28,12 +31,35 @@ type LayerInfo struct {
 
 // ImageInfo is what `comfy-image inspect` reports.
 type ImageInfo struct {
-	Digest     string      `json:"digest"`
-	VersionID  string      `json:"version_id,omitempty"`
-	SpecDigest string      `json:"spec_digest,omitempty"`
-	Source     string      `json:"source,omitempty"`
-	Revision   string      `json:"revision,omitempty"`
-	Layers     []LayerInfo `json:"layers"`
+	Digest     string `json:"digest"`
+	VersionID  string `json:"version_id,omitempty"`
+	SpecDigest string `json:"spec_digest,omitempty"`
+	Source     string `json:"source,omitempty"`
+	Revision   string `json:"revision,omitempty"`
+	// Size is the sum of the layers' (compressed) sizes.
+	Size int64 `json:"size"`
+	// Base is the base image's part of an app image.
+	Base *BaseLayers `json:"base,omitempty"`
+	// Models are the model files an app image was built for and the digest
+	// of the models image built with it (--models separate).
+	Models      []ModelRef  `json:"models,omitempty"`
+	ModelsImage string      `json:"models_image,omitempty"`
+	Layers      []LayerInfo `json:"layers"`
+}
+
+// BaseLayers is what an app image took from its base image.
+type BaseLayers struct {
+	Digest string `json:"digest,omitempty"` // of the base image, when labelled
+	Name   string `json:"name,omitempty"`
+	Layers int    `json:"layers"`
+	Size   int64  `json:"size"`
+}
+
+// ModelRef is a model file an app image expects, by its path under the
+// models folder.
+type ModelRef struct {
+	Dest   string `json:"dest"`
+	SHA256 string `json:"sha256"`
 }
 
 var historyRe = regexp.MustCompile(`^comfy-image: (core|node|nodes|venv|config|model) ?(.*?)(?: at ([0-9a-f]{40}))?(?: \(sha256 ([0-9a-f]{64})\))?$`)
@@ -63,8 +89,21 @@ func Inspect(img v1.Image) (ImageInfo, error) {
 			history = append(history, h)
 		}
 	}
+	if d := labels[specs.AnnotationBaseImageDigest]; d != "" || labels[AnnSpecDigest] != "" && labels[AnnPart] != "models" {
+		info.Base = &BaseLayers{Digest: d, Name: labels[specs.AnnotationBaseImageName]}
+	}
+	info.ModelsImage = labels[AnnModelsImage]
+	if labels[AnnPart] != "models" {
+		for k, v := range labels {
+			if dest, ok := strings.CutPrefix(k, AnnModelPfx); ok {
+				info.Models = append(info.Models, ModelRef{Dest: dest, SHA256: v})
+			}
+		}
+		sort.Slice(info.Models, func(i, j int) bool { return info.Models[i].Dest < info.Models[j].Dest })
+	}
 	for i, l := range m.Layers {
-		li := LayerInfo{Index: i, Part: "base", Digest: l.Digest.String(), Size: l.Size, MediaType: string(l.MediaType)}
+		info.Size += l.Size
+		li := LayerInfo{Index: i + 1, Part: "base", Digest: l.Digest.String(), Size: l.Size, MediaType: string(l.MediaType)}
 		if part := l.Annotations[AnnPart]; part != "" {
 			li.Part, li.Name, li.Repo, li.Commit = part, l.Annotations[AnnName], l.Annotations[AnnRepo], l.Annotations[AnnCommit]
 			li.SHA256, li.Source = l.Annotations[AnnSHA256], l.Annotations[AnnSource]
@@ -72,6 +111,10 @@ func Inspect(img v1.Image) (ImageInfo, error) {
 			if mm := historyRe.FindStringSubmatch(history[i].CreatedBy); mm != nil {
 				li.Part, li.Name, li.Commit, li.SHA256 = mm[1], mm[2], mm[3], mm[4]
 			}
+		}
+		if li.Part == "base" && info.Base != nil {
+			info.Base.Layers++
+			info.Base.Size += l.Size
 		}
 		info.Layers = append(info.Layers, li)
 	}
@@ -87,6 +130,27 @@ func (info ImageInfo) Print(w io.Writer) {
 	if info.Source != "" {
 		fmt.Fprintf(w, "ComfyUI %s at %s\n", info.Source, info.Revision)
 	}
+	fmt.Fprintf(w, "total %s in %d layers\n", progress.Size(info.Size), len(info.Layers))
+	if b := info.Base; b != nil {
+		what := b.Digest
+		if b.Name != "" {
+			what = b.Name + "@" + b.Digest
+		}
+		if what == "" {
+			what = "digest not recorded"
+		}
+		fmt.Fprintf(w, "base %s: %s in layers 1-%d\n", what, progress.Size(b.Size), b.Layers)
+	}
+	if len(info.Models) > 0 {
+		img := info.ModelsImage
+		if img == "" {
+			img = "baked in or not built"
+		}
+		fmt.Fprintf(w, "models image %s: %d files\n", img, len(info.Models))
+		for _, m := range info.Models {
+			fmt.Fprintf(w, "     model   %-48s sha256:%s\n", trimLeft(m.Dest, 48), m.SHA256[:min(12, len(m.SHA256))])
+		}
+	}
 	base := 0
 	for _, l := range info.Layers {
 		if l.Part == "base" {
@@ -100,11 +164,21 @@ func (info ImageInfo) Print(w io.Writer) {
 		case l.SHA256 != "":
 			what += " sha256:" + l.SHA256[:12]
 		}
-		fmt.Fprintf(w, "%3d  %-7s %-48s %10s  %s\n", l.Index, l.Part, what, progress.Size(l.Size), shortDigest(l.Digest))
+		fmt.Fprintf(w, "%3d  %-7s %-48s %10s  %s\n", l.Index, l.Part, trimLeft(what, 48), progress.Size(l.Size), shortDigest(l.Digest))
 	}
-	if base > 0 {
+	if base > 0 && info.Base == nil {
 		fmt.Fprintf(w, "(and %d base image layers)\n", base)
 	}
+}
+
+// trimLeft keeps the end of s in n runes, so rows fit 100 columns with long
+// node names.
+func trimLeft(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return "…" + string(r[len(r)-n+1:])
 }
 
 func shortDigest(d string) string {

@@ -67,7 +67,7 @@ func Plan(ctx context.Context, spec *versions.Spec, opts BuildOptions, outs []Lo
 		show("node", n.Name+" @ "+n.Commit[:12], b.keyOf("node", n.Name, n.Commit))
 	}
 	fmt.Fprintf(w, "  venv    %d locked packages for the base's Python (resolved by pip when none are locked)\n", len(l.Python.ImagePackages))
-	fmt.Fprintln(w, "  config  extra_model_paths.yaml (base_path /models), comfy.env, entrypoint.sh")
+	fmt.Fprintln(w, "  config  extra_model_paths.yaml (base_path /models), comfy.env, entrypoint.sh, worker.py, comfy-image.json")
 	if opts.Models != "skip" {
 		store := models.Store{Dir: filepath.Join(opts.CacheDir, "models")}
 		for _, m := range spec.Models {

@@ -302,7 +302,7 @@ func (r *realizer) checkouts(ctx context.Context) error {
 		prev := r.state.Parts[p.key]
 		if prev != nil && prev.Commit == p.repo.Commit && prev.Pending == "" {
 			if ok, err := unchanged(filepath.Join(r.target, p.key), prev); err == nil && ok {
-				r.summary = append(r.summary, fmt.Sprintf("%-28s %s  unchanged", p.key, p.repo.Commit[:12]))
+				r.summary = append(r.summary, fmt.Sprintf("%s %s  unchanged", summaryName(p.key), p.repo.Commit[:12]))
 				continue
 			}
 		}
@@ -333,7 +333,7 @@ func (r *realizer) checkouts(ctx context.Context) error {
 		if err := r.saveState(); err != nil {
 			return err
 		}
-		r.summary = append(r.summary, fmt.Sprintf("%-28s %s  checked out (%d files)", p.key, p.repo.Commit[:12], len(done.Files)))
+		r.summary = append(r.summary, fmt.Sprintf("%s %s  checked out (%s)", summaryName(p.key), p.repo.Commit[:12], count(len(done.Files), "file", "files")))
 	}
 	return nil
 }
@@ -468,7 +468,7 @@ func (r *realizer) venv(ctx context.Context) error {
 		// The constraints only matter when pip resolves; a finished venv
 		// built from the same inputs and the same locked set is done.
 		if r.state.Venv == r.venvKey(reqs, nil, locked) {
-			r.summary = append(r.summary, fmt.Sprintf("%-28s %d packages  unchanged", ".venv", len(locked)))
+			r.summary = append(r.summary, fmt.Sprintf("%s %s  unchanged", summaryName(".venv"), count(len(locked), "package", "packages")))
 			return nil
 		}
 	}
@@ -511,7 +511,7 @@ func (r *realizer) venv(ctx context.Context) error {
 	if err := r.saveState(); err != nil {
 		return err
 	}
-	r.summary = append(r.summary, fmt.Sprintf("%-28s %d packages  installed", ".venv", len(locked)))
+	r.summary = append(r.summary, fmt.Sprintf("%s %s  installed", summaryName(".venv"), count(len(locked), "package", "packages")))
 	if nodes := r.nodesWithInstallPy(); len(nodes) > 0 {
 		r.summary = append(r.summary, "not run (install.py is never run by default): "+strings.Join(nodes, ", "))
 	}
@@ -576,7 +576,7 @@ func (r *realizer) models(ctx context.Context) error {
 	if err := r.saveState(); err != nil {
 		return err
 	}
-	r.summary = append(r.summary, fmt.Sprintf("%-28s %d files, %s (%d placed now)", "models", len(r.spec.Models), progress.Size(total), downloaded))
+	r.summary = append(r.summary, fmt.Sprintf("%s %s, %s (%d placed now)", summaryName("models"), count(len(r.spec.Models), "file", "files"), humanSize(total), downloaded))
 	return nil
 }
 

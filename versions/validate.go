@@ -93,6 +93,14 @@ func validateSchema(doc any) []Problem {
 }
 
 func collectLeaves(e *jsonschema.ValidationError, out *[]Problem) {
+	if k, ok := e.ErrorKind.(*kind.PropertyNames); ok {
+		// The library reuses its location slice, so e.InstanceLocation of a
+		// propertyNames error can name another key; the schema location
+		// (#/properties/env/propertyNames) names the object reliably.
+		loc := append(objectOf(e.SchemaURL), k.Property)
+		*out = append(*out, Problem{jsonPath(loc), patternHint(loc)})
+		return
+	}
 	if len(e.Causes) > 0 {
 		for _, c := range e.Causes {
 			collectLeaves(c, out)
@@ -118,6 +126,21 @@ func collectLeaves(e *jsonschema.ValidationError, out *[]Problem) {
 	default:
 		*out = append(*out, Problem{jsonPath(loc), e.ErrorKind.LocalizedString(printer)})
 	}
+}
+
+// objectOf turns a schema location like ...#/properties/env/propertyNames
+// into the instance location of the object it checks (["env"]).
+func objectOf(schemaURL string) []string {
+	_, frag, _ := strings.Cut(schemaURL, "#")
+	toks := strings.Split(strings.Trim(frag, "/"), "/")
+	var loc []string
+	for i := 0; i+1 < len(toks); i++ {
+		if toks[i] == "properties" {
+			loc = append(loc, toks[i+1])
+			i++
+		}
+	}
+	return loc
 }
 
 // knownKeys names the keys allowed at a location, for "unknown key" messages.

@@ -1,15 +1,20 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
+	"strings"
 	"sync"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/spf13/cobra"
 
+	"github.com/comfy-image/comfy-image/check"
 	"github.com/comfy-image/comfy-image/internal/progress"
 	"github.com/comfy-image/comfy-image/layers"
 	"github.com/comfy-image/comfy-image/layers/publish"
@@ -22,10 +27,17 @@ func newBuildCmd() *cobra.Command {
 	var push, modelsRef, compression string
 	var outputs []string
 	var jobs int
+	var asJSON bool
+	var runCheck bool
+	var checkOpts check.Options
 	cmd := &cobra.Command{
 		Use:   "build --version-id ID | --spec FILE --base IMAGE [--push REF] [--output oci:DIR[:TAG]|tar:FILE]",
 		Short: "Build the app image (base + core + nodes + venv + config) and the models image",
-		Args:  usageArgs(cobra.NoArgs),
+		Example: `  comfy-image build --version-id wan22-fast --base oci:/var/tmp/base --output oci:./out
+  comfy-image build --version-id wan22-fast --base python:3.12-slim --push registry.example.com/comfy:v1
+  comfy-image build --spec ./my.json --base tar:base.tar --output tar:app.tar --models skip
+  SOURCE_DATE_EPOCH=1700000000 comfy-image build --version-id wan22-fast --base oci:/var/tmp/base --dry-run`,
+		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			s, err := f.load(cmd)
 			if err != nil {
@@ -42,11 +54,25 @@ func newBuildCmd() *cobra.Command {
 				outputs = append([]string{push}, outputs...)
 			}
 			for i, out := range outputs {
-				loc, err := layers.ParseLocation(out)
-				if err != nil || (i == 0 && push != "" && loc.Kind != "registry") {
-					return usagef("--push/--output %q: %v", out, err)
+				if i == 0 && push != "" {
+					loc, err := layers.ParseLocation(out)
+					if err != nil || loc.Kind != "registry" {
+						return usagef("--push %q: expected a registry reference (HOST/REPO:TAG); use --output for oci:DIR[:TAG] or tar:FILE", out)
+					}
+					outs = append(outs, loc)
+					continue
+				}
+				loc, err := checkOutput(out)
+				if err != nil {
+					return err
 				}
 				outs = append(outs, loc)
+			}
+			if err := checkCounts(jobs, o.MaxLayers); err != nil {
+				return err
+			}
+			if _, err := layers.ModTimeFromEnv(os.Getenv); err != nil {
+				return usageError{err}
 			}
 			switch o.Models {
 			case "separate", "bake", "skip":
@@ -65,15 +91,23 @@ func newBuildCmd() *cobra.Command {
 			o.Options = f.options(cmd)
 			o.Locked = f.locked
 			o.PushTo, o.ModelsRef = outs, modelsRef
-			o.Out = cmd.OutOrStdout()
+			human := humanOut(cmd, asJSON)
+			o.Out = human
 			o.Reporter = progress.New(cmd.ErrOrStderr())
+			start := time.Now()
+			rep := newReport("build")
+			rep.VersionID, rep.SpecFile, rep.LockFile = s.VersionID, s.File, versions.LockPath(o.CacheDir, s.VersionID)
 			if f.dryRun {
-				return layers.Plan(cmd.Context(), s, o, outs, cmd.OutOrStdout())
+				if err := layers.Plan(cmd.Context(), s, o, outs, human); err != nil || !asJSON {
+					return err
+				}
+				rep.timed("total_seconds", start)
+				return rep.print(cmd.OutOrStdout())
 			}
 			// The push has its own progress display, started at its first
 			// upload: the build's is finished (Wait) by then.
 			pushProgress := &lazyProgress{w: cmd.ErrOrStderr()}
-			wo := layers.WriteOptions{ModelsRef: modelsRef, Jobs: jobs, Reporter: pushProgress, Log: cmd.OutOrStdout(),
+			wo := layers.WriteOptions{ModelsRef: modelsRef, Jobs: jobs, Reporter: pushProgress, Log: human,
 				Names: map[string]string{}, MountRecord: filepath.Join(o.CacheDir, "registry-blobs.json")}
 			dests, err := layers.NewOutputs(outs, s.VersionID, wo)
 			if err != nil {
@@ -85,23 +119,54 @@ func newBuildCmd() *cobra.Command {
 				return err
 			}
 			o.Transports = dests.Transports()
+			release, err := holdCache(cmd, o.Options)
+			if err != nil {
+				return err
+			}
+			defer release()
 			res, err := layers.Build(cmd.Context(), s, o)
 			if err != nil {
 				return err
 			}
-			printParts(cmd, res)
+			rep.timed("build_seconds", start)
+			printParts(human, res)
+			report := func() error {
+				if !asJSON {
+					return nil
+				}
+				rep.resolvedFrom(res.Lock)
+				rep.buildFrom(res)
+				rep.Outputs = outputs
+				rep.timed("total_seconds", start)
+				return rep.print(cmd.OutOrStdout())
+			}
 			if len(outs) == 0 {
-				fmt.Fprintln(cmd.OutOrStdout(), "no --push or --output given: layers are built and cached only")
-				return nil
+				fmt.Fprintln(human, "no --push or --output given: layers are built and cached only")
+				if runCheck {
+					if err := checkBuilt(cmd, res, s.VersionID, checkOpts); err != nil {
+						return err
+					}
+				}
+				return report()
 			}
 			for _, p := range res.Parts {
 				if d, err := p.Layer.Digest(); err == nil {
 					wo.Names[d.String()] = p.Kind + " " + p.Name
 				}
 			}
+			written := time.Now()
 			err = writeRepacking(cmd, s, o, dests, res)
 			pushProgress.Wait()
-			return err
+			if err != nil {
+				return err
+			}
+			rep.timed("write_seconds", written)
+			if runCheck {
+				if err := checkBuilt(cmd, res, s.VersionID, checkOpts); err != nil {
+					return err
+				}
+			}
+			return report()
 		},
 	}
 	f.register(cmd)
@@ -116,6 +181,10 @@ func newBuildCmd() *cobra.Command {
 	fl.IntVar(&o.MaxLayers, "max-layers", 120, "most layers an image may have, base included (containerd refuses more than 127)")
 	fl.StringVar(&o.HostPython, "python", "python3", "host Python whose pip fetches wheels for the base's Python")
 	fl.IntVar(&jobs, "jobs", 4, "parallel layer uploads")
+	fl.BoolVar(&asJSON, "json", false, "print one JSON document on stdout (versions/output.schema.json); text goes to stderr")
+	fl.BoolVar(&runCheck, "check", false, "then run `comfy-image check` on the built image (podman or docker)")
+	fl.StringArrayVar(&checkOpts.RunArgs, "check-run-arg", nil, "with --check: extra argument of `podman run` (repeatable)")
+	fl.StringArrayVar(&checkOpts.ComfyArgs, "check-comfy-arg", nil, "with --check: ComfyUI argument (repeatable), e.g. --check-comfy-arg=--cpu")
 	return cmd
 }
 
@@ -158,8 +227,44 @@ func (l *lazyProgress) Wait() {
 	}
 }
 
-func printParts(cmd *cobra.Command, res *layers.Result) {
-	out := cmd.OutOrStdout()
+// checkBuilt loads the built images into podman's (or docker's) storage
+// and checks the app image with the models image mounted.
+func checkBuilt(cmd *cobra.Command, res *layers.Result, versionID string, opts check.Options) error {
+	digest, err := res.App.Digest()
+	if err != nil {
+		return err
+	}
+	ref := "localhost/comfy-image-check/" + strings.ToLower(versionID) + ":" + digest.Hex[:12]
+	if err := check.Load(cmd.Context(), opts.Engine, res.App, ref); err != nil {
+		return err
+	}
+	if res.Models != nil {
+		opts.ModelsImage = ref + "-models"
+		if err := check.Load(cmd.Context(), opts.Engine, res.Models, opts.ModelsImage); err != nil {
+			return err
+		}
+	}
+	opts.Log = cmd.ErrOrStderr()
+	rep, err := check.Run(cmd.Context(), ref, opts)
+	if err != nil {
+		return err
+	}
+	rep.Print(cmd.OutOrStdout())
+	if !rep.OK {
+		return errors.New("check failed")
+	}
+	return nil
+}
+
+// printParts prints one line per layer, numbered by its place in its image
+// as inspect numbers it, in 100 columns however long the node names.
+func printParts(out io.Writer, res *layers.Result) {
+	index := layerIndex(res.App)
+	if res.Models != nil {
+		for d, i := range layerIndex(res.Models) {
+			index[d] = i
+		}
+	}
 	for _, p := range res.Parts {
 		d, _ := p.Layer.Digest()
 		size, _ := p.Layer.Size()
@@ -173,7 +278,7 @@ func printParts(cmd *cobra.Command, res *layers.Result) {
 		if p.Remote {
 			state = "in the registry"
 		}
-		fmt.Fprintf(out, "%-7s %-48s %10s  %s  %s\n", p.Kind, trim(p.Name, 48), progress.Size(size), d.String()[:19], state)
+		fmt.Fprintf(out, "%3d  %-7s %-37s %10s  %s  %s\n", index[d.String()], p.Kind, fit(p.Name, 37), humanSize(size), d.String()[:19], state)
 	}
 	if d, err := res.App.Digest(); err == nil {
 		fmt.Fprintf(out, "app image    %s\n", d)
@@ -185,11 +290,15 @@ func printParts(cmd *cobra.Command, res *layers.Result) {
 	}
 }
 
-func trim(s string, n int) string {
-	if len(s) <= n {
-		return s
+// layerIndex numbers an image's layers from 1, by digest.
+func layerIndex(img v1.Image) map[string]int {
+	index := map[string]int{}
+	if m, err := img.Manifest(); err == nil {
+		for i, l := range m.Layers {
+			index[l.Digest.String()] = i + 1
+		}
 	}
-	return s[:n-1] + "…"
+	return index
 }
 
 func newInspectCmd() *cobra.Command {
@@ -197,8 +306,17 @@ func newInspectCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "inspect IMAGE",
 		Short: "Show which layer of an image holds which part (core, node, venv, config, model)",
-		Args:  usageArgs(cobra.ExactArgs(1)),
+		Example: `  comfy-image inspect oci:./out
+  comfy-image inspect oci:./out:wan22-fast-models
+  comfy-image inspect --json registry.example.com/comfy:v1`,
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return usagef("inspect takes one image, got %d arguments: a registry reference (HOST/REPO:TAG), oci:DIR[:TAG] or tar:FILE", len(args))
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			start := time.Now()
 			loc, err := layers.ParseLocation(args[0])
 			if err != nil {
 				return usageError{err}
@@ -212,14 +330,15 @@ func newInspectCmd() *cobra.Command {
 				return err
 			}
 			if asJSON {
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
-				return enc.Encode(info)
+				rep := newReport("inspect")
+				rep.VersionID, rep.ImageInfo = info.VersionID, &info
+				rep.timed("total_seconds", start)
+				return rep.print(cmd.OutOrStdout())
 			}
 			info.Print(cmd.OutOrStdout())
 			return nil
 		},
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON document (versions/output.schema.json)")
 	return cmd
 }

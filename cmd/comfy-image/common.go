@@ -5,10 +5,12 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/comfy-image/comfy-image/layers"
 	"github.com/comfy-image/comfy-image/realize"
 	"github.com/comfy-image/comfy-image/versions"
 )
@@ -104,4 +106,53 @@ func checkWheelsDir(dir string) (string, error) {
 		return "", usagef("--wheels-dir %s: not a directory", dir)
 	}
 	return filepath.Abs(dir)
+}
+
+// checkOutput parses an --output and checks, before any work, that it can be
+// written: oci:DIR[:TAG] whose DIR is not a file, or tar:FILE whose folder
+// exists.
+func checkOutput(out string) (layers.Location, error) {
+	const forms = "expected oci:DIR[:TAG] or tar:FILE (use --push for a registry)"
+	if !strings.HasPrefix(out, "oci:") && !strings.HasPrefix(out, "tar:") {
+		return layers.Location{}, usagef("--output %q: %s", out, forms)
+	}
+	loc, err := layers.ParseLocation(out)
+	if err != nil {
+		return layers.Location{}, usagef("--output %q: %s", out, forms)
+	}
+	switch loc.Kind {
+	case "oci":
+		if fi, err := os.Stat(loc.Path); err == nil && !fi.IsDir() {
+			return loc, usagef("--output %q: %s is a file; an OCI layout is a folder", out, loc.Path)
+		}
+	case "tar":
+		if fi, err := os.Stat(loc.Path); err == nil && fi.IsDir() {
+			return loc, usagef("--output %q: %s is a folder; tar:FILE names a file", out, loc.Path)
+		}
+		dir := filepath.Dir(loc.Path)
+		if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+			return loc, usagef("--output %q: folder %s does not exist", out, dir)
+		}
+	}
+	return loc, nil
+}
+
+// checkCounts refuses counts that would make a build do nothing or hang.
+func checkCounts(jobs, maxLayers int) error {
+	if jobs < 1 {
+		return usagef("--jobs %d: expected 1 or more parallel uploads", jobs)
+	}
+	if maxLayers < 1 {
+		return usagef("--max-layers %d: expected 1 or more layers, base included (containerd refuses more than 127)", maxLayers)
+	}
+	return nil
+}
+
+// holdCache keeps `cache prune` out of the cache while a command that writes
+// it runs; a dry run writes nothing and takes no lock.
+func holdCache(cmd *cobra.Command, opts realize.Options) (release func(), err error) {
+	if opts.DryRun {
+		return func() {}, nil
+	}
+	return realize.UseCache(cmd.Context(), opts.CacheDir, opts)
 }

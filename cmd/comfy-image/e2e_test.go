@@ -129,7 +129,7 @@ func TestEndToEndBuildPushRun(t *testing.T) {
 	podman(t, "pull", "-q", "--tls-verify=false", ref+"-models")
 	t.Cleanup(func() { exec.Command("podman", "rmi", "-f", ref, ref+"-models").Run() })
 	ulimits := []string{"--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"}
-	out := podman(t, append(append([]string{"run", "--rm"}, ulimits...), ref, "python", "-c",
+	out := podman(t, append(append([]string{"run", "--rm", "--entrypoint", "python"}, ulimits...), ref, "-c",
 		"import alpha, beta, gamma, sys; print(alpha.VERSION, beta.VERSION, gamma.VERSION, sys.prefix)")...)
 	if !strings.Contains(out, "1.0 1.2 2.0 /opt/comfy/.venv") {
 		t.Errorf("venv in the image: %s", out)

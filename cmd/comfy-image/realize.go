@@ -1,19 +1,26 @@
 package main
 
 import (
+	"time"
+
 	"github.com/spf13/cobra"
 
 	"github.com/comfy-image/comfy-image/internal/progress"
 	"github.com/comfy-image/comfy-image/realize"
+	"github.com/comfy-image/comfy-image/versions"
 )
 
 func newRealizeCmd() *cobra.Command {
 	var f specFlags
 	var o realize.RealizeOptions
+	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "realize --version-id ID | --spec FILE [--target DIR]",
 		Short: "Lay a version out on disk: checkouts, venv, models, extra_model_paths.yaml",
-		Args:  usageArgs(cobra.NoArgs),
+		Example: `  comfy-image realize --version-id wan22-fast --target ./comfy
+  comfy-image realize --spec ./my.json --target /workspace/comfy --skip-models
+  comfy-image realize --version-id wan22-fast --offline --wheels-dir ./wheels`,
+		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			s, err := f.load(cmd)
 			if err != nil {
@@ -27,9 +34,32 @@ func newRealizeCmd() *cobra.Command {
 			}
 			o.Options = f.options(cmd)
 			o.Locked = f.locked
-			o.Out = cmd.OutOrStdout()
+			o.Out = humanOut(cmd, asJSON)
 			o.Reporter = progress.New(cmd.ErrOrStderr())
-			return realize.Realize(cmd.Context(), s, o)
+			release, err := holdCache(cmd, o.Options)
+			if err != nil {
+				return err
+			}
+			defer release()
+			start := time.Now()
+			if err := realize.Realize(cmd.Context(), s, o); err != nil || !asJSON {
+				return err
+			}
+			rep := newReport("realize")
+			rep.SpecFile, rep.LockFile, rep.Target = s.File, versions.LockPath(o.CacheDir, s.VersionID), o.Target
+			if rep.Target == "" {
+				rep.Target = realize.DefaultTarget(s.VersionID)
+			}
+			if !f.dryRun {
+				l, err := versions.ReadLock(rep.LockFile)
+				if err != nil {
+					return err
+				}
+				rep.resolvedFrom(l)
+			}
+			rep.VersionID = s.VersionID
+			rep.timed("total_seconds", start)
+			return rep.print(cmd.OutOrStdout())
 		},
 	}
 	f.register(cmd)
@@ -40,5 +70,6 @@ func newRealizeCmd() *cobra.Command {
 	fl.BoolVar(&o.SkipModels, "skip-models", false, "do not download or place models")
 	fl.BoolVar(&o.Force, "force", false, "overwrite tracked files changed since the last realize, and realize into a non-empty folder (files you added are never overwritten)")
 	fl.StringVar(&o.Python, "python", "python3", "host Python that creates the venv")
+	fl.BoolVar(&asJSON, "json", false, "print one JSON document on stdout (versions/output.schema.json); text goes to stderr")
 	return cmd
 }

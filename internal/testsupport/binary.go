@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -67,6 +68,7 @@ func Run(t testing.TB, dir string, env []string, args ...string) Result {
 	err := cmd.Run()
 	res := Result{Stdout: stdout.String(), Stderr: stderr.String()}
 	RecordOutput(t, strings.Join(args, " "), res.Stdout, res.Stderr)
+	CheckMessages(t, res.Stderr)
 	var exit *exec.ExitError
 	switch {
 	case errors.As(err, &exit):
@@ -98,20 +100,55 @@ func Start(t testing.TB, dir string, env []string, args ...string) *Proc {
 		t.Fatal(err)
 	}
 	p := &Proc{Cmd: cmd, Lines: make(chan string, 1024)}
+	var seen strings.Builder
+	scanned := make(chan struct{})
 	go func() {
+		defer close(scanned)
 		defer close(p.Lines)
 		sc := bufio.NewScanner(stderr)
 		kept := OutputLog(t, strings.Join(args, " "))
 		for sc.Scan() {
 			fmt.Fprintln(kept, sc.Text())
+			seen.WriteString(sc.Text() + "\n")
 			select {
 			case p.Lines <- sc.Text():
 			default: // nobody is reading any more
 			}
 		}
 	}()
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		<-scanned
+		CheckMessages(t, seen.String())
+	})
 	return p
+}
+
+// leaks are what no message of the tool may show: a Go map or nil printed
+// with %v, NUL bytes (from git), and the cache's temporary paths (partial
+// downloads, packing layers, half mirrors, lock files being written, pip's
+// work folders).
+var leaks = []struct {
+	what string
+	re   *regexp.Regexp
+}{
+	{"a Go map", regexp.MustCompile(`map\[`)},
+	{"<nil>", regexp.MustCompile(`<nil>`)},
+	{"a NUL byte", regexp.MustCompile("\x00")},
+	{"a temporary path of the cache", regexp.MustCompile(`models/tmp/|/\.pack-|/\.download-|\.tmp-[0-9]+|comfy-pip-`)},
+}
+
+// CheckMessages fails the test when what the tool printed shows something
+// of leaks. Run and Start call it on every stderr they capture.
+func CheckMessages(t testing.TB, stderr string) {
+	t.Helper()
+	for _, l := range leaks {
+		if loc := l.re.FindStringIndex(stderr); loc != nil {
+			from, to := max(0, loc[0]-80), min(len(stderr), loc[1]+80)
+			t.Errorf("stderr shows %s: %q", l.what, stderr[from:to])
+		}
+	}
 }
 
 // KillWhen sends SIGKILL a delay after a stderr line contains marker and

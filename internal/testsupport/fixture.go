@@ -38,7 +38,7 @@ func NewVersion(t testing.TB) *Version {
 	v := &Version{Dir: TempDir(t), Nodes: map[string]*Repo{}, HF: NewHFServer(t), Models: map[string][]byte{}}
 	RequireSweepToken(v.HF)
 	v.Core = NewRepo(t, filepath.Join(v.Dir, "repos", "ComfyUI"))
-	v.Core.Commit("core", map[string]string{"main.py": standInMain, "requirements.txt": "alpha\n", "custom_nodes/websocket_image_save.py": "# built in\n"})
+	v.Core.Commit("core", map[string]string{"main.py": StandInMain, "requirements.txt": "alpha\n", "custom_nodes/websocket_image_save.py": "# built in\n"})
 	for name, req := range map[string]string{"ComfyUI-GGUF": "beta>=1.0\n", "ComfyUI-KJNodes": "gamma\n"} {
 		r := NewRepo(t, filepath.Join(v.Dir, "repos", name))
 		r.Commit("init", map[string]string{"__init__.py": "NODE_CLASS_MAPPINGS = {}  # " + name + "\n", "requirements.txt": req})
@@ -88,11 +88,15 @@ func (v *Version) Env(cache string) []string {
 	return []string{"COMFY_CACHE=" + cache, "HF_ENDPOINT=" + v.HF.URL}
 }
 
-// standInMain stands in for ComfyUI's main.py: it reads the yaml given by
+// StandInMain stands in for ComfyUI's main.py: it reads the yaml given by
 // --extra-model-paths-config the way ComfyUI's loader does (base_path, each
 // value split on newlines, unet/clip mapped to their new folder names) and
 // prints "found <folder> <file>" for every file in the registered folders.
-const standInMain = `import os, sys
+// Then, by $COMFY_STANDIN: unset, it exits; "wait", it runs until killed or
+// until the file $COMFY_STANDIN_DIE appears (then exits 3, a crash);
+// "http", it serves a small ComfyUI API on its --listen/--port whose
+// SaveImage nodes save a 1x1 PNG (the worker's end-to-end tests).
+const StandInMain = `import os, sys
 legacy = {"unet": "diffusion_models", "clip": "text_encoders"}
 args = sys.argv[1:]
 conf = args[args.index("--extra-model-paths-config") + 1] if "--extra-model-paths-config" in args else None
@@ -117,7 +121,86 @@ for folder, dirs in sorted(folders.items()):
             for root, _, files in os.walk(d):
                 for f in sorted(files):
                     print("found", folder, os.path.relpath(os.path.join(root, f), d))
-print("ComfyUI stand-in ready, args:", " ".join(args))
+print("ComfyUI stand-in env:", " ".join(sorted(os.environ)))
+print("ComfyUI stand-in ready, args:", " ".join(args), flush=True)
+mode = os.environ.get("COMFY_STANDIN")
+if mode == "wait":
+    import time
+    die = os.environ.get("COMFY_STANDIN_DIE")
+    while not (die and os.path.exists(die)):
+        time.sleep(0.05)
+    print("ComfyUI stand-in crashes", flush=True)
+    sys.exit(3)
+if mode == "http":
+    import http.server, importlib.util, json, struct, zlib
+    # Custom nodes are imported as ComfyUI does, failures logged its way.
+    times = []
+    nodes_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "custom_nodes")
+    for name in sorted(os.listdir(nodes_dir)) if os.path.isdir(nodes_dir) else []:
+        path = os.path.join(nodes_dir, name)
+        if not os.path.isfile(os.path.join(path, "__init__.py")):
+            continue
+        try:
+            spec = importlib.util.spec_from_file_location(name, os.path.join(path, "__init__.py"))
+            spec.loader.exec_module(importlib.util.module_from_spec(spec))
+            times.append("   0.0 seconds: " + path)
+        except Exception as e:
+            print("Cannot import", path, "module for custom nodes:", e, flush=True)
+            times.append("   0.0 seconds (IMPORT FAILED): " + path)
+    print("\nImport times for custom nodes:\n" + "\n".join(times) + "\n", flush=True)
+    listed = {}
+    for folder, dirs in folders.items():
+        for d in dirs:
+            for root, _, files in os.walk(d):
+                listed.setdefault(folder, []).extend(os.path.relpath(os.path.join(root, f), d) for f in files)
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0))
+           + chunk(b"IDAT", zlib.compress(b"\x00\xff\x00\x00")) + chunk(b"IEND", b""))
+    history = {}
+    class API(http.server.BaseHTTPRequestHandler):
+        def reply(self, code, body, ctype="application/json"):
+            if not isinstance(body, bytes):
+                body = json.dumps(body).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        def do_GET(self):
+            if self.path == "/":
+                return self.reply(200, b"ComfyUI stand-in", "text/html")
+            if self.path.startswith("/history/"):
+                pid = self.path[len("/history/"):]
+                return self.reply(200, {pid: history[pid]} if pid in history else {})
+            if self.path.startswith("/view?"):
+                return self.reply(200, png, "image/png")
+            if self.path.startswith("/object_info"):
+                return self.reply(200, {})
+            if self.path == "/models":
+                return self.reply(200, sorted(listed))
+            if self.path.startswith("/models/"):
+                return self.reply(200, sorted(listed.get(self.path[len("/models/"):], [])))
+            self.reply(404, {"error": "not found"})
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            if self.path == "/upload/image":
+                return self.reply(200, {"name": "upload", "subfolder": "", "type": "input"})
+            if self.path != "/prompt":
+                return self.reply(404, {"error": "not found"})
+            prompt = json.loads(body)["prompt"]
+            pid = "p%d" % (len(history) + 1)
+            outputs = {}
+            for nid, node in prompt.items():
+                if node.get("class_type") == "SaveImage":
+                    name = node.get("inputs", {}).get("filename_prefix", "ComfyUI") + "_00001_.png"
+                    outputs[nid] = {"images": [{"filename": name, "subfolder": "", "type": "output"}]}
+            history[pid] = {"outputs": outputs, "status": {"status_str": "success", "completed": True, "messages": []}}
+            self.reply(200, {"prompt_id": pid, "number": len(history), "node_errors": {}})
+    def opt(name, default):
+        return args[args.index(name) + 1] if name in args else default
+    host = opt("--listen", "127.0.0.1").split(",")[0]
+    http.server.ThreadingHTTPServer((host, int(opt("--port", "8188"))), API).serve_forever()
 `
 
 // SyntheticBase writes a tiny base image (not runnable: a fake python3.11

@@ -92,7 +92,7 @@ func DownloadWheels(ctx context.Context, hostPython string, t Target, reqs []Req
 		}
 		args = append(args, reqArgs...)
 	}
-	out, err := runPip(ctx, hostPython, args, opts)
+	out, err := runPip(ctx, hostPython, args, opts, work)
 	if err != nil {
 		return nil, explainDownload(out, reqs, constraints, err, t)
 	}

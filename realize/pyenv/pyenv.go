@@ -219,7 +219,7 @@ func (v Venv) Install(ctx context.Context, reqs []Requirements, constraints []st
 	if n == 0 {
 		return []versions.LockedPackage{}, nil
 	}
-	out, err := v.pip(ctx, args, opts)
+	out, err := v.pip(ctx, args, opts, work)
 	if err != nil {
 		return nil, explainFailure(out, reqs, constraints, err)
 	}
@@ -254,7 +254,7 @@ func (v Venv) InstallLocked(ctx context.Context, pkgs []versions.LockedPackage, 
 		args = append(args, "--require-hashes")
 	}
 	args = append(append(args, opts.IndexArgs()...), "-r", file)
-	if out, err := v.pip(ctx, args, opts); err != nil {
+	if out, err := v.pip(ctx, args, opts, work); err != nil {
 		return fmt.Errorf("pip install of the locked set failed: %v\n%s", err, tail(out, 30))
 	}
 	return nil
@@ -269,9 +269,11 @@ func allHashed(pkgs []versions.LockedPackage) bool {
 	return true
 }
 
-// pip runs the venv's pip, streaming its output as "pip: " lines.
-func (v Venv) pip(ctx context.Context, args []string, opts Options) (string, error) {
-	return runPip(ctx, v.Python(), args, opts)
+// pip runs the venv's pip, streaming its output as "pip: " lines. With a
+// wheels folder or offline, package sources from the caller's environment
+// (PIP_FIND_LINKS, PIP_INDEX_URL, ...) are dropped: only the folder counts.
+func (v Venv) pip(ctx context.Context, args []string, opts Options, work string) (string, error) {
+	return runPip(ctx, v.Python(), args, opts, work)
 }
 
 // pipEnv is what the tool sets for pip itself. PIP_CONFIG_FILE=/dev/null
@@ -282,7 +284,9 @@ var pipEnv = []string{"PIP_CONFIG_FILE=" + os.DevNull, "PIP_DISABLE_PIP_VERSION_
 	"PIP_NO_WARN_SCRIPT_LOCATION=1", "PYTHONDONTWRITEBYTECODE=1", "PYTHONNOUSERSITE=1"}
 
 // runPip runs `python -m pip ...` (the venv's, or the host's for downloads).
-func runPip(ctx context.Context, python string, args []string, opts Options) (string, error) {
+// pip names its requirement files by path: work, the temporary folder
+// holding them, is cut from what it prints ("-r locked.txt").
+func runPip(ctx context.Context, python string, args []string, opts Options, work string) (string, error) {
 	log := opts.Log
 	cmd := childproc.Command(ctx, python, args...)
 	cmd.Setenv(pipEnv...)
@@ -290,6 +294,15 @@ func runPip(ctx context.Context, python string, args []string, opts Options) (st
 		cmd.Setenv("PIP_CACHE_DIR=" + opts.CacheDir)
 	} else {
 		cmd.Setenv("PIP_NO_CACHE_DIR=1")
+	}
+	hide := []string{}
+	if work != "" {
+		hide = append(hide, work+string(filepath.Separator))
+		if wd, err := os.Getwd(); err == nil {
+			if rel, err := filepath.Rel(wd, work); err == nil && !strings.HasPrefix(rel, "..") {
+				hide = append(hide, "."+string(filepath.Separator)+rel+string(filepath.Separator), rel+string(filepath.Separator))
+			}
+		}
 	}
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
@@ -300,9 +313,13 @@ func runPip(ctx context.Context, python string, args []string, opts Options) (st
 		sc := bufio.NewScanner(pr)
 		sc.Buffer(make([]byte, 64*1024), 1024*1024)
 		for sc.Scan() {
-			all.WriteString(sc.Text() + "\n")
+			line := sc.Text()
+			for _, h := range hide {
+				line = strings.ReplaceAll(line, h, "")
+			}
+			all.WriteString(line + "\n")
 			if log != nil {
-				fmt.Fprintln(log, "pip: "+sc.Text())
+				fmt.Fprintln(log, "pip: "+line)
 			}
 		}
 		io.Copy(io.Discard, pr)

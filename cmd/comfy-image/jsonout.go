@@ -1,0 +1,137 @@
+package main
+
+import (
+	"encoding/json"
+	"io"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/spf13/cobra"
+
+	"github.com/comfy-image/comfy-image/layers"
+	"github.com/comfy-image/comfy-image/versions"
+)
+
+// outputSchemaVersion is the version of the --json documents, described by
+// versions/output.schema.json.
+const outputSchemaVersion = 1
+
+// report is the one JSON document `lock`, `realize`, `build` and `inspect`
+// print with --json.
+type report struct {
+	SchemaVersion int       `json:"schema_version"`
+	Command       string    `json:"command"`
+	VersionID     string    `json:"version_id,omitempty"`
+	SpecFile      string    `json:"spec_file,omitempty"`
+	LockFile      string    `json:"lock_file,omitempty"`
+	Target        string    `json:"target,omitempty"`
+	Resolved      *resolved `json:"resolved,omitempty"`
+	// Parts are the layers a build made, app parts then model parts.
+	Parts   []partReport       `json:"parts,omitempty"`
+	Images  *imagesReport      `json:"images,omitempty"`
+	Outputs []string           `json:"outputs,omitempty"`
+	Timings map[string]float64 `json:"timings"`
+	// ImageInfo is what inspect read: its fields (digest, size, base,
+	// models, layers...) sit at the top level.
+	*layers.ImageInfo
+}
+
+type resolved struct {
+	Comfy       versions.LockedRepo      `json:"comfy"`
+	CustomNodes []versions.LockedNode    `json:"custom_nodes"`
+	Models      []versions.LockedModel   `json:"models"`
+	Packages    []versions.LockedPackage `json:"python_packages"`
+}
+
+type partReport struct {
+	Part   string `json:"part"`
+	Name   string `json:"name"`
+	Digest string `json:"digest"`
+	Size   int64  `json:"size"`
+	// State: packed (by this build), reused (from the cache) or in-registry
+	// (not at hand: every output registry has it, so nothing is uploaded).
+	State string `json:"state"`
+}
+
+type imageReport struct {
+	Digest string `json:"digest"`
+	Layers int    `json:"layers"`
+	Size   int64  `json:"size"`
+}
+
+type imagesReport struct {
+	App    imageReport  `json:"app"`
+	Models *imageReport `json:"models,omitempty"`
+}
+
+func newReport(command string) *report {
+	return &report{SchemaVersion: outputSchemaVersion, Command: command, Timings: map[string]float64{}}
+}
+
+func (r *report) resolvedFrom(l *versions.Lock) {
+	r.VersionID = l.VersionID
+	r.Resolved = &resolved{Comfy: l.Comfy, CustomNodes: l.CustomNodes, Models: l.Models, Packages: l.Python.Packages}
+	if r.Resolved.CustomNodes == nil {
+		r.Resolved.CustomNodes = []versions.LockedNode{}
+	}
+	if r.Resolved.Models == nil {
+		r.Resolved.Models = []versions.LockedModel{}
+	}
+	if r.Resolved.Packages == nil {
+		r.Resolved.Packages = []versions.LockedPackage{}
+	}
+}
+
+func (r *report) timed(step string, since time.Time) {
+	r.Timings[step] = time.Since(since).Seconds()
+}
+
+func (r *report) buildFrom(res *layers.Result) {
+	for _, p := range res.Parts {
+		d, _ := p.Layer.Digest()
+		size, _ := p.Layer.Size()
+		state := "reused"
+		switch {
+		case p.Remote:
+			state = "in-registry"
+		case p.Packed:
+			state = "packed"
+		}
+		r.Parts = append(r.Parts, partReport{Part: p.Kind, Name: p.Name, Digest: d.String(), Size: size, State: state})
+	}
+	r.Images = &imagesReport{App: describeImage(res.App)}
+	if res.Models != nil {
+		m := describeImage(res.Models)
+		r.Images.Models = &m
+	}
+}
+
+func describeImage(img v1.Image) imageReport {
+	var r imageReport
+	if d, err := img.Digest(); err == nil {
+		r.Digest = d.String()
+	}
+	if m, err := img.Manifest(); err == nil {
+		r.Layers = len(m.Layers)
+		for _, l := range m.Layers {
+			r.Size += l.Size
+		}
+	}
+	return r
+}
+
+// print writes the document on w.
+func (r *report) print(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
+}
+
+// humanOut is where a command's human text goes: stdout, or stderr when
+// stdout carries the --json document.
+func humanOut(cmd *cobra.Command, asJSON bool) io.Writer {
+	if asJSON {
+		return cmd.ErrOrStderr()
+	}
+	return cmd.OutOrStdout()
+}
