@@ -305,6 +305,8 @@ func (b *builder) repoPart(ctx context.Context, git *gitcache.Cache, kind, name,
 		}
 		if kind == "node" {
 			es = append(es, nodeLink(name))
+		} else if err := checkCustomNodesDir(es, prefix, locked.Commit); err != nil {
+			return nil, err
 		}
 		return es, nil
 	})
@@ -316,6 +318,31 @@ func (b *builder) repoPart(ctx context.Context, git *gitcache.Cache, kind, name,
 		Annotations: map[string]string{AnnPart: kind, AnnName: name, AnnRepo: locked.Repo, AnnCommit: locked.Commit},
 		History:     fmt.Sprintf("comfy-image: %s %s at %s", kind, name, locked.Commit),
 	}, nil
+}
+
+// CoreError is a core commit the image cannot be built on (bad input).
+type CoreError struct{ Commit, Problem string }
+
+func (e *CoreError) Error() string { return fmt.Sprintf("core commit %s: %s", e.Commit, e.Problem) }
+
+// BadInput marks the error as the input's fault (exit code 2).
+func (e *CoreError) BadInput() bool { return true }
+
+// checkCustomNodesDir refuses a core whose custom_nodes is a link or a
+// file, as realize does: every node's link is put below it, so through a
+// link they would land wherever it points.
+func checkCustomNodesDir(es []Entry, prefix, commit string) error {
+	dir := path.Join(prefix, "custom_nodes")
+	for _, e := range es {
+		if e.Path == dir {
+			kind := "file"
+			if e.Link != "" {
+				kind = "symlink"
+			}
+			return &CoreError{Commit: commit, Problem: fmt.Sprintf("custom_nodes is a %s, not a folder; refusing to put node links through it", kind)}
+		}
+	}
+	return nil
 }
 
 // nodeLink is ComfyUI/custom_nodes/<name> -> ../../custom_nodes/<name>,
@@ -453,13 +480,21 @@ func (b *builder) constraints() []string {
 
 func (b *builder) targetID() string {
 	t := b.info.Target
-	return fmt.Sprintf("%s cp%s %s glibc%s system-site=%v", t.Python, t.Version, t.Arch, t.Glibc, b.spec.Python.SystemSitePackages)
+	id := fmt.Sprintf("%s cp%s %s glibc%s system-site=%v", t.Python, t.Version, t.Arch, t.Glibc, b.spec.Python.SystemSitePackages)
+	if b.spec.Python.SystemSitePackages {
+		// The venv holds what the base lacks: another base set, another venv.
+		id += " base-packages=" + basePackagesID(b.info.Packages)
+	}
+	return id
 }
 
 func (b *builder) venvKey(pkgs []versions.LockedPackage) string {
 	keyParts := []string{"venv", b.targetID()}
 	for _, p := range pkgs {
 		keyParts = append(keyParts, p.Wheel, p.SHA256)
+	}
+	if pip := b.venvPip(); pip != nil {
+		keyParts = append(keyParts, "pip from the base", pip.Wheel, pip.SHA256)
 	}
 	return b.keyOf(keyParts...)
 }
@@ -485,6 +520,9 @@ func (b *builder) venvPart(ctx context.Context, git *gitcache.Cache) (Part, erro
 		return Part{}, err
 	}
 	opts := pyenv.Options{WheelsDir: b.opts.WheelsDir, Offline: b.opts.Offline, IndexURLs: b.spec.Python.IndexURLs, Pre: b.spec.Python.Pre, CacheDir: filepath.Join(b.opts.CacheDir, "pip"), Log: b.opts.Log}
+	if b.spec.Python.SystemSitePackages {
+		opts.BasePackages = append([]pyenv.BasePackage{}, b.info.Packages...)
+	}
 	wheels, err := pyenv.DownloadWheels(ctx, b.opts.HostPython, b.info.Target, reqs, b.constraints(), locked, opts, filepath.Join(b.opts.CacheDir, "wheels"))
 	if err != nil {
 		return Part{}, fmt.Errorf("venv: %w", err)
@@ -498,7 +536,11 @@ func (b *builder) venvPart(ctx context.Context, git *gitcache.Cache) (Part, erro
 	var tree *VenvTree
 	layer, packed, remote, err := b.layer(ctx, key, func() ([]Entry, error) {
 		var err error
-		tree, err = BuildVenvTree(path.Join(Root, ".venv"), b.info.Target, b.spec.Python.SystemSitePackages, wheels)
+		all := wheels
+		if pip := b.venvPip(); pip != nil {
+			all = append(append([]pyenv.Wheel{}, wheels...), *pip)
+		}
+		tree, err = BuildVenvTree(path.Join(Root, ".venv"), b.info.Target, b.spec.Python.SystemSitePackages, all)
 		if err != nil {
 			return nil, err
 		}

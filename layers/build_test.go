@@ -695,3 +695,22 @@ func TestModelLayerDigestComputedWhileDownloading(t *testing.T) {
 		t.Fatalf("digest %s, want %s: it was not computed during the download", got, want)
 	}
 }
+
+// A core whose custom_nodes is a symlink is refused by build as by realize
+// (exit 2, naming the core's commit): in the image every node's link would
+// be put through it, wherever it points.
+func TestCoreWithCustomNodesLinkIsRefused(t *testing.T) {
+	v := testsupport.NewVersion(t)
+	v.Core.Git("rm", "-rq", "custom_nodes")
+	if err := os.Symlink("/etc", filepath.Join(v.Core.Dir, "custom_nodes")); err != nil {
+		t.Fatal(err)
+	}
+	commit := v.Core.Commit("custom_nodes is a link", nil)
+	o := layers.BuildOptions{Options: realize.Options{CacheDir: testsupport.TempDir(t)}, Base: testsupport.SyntheticBase(t), WheelsDir: v.Wheels, Models: "skip",
+		LookupEnv: func(string) (string, bool) { return "", false }, Getenv: func(string) string { return "" }}
+	_, err := layers.Build(context.Background(), load(t, v), o)
+	var bad interface{ BadInput() bool }
+	if err == nil || !errors.As(err, &bad) || !strings.Contains(err.Error(), "custom_nodes") || !strings.Contains(err.Error(), commit) {
+		t.Fatalf("error %v, want bad input naming custom_nodes and commit %s", err, commit)
+	}
+}

@@ -123,7 +123,7 @@ func (c Cache) Lookup(key string) (v1.Layer, bool) {
 	if fi.ModTime().UnixNano() != meta.BlobMTime {
 		got, err := fileSHA256(blob)
 		if err != nil || got != meta.Digest {
-			c.logf("layer cache: layer %s (%s) changed on disk (now sha256:%s); packing it again", meta.Digest, blob, got.Hex)
+			c.logf("layer cache: layer %s (%s) is damaged: changed on disk (now sha256:%s); packing it again", meta.Digest, blob, got.Hex)
 			return nil, false
 		}
 		meta.BlobMTime = fi.ModTime().UnixNano()

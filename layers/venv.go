@@ -54,13 +54,51 @@ func BuildVenvTree(root string, t pyenv.Target, systemSite bool, wheels []pyenv.
 		Entry{Path: site, Dir: true, Mode: 0o755},
 	)
 	shebang := "#!/" + path.Join(root, "bin", "python") + "\n"
+	fixed := len(v.Entries)
+	var starts []int // where each wheel's entries begin
 	for _, w := range wheels {
+		starts = append(starts, len(v.Entries))
 		if err := v.addWheel(w, root, site, shebang); err != nil {
 			v.Close()
 			return nil, fmt.Errorf("wheel %s: %w", wheelName(w), err)
 		}
 	}
+	if i, err := checkVenvPaths(v.Entries, fixed); err != nil {
+		v.Close()
+		w := wheels[sort.SearchInts(starts, i+1)-1]
+		return nil, fmt.Errorf("wheel %s: %w", wheelName(w), err)
+	}
 	return v, nil
+}
+
+// checkVenvPaths refuses a wheel's entry (entries[fixed:]) that replaces
+// one of the venv's own (pyvenv.cfg, the interpreter links, lib64, ...)
+// or that puts a file where the tree has a folder: a console script named
+// "." would make bin/ a file, one named "python" would replace the
+// interpreter, a file below lib64 (a link) would be written through it.
+// It returns the index of the offending wheel entry.
+func checkVenvPaths(entries []Entry, fixed int) (int, error) {
+	own := map[string]bool{}
+	notDir := map[string]int{}
+	for i, e := range entries {
+		if i < fixed {
+			own[e.Path] = true
+		}
+		if !e.Dir {
+			notDir[e.Path] = i
+		}
+	}
+	for i, e := range entries {
+		if i >= fixed && own[e.Path] {
+			return i, fmt.Errorf("%s would replace the venv's own %s", e.Path, path.Base(e.Path))
+		}
+		for p := path.Dir(e.Path); p != "." && p != "/"; p = path.Dir(p) {
+			if j, ok := notDir[p]; ok {
+				return max(i, j), fmt.Errorf("%s would be written below %s, which is not a folder", e.Path, p)
+			}
+		}
+	}
+	return 0, nil
 }
 
 func (v *VenvTree) addWheel(w pyenv.Wheel, root, site, shebang string) error {
@@ -369,4 +407,29 @@ func consoleScripts(z *zip.ReadCloser, rec record, distInfo string) ([]script, e
 		}
 	}
 	return out, nil
+}
+
+// venvPip is the base's own pip wheel when the venv needs it: pip is
+// installed from it unless the venv already sees pip in the base's site
+// packages or gets it from the requirements. nil when the base ships none
+// (then `python -m pip` does not work in the image; see README).
+func (b *builder) venvPip() *pyenv.Wheel {
+	if b.info.PipWheel == nil || (b.spec.Python.SystemSitePackages && b.info.HasPackage("pip")) {
+		return nil
+	}
+	for _, p := range b.lock.Python.ImagePackages {
+		if p.Name == "pip" {
+			return nil
+		}
+	}
+	return b.info.PipWheel
+}
+
+// basePackagesID is a short digest of the base's package set.
+func basePackagesID(pkgs []pyenv.BasePackage) string {
+	h := sha256.New()
+	for _, p := range pkgs {
+		fmt.Fprintf(h, "%s==%s\n", p.Name, p.Version)
+	}
+	return fmt.Sprintf("%x", h.Sum(nil))[:16]
 }

@@ -242,3 +242,25 @@ func FuzzWheelUnpack(f *testing.F) {
 		}
 	})
 }
+
+// A wheel may not replace the venv's own files nor put a file where the
+// tree has a folder or a link: a console script named "." made bin/ a
+// file, one named "python" replaced the interpreter link with a script
+// that runs itself, and a data file below lib64 (a link) wrote through it.
+func TestWheelCannotReplaceTheVenvItself(t *testing.T) {
+	for name, m := range map[string]member{
+		"script .":      {name: "pkg-1.0.dist-info/entry_points.txt", content: "[console_scripts]\n. = pkg:main\n"},
+		"script python": {name: "pkg-1.0.dist-info/entry_points.txt", content: "[console_scripts]\npython = pkg:main\n"},
+		"data python3":  {name: "pkg-1.0.data/scripts/python3", content: "#!python\n"},
+		"pyvenv.cfg":    {name: "pkg-1.0.data/data/pyvenv.cfg", content: "home = /tmp\n"},
+		"through lib64": {name: "pkg-1.0.data/data/lib64/x", content: "x\n"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			file := writeWheel(t, m)
+			_, err := unpack(t, file)
+			if err == nil || !strings.Contains(err.Error(), filepath.Base(file)) {
+				t.Fatalf("error %v, want one naming the wheel", err)
+			}
+		})
+	}
+}

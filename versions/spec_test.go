@@ -91,6 +91,7 @@ var badSpecs = []struct {
 	{"short hf source", `{"schema_version":2,"version_id":"x","comfy":{"repo":"https://h/r"},"models":[{"source":"hf://owner/repo"}]}`, "models[0].source", "hf://owner/repo/path"},
 	{"bad repo scheme", `{"schema_version":2,"version_id":"x","comfy":{"repo":"ftp://h/r"}}`, "comfy.repo", "expected a git URL"},
 	{"node name with dotdot", `{"schema_version":2,"version_id":"x","comfy":{"repo":"https://h/r"},"custom_nodes":[{"repo":"https://h/a","name":".."}]}`, "custom_nodes[0].name", "plain name"},
+	{"node name .git in any case", `{"schema_version":2,"version_id":"x","comfy":{"repo":"https://h/r"},"custom_nodes":[{"repo":"https://h/a","name":".GiT"}]}`, "custom_nodes[0].name", ".git"},
 	{"node name with slash", `{"schema_version":2,"version_id":"x","comfy":{"repo":"https://h/r"},"custom_nodes":[{"repo":"https://h/a"},{"repo":"https://h/b"},{"repo":"https://h/c","name":"a/b"}]}`, "custom_nodes[2].name", "without '/'"},
 	{"subdir with dotdot", `{"schema_version":2,"version_id":"x","comfy":{"repo":"https://h/r"},"models":[{"source":"https://h/m.bin","target_subdir":"loras/../../etc"}]}`, "models[0].target_subdir", "'..'"},
 	{"absolute subdir", `{"schema_version":2,"version_id":"x","comfy":{"repo":"https://h/r"},"models":[{"source":"https://h/m.bin","target_subdir":"/etc"}]}`, "models[0].target_subdir", "absolute"},

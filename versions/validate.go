@@ -325,6 +325,10 @@ func checkName(n string) string {
 		return fmt.Sprintf("%q: expected a plain name without '/'", n)
 	case strings.ContainsRune(n, 0):
 		return "expected a plain name without NUL bytes"
+	case strings.EqualFold(n, ".git"):
+		// A folder named .git is git's, in any case (the checkout refuses
+		// it inside trees for the same reason).
+		return fmt.Sprintf("%q: expected a name other than .git", n)
 	}
 	return ""
 }

@@ -75,10 +75,15 @@ const (
 // Parse reads file (a slash path in src) and the files it includes with -r.
 // owner names the source in errors ("node gguf").
 func Parse(src Source, owner, file string) ([]Line, error) {
-	return parse(src, owner, file, 0)
+	return parse(src, owner, file, 0, map[string]bool{})
 }
 
-func parse(src Source, owner, file string, depth int) ([]Line, error) {
+// parse reads file and its includes. done holds the files already inlined:
+// an include of one of them adds nothing new and is skipped, so each file
+// is read once however often (and however deep) it is included; a few
+// small files including each other many times over could otherwise make
+// billions of reads. A loop never completes a file, so maxDepth stops it.
+func parse(src Source, owner, file string, depth int, done map[string]bool) ([]Line, error) {
 	if depth > maxDepth {
 		return nil, &Error{Owner: owner, File: file, Problem: "-r includes nest too deep (a loop?)"}
 	}
@@ -91,7 +96,8 @@ func parse(src Source, owner, file string, depth int) ([]Line, error) {
 		return nil, &Error{Owner: owner, File: file, Problem: problem}
 	}
 	var out []Line
-	for _, l := range logicalLines(string(data)) {
+	// pip decodes a file starting with a byte order mark without it.
+	for _, l := range logicalLines(strings.TrimPrefix(string(data), "\ufeff")) {
 		fail := func(problem, hint string) error {
 			return &Error{Owner: owner, File: file, Line: l.num, Problem: problem, Hint: hint}
 		}
@@ -112,7 +118,10 @@ func parse(src Source, owner, file string, depth int) ([]Line, error) {
 			if !ok {
 				return nil, fail(fmt.Sprintf("-r %s: expected a requirements file inside the same repository", inc), hintOverride)
 			}
-			more, err := parse(src, owner, target, depth+1)
+			if done[target] {
+				continue
+			}
+			more, err := parse(src, owner, target, depth+1, done)
 			if err != nil {
 				return nil, err
 			}
@@ -125,6 +134,7 @@ func parse(src Source, owner, file string, depth int) ([]Line, error) {
 		}
 		out = append(out, Line{Text: l.text, Name: name, File: file, Num: l.num})
 	}
+	done[file] = true
 	return out, nil
 }
 
@@ -277,7 +287,28 @@ func lineBreaking(r rune) bool {
 func looksLocal(line string) bool {
 	l := strings.ToLower(line)
 	return strings.HasPrefix(l, ".") || strings.HasPrefix(l, "/") || strings.HasPrefix(l, "~") ||
-		strings.HasPrefix(l, "file:") || strings.Contains(l, "@ file:") || strings.Contains(l, "@file:")
+		strings.HasPrefix(l, "file:") || strings.Contains(l, "@ file:") || strings.Contains(l, "@file:") ||
+		isArchiveName(l)
+}
+
+// archiveExtensions are the endings pip takes for a local archive: a line
+// "x-1.0-py3-none-any.whl" or "pkg.zip" installs that file from pip's
+// working directory (the user's) when it is there, whatever the index.
+var archiveExtensions = []string{".whl", ".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz", ".tar.xz", ".txz", ".tlz", ".tar.lz", ".tar.lzma"}
+
+// isArchiveName reports a requirement (lowercase) whose first word ends
+// like an archive file and is not a URL.
+func isArchiveName(l string) bool {
+	word := strings.FieldsFunc(l, func(r rune) bool { return r == ' ' || r == '\t' || r == ';' || r == '[' })
+	if len(word) == 0 || strings.Contains(word[0], "://") {
+		return false
+	}
+	for _, ext := range archiveExtensions {
+		if strings.HasSuffix(word[0], ext) {
+			return true
+		}
+	}
+	return false
 }
 
 func checkURL(raw string) error {

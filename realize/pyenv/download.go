@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 
+	"github.com/comfy-image/comfy-image/internal/childproc"
 	"github.com/comfy-image/comfy-image/internal/fileutil"
 	"github.com/comfy-image/comfy-image/versions"
 )
@@ -65,12 +67,16 @@ func DownloadWheels(ctx context.Context, hostPython string, t Target, reqs []Req
 		return nil, err
 	}
 	defer os.RemoveAll(work)
-	args := []string{"-m", "pip", "download", "--disable-pip-version-check", "--no-input",
-		"--dest", work, "--only-binary=:all:", "--python-version", t.Version,
-		"--implementation", "cp", "--abi", t.abi(), "--abi", "abi3", "--abi", "none"}
-	for _, p := range t.Platforms() {
-		args = append(args, "--platform", p)
+	if len(locked) == 0 && opts.BasePackages != nil {
+		// Resolve against the base first; then fetch exactly what it lacks.
+		add, err := resolveOnBase(ctx, hostPython, t, reqs, constraints, opts, work)
+		if err != nil || len(add) == 0 {
+			return []Wheel{}, err
+		}
+		locked = add
 	}
+	args := append([]string{"-m", "pip", "download", "--disable-pip-version-check", "--no-input",
+		"--dest", work}, targetArgs(t)...)
 	args = append(args, opts.IndexArgs()...)
 	if len(locked) > 0 {
 		file := filepath.Join(work, "locked.txt")
@@ -167,4 +173,140 @@ func ownersOf(name string, reqs []Requirements) string {
 		return ""
 	}
 	return ", required by " + strings.Join(who, ", ")
+}
+
+// BasePackage is a distribution installed in a base image's site
+// packages, described by its metadata (the header block of METADATA or
+// PKG-INFO, and an egg-info's requires.txt).
+type BasePackage struct {
+	Name     string `json:"name"`
+	Version  string `json:"version"`
+	Format   string `json:"format"` // dist-info or egg-info
+	Metadata string `json:"metadata"`
+	Requires string `json:"requires,omitempty"`
+}
+
+// ParseBasePackage reads name and version from a distribution's metadata
+// headers; ok is false when either is missing.
+func ParseBasePackage(format, metadata, requires string) (BasePackage, bool) {
+	p := BasePackage{Format: format, Metadata: metadata, Requires: requires}
+	for _, line := range strings.Split(metadata, "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		switch {
+		case !ok:
+		case strings.EqualFold(k, "Name") && p.Name == "":
+			p.Name = Normalize(strings.TrimSpace(v))
+		case strings.EqualFold(k, "Version") && p.Version == "":
+			p.Version = strings.TrimSpace(v)
+		}
+	}
+	return p, p.Name != "" && p.Version != "" && validDistPart.MatchString(p.Name) && validDistPart.MatchString(p.Version)
+}
+
+// validDistPart keeps a base's name or version from becoming a path or an
+// option when it is written into the stand-in site folder.
+var validDistPart = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+!-]*$`)
+
+// writeBaseSite lays the base's packages out as metadata-only
+// distributions (no code) in dir: pip, with dir on its path, sees them as
+// installed.
+func writeBaseSite(dir string, pkgs []BasePackage) error {
+	for _, p := range pkgs {
+		stem := strings.ReplaceAll(p.Name, "-", "_") + "-" + p.Version
+		files := map[string]string{stem + ".dist-info/METADATA": p.Metadata}
+		if p.Format == "egg-info" {
+			files = map[string]string{stem + ".egg-info/PKG-INFO": p.Metadata, stem + ".egg-info/requires.txt": p.Requires}
+		}
+		for name, content := range files {
+			file := filepath.Join(dir, filepath.FromSlash(name))
+			if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+				return err
+			}
+			if err := os.WriteFile(file, []byte(content), 0o644); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// onBaseDriver runs pip's install command with the one check lifted that
+// refuses --platform/--python-version/--abi without --target (pip 23 and
+// 24): --target makes pip ignore what is installed, and here what is
+// installed (the base's packages) is the point. With --dry-run --report
+// pip installs nothing; it resolves against the base's packages and
+// reports what it would add.
+const onBaseDriver = `import sys
+from pip._internal.cli import cmdoptions
+_check = cmdoptions.check_dist_restriction
+def _check_without_target(options, check_target=False):
+    _check(options, check_target=False)
+cmdoptions.check_dist_restriction = _check_without_target
+from pip._internal.cli.main import main
+sys.exit(main())
+`
+
+// resolveOnBase has the host's pip resolve reqs for target as if the
+// base's packages were installed: a requirement they satisfy is not
+// downloaded; what they lack is returned (name, version, hash), and a
+// requirement that conflicts with them (or with the constraints, which pin
+// the base's torch family) fails naming its owner.
+//
+// pip runs with -S (no site packages of the host) and PYTHONPATH holding
+// only a folder with its own package linked in and the stand-in site of
+// the base: the only installed distributions it sees are the base's.
+func resolveOnBase(ctx context.Context, hostPython string, t Target, reqs []Requirements, constraints []string, opts Options, work string) ([]versions.LockedPackage, error) {
+	pipDir, err := childproc.Command(ctx, hostPython, "-c", "import os, pip; print(os.path.dirname(pip.__file__))").Output()
+	if err != nil {
+		return nil, fmt.Errorf("find the host's pip (%s): %w", hostPython, err)
+	}
+	shim, site := filepath.Join(work, "pip-only"), filepath.Join(work, "base-site")
+	if err := os.MkdirAll(shim, 0o755); err != nil {
+		return nil, err
+	}
+	if err := os.Symlink(strings.TrimSpace(string(pipDir)), filepath.Join(shim, "pip")); err != nil {
+		return nil, err
+	}
+	if err := writeBaseSite(site, opts.BasePackages); err != nil {
+		return nil, fmt.Errorf("stand-in site of the base: %w", err)
+	}
+	driver := filepath.Join(work, "pip-on-base.py")
+	if err := os.WriteFile(driver, []byte(onBaseDriver), 0o644); err != nil {
+		return nil, err
+	}
+	reportFile := filepath.Join(work, "report.json")
+	args := append([]string{"-S", driver, "install", "--disable-pip-version-check", "--no-input",
+		"--dry-run", "--report", reportFile}, targetArgs(t)...)
+	args = append(args, opts.IndexArgs()...)
+	reqArgs, n, err := requirementArgs(work, reqs, constraints)
+	if err != nil || n == 0 {
+		return []versions.LockedPackage{}, err
+	}
+	opts.env = []string{"PYTHONPATH=" + shim + string(os.PathListSeparator) + site}
+	out, err := runPip(ctx, hostPython, append(args, reqArgs...), opts, work)
+	if err != nil {
+		err = explainDownload(out, reqs, constraints, err, t)
+		var has []string
+		involved := conflictNames(out)
+		for _, p := range opts.BasePackages {
+			if involved[p.Name] {
+				has = append(has, p.Name+" "+p.Version)
+			}
+		}
+		if len(has) > 0 {
+			err = fmt.Errorf("the base image has %s (python.system_site_packages): %w", strings.Join(has, ", "), err)
+		}
+		return nil, err
+	}
+	return readReport(reportFile)
+}
+
+// targetArgs are pip's flags choosing wheels for the base's Python.
+func targetArgs(t Target) []string {
+	args := []string{"--only-binary=:all:", "--python-version", t.Version,
+		"--implementation", "cp", "--abi", t.abi(), "--abi", "abi3", "--abi", "none"}
+	for _, p := range t.Platforms() {
+		args = append(args, "--platform", p)
+	}
+	return args
 }

@@ -92,6 +92,12 @@ type Options struct {
 	CacheDir string
 	// Log receives pip's output line by line.
 	Log io.Writer
+	// BasePackages, when not nil, are the packages of the base image's
+	// site packages (python.system_site_packages): DownloadWheels
+	// resolves with them as installed and fetches only what they lack.
+	BasePackages []BasePackage
+
+	env []string // set for pip besides pipEnv
 }
 
 // IndexArgs are the pip flags choosing where packages come from.
@@ -137,19 +143,26 @@ func (v Venv) Exists() bool {
 // later run would take for a finished one.
 func Create(ctx context.Context, python, dir string, systemSite bool) (Venv, error) {
 	v := Venv{Dir: dir}
+	parent := filepath.Dir(dir)
+	// Whatever a killed run left beside dir goes first, even when the venv
+	// itself is finished: it is no part of the target.
+	removeStale(parent, filepath.Base(dir))
 	if v.Exists() {
 		return v, nil
 	}
-	parent := filepath.Dir(dir)
 	if err := os.MkdirAll(parent, 0o755); err != nil {
 		return v, err
 	}
-	removeStale(parent, filepath.Base(dir))
 	work, err := os.MkdirTemp(parent, "."+filepath.Base(dir)+".tmp-")
 	if err != nil {
 		return v, err
 	}
 	defer os.RemoveAll(work)
+	// MkdirTemp makes it 0700; renamed into place it would keep that and
+	// lock out the user ComfyUI runs as. python -m venv makes 0755.
+	if err := os.Chmod(work, 0o755); err != nil {
+		return v, err
+	}
 	// The prompt would otherwise be the temporary folder's name.
 	args := []string{"-m", "venv", "--prompt", filepath.Base(dir)}
 	if systemSite {
@@ -290,6 +303,7 @@ func runPip(ctx context.Context, python string, args []string, opts Options, wor
 	log := opts.Log
 	cmd := childproc.Command(ctx, python, args...)
 	cmd.Setenv(pipEnv...)
+	cmd.Setenv(opts.env...)
 	if opts.CacheDir != "" {
 		cmd.Setenv("PIP_CACHE_DIR=" + opts.CacheDir)
 	} else {

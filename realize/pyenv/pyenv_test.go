@@ -149,3 +149,20 @@ func TestPipGetsNoSecrets(t *testing.T) {
 		}
 	}
 }
+
+// The venv is made in a private temporary folder (0700) and renamed into
+// place; it must still be readable by the user ComfyUI runs as, like one
+// `python -m venv` makes in place (0755), not private to root.
+func TestVenvFolderIsNotPrivate(t *testing.T) {
+	dir := filepath.Join(testsupport.TempDir(t), ".venv")
+	if _, err := Create(context.Background(), "python3", dir, false); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if perm := st.Mode().Perm(); perm != 0o755 {
+		t.Errorf("venv folder mode %v, want drwxr-xr-x like python -m venv makes", st.Mode())
+	}
+}

@@ -3,6 +3,7 @@ package snapshot
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/comfy-image/comfy-image/internal/reqfile"
 	"net/url"
 	"path"
 	"regexp"
@@ -99,6 +100,12 @@ func Import(f *File, opts ImportOptions) (*Imported, error) {
 		req, ok := requirement(k, f.Pips[k])
 		if !ok {
 			out.LeftOut = append(out.LeftOut, fmt.Sprintf("pips[%q]: not a requirement pip can install from a spec (editable or option line)", k))
+			continue
+		}
+		// The spec's own rules (no local paths, no index options) decide:
+		// a line the spec would refuse is left out and listed, not written.
+		if _, err := reqfile.Check(req); err != nil {
+			out.LeftOut = append(out.LeftOut, fmt.Sprintf("pips[%q]: %v", k, err))
 			continue
 		}
 		spec.Python.Requirements = append(spec.Python.Requirements, req)
