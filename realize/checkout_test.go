@@ -73,8 +73,8 @@ func TestCheckoutTreeKeepsModesLinksAndUserFiles(t *testing.T) {
 func TestExtraModelPathsListsEveryFolder(t *testing.T) {
 	spec := &versionsSpecForTest
 	yaml := string(ExtraModelPaths(spec, "models"))
-	for _, want := range []string{"  base_path: models\n", "  is_default: true\n", "  diffusion_models: |\n    diffusion_models\n    unet\n",
-		"  text_encoders: |\n    text_encoders\n    clip\n", "  ipadapter: |\n    ipadapter\n", "  model_patches: |\n", "  audio_encoders: |\n"} {
+	for _, want := range []string{"  base_path: models\n", "  is_default: true\n", "  diffusion_models: |\n    unet\n    diffusion_models\n",
+		"  text_encoders: |\n    clip\n    text_encoders\n", "  ipadapter: |\n    ipadapter\n", "  model_patches: |\n", "  audio_encoders: |\n"} {
 		if !contains(yaml, want) {
 			t.Errorf("yaml lacks %q:\n%s", want, yaml)
 		}

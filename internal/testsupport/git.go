@@ -96,6 +96,7 @@ type GitServer struct {
 	srv      *httptest.Server
 	requests atomic.Int64
 	auth     atomic.Pointer[string]
+	lfs      lfsStore
 }
 
 // RequireBasicAuth makes the server answer 401 to requests without this
@@ -126,6 +127,10 @@ func NewGitServer(t testing.TB) *GitServer {
 				http.Error(w, "authentication required", http.StatusUnauthorized)
 				return
 			}
+		}
+		if strings.Contains(req.URL.Path, "/info/lfs/") {
+			gs.serveLFS(w, req)
+			return
 		}
 		// Like GitHub, answer for <repo> and <repo>.git alike.
 		if i := strings.Index(req.URL.Path, ".git/"); i > 0 {

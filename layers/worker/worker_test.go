@@ -63,6 +63,9 @@ func install(t *testing.T) string {
 	if err := os.Symlink(python, filepath.Join(root, ".venv", "bin", "python")); err != nil {
 		t.Fatal(err)
 	}
+	// The image's models layout (layers/modelslayout.go).
+	os.Symlink("/models", filepath.Join(root, "models"))
+	os.Symlink("../models", filepath.Join(root, "ComfyUI", "models"))
 	return root
 }
 
@@ -174,6 +177,7 @@ func TestModelsLocation(t *testing.T) {
 		out, _ := runEntry(t, root, append(baseEnv(t), "COMFY_MODELS_DIR="+dir))
 		wantLines(t, out, "comfy-image: models from "+dir+" (COMFY_MODELS_DIR)", "found vae wan_vae.safetensors",
 			"comfy-image: missing model wan_unet.gguf (folder diffusion_models, from https://example.com/files/wan_unet.gguf)")
+		assertModelsLink(t, root, dir)
 	})
 	t.Run("models mounted", func(t *testing.T) {
 		env := baseEnv(t)
@@ -186,6 +190,7 @@ func TestModelsLocation(t *testing.T) {
 		if strings.Contains(out, "missing model") {
 			t.Errorf("a model was reported missing:\n%s", out)
 		}
+		assertModelsLink(t, root, mount)
 	})
 	t.Run("network volume and cached models", func(t *testing.T) {
 		env := baseEnv(t)
@@ -199,6 +204,7 @@ func TestModelsLocation(t *testing.T) {
 		cached := filepath.Join(repo, "snapshots", rev, "split", "wan_vae.safetensors")
 		writeFile(t, cached, "vae from the cache")
 		out, _ := runEntry(t, root, env)
+		assertModelsLink(t, root, models)
 		wantLines(t, out, "comfy-image: models from "+models+" (RunPod network volume)",
 			"comfy-image: model vae/wan_vae.safetensors from RunPod's cached models "+cached,
 			"found vae wan_vae.safetensors", "found diffusion_models wan_unet.gguf")
@@ -215,6 +221,17 @@ func TestModelsLocation(t *testing.T) {
 		wantLines(t, out, "comfy-image: missing model wan_vae.safetensors (folder vae, from hf://Comfy-Org/Wan/split/wan_vae.safetensors)",
 			"comfy-image: missing model wan_unet.gguf (folder diffusion_models")
 	})
+}
+
+// assertModelsLink checks that ComfyUI/models (folder_paths.models_dir)
+// leads to the models folder the entry point chose.
+func assertModelsLink(t *testing.T, root, chosen string) {
+	t.Helper()
+	got, err := filepath.EvalSymlinks(filepath.Join(root, "ComfyUI", "models"))
+	want, _ := filepath.EvalSymlinks(chosen)
+	if err != nil || got != want {
+		t.Errorf("ComfyUI/models leads to %q (%v), want the chosen models folder %s", got, err, chosen)
+	}
 }
 
 func envValue(env []string, key string) string {
