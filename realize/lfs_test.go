@@ -77,7 +77,7 @@ func (n *lfsNode) checkout(t *testing.T, opts Options, spec *versions.Spec) (str
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := filepath.Join(t.TempDir(), "lfsnode")
+	dir := filepath.Join(testsupport.TempDir(t), "lfsnode")
 	_, err = CheckoutTree(r, l.CustomNodes[0].Commit, dir, nil, false, TreeOptions(ctx, opts, cache, n.url, spec.CustomNodes[0])...)
 	return dir, err
 }
@@ -88,7 +88,7 @@ func (n *lfsNode) checkout(t *testing.T, opts Options, spec *versions.Spec) (str
 func TestLFSPointersWarnedOrFetched(t *testing.T) {
 	n := newLFSNode(t)
 	var log bytes.Buffer
-	opts := Options{CacheDir: t.TempDir(), Log: &log}
+	opts := Options{CacheDir: testsupport.TempDir(t), Log: &log}
 	dir, err := n.checkout(t, opts, n.spec(t, false))
 	if err != nil {
 		t.Fatal(err)
@@ -147,7 +147,7 @@ func TestLFSPointersWarnedOrFetched(t *testing.T) {
 func TestLFSObjectIsVerified(t *testing.T) {
 	n := newLFSNode(t)
 	n.srv.CorruptLFSObject(n.pointer)
-	opts := Options{CacheDir: t.TempDir()}
+	opts := Options{CacheDir: testsupport.TempDir(t)}
 	_, err := n.checkout(t, opts, n.spec(t, true))
 	var le *LFSError
 	if !errors.As(err, &le) || !strings.Contains(err.Error(), "models/w.safetensors") || !strings.Contains(err.Error(), "sha256") {
@@ -165,7 +165,7 @@ func TestLFSObjectsOfAPrivateNode(t *testing.T) {
 	n.srv.RequireBasicAuth("x-access-token", "lfs-secret")
 	t.Setenv("LFS_TEST_TOKEN", "lfs-secret")
 	n.url = strings.Replace(n.url, "http://", "http://x-access-token:${LFS_TEST_TOKEN}@", 1)
-	dir, err := n.checkout(t, Options{CacheDir: t.TempDir()}, n.spec(t, true))
+	dir, err := n.checkout(t, Options{CacheDir: testsupport.TempDir(t)}, n.spec(t, true))
 	if err != nil {
 		t.Fatal(err)
 	}
