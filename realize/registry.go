@@ -362,7 +362,7 @@ func unpackToRepo(zipFile, repoDir, id, version, sha string) (string, error) {
 }
 
 // memberPath checks a zip member's name: relative, no '..', no backslash
-// or NUL; directories and .git contents are skipped.
+// or NUL; directories and .git contents (at any depth) are skipped.
 func memberPath(f *zip.File) (string, bool, error) {
 	n := f.Name
 	switch {
@@ -380,8 +380,13 @@ func memberPath(f *zip.File) (string, bool, error) {
 	if f.FileInfo().IsDir() || strings.HasSuffix(n, "/") || clean == "." {
 		return "", true, nil
 	}
-	if clean == ".git" || strings.HasPrefix(clean, ".git/") {
-		return "", true, nil
+	// git never has a .git entry (in any case, at any depth) in a tree and
+	// the checkout refuses one: a working copy's nested submodule leaves a
+	// lib/.git file, a crafted zip a .GIT/hooks folder.
+	for _, el := range strings.Split(clean, "/") {
+		if strings.EqualFold(el, ".git") {
+			return "", true, nil
+		}
 	}
 	return clean, false, nil
 }
