@@ -40,8 +40,11 @@ const registryScheme = "comfy-registry"
 
 // Zip limits: a node pack is source code, not a model store.
 const (
-	maxZipBytes     = 1 << 30
-	maxUnpackBytes  = 4 << 30
+	maxZipBytes    = 1 << 30
+	maxUnpackBytes = 4 << 30
+	// A member is read whole (go-git stores blobs from memory), so one
+	// member's size bounds the memory an unpack takes.
+	maxMemberBytes  = 256 << 20
 	maxZipMembers   = 200_000
 	registryTimeout = 60 * time.Second
 )
@@ -405,6 +408,9 @@ func storeMember(s storer.EncodedObjectStorer, f *zip.File, name string) (zipEnt
 		fm = filemode.Regular
 	default:
 		return zipEntry{}, fmt.Errorf("%s: not a file, folder or link; refusing it", mode.Type())
+	}
+	if f.UncompressedSize64 > maxMemberBytes {
+		return zipEntry{}, fmt.Errorf("%d bytes unpacked; refusing a member over %d bytes in a node pack", f.UncompressedSize64, int64(maxMemberBytes))
 	}
 	rc, err := f.Open()
 	if err != nil {

@@ -215,3 +215,19 @@ func TestRegistryZipGitFoldersAreSkippedAtAnyDepth(t *testing.T) {
 		}
 	}
 }
+
+// A small zip that unpacks one huge member (a zip bomb) is refused before
+// it is read into memory, naming the node and the member.
+func TestRegistryZipBombMemberIsRefused(t *testing.T) {
+	reg := testsupport.NewComfyRegistry(t)
+	t.Setenv("COMFY_REGISTRY_URL", reg.URL)
+	reg.PublishZip(t, "comfyui-bomb", "1.0.0", testsupport.MakeZip(t,
+		testsupport.ZipMember{Name: "__init__.py", Content: "ok\n"},
+		testsupport.ZipMember{Name: "weights.bin", Content: strings.Repeat("\x00", maxMemberBytes+1)},
+	))
+	s := registrySpec(t, `{"registry": "comfyui-bomb", "version": "1.0.0"}`)
+	_, err := ResolveRepos(context.Background(), s, Options{CacheDir: t.TempDir()})
+	if err == nil || !strings.Contains(err.Error(), "weights.bin") || !strings.Contains(err.Error(), "comfyui-bomb") {
+		t.Fatalf("want an error naming the node and the member, got %v", err)
+	}
+}
