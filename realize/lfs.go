@@ -106,9 +106,24 @@ func WithLFS(ctx context.Context, opts Options, repoURL string) CheckoutOption {
 	return func(c *checkoutConfig) {
 		c.repoURL = repoURL
 		c.lfs = &lfsSource{ctx: ctx, store: models.Store{Dir: filepath.Join(opts.CacheDir, "models")}, offline: opts.Offline,
-			client: &http.Client{Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, ResponseHeaderTimeout: 60 * time.Second}},
+			client: &http.Client{Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, ResponseHeaderTimeout: 60 * time.Second},
+				CheckRedirect: keepAuthOnHost},
 			lookup: os.LookupEnv}
 	}
+}
+
+// keepAuthOnHost follows up to 10 redirects and drops Authorization on one
+// that leaves the first request's host:port: Go's client keeps it for the
+// same host name on any port and for its subdomains, and the repo URL's
+// credentials are for the LFS host only (a CDN gets none).
+func keepAuthOnHost(req *http.Request, via []*http.Request) error {
+	if len(via) >= 10 {
+		return errors.New("too many redirects")
+	}
+	if req.URL.Host != via[0].URL.Host {
+		req.Header.Del("Authorization")
+	}
+	return nil
 }
 
 // LFSError is an LFS object that could not be had.

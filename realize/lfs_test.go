@@ -6,9 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/comfy-image/comfy-image/internal/testsupport"
@@ -184,6 +187,44 @@ func TestLFSObjectsOfAPrivateNode(t *testing.T) {
 		u, err := LFSEndpoint(repo)
 		if err != nil || u.String() != want {
 			t.Errorf("LFSEndpoint(%q) = %v, %v; want %s", repo, u, err, want)
+		}
+	}
+}
+
+// The credentials of a private node's URL go to its LFS host only: when
+// the object download is redirected to another host (a CDN; here another
+// port of the same address, which Go's client would still trust), the
+// request that follows the redirect carries no Authorization.
+func TestLFSCredentialsStayOnTheRepoHost(t *testing.T) {
+	n := newLFSNode(t)
+	n.srv.RequireBasicAuth("x-access-token", "lfs-secret")
+	var mu sync.Mutex
+	var seen []string
+	cdn := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		mu.Lock()
+		seen = append(seen, req.Header.Get("Authorization"))
+		mu.Unlock()
+		w.Write(n.weights)
+	}))
+	t.Cleanup(cdn.Close)
+	n.srv.RedirectLFSDownloads(cdn.URL + "/lfs")
+	t.Setenv("LFS_TEST_TOKEN", "lfs-secret")
+	n.url = strings.Replace(n.url, "http://", "http://x-access-token:${LFS_TEST_TOKEN}@", 1)
+	dir, err := n.checkout(t, Options{CacheDir: t.TempDir()}, n.spec(t, true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(filepath.Join(dir, "models/w.safetensors")); !bytes.Equal(got, n.weights) {
+		t.Fatal("the object was not fetched from the CDN")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) == 0 {
+		t.Fatal("the download did not reach the CDN")
+	}
+	for _, auth := range seen {
+		if auth != "" {
+			t.Errorf("the CDN received Authorization %q", auth)
 		}
 	}
 }

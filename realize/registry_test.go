@@ -176,3 +176,58 @@ func TestRegistryLockCannotPickACachePath(t *testing.T) {
 		t.Errorf("got %v", err)
 	}
 }
+
+// TestRegistryZipGitFoldersAreSkippedAtAnyDepth: a zip made from a working
+// copy may hold a nested submodule's .git file, and a crafted one a .GIT
+// folder with hooks. git never has such entries in a tree and the checkout
+// refuses them, so the lock must leave them out like a top-level .git; else
+// the lock succeeds and every realize then fails on a commit it made itself.
+func TestRegistryZipGitFoldersAreSkippedAtAnyDepth(t *testing.T) {
+	reg := testsupport.NewComfyRegistry(t)
+	t.Setenv("COMFY_REGISTRY_URL", reg.URL)
+	reg.PublishZip(t, "comfyui-git", "1.0.0", testsupport.MakeZip(t,
+		testsupport.ZipMember{Name: "__init__.py", Content: "ok\n"},
+		testsupport.ZipMember{Name: ".GIT/hooks/post-checkout", Content: "#!/bin/sh\n", Mode: 0o755},
+		testsupport.ZipMember{Name: "lib/.git", Content: "gitdir: /etc\n"},
+		testsupport.ZipMember{Name: "lib/util.py", Content: "x = 1\n"},
+	))
+	s := registrySpec(t, `{"registry": "comfyui-git", "version": "1.0.0"}`)
+	opts := Options{CacheDir: t.TempDir()}
+	l, err := ResolveRepos(context.Background(), s, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := l.CustomNodes[0]
+	repo, err := OpenMirror(context.Background(), NewGitCache(opts), NodeRepo(s.CustomNodes[0], n), n.Commit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "node")
+	if _, err := CheckoutTree(repo, n.Commit, dir, nil, false); err != nil {
+		t.Fatalf("checkout of the registry's own commit: %v", err)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "lib", "util.py")); err != nil || string(b) != "x = 1\n" {
+		t.Errorf("lib/util.py: %q %v", b, err)
+	}
+	for _, p := range []string{".GIT", filepath.Join("lib", ".git")} {
+		if _, err := os.Lstat(filepath.Join(dir, p)); !os.IsNotExist(err) {
+			t.Errorf("%s was unpacked", p)
+		}
+	}
+}
+
+// A small zip that unpacks one huge member (a zip bomb) is refused before
+// it is read into memory, naming the node and the member.
+func TestRegistryZipBombMemberIsRefused(t *testing.T) {
+	reg := testsupport.NewComfyRegistry(t)
+	t.Setenv("COMFY_REGISTRY_URL", reg.URL)
+	reg.PublishZip(t, "comfyui-bomb", "1.0.0", testsupport.MakeZip(t,
+		testsupport.ZipMember{Name: "__init__.py", Content: "ok\n"},
+		testsupport.ZipMember{Name: "weights.bin", Content: strings.Repeat("\x00", maxMemberBytes+1)},
+	))
+	s := registrySpec(t, `{"registry": "comfyui-bomb", "version": "1.0.0"}`)
+	_, err := ResolveRepos(context.Background(), s, Options{CacheDir: t.TempDir()})
+	if err == nil || !strings.Contains(err.Error(), "weights.bin") || !strings.Contains(err.Error(), "comfyui-bomb") {
+		t.Fatalf("want an error naming the node and the member, got %v", err)
+	}
+}

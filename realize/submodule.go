@@ -198,7 +198,11 @@ func gitmodulesURLs(tree *object.Tree) (map[string]string, error) {
 func SubmoduleURL(parent, sub string) (string, error) {
 	resolved := sub
 	if strings.HasPrefix(sub, "./") || strings.HasPrefix(sub, "../") {
-		u, err := url.Parse(parent)
+		// The parent's credentials may be a ${VAR} the fetch expands, which
+		// url.Parse refuses as userinfo: resolve without them and put them
+		// back as written (a relative URL stays on the parent's host).
+		userinfo, bare := splitUserinfo(parent)
+		u, err := url.Parse(bare)
 		if err != nil || u.Scheme == "" {
 			return "", fmt.Errorf("relative url %q under %q, which is not a URL it can be resolved against", sub, versions.RedactURL(parent))
 		}
@@ -222,6 +226,10 @@ func SubmoduleURL(parent, sub string) (string, error) {
 		u.Path = strings.TrimSuffix(base, "/") + "/" + rest
 		u.RawPath = ""
 		resolved = u.String()
+		if userinfo != "" {
+			scheme, rest, _ := strings.Cut(resolved, "://")
+			resolved = scheme + "://" + userinfo + "@" + rest
+		}
 	}
 	if msg := versions.CheckRepoURL(resolved); msg != "" {
 		return "", errors.New(msg)
@@ -230,6 +238,25 @@ func SubmoduleURL(parent, sub string) (string, error) {
 		return "", fmt.Errorf("a file:// submodule under a repository that is not file:// (%s); refused", versions.RedactURL(parent))
 	}
 	return resolved, nil
+}
+
+// splitUserinfo cuts "user:token@" out of scheme://user:token@host/path,
+// returning it (without the "@") and the URL without it.
+func splitUserinfo(rawURL string) (userinfo, bare string) {
+	scheme, rest, ok := strings.Cut(rawURL, "://")
+	if !ok {
+		return "", rawURL
+	}
+	authority, p, _ := strings.Cut(rest, "/")
+	at := strings.LastIndex(authority, "@")
+	if at < 0 {
+		return "", rawURL
+	}
+	bare = scheme + "://" + authority[at+1:]
+	if strings.Contains(rest, "/") {
+		bare += "/" + p
+	}
+	return authority[:at], bare
 }
 
 // TreeInfo is what a checkout of a commit brings besides its own files.

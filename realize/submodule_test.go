@@ -152,6 +152,7 @@ func TestSubmoduleURL(t *testing.T) {
 		{"https://github.com/org/node.git", "../lib.git", "https://github.com/org/lib.git", ""},
 		{"https://github.com/org/node.git/", "./sub", "https://github.com/org/node.git/sub", ""},
 		{"https://x-access-token:tok@github.com/org/node", "../../other/lib", "https://x-access-token:tok@github.com/other/lib", ""},
+		{"https://x-access-token:${GH_TOKEN}@github.com/org/node", "../lib", "https://x-access-token:${GH_TOKEN}@github.com/org/lib", ""},
 		{"file:///srv/git/node", "../lib", "file:///srv/git/lib", ""},
 		{"https://github.com/org/node", "https://gitlab.com/a/b", "https://gitlab.com/a/b", ""},
 		{"https://github.com/org/node", "git@github.com:a/b.git", "git@github.com:a/b.git", ""},
