@@ -165,8 +165,8 @@ func TestLFSObjectIsVerified(t *testing.T) {
 // (from the environment); without them the error says what to give.
 func TestLFSObjectsOfAPrivateNode(t *testing.T) {
 	n := newLFSNode(t)
-	n.srv.RequireBasicAuth("x-access-token", "lfs-secret")
-	t.Setenv("LFS_TEST_TOKEN", "lfs-secret")
+	n.srv.RequireBasicAuth("x-access-token", testsupport.Secret())
+	t.Setenv("LFS_TEST_TOKEN", testsupport.Secret())
 	n.url = strings.Replace(n.url, "http://", "http://x-access-token:${LFS_TEST_TOKEN}@", 1)
 	dir, err := n.checkout(t, Options{CacheDir: testsupport.TempDir(t)}, n.spec(t, true))
 	if err != nil {
@@ -197,7 +197,7 @@ func TestLFSObjectsOfAPrivateNode(t *testing.T) {
 // request that follows the redirect carries no Authorization.
 func TestLFSCredentialsStayOnTheRepoHost(t *testing.T) {
 	n := newLFSNode(t)
-	n.srv.RequireBasicAuth("x-access-token", "lfs-secret")
+	n.srv.RequireBasicAuth("x-access-token", testsupport.Secret())
 	var mu sync.Mutex
 	var seen []string
 	cdn := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
@@ -208,9 +208,9 @@ func TestLFSCredentialsStayOnTheRepoHost(t *testing.T) {
 	}))
 	t.Cleanup(cdn.Close)
 	n.srv.RedirectLFSDownloads(cdn.URL + "/lfs")
-	t.Setenv("LFS_TEST_TOKEN", "lfs-secret")
+	t.Setenv("LFS_TEST_TOKEN", testsupport.Secret())
 	n.url = strings.Replace(n.url, "http://", "http://x-access-token:${LFS_TEST_TOKEN}@", 1)
-	dir, err := n.checkout(t, Options{CacheDir: t.TempDir()}, n.spec(t, true))
+	dir, err := n.checkout(t, Options{CacheDir: testsupport.TempDir(t)}, n.spec(t, true))
 	if err != nil {
 		t.Fatal(err)
 	}

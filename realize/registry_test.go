@@ -192,7 +192,7 @@ func TestRegistryZipGitFoldersAreSkippedAtAnyDepth(t *testing.T) {
 		testsupport.ZipMember{Name: "lib/util.py", Content: "x = 1\n"},
 	))
 	s := registrySpec(t, `{"registry": "comfyui-git", "version": "1.0.0"}`)
-	opts := Options{CacheDir: t.TempDir()}
+	opts := Options{CacheDir: testsupport.TempDir(t)}
 	l, err := ResolveRepos(context.Background(), s, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -202,7 +202,7 @@ func TestRegistryZipGitFoldersAreSkippedAtAnyDepth(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := filepath.Join(t.TempDir(), "node")
+	dir := filepath.Join(testsupport.TempDir(t), "node")
 	if _, err := CheckoutTree(repo, n.Commit, dir, nil, false); err != nil {
 		t.Fatalf("checkout of the registry's own commit: %v", err)
 	}
@@ -226,7 +226,7 @@ func TestRegistryZipBombMemberIsRefused(t *testing.T) {
 		testsupport.ZipMember{Name: "weights.bin", Content: strings.Repeat("\x00", maxMemberBytes+1)},
 	))
 	s := registrySpec(t, `{"registry": "comfyui-bomb", "version": "1.0.0"}`)
-	_, err := ResolveRepos(context.Background(), s, Options{CacheDir: t.TempDir()})
+	_, err := ResolveRepos(context.Background(), s, Options{CacheDir: testsupport.TempDir(t)})
 	if err == nil || !strings.Contains(err.Error(), "weights.bin") || !strings.Contains(err.Error(), "comfyui-bomb") {
 		t.Fatalf("want an error naming the node and the member, got %v", err)
 	}
