@@ -36,8 +36,6 @@ type Cache struct {
 	Offline bool
 	// Log receives one line per fetch (nil: discarded).
 	Log io.Writer
-	// Progress, when set, receives git's own progress output (a terminal).
-	Progress io.Writer
 
 	mu      sync.Mutex
 	fetched map[string]bool
@@ -242,7 +240,8 @@ func (c *Cache) fetch(ctx context.Context, r *git.Repository, repo string) error
 		Auth:     auth,
 		Tags:     git.NoTags,
 		Force:    true,
-		Progress: c.Progress,
+		// No Progress: git's own text of parallel fetches would
+		// interleave on the screen; Log says when each starts and ends.
 	})
 	if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
 		return fmt.Errorf("repo %s: fetch: %s", shown, redactErr(err, repo))
