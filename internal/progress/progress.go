@@ -186,6 +186,14 @@ func (t *plainTracker) Done(err error) {
 	t.p.printf("%s: done, %s in %.1fs (%s/s)", t.name, Size(done), secs, Size(int64(float64(done)/max(secs, 0.001))))
 }
 
+// Count is "1 file", "3 files": a number with the noun it counts.
+func Count(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
+}
+
 // Size formats a byte count for people ("1.5 GiB"); 0 or less is "size unknown".
 func Size(n int64) string {
 	if n <= 0 {
