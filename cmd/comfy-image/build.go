@@ -182,8 +182,8 @@ func newBuildCmd() *cobra.Command {
 	fl.StringVar(&o.HostPython, "python", "python3", "host Python whose pip fetches wheels for the base's Python")
 	fl.IntVar(&jobs, "jobs", 4, "parallel layer uploads")
 	fl.BoolVar(&asJSON, "json", false, "print one JSON document on stdout (versions/output.schema.json); text goes to stderr")
-	fl.BoolVar(&runCheck, "check", false, "then run `comfy-image check` on the built image (podman or docker)")
-	fl.StringArrayVar(&checkOpts.RunArgs, "check-run-arg", nil, "with --check: extra argument of `podman run` (repeatable)")
+	fl.BoolVar(&runCheck, "check", false, "then run comfy-image check on the built image (podman or docker)")
+	fl.StringArrayVar(&checkOpts.RunArgs, "check-run-arg", nil, "with --check: extra argument of podman run or docker run (repeatable)")
 	fl.StringArrayVar(&checkOpts.ComfyArgs, "check-comfy-arg", nil, "with --check: ComfyUI argument (repeatable), e.g. --check-comfy-arg=--cpu")
 	return cmd
 }

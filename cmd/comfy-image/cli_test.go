@@ -86,14 +86,19 @@ func TestBadEnvKeyNamesItsJSONPath(t *testing.T) {
 func TestHelpHasExamplesEnvironmentAndExitCodes(t *testing.T) {
 	dir := t.TempDir()
 	for cmd, env := range map[string][]string{
-		"":            {"COMFY_CACHE", "HF_TOKEN", "SOURCE_DATE_EPOCH", "DOCKER_CONFIG"},
-		"lock":        {"COMFY_CACHE", "HF_TOKEN", "HF_ENDPOINT"},
-		"realize":     {"COMFY_CACHE", "HF_TOKEN", "HF_ENDPOINT"},
-		"build":       {"COMFY_CACHE", "HF_TOKEN", "HF_ENDPOINT", "SOURCE_DATE_EPOCH", "DOCKER_CONFIG"},
-		"inspect":     {"DOCKER_CONFIG"},
-		"cache du":    {"COMFY_CACHE"},
-		"cache prune": {"COMFY_CACHE"},
-		"version":     nil,
+		"":                {"COMFY_CACHE", "HF_TOKEN", "SOURCE_DATE_EPOCH", "DOCKER_CONFIG"},
+		"lock":            {"COMFY_CACHE", "HF_TOKEN", "HF_ENDPOINT"},
+		"realize":         {"COMFY_CACHE", "HF_TOKEN", "HF_ENDPOINT"},
+		"build":           {"COMFY_CACHE", "HF_TOKEN", "HF_ENDPOINT", "SOURCE_DATE_EPOCH", "DOCKER_CONFIG"},
+		"inspect":         {"DOCKER_CONFIG"},
+		"cache du":        {"COMFY_CACHE"},
+		"cache prune":     {"COMFY_CACHE"},
+		"version":         nil,
+		"check":           nil,
+		"import":          nil,
+		"import snapshot": nil,
+		"export":          nil,
+		"export snapshot": nil,
 	} {
 		args := append(strings.Fields(cmd), "--help")
 		res := testsupport.Run(t, dir, nil, args...)
@@ -105,6 +110,11 @@ func TestHelpHasExamplesEnvironmentAndExitCodes(t *testing.T) {
 			if !strings.Contains(res.Stdout, w) {
 				t.Errorf("%v lacks %q:\n%s", args, w, res.Stdout)
 			}
+		}
+		// A `word` in a flag's usage is cobra's name for the flag's value:
+		// "--run-arg podman run" would read as two values.
+		if bad := regexp.MustCompile(`--[a-z-]+ [a-z]+ [a-z]+ {2,}`).FindString(res.Stdout); bad != "" {
+			t.Errorf("%v: a flag shows a value name of several words: %q", args, bad)
 		}
 		if strings.Count(res.Stdout, "Exit codes:") != 1 {
 			t.Errorf("%v: the exit codes appear more than once", args)
