@@ -83,6 +83,46 @@ func TestBadEnvKeyNamesItsJSONPath(t *testing.T) {
 	}
 }
 
+// TestInspectOfALocalImageNamedWrongly: a user who built --output oci:out
+// and types "inspect out" (no oci:) is told what they meant, not sent to
+// Docker Hub; a layout or a tar file that is not there is a usage error
+// naming the path, without the cache's or Go's internals.
+func TestInspectOfALocalImageNamedWrongly(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "out"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "app.tar"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ arg, want string }{
+		{"out", `"out" is a folder here, not a registry reference: did you mean oci:out?`},
+		{"app.tar", `"app.tar" is a file here, not a registry reference: did you mean tar:app.tar?`},
+		{"oci:missing", `"oci:missing": missing is not an OCI layout`},
+		{"oci:app.tar:v1", `"oci:app.tar:v1": app.tar is not an OCI layout`},
+		{"tar:missing.tar", `"tar:missing.tar": missing.tar is not a file`},
+	} {
+		res := testsupport.Run(t, dir, []string{"DOCKER_CONFIG=" + dir}, "inspect", tc.arg)
+		if res.Code != 2 || !strings.Contains(res.Stderr, tc.want) {
+			t.Errorf("inspect %s: exit %d, want 2 and %q:\n%s", tc.arg, res.Code, tc.want, res.Stderr)
+		}
+		if strings.Contains(res.Stderr, "index.docker.io") || strings.Contains(res.Stderr, "stat ") {
+			t.Errorf("inspect %s: the error shows internals:\n%s", tc.arg, res.Stderr)
+		}
+		testsupport.CheckMessages(t, res.Stderr)
+	}
+	// build's --base is read the same way, before the spec is resolved.
+	spec := `{"schema_version": 2, "version_id": "x", "comfy": {"repo": "file:///nowhere/ComfyUI"}}`
+	if err := os.WriteFile(filepath.Join(dir, "x.json"), []byte(spec), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res := testsupport.Run(t, dir, []string{"DOCKER_CONFIG=" + dir, "COMFY_CACHE=" + filepath.Join(dir, "cache")},
+		"build", "--spec", "x.json", "--base", "out", "--output", "oci:img")
+	if want := `--base "out" is a folder here, not a registry reference: did you mean oci:out?`; res.Code != 2 || !strings.Contains(res.Stderr, want) {
+		t.Errorf("build --base out: exit %d, want 2 and %q:\n%s", res.Code, want, res.Stderr)
+	}
+}
+
 func TestHelpHasExamplesEnvironmentAndExitCodes(t *testing.T) {
 	dir := t.TempDir()
 	for cmd, env := range map[string][]string{
