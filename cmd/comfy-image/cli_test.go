@@ -76,10 +76,14 @@ func TestInspectWithoutImageSaysWhatItTakes(t *testing.T) {
 func TestBadEnvKeyNamesItsJSONPath(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "bad.json")
-	os.WriteFile(file, []byte(`{"schema_version":2,"version_id":"x","comfy":{"repo":"https://h/r"},"custom_nodes":[],"models":[],"env":{"OK":"1","1BAD":"x"}}`), 0o644)
+	os.WriteFile(file, []byte(`{"schema_version":2,"version_id":"x","comfy":{"repo":"https://h/r"},"custom_nodes":[],"models":[],"env":{"OK":"1","1BAD":"x","BAD KEY":"y","":"z"}}`), 0o644)
 	res := testsupport.Run(t, dir, []string{"COMFY_CACHE=" + filepath.Join(dir, "cache")}, "lock", "--spec", file)
-	if res.Code != 2 || !strings.Contains(res.Stderr, file+": env.1BAD: expected an environment variable name") {
-		t.Fatalf("exit %d:\n%s", res.Code, res.Stderr)
+	// Each key is named so that it can be found: quoted, the empty one too.
+	for _, want := range []string{file + ": 3 problems:", `env["1BAD"]: expected an environment variable name`,
+		`env["BAD KEY"]: expected`, `env[""]: expected`} {
+		if res.Code != 2 || !strings.Contains(res.Stderr, want) {
+			t.Errorf("exit %d, want 2 and %q:\n%s", res.Code, want, res.Stderr)
+		}
 	}
 }
 
