@@ -55,7 +55,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if ctx.Err() != nil {
 		cacheFlag, _ := root.PersistentFlags().GetString("cache-dir")
-		fmt.Fprintf(stderr, "comfy-image: interrupted: finished clones, downloads, wheels and layers are kept in the cache %s; run the same command again to resume\n", realize.CacheDir(cacheFlag))
+		fmt.Fprintf(stderr, "comfy-image: interrupted: finished clones, downloads, wheels and layers, and partial downloads, are kept in the cache %s; run the same command again to resume\n", realize.CacheDir(cacheFlag))
 		return exitInterrupted
 	}
 	fmt.Fprintln(stderr, "comfy-image: error:", err)

@@ -3,6 +3,8 @@
 package progress
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -179,6 +181,11 @@ func (t *plainTracker) Done(err error) {
 	done := t.done
 	t.mu.Unlock()
 	secs := time.Since(t.start).Seconds()
+	if errors.Is(err, context.Canceled) {
+		// Ctrl-C is not the download's failure: what came is kept.
+		t.p.printf("%s: stopped after %s (%.1fs); the partial download is kept", t.name, Size(done), secs)
+		return
+	}
 	if err != nil {
 		t.p.printf("%s: failed after %s (%.1fs)", t.name, Size(done), secs)
 		return
