@@ -26,6 +26,10 @@ func TestUnknownCommandsAndFlagsExitTwoWithSuggestions(t *testing.T) {
 		{[]string{"realize", "--targte", "x"}, "did you mean --target?"},
 		{[]string{"lock", "--cache-dri", "x"}, "did you mean --cache-dir?"},
 		{[]string{"cache", "prune", "--keep-locks", "x"}, "did you mean --keep-lock?"},
+		// A mistyped subcommand of a group is an error too (was help, exit 0).
+		{[]string{"cache", "dux"}, `unknown command "dux" for "comfy-image cache"; did you mean du?`},
+		{[]string{"import", "snapshto", "x.json"}, `for "comfy-image import"; did you mean snapshot?`},
+		{[]string{"export", "snapsht"}, "did you mean snapshot? (see comfy-image export --help)"},
 	} {
 		res := testsupport.Run(t, dir, nil, tc.args...)
 		if res.Code != 2 || !strings.Contains(res.Stderr, tc.want) {

@@ -18,14 +18,14 @@ func newImportCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "import", Short: "Make a spec from what another tool wrote",
 		Example: "  comfy-image import snapshot snapshot.json --version-id mine"}
 	cmd.AddCommand(newImportSnapshotCmd())
-	return cmd
+	return groupCommand(cmd)
 }
 
 func newExportCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "export", Short: "Write a locked version in another tool's format",
 		Example: "  comfy-image export snapshot --version-id wan22-fast --output snapshot.json"}
 	cmd.AddCommand(newExportSnapshotCmd())
-	return cmd
+	return groupCommand(cmd)
 }
 
 func newImportSnapshotCmd() *cobra.Command {
