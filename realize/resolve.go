@@ -21,10 +21,8 @@ type Options struct {
 	CacheDir string
 	Offline  bool
 	DryRun   bool
-	// Log receives plain progress lines; Progress, when set, receives
-	// terminal progress output of long steps.
-	Log      io.Writer
-	Progress io.Writer
+	// Log receives plain progress lines.
+	Log io.Writer
 	// Jobs bounds parallel fetches (0: 4).
 	Jobs int
 }
@@ -279,6 +277,5 @@ func NewGitCache(opts Options) *gitcache.Cache {
 	c := gitcache.New(GitDir(opts.CacheDir))
 	c.Offline = opts.Offline
 	c.Log = opts.log()
-	c.Progress = opts.Progress
 	return c
 }

@@ -182,12 +182,20 @@ func patternHint(loc []string) string {
 	return "does not match the expected pattern"
 }
 
-// jsonPath renders instance-location tokens as custom_nodes[2].name.
+// jsonPath renders instance-location tokens as custom_nodes[2].name; a key
+// that is not a plain name is quoted (env["BAD KEY"], env[""]), so the path
+// says which key even when it is empty or holds dots or spaces.
+var plainKey = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
 func jsonPath(tokens []string) string {
 	var b strings.Builder
 	for i, t := range tokens {
 		if _, err := strconv.Atoi(t); err == nil && i > 0 {
 			b.WriteString("[" + t + "]")
+			continue
+		}
+		if !plainKey.MatchString(t) {
+			b.WriteString(fmt.Sprintf("[%q]", t))
 			continue
 		}
 		if i > 0 {

@@ -63,7 +63,7 @@ func TestBaseCommandPacksARootfs(t *testing.T) {
 	if res.Code != 0 {
 		t.Fatalf("base: exit %d\n%s\n%s", res.Code, res.Stdout, res.Stderr)
 	}
-	if !strings.Contains(res.Stderr, "/dev/initctl") || !strings.Contains(res.Stderr, "3 files") || !strings.Contains(res.Stderr, "1 hard links") {
+	if !strings.Contains(res.Stderr, "/dev/initctl") || !strings.Contains(res.Stderr, "3 files") || !strings.Contains(res.Stderr, "1 hard link into") {
 		t.Errorf("stderr does not say what was packed and left out:\n%s", res.Stderr)
 	}
 	p, err := layout.FromPath(out)

@@ -35,8 +35,6 @@ type Cache struct {
 	Offline bool
 	// Log receives one line per fetch (nil: discarded).
 	Log io.Writer
-	// Progress, when set, receives git's own progress output (a terminal).
-	Progress io.Writer
 	// LookupEnv expands ${VAR} in a repo URL's credentials at fetch time
 	// (nil: os.LookupEnv).
 	LookupEnv func(string) (string, bool)
@@ -247,7 +245,8 @@ func (c *Cache) fetch(ctx context.Context, r *git.Repository, repo string) error
 		Auth:     auth,
 		Tags:     git.NoTags,
 		Force:    true,
-		Progress: c.Progress,
+		// No Progress: git's own text of parallel fetches would
+		// interleave on the screen; Log says when each starts and ends.
 	})
 	if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
 		return fmt.Errorf("repo %s: fetch: %s%s", shown, redactErr(err, repo), authHint(err, repo))
