@@ -337,7 +337,7 @@ func (r *realizer) checkouts(ctx context.Context) error {
 		if err := r.saveState(); err != nil {
 			return err
 		}
-		r.summary = append(r.summary, fmt.Sprintf("%s %s  checked out (%s)", summaryName(p.key), p.repo.Commit[:12], count(len(done.Files), "file", "files")))
+		r.summary = append(r.summary, fmt.Sprintf("%s %s  checked out (%s)", summaryName(p.key), p.repo.Commit[:12], progress.Count(len(done.Files), "file", "files")))
 	}
 	return nil
 }
@@ -480,7 +480,7 @@ func (r *realizer) venv(ctx context.Context) error {
 		// The constraints only matter when pip resolves; a finished venv
 		// built from the same inputs and the same locked set is done.
 		if r.state.Venv == r.venvKey(reqs, nil, locked) {
-			r.summary = append(r.summary, fmt.Sprintf("%s %s  unchanged", summaryName(".venv"), count(len(locked), "package", "packages")))
+			r.summary = append(r.summary, fmt.Sprintf("%s %s  unchanged", summaryName(".venv"), progress.Count(len(locked), "package", "packages")))
 			return nil
 		}
 	}
@@ -523,7 +523,7 @@ func (r *realizer) venv(ctx context.Context) error {
 	if err := r.saveState(); err != nil {
 		return err
 	}
-	r.summary = append(r.summary, fmt.Sprintf("%s %s  installed", summaryName(".venv"), count(len(locked), "package", "packages")))
+	r.summary = append(r.summary, fmt.Sprintf("%s %s  installed", summaryName(".venv"), progress.Count(len(locked), "package", "packages")))
 	if nodes := r.nodesWithInstallPy(); len(nodes) > 0 {
 		r.summary = append(r.summary, "not run (install.py is never run by default): "+strings.Join(nodes, ", "))
 	}
@@ -588,7 +588,7 @@ func (r *realizer) models(ctx context.Context) error {
 	if err := r.saveState(); err != nil {
 		return err
 	}
-	r.summary = append(r.summary, fmt.Sprintf("%s %s, %s (%d placed now)", summaryName("models"), count(len(r.spec.Models), "file", "files"), humanSize(total), downloaded))
+	r.summary = append(r.summary, fmt.Sprintf("%s %s, %s (%d placed now)", summaryName("models"), progress.Count(len(r.spec.Models), "file", "files"), humanSize(total), downloaded))
 	return nil
 }
 
