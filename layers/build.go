@@ -56,7 +56,7 @@ const (
 	ModelsDir = "/models"
 	// layoutVersion changes when the way parts are laid out changes, so
 	// cached layers of an older layout are not reused.
-	layoutVersion = "1"
+	layoutVersion = "2" // 2: ComfyUI/models is a link (layers/modelslayout.go)
 )
 
 // BuildOptions are the settings of `comfy-image build`.
@@ -253,7 +253,7 @@ func (b *builder) keyOf(parts ...string) string {
 // appParts builds (or reuses) the core, node, venv and config layers.
 func (b *builder) appParts(ctx context.Context) ([]Part, error) {
 	git := realize.NewGitCache(b.opts.Options)
-	core, err := b.repoPart(ctx, git, "core", "ComfyUI", b.spec.Comfy.Repo, b.lock.Comfy)
+	core, err := b.repoPart(ctx, git, "core", "ComfyUI", b.spec.Comfy.Repo, b.lock.Comfy, versions.Node{})
 	if err != nil {
 		return nil, err
 	}
@@ -274,20 +274,21 @@ func (b *builder) appParts(ctx context.Context) ([]Part, error) {
 	return append(parts, venv, config), nil
 }
 
-// repoEntries lists a commit's files under prefix (plus extra entries).
-func repoEntries(ctx context.Context, git *gitcache.Cache, repo, commit, prefix string) ([]Entry, error) {
+// repoEntries lists a commit's files under prefix (plus extra entries):
+// the tree a realize checks out, submodules included unless left out.
+func (b *builder) repoEntries(ctx context.Context, git *gitcache.Cache, repo, commit, prefix string, node versions.Node) ([]Entry, error) {
 	r, err := realize.OpenMirror(ctx, git, repo, commit)
 	if err != nil {
 		return nil, err
 	}
-	files, err := realize.CommitFiles(r, commit)
+	files, err := realize.CommitFiles(r, commit, realize.TreeOptions(ctx, b.opts.Options, git, repo, node)...)
 	if err != nil {
 		return nil, err
 	}
 	entries := make([]Entry, 0, len(files))
 	for _, f := range files {
-		e := Entry{Path: path.Join(prefix, f.Path), Mode: 0o644, Size: f.Size, Open: f.Open, Link: f.Link}
-		if f.Executable {
+		e := Entry{Path: path.Join(prefix, f.Path), Mode: 0o644, Size: f.Size, Open: f.Open, Link: f.Link, Dir: f.Dir}
+		if f.Executable || f.Dir {
 			e.Mode = 0o755
 		}
 		entries = append(entries, e)
@@ -295,14 +296,20 @@ func repoEntries(ctx context.Context, git *gitcache.Cache, repo, commit, prefix 
 	return entries, nil
 }
 
-func (b *builder) repoPart(ctx context.Context, git *gitcache.Cache, kind, name, repo string, locked versions.LockedRepo) (Part, error) {
+// treeKey names the tree variant in layer keys: a node with and without
+// its submodules or LFS objects are different layers.
+func treeKey(node versions.Node) string {
+	return fmt.Sprintf("tree=submodules:%v,lfs:%v", node.WantsSubmodules(), node.LFS)
+}
+
+func (b *builder) repoPart(ctx context.Context, git *gitcache.Cache, kind, name, repo string, locked versions.LockedRepo, node versions.Node) (Part, error) {
 	prefix := path.Join(Root, "ComfyUI")
 	if kind == "node" {
 		prefix = path.Join(Root, "custom_nodes", name)
 	}
-	key := b.keyOf(kind, name, locked.Commit)
+	key := b.keyOf(kind, name, locked.Commit, treeKey(node))
 	layer, packed, remote, err := b.layer(ctx, key, func() ([]Entry, error) {
-		es, err := repoEntries(ctx, git, repo, locked.Commit, prefix)
+		es, err := b.repoEntries(ctx, git, repo, locked.Commit, prefix, node)
 		if err != nil {
 			return nil, err
 		}
@@ -310,6 +317,8 @@ func (b *builder) repoPart(ctx context.Context, git *gitcache.Cache, kind, name,
 			es = append(es, nodeLink(name))
 		} else if err := checkCustomNodesDir(es, prefix, locked.Commit); err != nil {
 			return nil, err
+		} else {
+			es = layCoreModels(es)
 		}
 		return es, nil
 	})
@@ -370,7 +379,7 @@ func (b *builder) nodeParts(ctx context.Context, git *gitcache.Cache) ([]Part, e
 	if len(nodes) <= slots {
 		var parts []Part
 		for i, n := range nodes {
-			p, err := b.repoPart(ctx, git, "node", n.Name, realize.NodeRepo(b.spec.CustomNodes[i], n), n.LockedRepo)
+			p, err := b.repoPart(ctx, git, "node", n.Name, realize.NodeRepo(b.spec.CustomNodes[i], n), n.LockedRepo, b.spec.CustomNodes[i])
 			if err != nil {
 				return nil, err
 			}
@@ -409,7 +418,7 @@ func (b *builder) groupPart(ctx context.Context, git *gitcache.Cache, g int, mem
 	for _, i := range members {
 		n := b.lock.CustomNodes[i]
 		names = append(names, n.Name)
-		keyParts = append(keyParts, n.Name, n.Commit)
+		keyParts = append(keyParts, n.Name, n.Commit, treeKey(b.spec.CustomNodes[i]))
 		ann[AnnNodePrefix+n.Name] = n.Repo + "@" + n.Commit
 	}
 	key := b.keyOf(append([]string{"nodes"}, keyParts...)...)
@@ -417,7 +426,7 @@ func (b *builder) groupPart(ctx context.Context, git *gitcache.Cache, g int, mem
 		var all []Entry
 		for _, i := range members {
 			n := b.lock.CustomNodes[i]
-			es, err := repoEntries(ctx, git, realize.NodeRepo(b.spec.CustomNodes[i], n), n.Commit, path.Join(Root, "custom_nodes", n.Name))
+			es, err := b.repoEntries(ctx, git, realize.NodeRepo(b.spec.CustomNodes[i], n), n.Commit, path.Join(Root, "custom_nodes", n.Name), b.spec.CustomNodes[i])
 			if err != nil {
 				return nil, fmt.Errorf("node %s: %w", n.Name, err)
 			}
@@ -433,8 +442,8 @@ func (b *builder) groupPart(ctx context.Context, git *gitcache.Cache, g int, mem
 		Annotations: ann, History: "comfy-image: nodes " + strings.Join(names, ", ")}, nil
 }
 
-// requirements reads ComfyUI's and each node's requirements.txt from the
-// mirrors (no checkout needed) plus the spec's python.requirements.
+// requirements reads ComfyUI's and each node's requirements.txt (or
+// pyproject.toml dependencies) from the mirrors (no checkout needed) plus the spec's python.requirements.
 func (b *builder) requirements(ctx context.Context, git *gitcache.Cache) ([]pyenv.Requirements, error) {
 	var reqs []pyenv.Requirements
 	var applied []reqfile.Applied
@@ -445,7 +454,7 @@ func (b *builder) requirements(ctx context.Context, git *gitcache.Cache) ([]pyen
 		}
 		// The one requirements parser: no index option, local path,
 		// ${VAR} or symlink reaches pip; python.overrides applied.
-		q, a, ok, err := pyenv.Load(realize.CommitSource(r, commit), owner, "requirements.txt", b.spec.Python.Overrides)
+		q, a, ok, err := pyenv.LoadRepo(realize.CommitSource(r, commit), owner, b.spec.Python.Overrides)
 		if err != nil || !ok {
 			return err
 		}
@@ -632,7 +641,7 @@ func (b *builder) venvPartOf(key string, layer v1.Layer, packed, remote bool, n 
 func (b *builder) configPart(ctx context.Context) (Part, error) {
 	script, entry, manifest := worker.Paths(Root)
 	files := []Entry{
-		BytesEntry(path.Join(Root, "extra_model_paths.yaml"), 0o644, realize.ExtraModelPaths(b.spec, ModelsDir)),
+		BytesEntry(path.Join(Root, "extra_model_paths.yaml"), 0o644, realize.ExtraModelPaths(b.spec, ModelsDir, yamlOptions()...)),
 		BytesEntry(path.Join(Root, "comfy.env"), 0o644, realize.EnvFile(b.spec, b.opts.LookupEnv)),
 		BytesEntry(entry, 0o755, worker.EntryScript),
 		BytesEntry(script, 0o644, worker.Script),

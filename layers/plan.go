@@ -58,9 +58,13 @@ func Plan(ctx context.Context, spec *versions.Spec, opts BuildOptions, outs []Lo
 		}
 		fmt.Fprintf(w, "  pack    %-7s %s\n", kind, name)
 	}
-	show("core", "ComfyUI @ "+l.Comfy.Commit[:12], b.keyOf("core", "ComfyUI", l.Comfy.Commit))
-	for _, n := range l.CustomNodes {
-		show("node", n.Name+" @ "+n.Commit[:12], b.keyOf("node", n.Name, n.Commit))
+	show("core", "ComfyUI @ "+l.Comfy.Commit[:12], b.keyOf("core", "ComfyUI", l.Comfy.Commit, treeKey(versions.Node{})))
+	for i, n := range l.CustomNodes {
+		var node versions.Node
+		if i < len(spec.CustomNodes) {
+			node = spec.CustomNodes[i]
+		}
+		show("node", n.Name+" @ "+n.Commit[:12], b.keyOf("node", n.Name, n.Commit, treeKey(node)))
 	}
 	fmt.Fprintf(w, "  venv    %d locked packages for the base's Python (resolved by pip when none are locked)\n", len(l.Python.ImagePackages))
 	fmt.Fprintln(w, "  config  extra_model_paths.yaml (base_path /models), comfy.env, entrypoint.sh, worker.py, comfy-image.json")

@@ -29,6 +29,9 @@ type TreeFile struct {
 // Checkout is the state of one exported tree (the core or a node).
 type Checkout struct {
 	Commit string `json:"commit"`
+	// Tree names what besides the commit's own tree was checked out
+	// ("submodules"): the same commit with other options is another tree.
+	Tree string `json:"tree,omitempty"`
 	// Pending is the commit being written when a run stopped half-way; files
 	// at its paths are ours to overwrite on the next run.
 	Pending string              `json:"pending,omitempty"`
@@ -79,12 +82,25 @@ type treeEntry struct {
 	mode filemode.FileMode
 	blob plumbing.Hash
 	link string // a symlink's target
+	// repo holds the blob: the node's mirror, or a submodule's.
+	repo *git.Repository
+	// eol converts line endings as .gitattributes ask; work and size are
+	// then the id and size of the converted content.
+	eol  eolAction
+	work plumbing.Hash
+	size int64
+	// lfs is set for a Git LFS pointer file; lfsFile, when the object
+	// is fetched, is its file in the store (written instead of the blob).
+	lfs     *lfsPointer
+	lfsFile string
 }
 
 // TreeFileEntry is a file of a commit, for packing it without a checkout.
 type TreeFileEntry struct {
 	Path       string
 	Executable bool
+	// Dir marks an empty folder: a submodule not checked out.
+	Dir bool
 	// Link is the target when the file is a symlink.
 	Link string
 	Size int64
@@ -93,21 +109,32 @@ type TreeFileEntry struct {
 }
 
 // CommitFiles lists the files of commit in the mirror r, the same set a
-// checkout writes (submodules skipped), sorted by path.
-func CommitFiles(r *git.Repository, commit string) ([]TreeFileEntry, error) {
-	tree, err := commitTree(r, commit)
+// checkout with the same options writes (submodules included with
+// WithSubmodules, else their empty folders), sorted by path.
+func CommitFiles(r *git.Repository, commit string, opts ...CheckoutOption) ([]TreeFileEntry, error) {
+	cfg := newCheckoutConfig(opts)
+	w, err := walkCommit(r, commit, cfg)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]TreeFileEntry, 0, len(tree))
+	tree := w.files
+	out := make([]TreeFileEntry, 0, len(tree)+len(w.emptyDirs))
+	for _, d := range w.emptyDirs {
+		out = append(out, TreeFileEntry{Path: d, Dir: true})
+	}
 	for _, e := range tree {
-		blob, err := r.BlobObject(e.blob)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", e.path, err)
-		}
-		fe := TreeFileEntry{Path: e.path, Executable: e.mode == filemode.Executable, Size: blob.Size, Open: blob.Reader}
-		if e.mode == filemode.Symlink {
-			fe.Link, fe.Size, fe.Open = e.link, 0, nil
+		fe := TreeFileEntry{Path: e.path, Executable: e.mode == filemode.Executable, Link: e.link}
+		if e.mode != filemode.Symlink {
+			rd, size, err := e.content()
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", e.path, err)
+			}
+			rd.Close()
+			fe.Size = size
+			fe.Open = func() (io.ReadCloser, error) {
+				rd, _, err := e.content()
+				return rd, err
+			}
 		}
 		out = append(out, fe)
 	}
@@ -133,25 +160,10 @@ func CommitFile(r *git.Repository, commit, path string) (data []byte, ok bool, e
 	return []byte(text), err == nil, err
 }
 
-// commitTree lists the files of a commit; submodules (gitlinks) are
-// skipped. A tree that could write outside its folder or clash with itself
-// is refused with a *TreeError naming the entry.
-func commitTree(r *git.Repository, commit string) (map[string]treeEntry, error) {
-	c, err := r.CommitObject(plumbing.NewHash(commit))
-	if err != nil {
-		return nil, fmt.Errorf("commit %s: %w", commit, err)
-	}
-	tree, err := r.TreeObject(c.TreeHash)
-	if err != nil {
-		return nil, &TreeError{Commit: commit, Path: "", Reason: err.Error()}
-	}
-	out := map[string]treeEntry{}
-	return out, walkTree(r, commit, tree, "", out)
-}
-
 // walkTree reads the raw entries of one tree level (go-git's TreeWalker
-// joins names, so "a/b" or ".." would be hidden from the checks).
-func walkTree(r *git.Repository, commit string, tree *object.Tree, base string, out map[string]treeEntry) error {
+// joins names, so "a/b" or ".." would be hidden from the checks). base is
+// the path of the level in the checkout; gitlinks are collected in links.
+func walkTree(r *git.Repository, commit string, tree *object.Tree, base string, out map[string]treeEntry, links *[]gitlink) error {
 	seen := make(map[string]bool, len(tree.Entries))
 	for _, e := range tree.Entries {
 		p := e.Name
@@ -171,18 +183,19 @@ func walkTree(r *git.Repository, commit string, tree *object.Tree, base string, 
 			if err != nil {
 				return &TreeError{Commit: commit, Path: p, Reason: err.Error()}
 			}
-			if err := walkTree(r, commit, sub, p, out); err != nil {
+			if err := walkTree(r, commit, sub, p, out, links); err != nil {
 				return err
 			}
 		case filemode.Regular, filemode.Deprecated, filemode.Executable:
-			out[p] = treeEntry{path: p, mode: e.Mode, blob: e.Hash}
+			out[p] = treeEntry{path: p, mode: e.Mode, blob: e.Hash, repo: r}
 		case filemode.Symlink:
 			target, err := linkTarget(r, e.Hash)
 			if err != nil {
 				return &TreeError{Commit: commit, Path: p, Reason: err.Error()}
 			}
-			out[p] = treeEntry{path: p, mode: e.Mode, blob: e.Hash, link: target}
+			out[p] = treeEntry{path: p, mode: e.Mode, blob: e.Hash, link: target, repo: r}
 		case filemode.Submodule:
+			*links = append(*links, gitlink{path: p, commit: e.Hash.String()})
 		default:
 			return &TreeError{Commit: commit, Path: p, Reason: fmt.Sprintf("unknown file mode %o", uint32(e.Mode))}
 		}
@@ -236,6 +249,71 @@ type CheckoutOption func(*checkoutConfig)
 
 type checkoutConfig struct {
 	beforeWrite func() error
+	without     []string
+	// submodules, when set, checks submodules out (else their folders
+	// are left empty, as git clone without --recurse-submodules does).
+	submodules *submoduleSource
+	// lfs, when set, writes LFS objects instead of their pointers.
+	lfs *lfsSource
+	// repoURL is the URL of the repository checked out.
+	repoURL string
+}
+
+// Without leaves the folder dir (a slash path in the commit) out of the
+// checkout: its tracked files are not written, and removed when an earlier
+// checkout wrote them. The core's models folder is left out this way, as
+// ComfyUI/models is a link to the models folder (see ModelsLayout).
+func Without(dir string) CheckoutOption {
+	return func(c *checkoutConfig) { c.without = append(c.without, dir) }
+}
+
+// excluded reports whether p is in a folder left out with Without.
+func (c *checkoutConfig) excluded(p string) bool {
+	for _, d := range c.without {
+		if p == d || strings.HasPrefix(p, d+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// drop removes the left-out files from a commit's file set.
+func (c *checkoutConfig) drop(files map[string]treeEntry) {
+	for p := range files {
+		if c.excluded(p) {
+			delete(files, p)
+		}
+	}
+}
+
+// holdsExcluded reports whether an earlier checkout wrote left-out files.
+func (c *checkoutConfig) holdsExcluded(prev *Checkout) bool {
+	for p := range prev.Files {
+		if c.excluded(p) {
+			return true
+		}
+	}
+	return false
+}
+
+func newCheckoutConfig(opts []CheckoutOption) *checkoutConfig {
+	var cfg checkoutConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
+	return &cfg
+}
+
+// treeName names what the options add to a commit's tree (Checkout.Tree).
+func (c *checkoutConfig) treeName() string {
+	var parts []string
+	if c.submodules != nil {
+		parts = append(parts, "submodules")
+	}
+	if c.lfs != nil {
+		parts = append(parts, "lfs")
+	}
+	return strings.Join(parts, "+")
 }
 
 // BeforeWrite calls f once every check passed, before the first change on
@@ -253,25 +331,28 @@ func BeforeWrite(f func() error) CheckoutOption {
 // followed when it is a symlink: links the commit holds are created as
 // links, and replaced, never written through.
 func CheckoutTree(r *git.Repository, commit, dir string, prev *Checkout, force bool, opts ...CheckoutOption) (*Checkout, error) {
-	var cfg checkoutConfig
-	for _, o := range opts {
-		o(&cfg)
-	}
-	if prev != nil && prev.Commit == commit && prev.Pending == "" {
+	cfg := newCheckoutConfig(opts)
+	if prev.Done(commit, opts...) && !cfg.holdsExcluded(prev) {
 		if ok, err := unchanged(dir, prev); err != nil || ok {
 			return prev, err
 		}
 	}
-	want, err := commitTree(r, commit)
+	w, err := walkCommit(r, commit, cfg)
 	if err != nil {
 		return nil, err
 	}
+	want := w.files
+	cfg.drop(want)
 	var old map[string]TreeFile
 	var pending map[string]treeEntry
 	if prev != nil {
 		old = prev.Files
 		if prev.Pending != "" && prev.Pending != commit {
-			pending, _ = commitTree(r, prev.Pending) // unreadable: nothing is taken as ours
+			// Unreadable: nothing is taken as ours.
+			if pw, err := walkCommit(r, prev.Pending, cfg); err == nil {
+				pending = pw.files
+				cfg.drop(pending)
+			}
 		}
 	}
 	t, err := openTree(dir, true)
@@ -290,20 +371,31 @@ func CheckoutTree(r *git.Repository, commit, dir string, prev *Checkout, force b
 	if err := t.removeDropped(old, want); err != nil {
 		return nil, fmt.Errorf("checkout %s: %w", dir, err)
 	}
-	next := &Checkout{Commit: commit, Files: make(map[string]TreeFile, len(want))}
+	next := &Checkout{Commit: commit, Tree: cfg.treeName(), Files: make(map[string]TreeFile, len(want))}
 	paths := make([]string, 0, len(want))
 	for p := range want {
 		paths = append(paths, p)
 	}
 	sort.Strings(paths)
 	for _, p := range paths {
-		tf, err := t.write(r, want[p])
+		tf, err := t.write(want[p])
 		if err != nil {
 			return nil, fmt.Errorf("checkout %s: %s: %w", dir, p, err)
 		}
 		next.Files[p] = tf
 	}
+	for _, d := range w.emptyDirs {
+		if err := t.mkdirAll(d); err != nil {
+			return nil, fmt.Errorf("checkout %s: %s: %w", dir, d, err)
+		}
+	}
 	return next, nil
+}
+
+// Done reports whether c is a finished checkout of commit made with the
+// same options (nil c: no).
+func (c *Checkout) Done(commit string, opts ...CheckoutOption) bool {
+	return c != nil && c.Commit == commit && c.Pending == "" && c.Tree == newCheckoutConfig(opts).treeName()
 }
 
 // unchanged reports whether every file of a finished checkout is still as
@@ -490,7 +582,7 @@ func (t *fsTree) check(old map[string]TreeFile, want, pending map[string]treeEnt
 			if w, ok := want[p]; ok {
 				same, err = t.ours(p, w, pending)
 			} else if pw, ok := pending[p]; ok {
-				same, err = t.matches(p, uint32(pw.mode), pw.blob, nil)
+				same, err = t.matches(p, uint32(pw.mode), pw.id(), nil)
 			}
 		}
 		if err != nil {
@@ -542,11 +634,11 @@ func (t *fsTree) check(old map[string]TreeFile, want, pending map[string]treeEnt
 // ours tells whether an untracked file at p is the new one, or the one an
 // interrupted checkout of the pending commit wrote.
 func (t *fsTree) ours(p string, w treeEntry, pending map[string]treeEntry) (bool, error) {
-	if same, err := t.matches(p, uint32(w.mode), w.blob, nil); err != nil || same {
+	if same, err := t.matches(p, uint32(w.mode), w.id(), nil); err != nil || same {
 		return same, err
 	}
 	if pw, ok := pending[p]; ok {
-		return t.matches(p, uint32(pw.mode), pw.blob, nil)
+		return t.matches(p, uint32(pw.mode), pw.id(), nil)
 	}
 	return false, nil
 }
@@ -646,8 +738,8 @@ func (t *fsTree) mkdirAll(p string) error {
 
 // write writes one file (or symlink) atomically unless it already holds
 // the right content, and returns its record.
-func (t *fsTree) write(r *git.Repository, e treeEntry) (TreeFile, error) {
-	same, err := t.matches(e.path, uint32(e.mode), e.blob, nil)
+func (t *fsTree) write(e treeEntry) (TreeFile, error) {
+	same, err := t.matches(e.path, uint32(e.mode), e.id(), nil)
 	if err != nil {
 		return TreeFile{}, err
 	}
@@ -655,7 +747,7 @@ func (t *fsTree) write(r *git.Repository, e treeEntry) (TreeFile, error) {
 		if err := t.mkdirAll(path.Dir(e.path)); err != nil {
 			return TreeFile{}, err
 		}
-		if err := t.writeBlob(r, e); err != nil {
+		if err := t.writeBlob(e); err != nil {
 			return TreeFile{}, err
 		}
 	}
@@ -663,17 +755,17 @@ func (t *fsTree) write(r *git.Repository, e treeEntry) (TreeFile, error) {
 	if err != nil {
 		return TreeFile{}, err
 	}
-	return TreeFile{Mode: uint32(e.mode), Blob: e.blob.String(), Size: fi.Size(), MtimeNs: fi.ModTime().UnixNano()}, nil
+	return TreeFile{Mode: uint32(e.mode), Blob: e.id().String(), Size: fi.Size(), MtimeNs: fi.ModTime().UnixNano()}, nil
 }
 
-func (t *fsTree) writeBlob(r *git.Repository, e treeEntry) error {
+func (t *fsTree) writeBlob(e treeEntry) error {
 	tmp := path.Join(path.Dir(e.path), "."+path.Base(e.path)+".comfy-tmp")
 	t.root.Remove(tmp) // left by a killed run
 	if e.mode == filemode.Symlink {
 		if err := t.root.Symlink(e.link, tmp); err != nil {
 			return err
 		}
-	} else if err := t.writeFile(r, e, tmp); err != nil {
+	} else if err := t.writeFile(e, tmp); err != nil {
 		t.root.Remove(tmp)
 		return err
 	}
@@ -688,12 +780,8 @@ func (t *fsTree) writeBlob(r *git.Repository, e treeEntry) error {
 	return t.root.Rename(tmp, e.path)
 }
 
-func (t *fsTree) writeFile(r *git.Repository, e treeEntry, tmp string) error {
-	blob, err := r.BlobObject(e.blob)
-	if err != nil {
-		return err
-	}
-	rd, err := blob.Reader()
+func (t *fsTree) writeFile(e treeEntry, tmp string) error {
+	rd, _, err := e.content()
 	if err != nil {
 		return err
 	}

@@ -40,8 +40,11 @@ const registryScheme = "comfy-registry"
 
 // Zip limits: a node pack is source code, not a model store.
 const (
-	maxZipBytes     = 1 << 30
-	maxUnpackBytes  = 4 << 30
+	maxZipBytes    = 1 << 30
+	maxUnpackBytes = 4 << 30
+	// A member is read whole (go-git stores blobs from memory), so one
+	// member's size bounds the memory an unpack takes.
+	maxMemberBytes  = 256 << 20
 	maxZipMembers   = 200_000
 	registryTimeout = 60 * time.Second
 )
@@ -362,7 +365,7 @@ func unpackToRepo(zipFile, repoDir, id, version, sha string) (string, error) {
 }
 
 // memberPath checks a zip member's name: relative, no '..', no backslash
-// or NUL; directories and .git contents are skipped.
+// or NUL; directories and .git contents (at any depth) are skipped.
 func memberPath(f *zip.File) (string, bool, error) {
 	n := f.Name
 	switch {
@@ -380,8 +383,13 @@ func memberPath(f *zip.File) (string, bool, error) {
 	if f.FileInfo().IsDir() || strings.HasSuffix(n, "/") || clean == "." {
 		return "", true, nil
 	}
-	if clean == ".git" || strings.HasPrefix(clean, ".git/") {
-		return "", true, nil
+	// git never has a .git entry (in any case, at any depth) in a tree and
+	// the checkout refuses one: a working copy's nested submodule leaves a
+	// lib/.git file, a crafted zip a .GIT/hooks folder.
+	for _, el := range strings.Split(clean, "/") {
+		if strings.EqualFold(el, ".git") {
+			return "", true, nil
+		}
 	}
 	return clean, false, nil
 }
@@ -400,6 +408,9 @@ func storeMember(s storer.EncodedObjectStorer, f *zip.File, name string) (zipEnt
 		fm = filemode.Regular
 	default:
 		return zipEntry{}, fmt.Errorf("%s: not a file, folder or link; refusing it", mode.Type())
+	}
+	if f.UncompressedSize64 > maxMemberBytes {
+		return zipEntry{}, fmt.Errorf("%d bytes unpacked; refusing a member over %d bytes in a node pack", f.UncompressedSize64, int64(maxMemberBytes))
 	}
 	rc, err := f.Open()
 	if err != nil {

@@ -17,7 +17,8 @@ import (
 	"github.com/comfy-image/comfy-image/versions"
 )
 
-// requirementSources reads ComfyUI's and each node's requirements.txt from
+// requirementSources reads ComfyUI's and each node's requirements.txt (or
+// pyproject.toml dependencies) from
 // the checkouts through the one requirements parser, and the spec's
 // python.requirements, in spec order, with python.overrides applied; it
 // also returns what the overrides changed, for the lock.
@@ -29,7 +30,7 @@ func (r *realizer) requirementSources() ([]pyenv.Requirements, []versions.Applie
 		if p.key != "ComfyUI" {
 			owner = "node " + strings.TrimPrefix(p.key, "custom_nodes/")
 		}
-		q, a, ok, err := pyenv.Load(reqfile.DirSource(filepath.Join(r.target, filepath.FromSlash(p.key))), owner, "requirements.txt", r.spec.Python.Overrides)
+		q, a, ok, err := pyenv.LoadRepo(reqfile.DirSource(filepath.Join(r.target, filepath.FromSlash(p.key))), owner, r.spec.Python.Overrides)
 		if err != nil {
 			return nil, nil, err
 		}

@@ -62,12 +62,14 @@ type repoWant struct {
 	repo  versions.Repo
 	// node is set for a Comfy Registry node (resolved through the registry).
 	node *versions.Node
+	// spec is the spec's node (the zero Node for the core).
+	spec versions.Node
 }
 
 func reposOf(s *versions.Spec) []repoWant {
 	ws := []repoWant{{label: "comfy", repo: s.Comfy}}
 	for i, n := range s.CustomNodes {
-		w := repoWant{label: fmt.Sprintf("custom_nodes[%d] (%s)", i, n.Name), repo: n.Repo}
+		w := repoWant{label: fmt.Sprintf("custom_nodes[%d] (%s)", i, n.Name), repo: n.Repo, spec: n}
 		if n.Registry != "" {
 			w.node = &s.CustomNodes[i]
 		}
@@ -187,11 +189,17 @@ func resolveRepos(ctx context.Context, s *versions.Spec, opts Options, rs Resolu
 				errs[i] = fmt.Errorf("%s: %w", w.label, err)
 				return
 			}
+			subs, err := lockSubmodules(ctx, opts, cache, w, res.Commit)
+			if err != nil {
+				errs[i] = fmt.Errorf("%s: %w", w.label, err)
+				return
+			}
 			locked[i] = versions.LockedRepo{
 				Repo:        versions.RedactURL(w.repo.Repo),
 				Ref:         w.repo.Ref,
 				ResolvedRef: res.Ref,
 				Commit:      res.Commit,
+				Submodules:  subs,
 			}
 		}()
 	}
@@ -379,6 +387,46 @@ func OpenMirror(ctx context.Context, cache *gitcache.Cache, repo, commit string)
 		return nil, err
 	}
 	return cache.Open(repo)
+}
+
+// lockSubmodules fetches the submodules of a resolved repository (each a
+// mirror in the cache) and its LFS objects when asked, so an unreachable
+// one fails the lock naming its path and URL, and lists the submodules for
+// the lock. Submodules left out and LFS pointers left as pointers are
+// warned about, naming the files.
+func lockSubmodules(ctx context.Context, opts Options, cache *gitcache.Cache, w repoWant, commit string) ([]versions.LockedSubmodule, error) {
+	r, err := OpenMirror(ctx, cache, w.repo.Repo, commit)
+	if err != nil {
+		return nil, err
+	}
+	info, err := InspectTree(r, commit, TreeOptions(ctx, opts, cache, w.repo.Repo, w.spec)...)
+	if err != nil {
+		return nil, err
+	}
+	if len(info.SkippedSubmodules) > 0 {
+		fmt.Fprintf(opts.log(), "warning: %s: \"submodules\": false, so its submodules are left out as empty folders: %s\n", w.label, strings.Join(info.SkippedSubmodules, ", "))
+	}
+	if len(info.LFSPointers) > 0 {
+		fmt.Fprintf(opts.log(), "warning: %s: %d Git LFS files are checked out as pointer text, not their content (set \"lfs\": true on the node to fetch them): %s\n", w.label, len(info.LFSPointers), strings.Join(info.LFSPointers, ", "))
+	}
+	return info.Submodules, nil
+}
+
+// TreeOptions are the checkout options of a repository (node: the spec's
+// node; the core is versions.Node{}): its submodules checked out (their
+// mirrors opened and fetched through cache) unless the node sets
+// submodules false, and its LFS objects fetched when it sets lfs true.
+func TreeOptions(ctx context.Context, opts Options, cache *gitcache.Cache, repoURL string, node versions.Node) []CheckoutOption {
+	var out []CheckoutOption
+	if node.WantsSubmodules() {
+		out = append(out, WithSubmodules(repoURL, func(repo, commit string) (*git.Repository, error) {
+			return OpenMirror(ctx, cache, repo, commit)
+		}))
+	}
+	if node.LFS {
+		out = append(out, WithLFS(ctx, opts, repoURL))
+	}
+	return out
 }
 
 // NewGitCache is the cache of mirrors under opts.CacheDir.

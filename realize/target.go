@@ -66,6 +66,9 @@ type targetState struct {
 	Parts     map[string]*Checkout   `json:"parts"`
 	Venv      string                 `json:"venv,omitempty"`
 	Models    map[string]placedModel `json:"models"`
+	// CoreModelFiles is "<core commit> <models dir>" once the core's own
+	// files of ComfyUI/models were placed in the models folder.
+	CoreModelFiles string `json:"core_model_files,omitempty"`
 }
 
 type placedModel struct {
@@ -123,7 +126,7 @@ func Realize(ctx context.Context, spec *versions.Spec, opts RealizeOptions) erro
 	}
 	// The lock is saved after every step, so what a killed run resolved
 	// (the pip set, model digests) is not resolved again.
-	steps := []func(context.Context) error{r.checkouts, r.links, r.venv, r.models, r.config}
+	steps := []func(context.Context) error{r.checkouts, r.links, r.modelsLayout, r.venv, r.models, r.config}
 	for _, step := range steps {
 		before, _ := json.Marshal(r.lock)
 		err := step(ctx)
@@ -302,7 +305,8 @@ func (r *realizer) checkouts(ctx context.Context) error {
 	for i, p := range r.parts() {
 		repoURL := r.repoURL(i)
 		prev := r.state.Parts[p.key]
-		if prev != nil && prev.Commit == p.repo.Commit && prev.Pending == "" {
+		tree := TreeOptions(ctx, r.opts.Options, r.cache, repoURL, r.specNode(i))
+		if prev.Done(p.repo.Commit, tree...) && !coreModelsTracked(p.key, prev) {
 			if ok, err := unchanged(filepath.Join(r.target, p.key), prev); err == nil && ok {
 				r.summary = append(r.summary, fmt.Sprintf("%s %s  unchanged", summaryName(p.key), p.repo.Commit[:12]))
 				continue
@@ -327,7 +331,7 @@ func (r *realizer) checkouts(ctx context.Context) error {
 			return r.saveState()
 		}
 		r.logf("checkout %s at %s", p.key, p.repo.Commit[:12])
-		done, err := CheckoutTree(repo, p.repo.Commit, filepath.Join(r.target, p.key), prev, r.opts.Force, BeforeWrite(recordPending))
+		done, err := CheckoutTree(repo, p.repo.Commit, filepath.Join(r.target, p.key), prev, r.opts.Force, append(append(tree, checkoutOptions(p.key)...), BeforeWrite(recordPending))...)
 		if err != nil {
 			return fmt.Errorf("%s: %w", p.key, err)
 		}
@@ -338,6 +342,14 @@ func (r *realizer) checkouts(ctx context.Context) error {
 		r.summary = append(r.summary, fmt.Sprintf("%s %s  checked out (%s)", summaryName(p.key), p.repo.Commit[:12], count(len(done.Files), "file", "files")))
 	}
 	return nil
+}
+
+// specNode is the spec's node of part i (the zero Node for the core).
+func (r *realizer) specNode(i int) versions.Node {
+	if i == 0 {
+		return versions.Node{}
+	}
+	return r.spec.CustomNodes[i-1]
 }
 
 // repoURL is the spec's URL of part i (the lock keeps a redacted copy).
@@ -744,13 +756,13 @@ func (r *realizer) plan(ctx context.Context) error {
 	}
 	r.lock = l
 	r.loadStateReadOnly()
-	for _, p := range r.parts() {
+	for i, p := range r.parts() {
 		commit := p.repo.Commit
 		if commit == "" {
 			commit = "(commit from the lock above)"
 		}
 		what := "check out"
-		if prev := r.state.Parts[p.key]; prev != nil && prev.Commit == p.repo.Commit && prev.Pending == "" {
+		if r.state.Parts[p.key].Done(p.repo.Commit, TreeOptions(ctx, r.opts.Options, r.cache, r.repoURL(i), r.specNode(i))...) {
 			what = "keep"
 		}
 		fmt.Fprintf(w, "  %-10s  %s at %s into %s\n", what, p.key, commit, filepath.Join(r.target, p.key))
@@ -758,6 +770,7 @@ func (r *realizer) plan(ctx context.Context) error {
 	for _, n := range r.lock.CustomNodes {
 		fmt.Fprintf(w, "  link        ComfyUI/custom_nodes/%s -> ../../custom_nodes/%s\n", n.Name, n.Name)
 	}
+	r.planModelsLayout(w)
 	r.planVenv(w)
 	r.planModels(ctx, w)
 	fmt.Fprintf(w, "  write       %s:\n", filepath.Join(r.target, "extra_model_paths.yaml"))
@@ -796,7 +809,7 @@ func (r *realizer) planVenv(w io.Writer) {
 	if len(r.spec.Python.Requirements) > 0 {
 		rs = append(rs, fmt.Sprintf("%q", r.spec.Python.Requirements))
 	}
-	fmt.Fprintf(w, "  pip         install %s %s (one resolver run; requirements files that exist, checked and rewritten)\n", pip, strings.Join(rs, " "))
+	fmt.Fprintf(w, "  pip         install %s %s (one resolver run; each part's requirements.txt, else its pyproject.toml dependencies, checked and rewritten)\n", pip, strings.Join(rs, " "))
 	r.planOverrides(w)
 }
 

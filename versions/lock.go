@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/url"
 	"os"
 	"path/filepath"
 )
@@ -31,6 +30,17 @@ type LockedRepo struct {
 	Ref         string `json:"ref,omitempty"`
 	ResolvedRef string `json:"resolved_ref,omitempty"`
 	Commit      string `json:"commit"`
+	// Submodules are the submodules checked out with it, nested ones
+	// included (paths from the repository's root).
+	Submodules []LockedSubmodule `json:"submodules,omitempty"`
+}
+
+// LockedSubmodule is one submodule: its path in the checkout, its URL
+// (relative ones resolved; never with credentials) and the gitlink commit.
+type LockedSubmodule struct {
+	Path   string `json:"path"`
+	URL    string `json:"url"`
+	Commit string `json:"commit"`
 }
 
 // LockedNode is a custom node resolved to a commit. A Comfy Registry node
@@ -195,7 +205,7 @@ func short(d string) string {
 // RedactURL drops credentials (user:password@) from a URL so it can be
 // written to a lock or a log.
 func RedactURL(raw string) string {
-	u, err := url.Parse(raw)
+	u, err := ParseRepoURL(raw)
 	if err != nil || u.User == nil {
 		return raw
 	}

@@ -55,7 +55,16 @@ type Node struct {
 	// x.y.z ("": the latest, recorded in the lock).
 	Registry string `json:"registry,omitempty"`
 	Version  string `json:"version,omitempty"`
+	// Submodules false leaves the node's submodules out (empty folders, as
+	// git clone without --recurse-submodules); nil or true checks them out.
+	Submodules *bool `json:"submodules,omitempty"`
+	// LFS fetches the objects of Git LFS pointer files through the LFS
+	// batch API of the node's remote (false: pointers stay pointer text).
+	LFS bool `json:"lfs,omitempty"`
 }
+
+// WantsSubmodules tells whether the node's submodules are checked out.
+func (n Node) WantsSubmodules() bool { return n.Submodules == nil || *n.Submodules }
 
 // Model is one model file. TargetSubdir defaults to DefaultTargetSubdir.
 type Model struct {

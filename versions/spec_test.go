@@ -2,6 +2,7 @@ package versions
 
 import (
 	"errors"
+	"github.com/comfy-image/comfy-image/internal/testsupport"
 	"os"
 	"path/filepath"
 	"strings"
@@ -149,7 +150,7 @@ func TestAllProblemsReportedAtOnce(t *testing.T) {
 }
 
 func TestLocate(t *testing.T) {
-	dir := t.TempDir()
+	dir := testsupport.TempDir(t)
 	if err := os.WriteFile(filepath.Join(dir, "abc.json"), []byte(validSpec), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -201,7 +202,7 @@ func TestLockRoundTripAndCurrency(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	file := LockPath(t.TempDir(), s.VersionID)
+	file := LockPath(testsupport.TempDir(t), s.VersionID)
 	if _, err := ReadLock(file); !errors.Is(err, ErrNoLock) {
 		t.Fatalf("missing lock: %v", err)
 	}

@@ -224,6 +224,10 @@ func (s *Spec) check() []Problem {
 		switch {
 		case n.Registry != "" && (n.Repo.Repo != "" || n.Ref != "" || n.Commit != ""):
 			add(at, "a node is a git repo (repo, ref, commit) or a registry node (registry, version), not both")
+		case n.Registry != "" && n.Submodules != nil:
+			add(at+".submodules", "submodules belongs to a git repo node; a registry node's zip has none")
+		case n.Registry != "" && n.LFS:
+			add(at+".lfs", "lfs belongs to a git repo node; a registry node's zip has no LFS pointers")
 		case n.Registry == "" && n.Version != "":
 			add(at+".version", "version belongs to a registry node; expected registry (the node id) too, or ref/commit for a git repo")
 		case n.Registry == "" && n.Repo.Repo == "":
@@ -354,14 +358,21 @@ func checkSubdir(d string) string {
 
 var scpLike = regexp.MustCompile(`^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^/]`)
 
+// CheckRepoURL says what is wrong with a git URL ("" when it is one the
+// cache can mirror): the rule for a spec's repos and for submodule URLs.
+func CheckRepoURL(repo string) string { return checkRepoURL(repo) }
+
 // checkRepoURL accepts the git URL forms the cache can mirror.
 func checkRepoURL(repo string) string {
 	if scpLike.MatchString(repo) {
 		return ""
 	}
-	u, err := url.Parse(repo)
+	u, err := ParseRepoURL(repo)
 	if err != nil {
-		return fmt.Sprintf("%q: expected a git URL (https://, http://, ssh://, git:// or file://)", repo)
+		return fmt.Sprintf("%q: expected a git URL (https://, http://, ssh://, git:// or file://)", RedactURL(repo))
+	}
+	if u.User != nil && u.Scheme != "https" && u.Scheme != "http" && u.Scheme != "ssh" {
+		return fmt.Sprintf("%q: credentials in a %s:// URL; expected them only in https:// (a token: https://x-access-token:${GH_TOKEN}@host/org/repo)", RedactURL(repo), u.Scheme)
 	}
 	switch u.Scheme {
 	case "https", "http", "ssh", "git":
@@ -487,6 +498,13 @@ func (s *Spec) envWarnings(lookupEnv func(string) (string, bool)) []string {
 	}
 	sort.Strings(keys)
 	refs := s.SecretRefs()
+	for i, r := range s.repos() {
+		for _, v := range RepoURLRefs(r) {
+			if _, ok := lookupEnv(v); !ok {
+				ws = append(ws, fmt.Sprintf("%s: %s takes its credentials from ${%s}, which is not set; fetching it will fail", s.File, repoField(i), v))
+			}
+		}
+	}
 	for _, k := range keys {
 		for _, v := range refs[k] {
 			if _, ok := lookupEnv(v); !ok {
@@ -495,6 +513,22 @@ func (s *Spec) envWarnings(lookupEnv func(string) (string, bool)) []string {
 		}
 	}
 	return ws
+}
+
+// repos lists the git URLs of the spec: the core, then each node's.
+func (s *Spec) repos() []string {
+	out := []string{s.Comfy.Repo}
+	for _, n := range s.CustomNodes {
+		out = append(out, n.Repo.Repo)
+	}
+	return out
+}
+
+func repoField(i int) string {
+	if i == 0 {
+		return "comfy.repo"
+	}
+	return fmt.Sprintf("custom_nodes[%d].repo", i-1)
 }
 
 // ResolveEnv expands the spec's env with the caller's environment. Values

@@ -13,7 +13,7 @@ import (
 )
 
 func TestUnknownCommandsAndFlagsExitTwoWithSuggestions(t *testing.T) {
-	dir := t.TempDir()
+	dir := testsupport.TempDir(t)
 	for _, tc := range []struct {
 		args []string
 		want string
@@ -67,14 +67,14 @@ func TestBuildChecksFlagsBeforeAnyWork(t *testing.T) {
 }
 
 func TestInspectWithoutImageSaysWhatItTakes(t *testing.T) {
-	res := testsupport.Run(t, t.TempDir(), nil, "inspect")
+	res := testsupport.Run(t, testsupport.TempDir(t), nil, "inspect")
 	if res.Code != 2 || !strings.Contains(res.Stderr, "oci:DIR[:TAG]") || !strings.Contains(res.Stderr, "tar:FILE") {
 		t.Fatalf("exit %d:\n%s", res.Code, res.Stderr)
 	}
 }
 
 func TestBadEnvKeyNamesItsJSONPath(t *testing.T) {
-	dir := t.TempDir()
+	dir := testsupport.TempDir(t)
 	file := filepath.Join(dir, "bad.json")
 	os.WriteFile(file, []byte(`{"schema_version":2,"version_id":"x","comfy":{"repo":"https://h/r"},"custom_nodes":[],"models":[],"env":{"OK":"1","1BAD":"x"}}`), 0o644)
 	res := testsupport.Run(t, dir, []string{"COMFY_CACHE=" + filepath.Join(dir, "cache")}, "lock", "--spec", file)
@@ -84,7 +84,7 @@ func TestBadEnvKeyNamesItsJSONPath(t *testing.T) {
 }
 
 func TestHelpHasExamplesEnvironmentAndExitCodes(t *testing.T) {
-	dir := t.TempDir()
+	dir := testsupport.TempDir(t)
 	for cmd, env := range map[string][]string{
 		"":            {"COMFY_CACHE", "HF_TOKEN", "SOURCE_DATE_EPOCH", "DOCKER_CONFIG"},
 		"lock":        {"COMFY_CACHE", "HF_TOKEN", "HF_ENDPOINT"},
@@ -119,7 +119,7 @@ func TestVersionPrintsModuleVersionAndRevision(t *testing.T) {
 	if err != nil {
 		t.Skipf("not in a git checkout: %v", err)
 	}
-	clone := filepath.Join(t.TempDir(), "src")
+	clone := filepath.Join(testsupport.TempDir(t), "src")
 	if msg, err := exec.Command("git", "clone", "-q", strings.TrimSpace(string(root)), clone).CombinedOutput(); err != nil {
 		t.Fatalf("git clone: %v\n%s", err, msg)
 	}
@@ -128,7 +128,7 @@ func TestVersionPrintsModuleVersionAndRevision(t *testing.T) {
 		t.Fatal(err)
 	}
 	rev := strings.TrimSpace(string(out))
-	bin := filepath.Join(t.TempDir(), "comfy-image")
+	bin := filepath.Join(testsupport.TempDir(t), "comfy-image")
 	build := exec.Command("go", "build", "-buildvcs=true", "-o", bin, "./cmd/comfy-image")
 	build.Dir = clone
 	if msg, err := build.CombinedOutput(); err != nil {

@@ -111,6 +111,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newExportCmd(),
 		newCacheCmd(),
 		newCheckCmd(),
+		newBaseCmd(),
 		newVersionCmd(),
 	)
 	addHelpFooters(root)
@@ -154,6 +155,7 @@ var envHelp = map[string]string{
 	"cache":       strings.TrimRight(envCache, "\n"),
 	"du":          strings.TrimRight(envCache, "\n"),
 	"prune":       strings.TrimRight(envCache, "\n"),
+	"base":        strings.TrimRight(envEpoch, "\n"),
 }
 
 // unknownCommand is the usage error for a command root does not have, with

@@ -43,6 +43,7 @@ func TestTerminalPushWithModels(t *testing.T) {
 	}()
 	err = cmd.Wait()
 	<-copied
+	testsupport.RecordOutput(t, "build on a terminal", out.String())
 	text := out.String()
 	var exit *exec.ExitError
 	if errors.As(err, &exit) || err != nil {

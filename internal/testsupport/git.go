@@ -99,6 +99,7 @@ type GitServer struct {
 	mu       sync.Mutex
 	log      []string
 	auth     atomic.Pointer[string]
+	lfs      lfsStore
 }
 
 // RequireBasicAuth makes the server answer 401 to requests without this
@@ -116,7 +117,7 @@ func NewGitServer(t testing.TB) *GitServer {
 	if err != nil {
 		t.Fatalf("git --exec-path: %v", err)
 	}
-	gs := &GitServer{Root: t.TempDir()}
+	gs := &GitServer{Root: TempDir(t)}
 	backend := &cgi.Handler{
 		Path: filepath.Join(strings.TrimSpace(string(execPath)), "git-http-backend"),
 		Env:  []string{"GIT_PROJECT_ROOT=" + gs.Root, "GIT_HTTP_EXPORT_ALL=1"},
@@ -132,6 +133,10 @@ func NewGitServer(t testing.TB) *GitServer {
 				http.Error(w, "authentication required", http.StatusUnauthorized)
 				return
 			}
+		}
+		if strings.Contains(req.URL.Path, "/info/lfs/") {
+			gs.serveLFS(w, req)
+			return
 		}
 		// Like GitHub, answer for <repo> and <repo>.git alike.
 		if i := strings.Index(req.URL.Path, ".git/"); i > 0 {

@@ -188,10 +188,29 @@ def yaml_quote(s):
     return "'" + s.replace("'", "''") + "'"
 
 
+def point_models_link(models_dir):
+    """Re-points ROOT/models, the link ComfyUI/models leads through (see
+    layers/modelslayout.go), at the chosen folder: nodes that look under
+    folder_paths.models_dir (IPAdapter_plus's ipadapter, insightface) then
+    see every model there. Replaced atomically; a read-only root is logged."""
+    link = os.path.join(ROOT, "models")
+    if not os.path.islink(link) or os.readlink(link) == models_dir:
+        return
+    tmp = link + ".new"
+    try:
+        if os.path.lexists(tmp):
+            os.remove(tmp)
+        os.symlink(models_dir, tmp)
+        os.replace(tmp, link)
+    except OSError as e:
+        log("warning: cannot point %s at %s (%s); nodes reading ComfyUI/models see %s" % (link, models_dir, e, os.readlink(link)))
+
+
 def prepare_models(env):
     manifest = read_manifest()
     models_dir, why = choose_models_dir(manifest, env)
     log("models from %s (%s)" % (models_dir, why))
+    point_models_link(models_dir)
     tmp = env.get("TMPDIR") or "/tmp"
     links_dir = os.path.join(tmp, "comfy-image-models")
     missing = place_models(manifest, models_dir, links_dir, env)

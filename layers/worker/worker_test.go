@@ -40,7 +40,7 @@ func install(t *testing.T) string {
 	if err != nil {
 		t.Fatal("python3 is needed to run the worker: ", err)
 	}
-	root := t.TempDir()
+	root := testsupport.TempDir(t)
 	spec := demoSpec()
 	script, entry, manifest := worker.Paths(root)
 	files := map[string][]byte{
@@ -63,6 +63,9 @@ func install(t *testing.T) string {
 	if err := os.Symlink(python, filepath.Join(root, ".venv", "bin", "python")); err != nil {
 		t.Fatal(err)
 	}
+	// The image's models layout (layers/modelslayout.go).
+	os.Symlink("/models", filepath.Join(root, "models"))
+	os.Symlink("../models", filepath.Join(root, "ComfyUI", "models"))
 	return root
 }
 
@@ -77,7 +80,7 @@ func baseEnv(t *testing.T) []string {
 		}
 		env = append(env, kv)
 	}
-	dir := t.TempDir()
+	dir := testsupport.TempDir(t)
 	return append(env, "TMPDIR="+dir, "COMFY_IMAGE_MODELS_MOUNT="+filepath.Join(dir, "no-models"), "RUNPOD_VOLUME_PATH="+filepath.Join(dir, "no-volume"))
 }
 
@@ -169,11 +172,12 @@ func writeFile(t *testing.T, p string, data string) {
 func TestModelsLocation(t *testing.T) {
 	root := install(t)
 	t.Run("COMFY_MODELS_DIR", func(t *testing.T) {
-		dir := t.TempDir()
+		dir := testsupport.TempDir(t)
 		writeFile(t, filepath.Join(dir, "vae", "wan_vae.safetensors"), "vae")
 		out, _ := runEntry(t, root, append(baseEnv(t), "COMFY_MODELS_DIR="+dir))
 		wantLines(t, out, "comfy-image: models from "+dir+" (COMFY_MODELS_DIR)", "found vae wan_vae.safetensors",
 			"comfy-image: missing model wan_unet.gguf (folder diffusion_models, from https://example.com/files/wan_unet.gguf)")
+		assertModelsLink(t, root, dir)
 	})
 	t.Run("models mounted", func(t *testing.T) {
 		env := baseEnv(t)
@@ -186,6 +190,7 @@ func TestModelsLocation(t *testing.T) {
 		if strings.Contains(out, "missing model") {
 			t.Errorf("a model was reported missing:\n%s", out)
 		}
+		assertModelsLink(t, root, mount)
 	})
 	t.Run("network volume and cached models", func(t *testing.T) {
 		env := baseEnv(t)
@@ -199,6 +204,7 @@ func TestModelsLocation(t *testing.T) {
 		cached := filepath.Join(repo, "snapshots", rev, "split", "wan_vae.safetensors")
 		writeFile(t, cached, "vae from the cache")
 		out, _ := runEntry(t, root, env)
+		assertModelsLink(t, root, models)
 		wantLines(t, out, "comfy-image: models from "+models+" (RunPod network volume)",
 			"comfy-image: model vae/wan_vae.safetensors from RunPod's cached models "+cached,
 			"found vae wan_vae.safetensors", "found diffusion_models wan_unet.gguf")
@@ -215,6 +221,17 @@ func TestModelsLocation(t *testing.T) {
 		wantLines(t, out, "comfy-image: missing model wan_vae.safetensors (folder vae, from hf://Comfy-Org/Wan/split/wan_vae.safetensors)",
 			"comfy-image: missing model wan_unet.gguf (folder diffusion_models")
 	})
+}
+
+// assertModelsLink checks that ComfyUI/models (folder_paths.models_dir)
+// leads to the models folder the entry point chose.
+func assertModelsLink(t *testing.T, root, chosen string) {
+	t.Helper()
+	got, err := filepath.EvalSymlinks(filepath.Join(root, "ComfyUI", "models"))
+	want, _ := filepath.EvalSymlinks(chosen)
+	if err != nil || got != want {
+		t.Errorf("ComfyUI/models leads to %q (%v), want the chosen models folder %s", got, err, chosen)
+	}
 }
 
 func envValue(env []string, key string) string {
@@ -460,7 +477,7 @@ const hang = 2 * time.Minute
 func TestRunPodComfyDiesMidJob(t *testing.T) {
 	comfy := testsupport.NewComfyServer(t)
 	rp := testsupport.NewRunPodServer(t, "key")
-	die := filepath.Join(t.TempDir(), "die")
+	die := filepath.Join(testsupport.TempDir(t), "die")
 	comfy.OnPrompt = func(string) bool {
 		os.WriteFile(die, nil, 0o644) // ComfyUI crashes while running the prompt
 		return false

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"path"
 	"path/filepath"
@@ -38,6 +37,9 @@ type Cache struct {
 	Log io.Writer
 	// Progress, when set, receives git's own progress output (a terminal).
 	Progress io.Writer
+	// LookupEnv expands ${VAR} in a repo URL's credentials at fetch time
+	// (nil: os.LookupEnv).
+	LookupEnv func(string) (string, bool)
 
 	mu      sync.Mutex
 	fetched map[string]bool
@@ -76,7 +78,7 @@ func splitRepo(repo string) (host, p string, err error) {
 	if m := scpLike.FindStringSubmatch(repo); m != nil {
 		return strings.ToLower(m[2]), m[3], nil
 	}
-	u, err := url.Parse(repo)
+	u, err := versions.ParseRepoURL(repo)
 	if err != nil {
 		return "", "", fmt.Errorf("repo %q: %w", versions.RedactURL(repo), err)
 	}
@@ -240,10 +242,13 @@ func (c *Cache) fetch(ctx context.Context, r *git.Repository, repo string) (fetc
 	if err != nil {
 		return false, fmt.Errorf("repo %s: %w", shown, err)
 	}
-	auth := credentials(repo)
+	auth, err := c.credentials(repo)
+	if err != nil {
+		return false, err
+	}
 	refs, err := remote.ListContext(ctx, &git.ListOptions{Auth: auth})
 	if err != nil {
-		return false, fmt.Errorf("repo %s: list refs: %s", shown, redactErr(err, repo))
+		return false, fmt.Errorf("repo %s: list refs: %s%s", shown, redactErr(err, repo), authHint(err, repo))
 	}
 	if haveAll(r, refs) {
 		return false, mirrorRefs(r, refs)
@@ -256,7 +261,7 @@ func (c *Cache) fetch(ctx context.Context, r *git.Repository, repo string) (fetc
 		Progress: c.Progress,
 	})
 	if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
-		return false, fmt.Errorf("repo %s: fetch: %s", shown, redactErr(err, repo))
+		return false, fmt.Errorf("repo %s: fetch: %s%s", shown, redactErr(err, repo), authHint(err, repo))
 	}
 	return true, mirrorRefs(r, refs)
 }
@@ -319,15 +324,41 @@ func mirrorRefs(r *git.Repository, remoteRefs []*plumbing.Reference) error {
 }
 
 // credentials are the user and password of a repo URL
-// (https://user:token@host/...), handed to the transport at fetch time
-// only: the mirror's config never holds them.
-func credentials(repo string) transport.AuthMethod {
-	u, err := url.Parse(repo)
-	if err != nil || u.User == nil || (u.Scheme != "http" && u.Scheme != "https") {
-		return nil
+// (https://user:token@host/..., ${VAR} expanded from the environment),
+// handed to the transport at fetch time only: the mirror's config never
+// holds them. ssh URLs use the ssh agent or a key file (sshAuth).
+func (c *Cache) credentials(repo string) (transport.AuthMethod, error) {
+	if isSSH(repo) {
+		return sshAuth(repo)
 	}
-	pass, _ := u.User.Password()
-	return &githttp.BasicAuth{Username: u.User.Username(), Password: pass}
+	u, err := versions.ParseRepoURL(repo)
+	if err != nil || u.User == nil || (u.Scheme != "http" && u.Scheme != "https") {
+		return nil, nil
+	}
+	lookup := c.LookupEnv
+	if lookup == nil {
+		lookup = os.LookupEnv
+	}
+	user, pass, err := versions.ExpandUserinfo(u, lookup)
+	if err != nil {
+		return nil, err
+	}
+	return &githttp.BasicAuth{Username: user, Password: pass}, nil
+}
+
+// authHint tells what to set when the server refused the request for
+// want of credentials (401) or refused the ones given (403).
+func authHint(err error, repo string) string {
+	if !errors.Is(err, transport.ErrAuthenticationRequired) && !errors.Is(err, transport.ErrAuthorizationFailed) {
+		return ""
+	}
+	if refs := versions.RepoURLRefs(repo); len(refs) > 0 {
+		return fmt.Sprintf(" (the server refused the credentials from ${%s}; set %s to a token with read access to this repository)", refs[len(refs)-1], refs[len(refs)-1])
+	}
+	if isSSH(repo) {
+		return " (the server refused the ssh key; load one with access into the ssh agent, or name its file in " + SSHKeyEnv + ")"
+	}
+	return " (a private repository: give a token in the URL from a variable, e.g. https://x-access-token:${GH_TOKEN}@host/org/repo, and set GH_TOKEN)"
 }
 
 // storeWithoutCredentials makes the mirror's origin the repo URL without

@@ -83,6 +83,10 @@ func (s Store) remember(k Known) error {
 	return versions.WriteFileAtomic(s.indexPath(k.Source), data, 0o644)
 }
 
+// Adopt moves a fully written, verified temporary file (in the store's
+// sha256 folder) into the store as sha, read-only.
+func (s Store) Adopt(tmp, sha string) error { return s.adopt(tmp, sha, 0o444) }
+
 // adopt moves a fully written, verified temporary file into the store and
 // records its stamp. Its mtime is set a few seconds into the past first, so
 // any later write, even within the same clock tick, changes it.

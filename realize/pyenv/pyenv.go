@@ -57,6 +57,30 @@ func Load(src reqfile.Source, owner, file string, overrides map[string]*string) 
 	return r, applied, true, nil
 }
 
+// LoadRepo reads a repository's requirements as comfy-cli does:
+// requirements.txt, or, when there is none, [project].dependencies of its
+// pyproject.toml, both through the one parser with python.overrides
+// applied. ok is false when the repository declares neither.
+func LoadRepo(src reqfile.Source, owner string, overrides map[string]*string) (Requirements, []reqfile.Applied, bool, error) {
+	r, applied, ok, err := Load(src, owner, "requirements.txt", overrides)
+	if ok || err != nil {
+		return r, applied, ok, err
+	}
+	if _, err := src.ReadFile(reqfile.Pyproject); errors.Is(err, fs.ErrNotExist) {
+		return Requirements{}, nil, false, nil
+	}
+	lines, ok, err := reqfile.ParsePyproject(src, owner, reqfile.Pyproject)
+	if err != nil || !ok {
+		return Requirements{}, nil, false, err
+	}
+	lines, applied = reqfile.Override(owner, lines, overrides)
+	r = Requirements{Owner: owner, Lines: []string{}}
+	for _, l := range lines {
+		r.Lines = append(r.Lines, l.Text)
+	}
+	return r, applied, true, nil
+}
+
 // SpecLines checks the spec's python.requirements with the same parser and
 // applies the overrides to them too.
 func SpecLines(lines []string, overrides map[string]*string) (Requirements, []reqfile.Applied, error) {

@@ -1,0 +1,263 @@
+package realize
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/comfy-image/comfy-image/internal/testsupport"
+	"github.com/comfy-image/comfy-image/versions"
+)
+
+// gitTree lists every path below dir as git clone leaves it, .git (the
+// folder, and the files submodules get) aside: type, permission bits and
+// content or link target.
+func gitTree(t testing.TB, dir string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.Name() == ".git" {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		rel, _ := filepath.Rel(dir, p)
+		fi, err := os.Lstat(p)
+		if err != nil {
+			return err
+		}
+		switch {
+		case fi.Mode()&os.ModeSymlink != 0:
+			l, _ := os.Readlink(p)
+			out[rel] = "link -> " + l
+		case fi.IsDir():
+			out[rel] = "dir " + fi.Mode().Perm().String()
+		default:
+			data, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			out[rel] = fmt.Sprintf("file %v %q", fi.Mode().Perm(), data)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// diffTrees names the paths where two trees differ.
+func diffTrees(want, got map[string]string) string {
+	var lines []string
+	for p, w := range want {
+		if g, ok := got[p]; !ok {
+			lines = append(lines, fmt.Sprintf("missing %q (git: %s)", p, w))
+		} else if g != w {
+			lines = append(lines, fmt.Sprintf("differs %q: git %s, ours %s", p, w, g))
+		}
+	}
+	for p, g := range got {
+		if _, ok := want[p]; !ok {
+			lines = append(lines, fmt.Sprintf("extra %q (%s)", p, g))
+		}
+	}
+	sort.Strings(lines)
+	return strings.Join(lines, "\n")
+}
+
+func withUmask(t *testing.T, mask int) {
+	old := syscall.Umask(mask)
+	t.Cleanup(func() { syscall.Umask(old) })
+}
+
+// checkoutNode resolves the node's default branch in a fresh cache and
+// checks it out into dir with the options realize uses.
+func checkoutNode(t *testing.T, repoURL, dir string, submodules bool) *Checkout {
+	t.Helper()
+	ctx := context.Background()
+	cache := NewGitCache(Options{CacheDir: testsupport.TempDir(t)})
+	res, err := cache.Resolve(ctx, repoURL, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := OpenMirror(ctx, cache, repoURL, res.Commit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	co, err := CheckoutTree(r, res.Commit, dir, nil, false, TreeOptions(ctx, Options{}, cache, repoURL, versions.Node{Submodules: &submodules})...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return co
+}
+
+// Issue 11: a node with submodules nested two deep (relative URLs),
+// symlinks, executables and odd names is checked out as
+// `git clone --recurse-submodules` leaves it, byte for byte and mode for mode.
+func TestCheckoutEqualsGitCloneRecurseSubmodules(t *testing.T) {
+	withUmask(t, 0o022)
+	repos := testsupport.NewNestedRepos(t, filepath.Join(testsupport.TempDir(t), "repos"))
+	want := filepath.Join(testsupport.TempDir(t), "git")
+	testsupport.CloneRecursive(t, repos.Node.FileURL(), want, true)
+	got := filepath.Join(testsupport.TempDir(t), "ours")
+	co := checkoutNode(t, repos.Node.FileURL(), got, true)
+
+	wantTree := gitTree(t, want)
+	if _, ok := wantTree["repositories/lib1/deep/lib2/leaf.py"]; !ok {
+		t.Fatalf("the reference clone lacks the nested submodule: %v", wantTree)
+	}
+	if d := diffTrees(wantTree, gitTree(t, got)); d != "" {
+		t.Fatalf("checkout differs from git clone --recurse-submodules:\n%s", d)
+	}
+	// A second run over it changes nothing and is recognised as done.
+	again, err := CheckoutTree(nil, co.Commit, got, co, false, WithSubmodules(repos.Node.FileURL(), nil))
+	if err != nil || again != co {
+		t.Fatalf("rerun: %v (same record: %v)", err, again == co)
+	}
+}
+
+// Without submodules the folder is left empty, as git clone without
+// --recurse-submodules does.
+func TestCheckoutWithoutSubmodulesEqualsPlainClone(t *testing.T) {
+	withUmask(t, 0o022)
+	repos := testsupport.NewNestedRepos(t, filepath.Join(testsupport.TempDir(t), "repos"))
+	want := filepath.Join(testsupport.TempDir(t), "git")
+	testsupport.CloneRecursive(t, repos.Node.FileURL(), want, false)
+	got := filepath.Join(testsupport.TempDir(t), "ours")
+	checkoutNode(t, repos.Node.FileURL(), got, false)
+	wantTree := gitTree(t, want)
+	if wantTree["repositories/lib1"] != "dir -rwxr-xr-x" {
+		t.Fatalf("git left %q for the submodule folder", wantTree["repositories/lib1"])
+	}
+	if d := diffTrees(wantTree, gitTree(t, got)); d != "" {
+		t.Fatalf("checkout differs from git clone:\n%s", d)
+	}
+}
+
+func TestSubmoduleURL(t *testing.T) {
+	for _, c := range []struct{ parent, sub, want, err string }{
+		{"https://github.com/org/node", "../lib", "https://github.com/org/lib", ""},
+		{"https://github.com/org/node.git", "../lib.git", "https://github.com/org/lib.git", ""},
+		{"https://github.com/org/node.git/", "./sub", "https://github.com/org/node.git/sub", ""},
+		{"https://x-access-token:tok@github.com/org/node", "../../other/lib", "https://x-access-token:tok@github.com/other/lib", ""},
+		{"https://x-access-token:${GH_TOKEN}@github.com/org/node", "../lib", "https://x-access-token:${GH_TOKEN}@github.com/org/lib", ""},
+		{"file:///srv/git/node", "../lib", "file:///srv/git/lib", ""},
+		{"https://github.com/org/node", "https://gitlab.com/a/b", "https://gitlab.com/a/b", ""},
+		{"https://github.com/org/node", "git@github.com:a/b.git", "git@github.com:a/b.git", ""},
+		{"https://github.com/org/node", "../../../../etc", "", "climbs above"},
+		{"https://github.com/org/node", "file:///etc/secrets", "", "file:// submodule"},
+		{"https://github.com/org/node", "ext::sh -c touch% /tmp/pwned", "", "expected a git URL"},
+		{"https://github.com/org/node", "/srv/git/lib", "", "expected a git URL"},
+		{"https://github.com/org/node", "https://host/a/../../b", "", "'..'"},
+	} {
+		got, err := SubmoduleURL(c.parent, c.sub)
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("SubmoduleURL(%q, %q) = %q, %v; want an error with %q", c.parent, c.sub, got, err, c.err)
+			}
+			continue
+		}
+		if err != nil || got != c.want {
+			t.Errorf("SubmoduleURL(%q, %q) = %q, %v; want %q", c.parent, c.sub, got, err, c.want)
+		}
+	}
+}
+
+func parseSpec(t *testing.T, text string) *versions.Spec {
+	t.Helper()
+	s, err := versions.Parse("demo.json", []byte(text), func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// The lock records each submodule's path, URL and gitlink commit; a
+// submodule that cannot be fetched fails the lock naming the node, the
+// path and the URL.
+func TestLockRecordsSubmodulesAndNamesUnreachableOnes(t *testing.T) {
+	srv := testsupport.NewGitServer(t)
+	core := srv.NewRepo(t, "comfyanonymous/ComfyUI")
+	core.Commit("core", map[string]string{"main.py": "print('comfy')\n"})
+	lib := srv.NewRepo(t, "org/lib")
+	libCommit := lib.Commit("lib", map[string]string{"lib.py": "X = 1\n"})
+	node := srv.NewRepo(t, "org/node")
+	node.Commit("node", map[string]string{"__init__.py": "\n"})
+	node.SubmoduleAdd(srv.RepoURL("org/lib"), "repositories/lib")
+	// The URL git recorded is absolute; make it relative, as real nodes do.
+	node.Git("config", "-f", ".gitmodules", "submodule.repositories/lib.url", "../lib")
+	node.Commit("with lib", nil)
+	spec := parseSpec(t, fmt.Sprintf(`{"schema_version": 2, "version_id": "demo", "comfy": {"repo": %q},
+	  "custom_nodes": [{"repo": %q, "name": "usdu"}]}`, srv.RepoURL("comfyanonymous/ComfyUI"), srv.RepoURL("org/node")))
+	opts := Options{CacheDir: testsupport.TempDir(t)}
+	l, err := ResolveRepos(context.Background(), spec, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []versions.LockedSubmodule{{Path: "repositories/lib", URL: srv.RepoURL("org/lib"), Commit: libCommit}}
+	if got := l.CustomNodes[0].Submodules; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("lock submodules %v, want %v", got, want)
+	}
+	mirror, _ := NewGitCache(opts).MirrorPath(srv.RepoURL("org/lib"))
+	if _, err := os.Stat(mirror); err != nil {
+		t.Fatalf("the submodule has no mirror of its own in the cache: %v", err)
+	}
+
+	// The submodule's repository goes away: the lock fails, naming all.
+	os.RemoveAll(lib.Dir)
+	_, err = ResolveRepos(context.Background(), spec, Options{CacheDir: testsupport.TempDir(t)})
+	var se *SubmoduleError
+	if !errors.As(err, &se) {
+		t.Fatalf("got %v, want a *SubmoduleError", err)
+	}
+	for _, part := range []string{"custom_nodes[0] (usdu)", "repositories/lib", srv.RepoURL("org/lib")} {
+		if !strings.Contains(err.Error(), part) {
+			t.Errorf("error %q does not name %q", err, part)
+		}
+	}
+}
+
+// A remote node cannot make us read the machine's repositories through a
+// file:// submodule; a .gitmodules path that does not match its gitlink
+// is refused too. Both are bad input, and nothing is written.
+func TestSubmoduleURLsAreUntrusted(t *testing.T) {
+	srv := testsupport.NewGitServer(t)
+	local := testsupport.NewRepo(t, filepath.Join(testsupport.TempDir(t), "private"))
+	local.Commit("secret", map[string]string{"secret.txt": "host secret\n"})
+	node := srv.NewRepo(t, "org/evil")
+	node.Commit("node", map[string]string{"__init__.py": "\n"})
+	node.SubmoduleAdd(local.FileURL(), "lib")
+	node.Commit("file submodule", nil)
+	dir := filepath.Join(testsupport.TempDir(t), "node")
+	ctx := context.Background()
+	cache := NewGitCache(Options{CacheDir: testsupport.TempDir(t)})
+	url := srv.RepoURL("org/evil")
+	res, err := cache.Resolve(ctx, url, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, _ := cache.Open(url)
+	_, err = CheckoutTree(r, res.Commit, dir, nil, false, TreeOptions(ctx, Options{}, cache, url, versions.Node{})...)
+	var se *SubmoduleError
+	if !errors.As(err, &se) || !se.BadInput() || !strings.Contains(err.Error(), "file:// submodule") {
+		t.Fatalf("got %v, want a refused file:// submodule (bad input)", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "lib", "secret.txt")); err == nil {
+		t.Fatal("the host's repository was checked out into the node")
+	}
+	if _, err := os.Stat(filepath.Join(cache.Dir, "file")); err == nil {
+		t.Fatal("the host's repository was mirrored into the cache")
+	}
+}
