@@ -175,7 +175,7 @@ func Build(ctx context.Context, spec *versions.Spec, opts BuildOptions) (*Result
 	if b.modTime, err = ModTimeFromEnv(opts.Getenv); err != nil {
 		return nil, err
 	}
-	if b.lock, err = realize.LoadOrResolve(ctx, spec, opts.Options, opts.Locked); err != nil {
+	if b.lock, err = realize.LoadOrResolve(ctx, spec, opts.Options, realize.LockMode{Locked: opts.Locked, SkipModels: opts.Models == "skip", LookupEnv: opts.LookupEnv}); err != nil {
 		return nil, err
 	}
 	if err := b.registryCache(ctx); err != nil {
@@ -229,8 +229,11 @@ func Build(ctx context.Context, spec *versions.Spec, opts BuildOptions) (*Result
 		res.Parts = append(res.Parts, modelParts...)
 	}
 	b.recordLayers(res.Parts)
-	if err := versions.WriteLock(versions.LockPath(opts.CacheDir, spec.VersionID), b.lock); err != nil {
-		return nil, err
+	// With --locked the lock is the truth and is never written.
+	if !opts.Locked {
+		if err := versions.WriteLock(opts.LockPath(spec.VersionID), b.lock); err != nil {
+			return nil, err
+		}
 	}
 	b.warnHuge(res.Parts)
 	return res, nil
@@ -508,10 +511,66 @@ func (b *builder) venvKey(pkgs []versions.LockedPackage) string {
 	return b.keyOf(keyParts...)
 }
 
-func (b *builder) venvPart(ctx context.Context, git *gitcache.Cache) (Part, error) {
+// lockedImageSet is the lock's set for the base's Python when it was
+// resolved from the same inputs as now (nil otherwise), and the
+// requirements when they had to be read. With --locked a set that is
+// missing, was resolved from other inputs or does not cover every
+// requirement is an error naming why.
+func (b *builder) lockedImageSet(ctx context.Context, git *gitcache.Cache) ([]versions.LockedPackage, []pyenv.Requirements, error) {
+	py, target := &b.lock.Python, b.targetID()
 	var locked []versions.LockedPackage
-	if b.lock.Python.ImageTarget == b.targetID() {
-		locked = b.lock.Python.ImagePackages
+	if py.ImageTarget == target && py.ImageInputs != "" {
+		locked = py.ImagePackages
+	}
+	sources := realize.SourcesDigest(b.lock, b.spec, target)
+	current := len(locked) > 0 && py.ImageSources == sources
+	var reqs []pyenv.Requirements
+	if !current && (len(locked) > 0 || b.opts.Locked) {
+		var err error
+		if reqs, err = b.requirements(ctx, git); err != nil {
+			return nil, nil, err
+		}
+		inputs, err := realize.InputsDigest(reqs, b.spec, target)
+		if err != nil {
+			return nil, nil, err
+		}
+		if current = len(locked) > 0 && inputs == py.ImageInputs; current {
+			py.ImageSources = sources // same lines from moved commits
+		}
+	}
+	if b.opts.Locked {
+		file := b.opts.LockPath(b.spec.VersionID)
+		switch {
+		case len(locked) == 0 && hasRequirements(reqs):
+			return nil, nil, fmt.Errorf("--locked: %s holds no Python set for the base's Python (%s); run `comfy-image build` without --locked once", file, target)
+		case len(locked) > 0 && !current:
+			return nil, nil, fmt.Errorf("--locked: the Python set for %s in %s was resolved from other inputs (requirements of the locked commits or the spec's python section); run without --locked to resolve it again", target, file)
+		}
+		if reqs != nil {
+			if err := realize.CheckCoverage(locked, reqs, b.spec.Python.SystemSitePackages); err != nil {
+				return nil, nil, fmt.Errorf("--locked: %s: %w", file, err)
+			}
+		}
+	}
+	if !current {
+		locked = nil
+	}
+	return locked, reqs, nil
+}
+
+func hasRequirements(reqs []pyenv.Requirements) bool {
+	for _, q := range reqs {
+		if len(pyenv.RequirementNames(strings.Join(q.Lines, "\n"))) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func (b *builder) venvPart(ctx context.Context, git *gitcache.Cache) (Part, error) {
+	locked, reqs, err := b.lockedImageSet(ctx, git)
+	if err != nil {
+		return Part{}, err
 	}
 	// A locked set whose layer is cached, or in every registry output,
 	// needs no requirements, no pip and no wheels.
@@ -524,8 +583,12 @@ func (b *builder) venvPart(ctx context.Context, git *gitcache.Cache) (Part, erro
 			return b.venvPartOf(key, layer, false, true, len(locked)), nil
 		}
 	}
-	reqs, err := b.requirements(ctx, git)
-	if err != nil {
+	if reqs == nil {
+		if reqs, err = b.requirements(ctx, git); err != nil {
+			return Part{}, err
+		}
+	}
+	if err := pyenv.CheckWheelsDir(b.opts.WheelsDir, locked); err != nil {
 		return Part{}, err
 	}
 	opts := pyenv.Options{WheelsDir: b.opts.WheelsDir, Offline: b.opts.Offline, IndexURLs: b.spec.Python.IndexURLs, Pre: b.spec.Python.Pre, CacheDir: filepath.Join(b.opts.CacheDir, "pip"), Log: b.opts.Log}
@@ -540,7 +603,12 @@ func (b *builder) venvPart(ctx context.Context, git *gitcache.Cache) (Part, erro
 	for i, w := range wheels {
 		pkgs[i] = w.LockedPackage
 	}
+	inputs, err := realize.InputsDigest(reqs, b.spec, b.targetID())
+	if err != nil {
+		return Part{}, err
+	}
 	b.lock.Python.ImageTarget, b.lock.Python.ImagePackages = b.targetID(), pkgs
+	b.lock.Python.ImageInputs, b.lock.Python.ImageSources = inputs, realize.SourcesDigest(b.lock, b.spec, b.targetID())
 	key := b.venvKey(pkgs)
 	var tree *VenvTree
 	layer, packed, remote, err := b.layer(ctx, key, func() ([]Entry, error) {
@@ -754,8 +822,15 @@ func (b *builder) labels() map[string]string {
 	for _, n := range b.lock.CustomNodes {
 		l[AnnNodePrefix+n.Name] = n.Repo + "@" + n.Commit
 	}
-	for _, m := range b.lock.Models {
-		l[AnnModelPfx+m.Dest] = m.SHA256
+	// Models are labelled from this build's own resolution of the spec's
+	// models (modelParts pins each), never from pins an earlier realize
+	// left in the lock: the config must not depend on the cache.
+	if b.opts.Models != "skip" {
+		for _, m := range b.spec.Models {
+			if lm, ok := realize.LockedModelFor(b.lock, m); ok {
+				l[AnnModelPfx+m.Dest()] = lm.SHA256
+			}
+		}
 	}
 	return l
 }

@@ -25,11 +25,7 @@ func Plan(ctx context.Context, spec *versions.Spec, opts BuildOptions, outs []Lo
 		return err
 	}
 	fmt.Fprintf(w, "dry run: build %s (%s) on %s, models %s\n", spec.VersionID, spec.File, opts.Base, opts.Models)
-	file := versions.LockPath(opts.CacheDir, spec.VersionID)
-	l, err := versions.ReadLock(file)
-	if err == nil {
-		err = l.CheckCurrent(spec, file)
-	}
+	l, _, err := realize.ReadCovering(spec, opts.Options, opts.Models == "skip")
 	if err != nil {
 		if opts.Locked {
 			return fmt.Errorf("--locked: %w", err)

@@ -1,8 +1,9 @@
 package realize
 
 import (
+	"bytes"
 	"context"
-
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -25,6 +26,18 @@ type Options struct {
 	Log io.Writer
 	// Jobs bounds parallel fetches (0: 4).
 	Jobs int
+	// LockFile is where the lock is read and written ("": the cache's
+	// resolved/<version_id>.lock.json), e.g. versions/<id>.lock.json
+	// committed next to the spec.
+	LockFile string
+}
+
+// LockPath is the lock file of version id under these options.
+func (o Options) LockPath(id string) string {
+	if o.LockFile != "" {
+		return o.LockFile
+	}
+	return versions.LockPath(o.CacheDir, id)
 }
 
 func (o Options) log() io.Writer {
@@ -63,9 +76,87 @@ func reposOf(s *versions.Spec) []repoWant {
 	return ws
 }
 
+// Resolution says what a resolve may keep from an older lock.
+type Resolution struct {
+	// Old is the previous lock (nil: none).
+	Old *versions.Lock
+	// Update names what moves ("comfy", node names, model names or
+	// destinations); empty: everything. What is not named keeps its entry
+	// in Old when that still answers the spec.
+	Update []string
+	// LookupEnv resolves the spec's ${VAR} (HF_TOKEN, HF_ENDPOINT) to ask
+	// the hub for models' current revisions (nil: os.LookupEnv).
+	LookupEnv func(string) (string, bool)
+	// SkipModels leaves the models' pins as they are.
+	SkipModels bool
+}
+
+func (r Resolution) moves(names ...string) bool {
+	if len(r.Update) == 0 {
+		return true
+	}
+	for _, u := range r.Update {
+		for _, n := range names {
+			if u == n {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// kept is Old's entry for want i when the resolution keeps it: a node not
+// named by Update (or the core), or a registry node pinned to the version
+// Old already holds (its zip is pinned by sha256; nothing to ask).
+func (r Resolution) kept(s *versions.Spec, i int, w repoWant) (versions.LockedNode, bool) {
+	if r.Old == nil {
+		return versions.LockedNode{}, false
+	}
+	if i == 0 {
+		one := &versions.Spec{VersionID: s.VersionID, Comfy: s.Comfy}
+		if (!r.moves("comfy") || s.Comfy.Commit != "") && r.Old.Covers(one, "", true) == nil {
+			return versions.LockedNode{LockedRepo: r.Old.Comfy}, true
+		}
+		return versions.LockedNode{}, false
+	}
+	n := s.CustomNodes[i-1]
+	one := &versions.Spec{VersionID: s.VersionID, Comfy: versions.Repo{Repo: r.Old.Comfy.Repo, Commit: r.Old.Comfy.Commit}, CustomNodes: []versions.Node{n}}
+	if r.Old.Covers(one, "", true) != nil {
+		return versions.LockedNode{}, false
+	}
+	old := r.Old.ForSpec(one).CustomNodes[0]
+	if !r.moves(n.Name) || n.Commit != "" || (w.node != nil && n.Version != "") {
+		return old, true
+	}
+	return versions.LockedNode{}, false
+}
+
 // ResolveRepos fetches the mirrors of the core and every node (in parallel)
 // and resolves each to a commit. Every failure is reported, not only the first.
 func ResolveRepos(ctx context.Context, s *versions.Spec, opts Options) (*versions.Lock, error) {
+	return Resolve(ctx, s, opts, Resolution{})
+}
+
+// Resolve makes a new lock for s: every ref (a branch, a tag, or the
+// default branch) resolved afresh with one listing of its repository and a
+// fetch only when the mirror lacks the commit, in parallel; pinned commits
+// used as given; what res keeps taken from the old lock. Models and Python
+// sets of the old lock are carried over (CarryOver); online, a model pinned
+// from a branch of the hub is checked against what the branch holds now
+// (refreshModels).
+func Resolve(ctx context.Context, s *versions.Spec, opts Options, res Resolution) (*versions.Lock, error) {
+	l, err := resolveRepos(ctx, s, opts, res)
+	if err != nil {
+		return nil, err
+	}
+	CarryOver(res.Old, l, s, res.Update...)
+	if !opts.Offline && !res.SkipModels {
+		refreshModels(ctx, s, opts, l, res)
+	}
+	return l, nil
+}
+
+func resolveRepos(ctx context.Context, s *versions.Spec, opts Options, rs Resolution) (*versions.Lock, error) {
 	cache := NewGitCache(opts)
 	wants := reposOf(s)
 	locked := make([]versions.LockedRepo, len(wants))
@@ -77,6 +168,10 @@ func ResolveRepos(ctx context.Context, s *versions.Spec, opts Options) (*version
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			if old, ok := rs.kept(s, i, w); ok {
+				registry[i], locked[i] = old, old.LockedRepo
+				return
+			}
 			sem <- struct{}{}
 			defer func() { <-sem }()
 			if w.node != nil {
@@ -175,44 +270,104 @@ func PlanRepos(s *versions.Spec, opts Options) []string {
 	return lines
 }
 
-// LoadOrResolve returns the lock of s when it is current; otherwise, unless
-// locked is set, it resolves the repositories again and writes a new lock.
-func LoadOrResolve(ctx context.Context, s *versions.Spec, opts Options, locked bool) (*versions.Lock, error) {
-	file := versions.LockPath(opts.CacheDir, s.VersionID)
+// LockMode says how a command treats the recorded lock.
+type LockMode struct {
+	// Locked: the lock is the truth; nothing is resolved, and a missing
+	// lock or one that does not cover the spec is an error.
+	Locked bool
+	// SkipModels: the models need not be in the lock.
+	SkipModels bool
+	// LookupEnv resolves the spec's ${VAR} (nil: os.LookupEnv).
+	LookupEnv func(string) (string, bool)
+}
+
+// ReadCovering reads the lock of s and checks that it covers the spec.
+func ReadCovering(s *versions.Spec, opts Options, skipModels bool) (*versions.Lock, string, error) {
+	file := opts.LockPath(s.VersionID)
 	l, err := versions.ReadLock(file)
-	if err == nil {
-		err = l.CheckCurrent(s, file)
+	if err != nil {
+		return nil, file, err
 	}
-	if err == nil {
+	if err := l.Covers(s, file, skipModels); err != nil {
+		return nil, file, err
+	}
+	return l.ForSpec(s), file, nil
+}
+
+// LoadOrResolve returns the lock to work from. With mode.Locked or
+// opts.Offline it is the recorded lock, which must cover the spec. Online,
+// every ref is resolved afresh (Resolve, keeping what the old lock pinned
+// that is still current), changes are logged, and the lock is written when
+// it changed: the same spec gives the same commits on any machine at a
+// given moment, whatever its cache holds.
+func LoadOrResolve(ctx context.Context, s *versions.Spec, opts Options, mode LockMode) (*versions.Lock, error) {
+	if mode.Locked || opts.Offline {
+		flag := "--locked"
+		if !mode.Locked {
+			flag = "--offline"
+		}
+		l, _, err := ReadCovering(s, opts, mode.SkipModels)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", flag, err)
+		}
 		return l, nil
 	}
-	if locked {
-		return nil, fmt.Errorf("--locked: %w", err)
-	}
-	if !errors.Is(err, versions.ErrNoLock) {
+	file := opts.LockPath(s.VersionID)
+	old, err := versions.ReadLock(file)
+	if err != nil && !errors.Is(err, versions.ErrNoLock) {
 		fmt.Fprintf(opts.log(), "lock: %v; resolving again\n", err)
 	}
-	fresh, err := ResolveRepos(ctx, s, opts)
+	fresh, err := Resolve(ctx, s, opts, Resolution{Old: old, LookupEnv: mode.LookupEnv, SkipModels: mode.SkipModels})
 	if err != nil {
 		return nil, err
 	}
-	CarryOver(l, fresh, s)
-	return fresh, versions.WriteLock(file, fresh)
+	if old != nil {
+		for _, line := range fresh.Diff(old) {
+			fmt.Fprintln(opts.log(), "lock: "+line)
+		}
+	}
+	return fresh, WriteLockIfChanged(file, old, fresh)
+}
+
+// WriteLockIfChanged writes l to file unless old holds the same content,
+// so an unchanged rerun writes nothing (a committed lock stays untouched).
+func WriteLockIfChanged(file string, old, l *versions.Lock) error {
+	if old != nil {
+		a, _ := json.Marshal(old)
+		b, _ := json.Marshal(l)
+		if bytes.Equal(a, b) {
+			return nil
+		}
+	}
+	return versions.WriteLock(file, l)
 }
 
 // CarryOver keeps what an older lock pinned that a new resolution of the
 // repositories does not change: the models (same source and destination;
-// their content is pinned by sha256). Python packages are not kept: new
-// commits may need other ones.
-func CarryOver(old, fresh *versions.Lock, s *versions.Spec) {
+// their content is pinned by sha256) unless update names them, the Python
+// sets with the digests of their inputs (checked against the new commits
+// where they are used) unless update names "python", and the recorded
+// layers.
+func CarryOver(old, fresh *versions.Lock, s *versions.Spec, update ...string) {
 	if old == nil {
 		return
 	}
+	moves := Resolution{Update: update}
 	for _, m := range s.Models {
+		if len(update) > 0 && moves.moves(m.Name, m.Dest()) {
+			continue
+		}
 		if lm, ok := LockedModelFor(old, m); ok && (m.SHA256 == "" || m.SHA256 == lm.SHA256) {
 			fresh.Models = append(fresh.Models, lm)
 		}
 	}
+	if len(update) == 0 || !moves.moves("python") {
+		fresh.Python = old.Python
+	}
+	if fresh.Python.Packages == nil {
+		fresh.Python.Packages = []versions.LockedPackage{}
+	}
+	fresh.Layers = old.Layers
 }
 
 // OpenMirror opens the cache's mirror of repo, fetching it first when it

@@ -231,7 +231,7 @@ func newRealizer(spec *versions.Spec, opts RealizeOptions) (*realizer, error) {
 	cache := NewGitCache(opts.Options)
 	return &realizer{
 		spec: spec, opts: opts, target: target, modelsDir: modelsDir,
-		lockFile:  versions.LockPath(opts.CacheDir, spec.VersionID),
+		lockFile:  opts.LockPath(spec.VersionID),
 		stateFile: filepath.Join(target, ".comfy-image", "state.json"),
 		cache:     cache,
 	}, nil
@@ -248,16 +248,18 @@ func (r *realizer) logf(format string, args ...any) {
 	fmt.Fprintf(r.opts.log(), format+"\n", args...)
 }
 
-// ensureLock uses the lock when it is current; otherwise (unless --locked)
-// resolves the repositories again.
+// ensureLock follows the lock rule (LoadOrResolve): online every ref is
+// resolved afresh; with --locked or --offline the recorded lock is the truth.
 func (r *realizer) ensureLock(ctx context.Context) (err error) {
-	r.lock, err = LoadOrResolve(ctx, r.spec, r.opts.Options, r.opts.Locked)
+	r.lock, err = LoadOrResolve(ctx, r.spec, r.opts.Options, LockMode{Locked: r.opts.Locked, SkipModels: r.opts.SkipModels, LookupEnv: r.opts.LookupEnv})
 	return err
 }
 
+// saveLockIfChanged writes what a step pinned; with --locked the lock is
+// the truth and is never written.
 func (r *realizer) saveLockIfChanged(before []byte) error {
 	after, _ := json.Marshal(r.lock)
-	if string(after) == string(before) {
+	if string(after) == string(before) || r.opts.Locked {
 		return nil
 	}
 	return versions.WriteLock(r.lockFile, r.lock)
@@ -457,10 +459,10 @@ func (r *realizer) pipOptions() pyenv.Options {
 }
 
 // venvKey digests everything the venv's content depends on.
-func (r *realizer) venvKey(reqs []pyenv.Requirements, constraints []string, pkgs []versions.LockedPackage) string {
+func (r *realizer) venvKey(reqs []pyenv.Requirements, pkgs []versions.LockedPackage) string {
 	h := sha256.New()
-	fmt.Fprintf(h, "python=%s\nsystem=%v\nwheels=%s\noffline=%v\nindex=%q\npre=%v\nconstraints=%q\n",
-		r.opts.Python, r.spec.Python.SystemSitePackages, r.opts.WheelsDir, r.opts.Offline, r.spec.Python.IndexURLs, r.spec.Python.Pre, constraints)
+	fmt.Fprintf(h, "python=%s\nsystem=%v\nwheels=%s\noffline=%v\nindex=%q\npre=%v\ninputs=%s\n",
+		r.opts.Python, r.spec.Python.SystemSitePackages, r.opts.WheelsDir, r.opts.Offline, r.spec.Python.IndexURLs, r.spec.Python.Pre, r.lock.Python.Inputs)
 	for _, q := range reqs {
 		fmt.Fprintf(h, "%s\n%q\n", q.Owner, q.Lines)
 	}
@@ -469,24 +471,74 @@ func (r *realizer) venvKey(reqs []pyenv.Requirements, constraints []string, pkgs
 	return hex.EncodeToString(h.Sum(nil))
 }
 
+// lockedSet is the lock's Python set when it was resolved from the same
+// inputs as now (nil otherwise); with --locked a set that is missing, was
+// resolved from other inputs or does not cover every requirement is an
+// error naming why.
+func (r *realizer) lockedSet(ctx context.Context, reqs []pyenv.Requirements) ([]versions.LockedPackage, error) {
+	py := &r.lock.Python
+	target, err := HostTarget(ctx, r.opts.Python)
+	if err != nil {
+		return nil, err
+	}
+	sources := SourcesDigest(r.lock, r.spec, target)
+	current := len(py.Packages) > 0 && py.Inputs != "" && py.Sources == sources
+	if !current && len(py.Packages) > 0 && py.Inputs != "" {
+		inputs, err := InputsDigest(reqs, r.spec, target)
+		if err != nil {
+			return nil, err
+		}
+		if current = inputs == py.Inputs; current {
+			py.Sources = sources // same lines from moved commits
+		}
+	}
+	if r.opts.Locked {
+		switch {
+		case len(py.Packages) == 0 && len(reqs) > 0:
+			return nil, fmt.Errorf("--locked: %s holds no Python set; run `comfy-image realize` without --locked once", r.lockFile)
+		case len(py.Packages) > 0 && !current:
+			return nil, fmt.Errorf("--locked: the Python set in %s was resolved from other inputs (requirements of the locked commits, the spec's python section, or python %s); run without --locked to resolve it again", r.lockFile, target)
+		}
+		if err := CheckCoverage(py.Packages, reqs, r.spec.Python.SystemSitePackages); err != nil {
+			return nil, fmt.Errorf("--locked: %s: %w", r.lockFile, err)
+		}
+	}
+	if !current {
+		return nil, nil
+	}
+	return py.Packages, nil
+}
+
+// venv makes .venv hold exactly the locked set, or, when there is none for
+// the current inputs, what one pip resolver run installs into a fresh venv
+// (so the recorded set is the complete environment, never only what pip
+// added last).
 func (r *realizer) venv(ctx context.Context) error {
 	v := pyenv.Venv{Dir: filepath.Join(r.target, ".venv")}
 	reqs, overridden, err := r.requirementSources()
 	if err != nil {
 		return err
 	}
-	locked := r.lock.Python.Packages
-	if len(locked) > 0 && v.Exists() && r.state.Venv != "" {
-		// The constraints only matter when pip resolves; a finished venv
-		// built from the same inputs and the same locked set is done.
-		if r.state.Venv == r.venvKey(reqs, nil, locked) {
-			r.summary = append(r.summary, fmt.Sprintf("%s %s  unchanged", summaryName(".venv"), progress.Count(len(locked), "package", "packages")))
-			return nil
-		}
+	if pk := r.lock.Python.Packages; len(pk) > 0 && v.Exists() && r.state.Venv != "" && r.state.Venv == r.venvKey(reqs, pk) {
+		// A finished venv made from the same inputs and the same locked
+		// set (checked against those inputs then) is done.
+		r.summary = append(r.summary, fmt.Sprintf("%s %s  unchanged", summaryName(".venv"), progress.Count(len(pk), "package", "packages")))
+		return nil
+	}
+	locked, err := r.lockedSet(ctx, reqs)
+	if err != nil {
+		return err
+	}
+	if err := pyenv.CheckWheelsDir(r.opts.WheelsDir, locked); err != nil {
+		return err
 	}
 	r.state.Venv = ""
 	if err := r.saveState(); err != nil {
 		return err
+	}
+	// Start from an empty venv: packages of an earlier set must not stay.
+	if err := os.RemoveAll(v.Dir); err != nil {
+		return fmt.Errorf("venv: %w", err)
 	}
 	r.logf("venv: %s -m venv %s", r.opts.Python, v.Dir)
 	v, err = pyenv.Create(ctx, r.opts.Python, v.Dir, r.spec.Python.SystemSitePackages)
@@ -512,14 +564,22 @@ func (r *realizer) venv(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		r.lock.Python.Packages = pkgs
+		target, err := HostTarget(ctx, r.opts.Python)
+		if err != nil {
+			return err
+		}
+		inputs, err := InputsDigest(reqs, r.spec, target)
+		if err != nil {
+			return err
+		}
+		r.lock.Python.Packages, r.lock.Python.Inputs, r.lock.Python.Sources = pkgs, inputs, SourcesDigest(r.lock, r.spec, target)
 		r.lock.Python.Overrides = overridden
 		locked = pkgs
 	}
 	if err := v.MakeRelocatable(); err != nil {
 		return fmt.Errorf("venv: %w", err)
 	}
-	r.state.Venv = r.venvKey(reqs, nil, locked)
+	r.state.Venv = r.venvKey(reqs, locked)
 	if err := r.saveState(); err != nil {
 		return err
 	}
@@ -608,7 +668,15 @@ func (r *realizer) model(ctx context.Context, f *models.Fetcher, m versions.Mode
 	if err != nil {
 		return versions.LockedModel{}, nil, err
 	}
-	if _, err := f.Store.Place(out.SHA256, dest, r.opts.Force); err != nil {
+	force := r.opts.Force
+	if st, ok := r.state.Models[m.Dest()]; ok && st.SHA256 != out.SHA256 {
+		// Our own placement of an older pin (the branch it came from has
+		// moved), untouched since: replace it.
+		if fi, err := os.Stat(dest); err == nil && fi.Size() == st.Size && fi.ModTime().UnixNano() == st.MtimeNs {
+			force = true
+		}
+	}
+	if _, err := f.Store.Place(out.SHA256, dest, force); err != nil {
 		return versions.LockedModel{}, nil, fmt.Errorf("models: %w", err)
 	}
 	fi, err := os.Stat(dest)
@@ -668,10 +736,7 @@ func (r *realizer) plan(ctx context.Context) error {
 	w := r.out()
 	fmt.Fprintf(w, "dry run: realize %s (%s)\n", r.spec.VersionID, r.spec.File)
 	fmt.Fprintf(w, "  target      %s\n  models dir  %s\n", r.target, r.modelsDir)
-	l, err := versions.ReadLock(r.lockFile)
-	if err == nil {
-		err = l.CheckCurrent(r.spec, r.lockFile)
-	}
+	l, _, err := ReadCovering(r.spec, r.opts.Options, r.opts.SkipModels)
 	if err != nil {
 		if r.opts.Locked {
 			return fmt.Errorf("--locked: %w", err)
@@ -684,8 +749,10 @@ func (r *realizer) plan(ctx context.Context) error {
 		for _, n := range r.spec.CustomNodes {
 			l.CustomNodes = append(l.CustomNodes, versions.LockedNode{Name: n.Name, LockedRepo: versions.LockedRepo{Repo: n.Repo.Repo}})
 		}
+	} else if r.opts.Locked || r.opts.Offline {
+		fmt.Fprintf(w, "  lock        %s (covers the spec; used as it is)\n", r.lockFile)
 	} else {
-		fmt.Fprintf(w, "  lock        %s (current)\n", r.lockFile)
+		fmt.Fprintf(w, "  lock        %s covers the spec; each ref would be listed again (one request per repository) and moved if its branch or tag moved\n", r.lockFile)
 	}
 	r.lock = l
 	r.loadStateReadOnly()

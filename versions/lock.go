@@ -69,10 +69,21 @@ type LockedModel struct {
 // LockedPython is the exact set of packages installed in the venv: on disk
 // (for the host's Python) and in images (for the base image's Python,
 // named by ImageTarget), which may differ.
+//
+// Each set is the complete environment pip resolved, kept while what it was
+// resolved from is unchanged: Inputs digests the requirement lines of the
+// locked commits, the spec's python section and the target Python; Sources
+// digests the commits those lines come from (with the same python section
+// and target), so a set whose commits did not move is known current without
+// reading a requirements file.
 type LockedPython struct {
 	Packages      []LockedPackage `json:"packages"`
+	Inputs        string          `json:"inputs,omitempty"`
+	Sources       string          `json:"sources,omitempty"`
 	ImageTarget   string          `json:"image_target,omitempty"`
 	ImagePackages []LockedPackage `json:"image_packages,omitempty"`
+	ImageInputs   string          `json:"image_inputs,omitempty"`
+	ImageSources  string          `json:"image_sources,omitempty"`
 	// Overrides are the requirement lines python.overrides changed.
 	Overrides []AppliedOverride `json:"overrides,omitempty"`
 }

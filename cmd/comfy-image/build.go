@@ -104,7 +104,7 @@ func newBuildCmd() *cobra.Command {
 			o.Reporter = progress.New(cmd.ErrOrStderr())
 			start := time.Now()
 			rep := newReport("build")
-			rep.VersionID, rep.SpecFile, rep.LockFile = s.VersionID, s.File, versions.LockPath(o.CacheDir, s.VersionID)
+			rep.VersionID, rep.SpecFile, rep.LockFile = s.VersionID, s.File, o.LockPath(s.VersionID)
 			if f.dryRun {
 				if err := layers.Plan(cmd.Context(), s, o, outs, human); err != nil || !asJSON {
 					return err

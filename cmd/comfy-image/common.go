@@ -21,6 +21,7 @@ type specFlags struct {
 	offline     bool
 	dryRun      bool
 	locked      bool
+	lockFile    string
 }
 
 func (f *specFlags) register(cmd *cobra.Command) {
@@ -30,7 +31,8 @@ func (f *specFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.versionsDir, "versions-dir", "", "folder of specs searched after ./versions")
 	fl.BoolVar(&f.offline, "offline", false, "no network: use the cache, the lock and --wheels-dir only")
 	fl.BoolVar(&f.dryRun, "dry-run", false, "print the plan; change nothing")
-	fl.BoolVar(&f.locked, "locked", false, "use the existing lock; fail if it is missing or the spec changed")
+	fl.BoolVar(&f.locked, "locked", false, "use the recorded lock as the truth: resolve nothing; fail naming what the spec asks that the lock does not cover")
+	fl.StringVar(&f.lockFile, "lock", "", "read and write the lock at FILE (e.g. versions/<id>.lock.json next to the spec) instead of the cache")
 }
 
 // load finds, reads and validates the spec, printing its warnings.
@@ -70,20 +72,8 @@ func (f *specFlags) options(cmd *cobra.Command) realize.Options {
 		Offline:  f.offline,
 		DryRun:   f.dryRun,
 		Log:      cmd.ErrOrStderr(),
+		LockFile: f.lockFile,
 	}
-}
-
-// lockedFor reads the lock of s and checks it is current (for --locked).
-func lockedFor(s *versions.Spec, cacheDir string) (*versions.Lock, error) {
-	file := versions.LockPath(cacheDir, s.VersionID)
-	l, err := versions.ReadLock(file)
-	if err != nil {
-		return nil, fmt.Errorf("--locked: %w", err)
-	}
-	if err := l.CheckCurrent(s, file); err != nil {
-		return nil, fmt.Errorf("--locked: %w", err)
-	}
-	return l, nil
 }
 
 // checkWheelsDir returns the absolute path of a --wheels-dir that exists.

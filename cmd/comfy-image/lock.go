@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -14,22 +15,27 @@ import (
 func newLockCmd() *cobra.Command {
 	var f specFlags
 	var asJSON bool
+	var update []string
 	cmd := &cobra.Command{
-		Use:   "lock --version-id ID | --spec FILE",
-		Short: "Resolve branches and tags to commits and write the lock",
+		Use:   "lock --version-id ID | --spec FILE [--update NAME]...",
+		Short: "Resolve branches and tags to commits and write the lock, printing what changed",
 		Example: `  comfy-image lock --version-id wan22-fast
   comfy-image lock --spec ./my.json --dry-run
-  comfy-image lock --version-id wan22-fast --locked   # check the lock is current`,
+  comfy-image lock --version-id wan22-fast --locked   # check the lock covers the spec
+  comfy-image lock --version-id wan22-fast --lock versions/wan22-fast.lock.json --update gguf`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			s, err := f.load(cmd)
 			if err != nil {
 				return err
 			}
+			if err := s.CheckNames(update); err != nil {
+				return usageError{err}
+			}
 			start := time.Now()
 			opts := f.options(cmd)
 			out := humanOut(cmd, asJSON)
-			file := versions.LockPath(opts.CacheDir, s.VersionID)
+			file := opts.LockPath(s.VersionID)
 			rep := newReport("lock")
 			rep.VersionID, rep.SpecFile, rep.LockFile = s.VersionID, s.File, file
 			done := func(l *versions.Lock) error {
@@ -43,11 +49,11 @@ func newLockCmd() *cobra.Command {
 				return rep.print(cmd.OutOrStdout())
 			}
 			if f.locked {
-				l, err := lockedFor(s, opts.CacheDir)
+				l, _, err := realize.ReadCovering(s, opts, false)
 				if err != nil {
-					return err
+					return fmt.Errorf("--locked: %w", err)
 				}
-				fmt.Fprintf(out, "lock %s is current (core %s, %d nodes)\n", file, l.Comfy.Commit, len(l.CustomNodes))
+				fmt.Fprintf(out, "lock %s covers the spec (core %s, %d nodes, %d models)\n", file, l.Comfy.Commit, len(l.CustomNodes), len(l.Models))
 				return done(l)
 			}
 			if f.dryRun {
@@ -63,23 +69,31 @@ func newLockCmd() *cobra.Command {
 				return err
 			}
 			defer release()
-			l, err := realize.ResolveRepos(cmd.Context(), s, opts)
+			old, err := versions.ReadLock(file)
+			switch {
+			case errors.Is(err, versions.ErrNoLock):
+				if len(update) > 0 {
+					return usagef("--update: %s does not exist yet; run `comfy-image lock` without --update first", file)
+				}
+			case err != nil:
+				return err
+			}
+			l, err := realize.Resolve(cmd.Context(), s, opts, realize.Resolution{Old: old, Update: update})
 			if err != nil {
 				return err
 			}
-			if old, err := versions.ReadLock(file); err == nil {
-				realize.CarryOver(old, l, s)
-			}
-			if err := versions.WriteLock(file, l); err != nil {
+			if err := realize.WriteLockIfChanged(file, old, l); err != nil {
 				return fmt.Errorf("write lock: %w", err)
 			}
 			printLock(out, l)
+			printChanges(out, old, l)
 			fmt.Fprintf(out, "wrote %s\n", file)
 			return done(l)
 		},
 	}
 	f.register(cmd)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON document on stdout (versions/output.schema.json); text goes to stderr")
+	cmd.Flags().StringArrayVar(&update, "update", nil, "move only this core (comfy), node or model (repeatable; \"python\" drops the Python sets); the rest stays as locked")
 	return cmd
 }
 
@@ -89,6 +103,24 @@ func printLock(out io.Writer, l *versions.Lock) {
 	fmt.Fprintf(out, "%-30s %s  %s\n", "comfy", l.Comfy.Commit, fit(describeRef(l.Comfy), 26))
 	for _, n := range l.CustomNodes {
 		fmt.Fprintf(out, "%-30s %s  %s\n", fit(n.Name, 30), n.Commit, fit(describeRef(n.LockedRepo), 26))
+	}
+}
+
+// printChanges shows what moved against the previous lock, for review
+// before the change is deployed.
+func printChanges(out io.Writer, old, l *versions.Lock) {
+	if old == nil {
+		fmt.Fprintln(out, "changes: first lock")
+		return
+	}
+	lines := l.Diff(old)
+	if len(lines) == 0 {
+		fmt.Fprintln(out, "changes: none")
+		return
+	}
+	fmt.Fprintf(out, "changes (%d):\n", len(lines))
+	for _, line := range lines {
+		fmt.Fprintln(out, "  "+line)
 	}
 }
 

@@ -227,7 +227,7 @@ func TestLockedFlag(t *testing.T) {
 	}
 	p.writeSpec(t, fmt.Sprintf(`, {"repo": %q, "name": "more"}`, p.srv.RepoURL("kijai/ComfyUI-KJNodes")))
 	res = p.run(t, "lock", "--version-id", "demo", "--locked")
-	if res.Code != 1 || !strings.Contains(res.Stderr, "changed since it was locked") {
+	if res.Code != 1 || !strings.Contains(res.Stderr, "custom_nodes[2] (more): not in the lock") {
 		t.Fatalf("--locked with a changed spec: exit %d\n%s", res.Code, res.Stderr)
 	}
 }

@@ -46,7 +46,7 @@ func newRealizeCmd() *cobra.Command {
 				return err
 			}
 			rep := newReport("realize")
-			rep.SpecFile, rep.LockFile, rep.Target = s.File, versions.LockPath(o.CacheDir, s.VersionID), o.Target
+			rep.SpecFile, rep.LockFile, rep.Target = s.File, o.LockPath(s.VersionID), o.Target
 			if rep.Target == "" {
 				rep.Target = realize.DefaultTarget(s.VersionID)
 			}

@@ -257,7 +257,9 @@ func TestRerunIsANoOpWithoutNetwork(t *testing.T) {
 	}
 	before := snapshot(t, target, ".comfy-image")
 	gitReqs, hfReqs := s.srv.Requests(), len(s.hf.Requests())
-	res := s.realize(t, target)
+	// With --locked the lock is the truth: no request at all (an online
+	// rerun lists each repository's refs: TestRealizeResolvesRefsAfresh...).
+	res := s.realize(t, target, "--locked")
 	if res.Code != 0 {
 		t.Fatalf("rerun: %s", res.Stderr)
 	}

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 )
@@ -95,6 +96,8 @@ type GitServer struct {
 	URL      string
 	srv      *httptest.Server
 	requests atomic.Int64
+	mu       sync.Mutex
+	log      []string
 	auth     atomic.Pointer[string]
 	lfs      lfsStore
 }
@@ -121,6 +124,9 @@ func NewGitServer(t testing.TB) *GitServer {
 	}
 	gs.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		gs.requests.Add(1)
+		gs.mu.Lock()
+		gs.log = append(gs.log, req.Method+" "+req.URL.RequestURI())
+		gs.mu.Unlock()
 		if want := gs.auth.Load(); want != nil {
 			if u, p, ok := req.BasicAuth(); !ok || u+":"+p != *want {
 				w.Header().Set("WWW-Authenticate", `Basic realm="git"`)
@@ -155,6 +161,13 @@ func (gs *GitServer) RepoURL(name string) string { return gs.URL + "/" + name }
 
 // Requests counts the HTTP requests served so far.
 func (gs *GitServer) Requests() int64 { return gs.requests.Load() }
+
+// RequestLog lists the requests served so far ("GET /a/b/info/refs?...").
+func (gs *GitServer) RequestLog() []string {
+	gs.mu.Lock()
+	defer gs.mu.Unlock()
+	return append([]string(nil), gs.log...)
+}
 
 // Close stops the server; later fetches fail to connect.
 func (gs *GitServer) Close() { gs.srv.Close() }

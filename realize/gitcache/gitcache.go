@@ -199,9 +199,10 @@ func (c *Cache) sync(ctx context.Context, repo, dir string) error {
 	case err != nil:
 		return fmt.Errorf("repo %s: open mirror %s: %w", shown, dir, err)
 	default:
-		c.logf("fetching %s", shown)
+		c.logf("checking %s", shown)
 	}
-	if err := c.fetch(ctx, r, repo); err != nil {
+	fetched, err := c.fetch(ctx, r, repo)
+	if err != nil {
 		if fresh {
 			os.RemoveAll(work)
 		}
@@ -213,7 +214,11 @@ func (c *Cache) sync(ctx context.Context, repo, dir string) error {
 			return fmt.Errorf("repo %s: place mirror: %w", shown, err)
 		}
 	}
-	c.logf("%s up to date (%.1fs)", shown, time.Since(start).Seconds())
+	if fetched {
+		c.logf("%s fetched (%.1fs)", shown, time.Since(start).Seconds())
+	} else {
+		c.logf("%s: the mirror has every listed commit, nothing fetched (%.1fs)", shown, time.Since(start).Seconds())
+	}
 	c.mu.Lock()
 	c.fetched[dir] = true
 	c.mu.Unlock()
@@ -223,22 +228,28 @@ func (c *Cache) sync(ctx context.Context, repo, dir string) error {
 // fetch lists the remote's refs, fetches branches and tags, records the
 // remote's default branch as the mirror's HEAD, and prunes refs the remote
 // no longer has (a mirror mirrors).
-func (c *Cache) fetch(ctx context.Context, r *git.Repository, repo string) error {
+//
+// When every listed commit is already in the mirror nothing is fetched: an
+// unchanged repository costs one ref listing.
+func (c *Cache) fetch(ctx context.Context, r *git.Repository, repo string) (fetched bool, err error) {
 	shown := versions.RedactURL(repo)
 	if err := storeWithoutCredentials(r, repo); err != nil {
-		return fmt.Errorf("repo %s: %w", shown, err)
+		return false, fmt.Errorf("repo %s: %w", shown, err)
 	}
 	remote, err := r.Remote("origin")
 	if err != nil {
-		return fmt.Errorf("repo %s: %w", shown, err)
+		return false, fmt.Errorf("repo %s: %w", shown, err)
 	}
 	auth, err := c.credentials(repo)
 	if err != nil {
-		return err
+		return false, err
 	}
 	refs, err := remote.ListContext(ctx, &git.ListOptions{Auth: auth})
 	if err != nil {
-		return fmt.Errorf("repo %s: list refs: %s%s", shown, redactErr(err, repo), authHint(err, repo))
+		return false, fmt.Errorf("repo %s: list refs: %s%s", shown, redactErr(err, repo), authHint(err, repo))
+	}
+	if haveAll(r, refs) {
+		return false, mirrorRefs(r, refs)
 	}
 	err = remote.FetchContext(ctx, &git.FetchOptions{
 		RefSpecs: mirrorRefSpecs,
@@ -249,15 +260,41 @@ func (c *Cache) fetch(ctx context.Context, r *git.Repository, repo string) error
 		// interleave on the screen; Log says when each starts and ends.
 	})
 	if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
-		return fmt.Errorf("repo %s: fetch: %s%s", shown, redactErr(err, repo), authHint(err, repo))
+		return false, fmt.Errorf("repo %s: fetch: %s%s", shown, redactErr(err, repo), authHint(err, repo))
 	}
-	return mirrorRefs(r, refs)
+	return true, mirrorRefs(r, refs)
 }
 
+// haveAll reports whether the mirror already holds the object every
+// listed branch and tag points at. Objects only enter a mirror by a fetch,
+// which brings their whole history, so nothing would be missing.
+func haveAll(r *git.Repository, remoteRefs []*plumbing.Reference) bool {
+	for _, ref := range remoteRefs {
+		n := ref.Name()
+		if ref.Type() != plumbing.HashReference || !(n.IsBranch() || n.IsTag()) {
+			continue
+		}
+		if r.Storer.HasEncodedObject(ref.Hash()) != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// mirrorRefs makes the mirror's branches and tags those of the listing:
+// listed ones set (the fetch already wrote them; after a skipped fetch they
+// may have moved to a commit the mirror holds), others removed.
 func mirrorRefs(r *git.Repository, remoteRefs []*plumbing.Reference) error {
 	want := map[plumbing.ReferenceName]bool{}
 	for _, ref := range remoteRefs {
 		want[ref.Name()] = true
+		if n := ref.Name(); ref.Type() == plumbing.HashReference && (n.IsBranch() || n.IsTag()) {
+			if cur, err := r.Storer.Reference(n); err != nil || cur.Hash() != ref.Hash() {
+				if err := r.Storer.SetReference(plumbing.NewHashReference(n, ref.Hash())); err != nil {
+					return err
+				}
+			}
+		}
 		if ref.Name() == plumbing.HEAD && ref.Type() == plumbing.SymbolicReference {
 			head := plumbing.NewSymbolicReference(plumbing.HEAD, ref.Target())
 			if err := r.Storer.SetReference(head); err != nil {
