@@ -21,8 +21,8 @@ import (
 
 	"github.com/go-git/go-git/v5/plumbing"
 
+	"github.com/comfy-image/comfy-image/internal/repourl"
 	"github.com/comfy-image/comfy-image/realize/models"
-	"github.com/comfy-image/comfy-image/versions"
 )
 
 // lfsPointerMax is the largest pointer file git-lfs writes or reads.
@@ -133,7 +133,7 @@ type LFSError struct {
 }
 
 func (e *LFSError) Error() string {
-	return fmt.Sprintf("Git LFS object %s of %s: %v", e.Path, versions.RedactURL(e.Repo), e.Err)
+	return fmt.Sprintf("Git LFS object %s of %s: %v", e.Path, repourl.Redact(e.Repo), e.Err)
 }
 
 func (e *LFSError) Unwrap() error { return e.Err }
@@ -144,7 +144,7 @@ func LFSEndpoint(repo string) (*url.URL, error) {
 	if m := scpRepo.FindStringSubmatch(repo); m != nil {
 		repo = "https://" + m[2] + "/" + m[3]
 	}
-	u, err := versions.ParseRepoURL(repo)
+	u, err := repourl.Parse(repo)
 	if err != nil {
 		return nil, err
 	}
@@ -197,7 +197,7 @@ func (s *lfsSource) fetch(repoURL string, entries []treeEntry) error {
 	if err != nil {
 		return &LFSError{Repo: repoURL, Path: missing[0].path, Err: err}
 	}
-	user, pass, err := versions.ExpandUserinfo(endpoint, s.lookup)
+	user, pass, err := repourl.ExpandUserinfo(endpoint, s.lookup)
 	if err != nil {
 		return err
 	}

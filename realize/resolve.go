@@ -13,6 +13,7 @@ import (
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
 
+	"github.com/comfy-image/comfy-image/internal/repourl"
 	"github.com/comfy-image/comfy-image/realize/gitcache"
 	"github.com/comfy-image/comfy-image/versions"
 )
@@ -193,7 +194,7 @@ func resolveRepos(ctx context.Context, s *versions.Spec, opts Options, rs Resolu
 				return
 			}
 			locked[i] = versions.LockedRepo{
-				Repo:        versions.RedactURL(w.repo.Repo),
+				Repo:        repourl.Redact(w.repo.Repo),
 				Ref:         w.repo.Ref,
 				ResolvedRef: res.Ref,
 				Commit:      res.Commit,
@@ -265,7 +266,7 @@ func PlanRepos(s *versions.Spec, opts Options) []string {
 			now = "; mirror has " + res.Commit
 		}
 		lines = append(lines, fmt.Sprintf("%s: would %s %s into %s, resolve %s%s",
-			w.label, action, versions.RedactURL(w.repo.Repo), dir, asked, now))
+			w.label, action, repourl.Redact(w.repo.Repo), dir, asked, now))
 	}
 	return lines
 }

@@ -15,7 +15,9 @@ import (
 
 	"github.com/gofrs/flock"
 
+	"github.com/comfy-image/comfy-image/internal/fileutil"
 	"github.com/comfy-image/comfy-image/internal/progress"
+	"github.com/comfy-image/comfy-image/internal/repourl"
 	"github.com/comfy-image/comfy-image/realize/gitcache"
 	"github.com/comfy-image/comfy-image/realize/models"
 	"github.com/comfy-image/comfy-image/realize/pyenv"
@@ -284,7 +286,7 @@ func (r *realizer) saveState() error {
 	if err != nil {
 		return err
 	}
-	return versions.WriteFileAtomic(r.stateFile, data, 0o644)
+	return fileutil.WriteAtomic(r.stateFile, data, 0o644)
 }
 
 // part is one checkout: the core or a node.
@@ -711,7 +713,7 @@ func (r *realizer) config(context.Context) error {
 		if name == "run.sh" {
 			mode = 0o755
 		}
-		if err := versions.WriteFileAtomic(file, data, mode); err != nil {
+		if err := fileutil.WriteAtomic(file, data, mode); err != nil {
 			return err
 		}
 	}
@@ -832,7 +834,7 @@ func (r *realizer) planModels(ctx context.Context, w io.Writer) {
 		case stored:
 			fmt.Fprintf(w, "  link        %s (%s, in the cache) -> %s\n", m.Source, progress.Size(res.Size), dest)
 		default:
-			fmt.Fprintf(w, "  download    %s (%s) from %s -> %s\n", m.Source, progress.Size(res.Size), versions.RedactURL(res.URL), dest)
+			fmt.Fprintf(w, "  download    %s (%s) from %s -> %s\n", m.Source, progress.Size(res.Size), repourl.Redact(res.URL), dest)
 		}
 	}
 }

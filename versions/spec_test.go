@@ -2,11 +2,13 @@ package versions
 
 import (
 	"errors"
-	"github.com/comfy-image/comfy-image/internal/testsupport"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/comfy-image/comfy-image/internal/repourl"
+	"github.com/comfy-image/comfy-image/internal/testsupport"
 )
 
 const validSpec = `{
@@ -227,7 +229,7 @@ func TestLockRoundTripAndCurrency(t *testing.T) {
 }
 
 func TestRedactURL(t *testing.T) {
-	if got := RedactURL("https://user:pw@example.com/o/r.git"); strings.Contains(got, "pw") {
+	if got := repourl.Redact("https://user:pw@example.com/o/r.git"); strings.Contains(got, "pw") {
 		t.Fatalf("RedactURL kept the password: %s", got)
 	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/comfy-image/comfy-image/internal/fileutil"
 	"github.com/comfy-image/comfy-image/realize"
 	"github.com/comfy-image/comfy-image/versions"
 	managersnap "github.com/comfy-image/comfy-image/versions/snapshot"
@@ -66,7 +67,7 @@ func newImportSnapshotCmd() *cobra.Command {
 			for _, l := range res.LeftOut {
 				fmt.Fprintln(errOut, "left out:", l)
 			}
-			if err := versions.WriteFileAtomic(output, res.Spec, 0o644); err != nil {
+			if err := fileutil.WriteAtomic(output, res.Spec, 0o644); err != nil {
 				return fmt.Errorf("write spec: %w", err)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s (version %s) from %s\n", output, versionID, in)
@@ -122,7 +123,7 @@ func newExportSnapshotCmd() *cobra.Command {
 				_, err := cmd.OutOrStdout().Write(append(data, '\n'))
 				return err
 			}
-			if err := versions.WriteFileAtomic(output, data, 0o644); err != nil {
+			if err := fileutil.WriteAtomic(output, data, 0o644); err != nil {
 				return fmt.Errorf("write snapshot: %w", err)
 			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "wrote %s\n", output)
