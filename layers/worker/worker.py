@@ -117,7 +117,8 @@ def runpod_volume(env):
 
 def hf_cached(env, hf):
     """A file of RunPod's cached models (the Hugging Face cache layout on the
-    network volume): the locked revision's snapshot, else any snapshot."""
+    network volume): the snapshot of the spec's revision (a branch or tag
+    resolved through refs/), never another revision's file."""
     org, _, name = hf["repo"].partition("/")
     repo_dir = os.path.join(runpod_volume(env), "huggingface-cache", "hub", "models--%s--%s" % (org, name))
     snapshots = os.path.join(repo_dir, "snapshots")
@@ -129,10 +130,6 @@ def hf_cached(env, hf):
     except OSError:
         pass
     revs.append(rev)
-    try:
-        revs += sorted(os.listdir(snapshots))
-    except OSError:
-        return None
     for r in revs:
         p = os.path.join(snapshots, r, hf["path"])
         if "/" not in r and os.path.isfile(p):
@@ -221,8 +218,18 @@ class Comfy:
         self.proc = proc
         self.timeout = timeout
 
-    def check_alive(self):
-        if self.proc is not None and self.proc.poll() is not None:
+    def check_alive(self, grace=0):
+        """Raises ComfyDied when ComfyUI has exited; grace seconds to wait
+        for the exit (a crash drops the connection before the process is
+        gone)."""
+        if self.proc is None:
+            return
+        if grace:
+            try:
+                self.proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                pass
+        if self.proc.poll() is not None:
             raise ComfyDied("ComfyUI exited with code %s" % self.proc.returncode)
 
     def request(self, path, data=None, headers=None, timeout=60):
@@ -233,7 +240,7 @@ class Comfy:
         except urllib.error.HTTPError as e:
             return e.code, e.read()
         except (urllib.error.URLError, OSError) as e:
-            self.check_alive()
+            self.check_alive(grace=5)
             raise JobError("ComfyUI at %s: %s" % (self.url, e))
 
     def json(self, path, data=None):

@@ -210,6 +210,21 @@ func TestModelsLocation(t *testing.T) {
 			t.Errorf("ComfyUI's vae folder does not lead to the cached file: %v %q", err, data)
 		}
 	})
+	t.Run("cached models of another revision", func(t *testing.T) {
+		// The cache holds the repo, but main now points at a revision
+		// whose snapshot is absent: an older snapshot is another file
+		// than the spec names, so the model is missing, not replaced.
+		env := baseEnv(t)
+		repo := filepath.Join(envValue(env, "RUNPOD_VOLUME_PATH"), "huggingface-cache", "hub", "models--Comfy-Org--Wan")
+		writeFile(t, filepath.Join(repo, "refs", "main"), "1111111111111111111111111111111111111111")
+		old := filepath.Join(repo, "snapshots", "0000000000000000000000000000000000000000", "split", "wan_vae.safetensors")
+		writeFile(t, old, "an older vae")
+		out, _ := runEntry(t, root, env)
+		if strings.Contains(out, old) || strings.Contains(out, "found vae wan_vae.safetensors") {
+			t.Errorf("the snapshot of another revision was linked in:\n%s", out)
+		}
+		wantLines(t, out, "comfy-image: missing model wan_vae.safetensors (folder vae")
+	})
 	t.Run("nothing anywhere", func(t *testing.T) {
 		out, _ := runEntry(t, root, baseEnv(t))
 		wantLines(t, out, "comfy-image: missing model wan_vae.safetensors (folder vae, from hf://Comfy-Org/Wan/split/wan_vae.safetensors)",
@@ -464,6 +479,29 @@ func TestRunPodComfyDiesMidJob(t *testing.T) {
 	comfy.OnPrompt = func(string) bool {
 		os.WriteFile(die, nil, 0o644) // ComfyUI crashes while running the prompt
 		return false
+	}
+	rp.Add("job-1", map[string]any{"workflow": map[string]any{"9": uploadWorkflow["9"]}})
+	w := serverlessWorker(t, comfy, rp, "COMFY_STANDIN_DIE="+die)
+	r := result(t, rp, w)
+	if msg, _ := r.Body["error"].(string); !strings.Contains(msg, "ComfyUI died during the job") {
+		t.Errorf("job error %q, want ComfyUI's death named", msg)
+	}
+	<-w.done
+	if code := w.cmd.ProcessState.ExitCode(); code == 0 {
+		t.Errorf("the worker exited 0 after ComfyUI died; RunPod would keep it")
+	}
+}
+
+// TestRunPodComfyDiesAnsweringThePrompt: ComfyUI crashes while it handles
+// the prompt request (the connection drops before the process is gone);
+// the job's error still names ComfyUI's death, not a dropped connection.
+func TestRunPodComfyDiesAnsweringThePrompt(t *testing.T) {
+	comfy := testsupport.NewComfyServer(t)
+	rp := testsupport.NewRunPodServer(t, "key")
+	die := filepath.Join(t.TempDir(), "die")
+	comfy.OnPrompt = func(string) bool {
+		os.WriteFile(die, nil, 0o644)
+		panic(http.ErrAbortHandler) // the connection closes without an answer
 	}
 	rp.Add("job-1", map[string]any{"workflow": map[string]any{"9": uploadWorkflow["9"]}})
 	w := serverlessWorker(t, comfy, rp, "COMFY_STANDIN_DIE="+die)
