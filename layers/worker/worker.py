@@ -349,8 +349,19 @@ class Comfy:
                 if status.get("completed", True):
                     return entry.get("outputs") or {}
             if self.timeout and time.time() - start > self.timeout:
+                self.cancel(prompt_id)
                 raise JobError("the workflow did not finish within %ds (COMFY_JOB_TIMEOUT)" % self.timeout)
             time.sleep(0.1)
+
+    def cancel(self, prompt_id):
+        """Stops a prompt the job gave up on: drops it from ComfyUI's queue
+        and interrupts it if it runs, so the next job does not wait behind
+        it. Best effort: the job fails either way."""
+        for path, body in (("/queue", {"delete": [prompt_id]}), ("/interrupt", {"prompt_id": prompt_id})):
+            try:
+                self.request(path, json.dumps(body).encode(), {"Content-Type": "application/json"}, timeout=10)
+            except JobError as e:
+                log("stopping prompt %s: %s" % (prompt_id, e))
 
     def view(self, f):
         q = urllib.parse.urlencode({"filename": f["filename"], "subfolder": f.get("subfolder", ""), "type": f.get("type", "output")})

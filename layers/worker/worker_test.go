@@ -515,6 +515,24 @@ func TestRunPodComfyDiesAnsweringThePrompt(t *testing.T) {
 	}
 }
 
+// TestRunPodJobTimeoutStopsThePrompt: a workflow that outlives
+// COMFY_JOB_TIMEOUT fails the job and is stopped in ComfyUI (dropped from
+// its queue, interrupted), so the next job does not wait behind it.
+func TestRunPodJobTimeoutStopsThePrompt(t *testing.T) {
+	comfy := testsupport.NewComfyServer(t)
+	rp := testsupport.NewRunPodServer(t, "key")
+	comfy.OnPrompt = func(string) bool { return false } // runs forever
+	rp.Add("job-1", map[string]any{"workflow": map[string]any{"9": uploadWorkflow["9"]}})
+	w := serverlessWorker(t, comfy, rp, "COMFY_JOB_TIMEOUT=1")
+	r := result(t, rp, w)
+	if msg, _ := r.Body["error"].(string); !strings.Contains(msg, "did not finish within 1s") {
+		t.Errorf("job error %q, want the timeout named", msg)
+	}
+	if got := strings.Join(comfy.Canceled(), ","); got != "delete prompt-1,interrupt prompt-1" {
+		t.Errorf("ComfyUI was asked to stop %q, want the prompt dropped and interrupted", got)
+	}
+}
+
 func TestS3Output(t *testing.T) {
 	comfy := testsupport.NewComfyServer(t)
 	s3 := testsupport.NewS3Server(t, "AKIDEXAMPLE", "s3-secret")
