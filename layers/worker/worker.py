@@ -210,6 +210,11 @@ class JobError(Exception):
     pass
 
 
+class JobStopped(Exception):
+    """RunPod asked to stop the job (cancelled, or past the endpoint's
+    execution timeout): no result is posted, as with RunPod's SDK."""
+
+
 class Comfy:
     """The local ComfyUI, over its HTTP API."""
 
@@ -217,6 +222,7 @@ class Comfy:
         self.url = url
         self.proc = proc
         self.timeout = timeout
+        self.should_stop = lambda: False  # RunPod's stop signal for the job
 
     def check_alive(self, grace=0):
         """Raises ComfyDied when ComfyUI has exited; grace seconds to wait
@@ -348,6 +354,9 @@ class Comfy:
                     raise JobError(execution_error(status))
                 if status.get("completed", True):
                     return entry.get("outputs") or {}
+            if self.should_stop():
+                self.cancel(prompt_id)
+                raise JobStopped()
             if self.timeout and time.time() - start > self.timeout:
                 self.cancel(prompt_id)
                 raise JobError("the workflow did not finish within %ds (COMFY_JOB_TIMEOUT)" % self.timeout)
@@ -544,7 +553,7 @@ def job_result(comfy, job, env):
     """RunPod's result body for a job: {"output": ...} or {"error": ...}."""
     try:
         out = {"output": run_job(comfy, job, env)}
-    except ComfyDied:
+    except (ComfyDied, JobStopped):
         raise
     except JobError as e:
         out = {"error": str(e)}
@@ -567,6 +576,7 @@ class RunPod:
         self.headers = {"Authorization": env.get("RUNPOD_AI_API_KEY", ""), "User-Agent": USER_AGENT,
                         "Content-Type": "application/json"}
         self.current = None
+        self.stopped = set()  # ids RunPod asked to stop (only the current job's)
 
     def _url(self, name, job_id=""):
         url = self.env.get(name, "").replace("$RUNPOD_POD_ID", self.worker_id).replace("$ID", job_id or self.worker_id)
@@ -613,6 +623,37 @@ class RunPod:
                 log("posting the result of job %s (attempt %d): %s" % (job["id"], attempt + 1, e))
                 time.sleep(1 + attempt)
 
+    def stop_loop(self, stop):
+        """RunPod's stop channel, as the SDK polls it: job-stop beside
+        job-take answers {"jobsToStop": [ids]} when a job is cancelled or
+        timed out; the current job among them is stopped."""
+        url = self._url("RUNPOD_WEBHOOK_GET_JOB")
+        if "/job-take/" not in url:
+            return
+        url = url.replace("/job-take/", "/job-stop/")
+        while not stop.is_set():
+            try:
+                with urllib.request.urlopen(urllib.request.Request(url, headers=self.headers), timeout=90) as r:
+                    body = r.read() if r.status != 204 else b""
+            except urllib.error.HTTPError as e:
+                stop.wait(5 if e.code == 429 else 1)
+                continue
+            except (urllib.error.URLError, OSError):
+                stop.wait(1)
+                continue
+            try:
+                payload = json.loads(body) if body.strip() else {}
+            except ValueError:
+                payload = {}
+            ids = payload.get("jobsToStop") if isinstance(payload, dict) else None
+            ids = [i for i in ids if isinstance(i, str)] if isinstance(ids, list) else []
+            current = self.current
+            if current and current in ids:
+                log("job %s: RunPod asked to stop it" % current)
+                self.stopped.add(current)
+            if not ids:
+                stop.wait(1)
+
     def ping_loop(self, stop):
         url = self._url("RUNPOD_WEBHOOK_PING")
         if not url:
@@ -636,6 +677,8 @@ def serve_runpod(comfy, env, stop):
     rp = RunPod(env)
     log("RunPod serverless worker %s" % rp.worker_id)
     threading.Thread(target=rp.ping_loop, args=(stop,), daemon=True).start()
+    threading.Thread(target=rp.stop_loop, args=(stop,), daemon=True).start()
+    comfy.should_stop = lambda: rp.current in rp.stopped
     comfy.wait_ready()
     log("ComfyUI is ready at %s; taking jobs" % comfy.url)
     while not stop.is_set():
@@ -657,6 +700,11 @@ def serve_runpod(comfy, env, stop):
             except ComfyDied as e:
                 rp.post(job, {"error": "ComfyUI died during the job: %s" % e})
                 raise
+            except JobStopped:
+                log("job %s stopped; its prompt was dropped and interrupted" % job["id"])
+                rp.stopped.discard(job["id"])
+                rp.current = None
+                continue
             rp.post(job, result)
             log("job %s %s" % (job["id"], "failed" if "error" in result else "done"))
             rp.current = None

@@ -533,6 +533,32 @@ func TestRunPodJobTimeoutStopsThePrompt(t *testing.T) {
 	}
 }
 
+// TestRunPodStopSignal: a job cancelled on RunPod (or past the endpoint's
+// execution timeout) arrives on the SDK's job-stop channel; the worker
+// drops and interrupts its prompt, posts nothing for it, and takes the
+// next job.
+func TestRunPodStopSignal(t *testing.T) {
+	comfy := testsupport.NewComfyServer(t)
+	rp := testsupport.NewRunPodServer(t, "key")
+	comfy.OnPrompt = func(id string) bool {
+		if id == "prompt-1" {
+			rp.Stop("job-1") // cancelled while it runs
+			return false
+		}
+		return true
+	}
+	wf := map[string]any{"workflow": map[string]any{"9": uploadWorkflow["9"]}}
+	rp.Add("job-1", wf)
+	rp.Add("job-2", wf)
+	w := serverlessWorker(t, comfy, rp)
+	if r := result(t, rp, w); r.JobID != "job-2" {
+		t.Errorf("first result posted is for %s (%s), want job-2's: a stopped job posts nothing", r.JobID, r.Raw)
+	}
+	if got := strings.Join(comfy.Canceled(), ","); got != "delete prompt-1,interrupt prompt-1" {
+		t.Errorf("ComfyUI was asked to stop %q, want prompt-1 dropped and interrupted", got)
+	}
+}
+
 func TestS3Output(t *testing.T) {
 	comfy := testsupport.NewComfyServer(t)
 	s3 := testsupport.NewS3Server(t, "AKIDEXAMPLE", "s3-secret")
