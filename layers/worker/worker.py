@@ -82,11 +82,12 @@ def comfy_address(args):
 
 
 def has_files(path):
-    try:
-        with os.scandir(path) as it:
-            return any(True for _ in it)
-    except OSError:
-        return False
+    """Whether the tree at path holds a file (empty folders, such as
+    ComfyUI's folder names alone, hold no model). Stops at the first."""
+    for _, _, files in os.walk(path):
+        if files:
+            return True
+    return False
 
 
 def read_manifest():

@@ -225,6 +225,18 @@ func TestModelsLocation(t *testing.T) {
 		}
 		wantLines(t, out, "comfy-image: missing model wan_vae.safetensors (folder vae")
 	})
+	t.Run("empty folders at /models", func(t *testing.T) {
+		// An image or mount with only ComfyUI's folder names under /models
+		// holds no model: the network volume's models are taken.
+		env := baseEnv(t)
+		if err := os.MkdirAll(filepath.Join(envValue(env, "COMFY_IMAGE_MODELS_MOUNT"), "vae"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		models := filepath.Join(envValue(env, "RUNPOD_VOLUME_PATH"), "comfy-demo", "models")
+		writeFile(t, filepath.Join(models, "vae", "wan_vae.safetensors"), "vae")
+		out, _ := runEntry(t, root, env)
+		wantLines(t, out, "comfy-image: models from "+models+" (RunPod network volume)", "found vae wan_vae.safetensors")
+	})
 	t.Run("nothing anywhere", func(t *testing.T) {
 		out, _ := runEntry(t, root, baseEnv(t))
 		wantLines(t, out, "comfy-image: missing model wan_vae.safetensors (folder vae, from hf://Comfy-Org/Wan/split/wan_vae.safetensors)",
