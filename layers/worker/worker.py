@@ -492,8 +492,13 @@ CONTENT_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg
 
 
 def decode_image(data):
+    if not isinstance(data, str):
+        raise JobError("image is not base64: expected a string, got %s" % type(data).__name__)
     if "," in data and data.startswith("data:"):
         data = data.split(",", 1)[1]
+    # Line breaks and spaces of wrapped base64 (the base64 command, MIME
+    # encoders) are not data; worker-comfyui accepts them too.
+    data = "".join(data.split())
     try:
         return base64.b64decode(data, validate=True)
     except ValueError as e:

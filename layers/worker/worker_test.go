@@ -571,6 +571,36 @@ func TestRunPodStopSignal(t *testing.T) {
 	}
 }
 
+// TestRunPodLineWrappedBase64: images encoded by tools that wrap base64
+// at 76 columns (the base64 command, MIME encoders) are accepted, as
+// worker-comfyui accepts them; other characters still fail the job.
+func TestRunPodLineWrappedBase64(t *testing.T) {
+	comfy := testsupport.NewComfyServer(t)
+	rp := testsupport.NewRunPodServer(t, "key")
+	img := bytes.Repeat(catPNG, 20) // several lines of base64
+	enc := base64.StdEncoding.EncodeToString(img)
+	var wrapped strings.Builder
+	for len(enc) > 76 {
+		wrapped.WriteString(enc[:76] + "\r\n")
+		enc = enc[76:]
+	}
+	wrapped.WriteString(enc + "\n")
+	rp.Add("job-1", map[string]any{"workflow": uploadWorkflow,
+		"images": []any{map[string]any{"name": "cat.png", "image": wrapped.String()}}})
+	rp.Add("job-2", map[string]any{"workflow": uploadWorkflow,
+		"images": []any{map[string]any{"name": "cat.png", "image": "iVBOR*w0KGgo="}}})
+	w := serverlessWorker(t, comfy, rp)
+	if r := result(t, rp, w); r.Body["error"] != nil {
+		t.Errorf("job with line-wrapped base64: %s", r.Raw)
+	}
+	if up, _ := comfy.Upload("cat.png"); !bytes.Equal(up, img) {
+		t.Errorf("ComfyUI received %d bytes, want the %d of the image", len(up), len(img))
+	}
+	if r := result(t, rp, w); !strings.Contains(fmt.Sprint(r.Body["error"]), "image is not base64") {
+		t.Errorf("job with a '*' in its base64: %s", r.Raw)
+	}
+}
+
 func TestS3Output(t *testing.T) {
 	comfy := testsupport.NewComfyServer(t)
 	s3 := testsupport.NewS3Server(t, "AKIDEXAMPLE", "s3-secret")
