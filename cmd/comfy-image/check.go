@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"errors"
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -29,6 +30,11 @@ that ComfyUI does not list, and says how long the start took. Arguments after
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if opts.ModelsDir != "" && opts.ModelsImage != "" {
 				return usagef("give --models-image or --models-dir, not both")
+			}
+			if opts.ModelsDir != "" {
+				if fi, err := os.Stat(opts.ModelsDir); err != nil || !fi.IsDir() {
+					return usagef("--models-dir %s: expected a folder", opts.ModelsDir)
+				}
 			}
 			opts.ComfyArgs = args[1:]
 			opts.Log = cmd.ErrOrStderr()
