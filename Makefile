@@ -32,6 +32,7 @@ sweep:
 lint:
 	@out=$$(gofmt -l cmd versions realize layers internal); test -z "$$out" || { echo "gofmt: these need formatting: $$out"; exit 1; }
 	$(GO) vet ./...
+	$(GO) mod tidy -diff
 	@command -v staticcheck >/dev/null || $(GO) install honnef.co/go/tools/cmd/staticcheck@v0.8.2
 	staticcheck ./...
 
