@@ -8,7 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/comfy-image/comfy-image/check"
+	"github.com/comfy-image/comfy-image/layers/check"
 )
 
 func newCheckCmd() *cobra.Command {
