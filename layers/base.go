@@ -102,7 +102,7 @@ func ReadBase(img v1.Image, cacheDir string) (BaseInfo, error) {
 		return BaseInfo{}, errors.New("base image has no glibc (libc.so.6); wheels need a glibc-based image (musl is not supported)")
 	}
 	data, _ := json.Marshal(info)
-	return info, versions.WriteFileAtomic(meta, data, 0o644)
+	return info, fileutil.WriteAtomic(meta, data, 0o644)
 }
 
 func archOf(goArch string) string {

@@ -45,6 +45,9 @@ func build(t *testing.T, v *testsupport.Version, base, cache string, mod func(*l
 			if k == "HF_ENDPOINT" {
 				return v.HF.URL, true
 			}
+			if k == "HF_TOKEN" { // the sweep's secret, which v.HF then requires
+				return os.LookupEnv(k)
+			}
 			return "", false
 		},
 		Getenv: func(string) string { return "" },
@@ -110,7 +113,7 @@ func files(t *testing.T, img v1.Image) map[string]string {
 
 func TestBuildLaysOutTheVersion(t *testing.T) {
 	v := testsupport.NewVersion(t)
-	res := build(t, v, testsupport.SyntheticBase(t), t.TempDir(), nil)
+	res := build(t, v, testsupport.SyntheticBase(t), testsupport.TempDir(t), nil)
 	fs := files(t, res.App)
 	for _, want := range []string{
 		"opt/comfy/ComfyUI/main.py", "opt/comfy/custom_nodes/gguf/__init__.py",
@@ -207,13 +210,13 @@ func contains(list []string, s string) bool {
 func TestSameVersionSameDigestsFromTwoCaches(t *testing.T) {
 	v := testsupport.NewVersion(t)
 	base := testsupport.SyntheticBase(t)
-	a := build(t, v, base, t.TempDir(), nil)
-	b := build(t, v, base, t.TempDir(), func(o *layers.BuildOptions) { o.Compression = layers.Gzip })
+	a := build(t, v, base, testsupport.TempDir(t), nil)
+	b := build(t, v, base, testsupport.TempDir(t), func(o *layers.BuildOptions) { o.Compression = layers.Gzip })
 	if digestOf(t, a.App) != digestOf(t, b.App) || digestOf(t, a.Models) != digestOf(t, b.Models) {
 		t.Fatalf("digests differ between caches:\napp %s vs %s\nmodels %s vs %s", digestOf(t, a.App), digestOf(t, b.App), digestOf(t, a.Models), digestOf(t, b.Models))
 	}
 	// SOURCE_DATE_EPOCH changes the mtimes, and so the digests.
-	c := build(t, v, base, t.TempDir(), func(o *layers.BuildOptions) {
+	c := build(t, v, base, testsupport.TempDir(t), func(o *layers.BuildOptions) {
 		o.Getenv = func(k string) string { return map[string]string{"SOURCE_DATE_EPOCH": "1700000000"}[k] }
 	})
 	if digestOf(t, c.App) == digestOf(t, a.App) {
@@ -228,7 +231,7 @@ func TestSameVersionSameDigestsFromTwoCaches(t *testing.T) {
 func TestOneChangedNodeRepacksAndPushesOneLayer(t *testing.T) {
 	v := testsupport.NewVersion(t)
 	base := testsupport.SyntheticBase(t)
-	cache := t.TempDir()
+	cache := testsupport.TempDir(t)
 	reg := testsupport.NewRegistry(t)
 	out, err := layers.ParseLocation(reg.Host + "/comfy/demo:v1")
 	if err != nil {
@@ -299,7 +302,7 @@ func TestGzipDigestDoesNotDependOnGOMAXPROCS(t *testing.T) {
 	var digests []string
 	for _, procs := range []int{1, 2, 8} {
 		prev := runtime.GOMAXPROCS(procs)
-		c := layers.Cache{Dir: t.TempDir(), Jobs: procs}
+		c := layers.Cache{Dir: testsupport.TempDir(t), Jobs: procs}
 		l, _, err := c.Build(context.Background(), layers.Key("k"), layers.Gzip, layers.TarOptions{ModTime: time.Unix(0, 0)}, entries)
 		runtime.GOMAXPROCS(prev)
 		if err != nil {
@@ -322,7 +325,7 @@ func TestGzipDigestDoesNotDependOnGOMAXPROCS(t *testing.T) {
 }
 
 func TestModelLayerDigestIsRememberedNotReread(t *testing.T) {
-	dir := t.TempDir()
+	dir := testsupport.TempDir(t)
 	file := filepath.Join(dir, "blob")
 	content := bytes.Repeat([]byte("weights!"), 100_000)
 	os.WriteFile(file, content, 0o644)
@@ -390,7 +393,7 @@ func TestLayerBudgetGroupsNodesStably(t *testing.T) {
 		extra += `, {"repo": "file://` + filepath.Join(v.Dir, "repos", "node"+string(rune('a'+i))) + `"}`
 	}
 	os.WriteFile(v.SpecFile, []byte(strings.Replace(string(spec), `"name": "gguf"},`, `"name": "gguf"}`+extra+`,`, 1)), 0o644)
-	cache := t.TempDir()
+	cache := testsupport.TempDir(t)
 	// 1 base layer + core + venv + config + 4 node groups = 8.
 	res := build(t, v, base, cache, func(o *layers.BuildOptions) { o.MaxLayers = 8; o.Models = "skip" })
 	ls, _ := res.App.Layers()
@@ -423,7 +426,7 @@ func TestNoWheelForTheBaseIsNamed(t *testing.T) {
 	v := testsupport.NewVersion(t)
 	testsupport.BuildWheelTagged(t, v.Wheels, testsupport.Wheel{Name: "armonly", Version: "1.0"}, "cp311-cp311-manylinux_2_17_aarch64")
 	v.WriteSpec(t, `"python": {"requirements": ["armonly"]},`)
-	o := layers.BuildOptions{Options: realize.Options{CacheDir: t.TempDir()}, Base: testsupport.SyntheticBase(t), WheelsDir: v.Wheels, Models: "skip",
+	o := layers.BuildOptions{Options: realize.Options{CacheDir: testsupport.TempDir(t)}, Base: testsupport.SyntheticBase(t), WheelsDir: v.Wheels, Models: "skip",
 		LookupEnv: func(string) (string, bool) { return "", false }, Getenv: func(string) string { return "" }}
 	_, err := layers.Build(context.Background(), load(t, v), o)
 	if err == nil || !strings.Contains(err.Error(), "no wheel of armonly") || !strings.Contains(err.Error(), "python.requirements") {
@@ -433,8 +436,8 @@ func TestNoWheelForTheBaseIsNamed(t *testing.T) {
 
 func TestTarOutputIsDockerLoadableAndInspectable(t *testing.T) {
 	v := testsupport.NewVersion(t)
-	res := build(t, v, testsupport.SyntheticBase(t), t.TempDir(), nil)
-	file := filepath.Join(t.TempDir(), "demo.tar")
+	res := build(t, v, testsupport.SyntheticBase(t), testsupport.TempDir(t), nil)
+	file := filepath.Join(testsupport.TempDir(t), "demo.tar")
 	loc, _ := layers.ParseLocation("tar:" + file)
 	if err := layers.Write(context.Background(), res, []layers.Location{loc}, "demo", layers.WriteOptions{Log: io.Discard}); err != nil {
 		t.Fatal(err)
@@ -487,7 +490,7 @@ func readTarMember(t *testing.T, file, name string) string {
 
 func TestInspectNamesEveryPart(t *testing.T) {
 	v := testsupport.NewVersion(t)
-	res := build(t, v, testsupport.SyntheticBase(t), t.TempDir(), func(o *layers.BuildOptions) { o.Models = "bake" })
+	res := build(t, v, testsupport.SyntheticBase(t), testsupport.TempDir(t), func(o *layers.BuildOptions) { o.Models = "bake" })
 	if res.Models != nil {
 		t.Fatal("--models bake made a models image")
 	}
@@ -521,7 +524,7 @@ func TestInspectNamesEveryPart(t *testing.T) {
 func TestOfflineBuildFromCacheAndLock(t *testing.T) {
 	v := testsupport.NewVersion(t)
 	base := testsupport.SyntheticBase(t)
-	cache := t.TempDir()
+	cache := testsupport.TempDir(t)
 	online := build(t, v, base, cache, nil)
 	// No wheels folder, no HF server: the lock and the cache must do.
 	os.RemoveAll(v.Wheels)
@@ -535,8 +538,8 @@ func TestOfflineBuildFromCacheAndLock(t *testing.T) {
 func TestZstdLayers(t *testing.T) {
 	v := testsupport.NewVersion(t)
 	base := testsupport.SyntheticBase(t)
-	a := build(t, v, base, t.TempDir(), func(o *layers.BuildOptions) { o.Compression = layers.Zstd; o.Models = "skip" })
-	b := build(t, v, base, t.TempDir(), func(o *layers.BuildOptions) { o.Compression = layers.Zstd; o.Models = "skip" })
+	a := build(t, v, base, testsupport.TempDir(t), func(o *layers.BuildOptions) { o.Compression = layers.Zstd; o.Models = "skip" })
+	b := build(t, v, base, testsupport.TempDir(t), func(o *layers.BuildOptions) { o.Compression = layers.Zstd; o.Models = "skip" })
 	if digestOf(t, a.App) != digestOf(t, b.App) {
 		t.Fatal("zstd builds differ")
 	}
@@ -551,11 +554,11 @@ func TestZstdLayers(t *testing.T) {
 
 func TestSecretsStayOutOfImages(t *testing.T) {
 	v := testsupport.NewVersion(t)
-	token := "hf_secret_" + hex.EncodeToString([]byte(t.Name()))
+	token := testsupport.Secret()
 	v.HF.RequireToken(token)
 	spec, _ := os.ReadFile(v.SpecFile)
 	os.WriteFile(v.SpecFile, []byte(strings.Replace(string(spec), `"env": {`, `"env": {"HF_TOKEN": "${HF_TOKEN}", `, 1)), 0o644)
-	res := build(t, v, testsupport.SyntheticBase(t), t.TempDir(), func(o *layers.BuildOptions) {
+	res := build(t, v, testsupport.SyntheticBase(t), testsupport.TempDir(t), func(o *layers.BuildOptions) {
 		o.LookupEnv = func(k string) (string, bool) {
 			switch k {
 			case "HF_TOKEN":
@@ -584,7 +587,7 @@ func TestSmallModelsShareALayerWhenTheBudgetIsShort(t *testing.T) {
 	v := testsupport.NewVersion(t)
 	// base 1 + core + 2 nodes + venv + config = 6: one slot is left for the
 	// two baked model files.
-	res := build(t, v, testsupport.SyntheticBase(t), t.TempDir(), func(o *layers.BuildOptions) { o.MaxLayers = 7; o.Models = "bake" })
+	res := build(t, v, testsupport.SyntheticBase(t), testsupport.TempDir(t), func(o *layers.BuildOptions) { o.MaxLayers = 7; o.Models = "bake" })
 	ls, _ := res.App.Layers()
 	if len(ls) != 7 {
 		t.Fatalf("app image has %d layers, budget 7", len(ls))
@@ -601,7 +604,7 @@ func TestSmallModelsShareALayerWhenTheBudgetIsShort(t *testing.T) {
 		t.Errorf("shared layer annotations %v", last)
 	}
 	// With room for every file, each has its own layer again.
-	res = build(t, v, testsupport.SyntheticBase(t), t.TempDir(), func(o *layers.BuildOptions) { o.Models = "bake" })
+	res = build(t, v, testsupport.SyntheticBase(t), testsupport.TempDir(t), func(o *layers.BuildOptions) { o.Models = "bake" })
 	if ls, _ := res.App.Layers(); len(ls) != 8 {
 		t.Fatalf("%d layers, want 8", len(ls))
 	}
@@ -614,7 +617,7 @@ func TestRegistryIsTheCacheOfAFreshRunner(t *testing.T) {
 	out, _ := layers.ParseLocation(reg.Host + "/comfy/demo:v1")
 	ctx := context.Background()
 	push := func(o *layers.BuildOptions) { o.PushTo = []layers.Location{out} }
-	first := build(t, v, base, t.TempDir(), push)
+	first := build(t, v, base, testsupport.TempDir(t), push)
 	if err := layers.Write(ctx, first, []layers.Location{out}, "demo", layers.WriteOptions{Log: io.Discard}); err != nil {
 		t.Fatal(err)
 	}
@@ -622,7 +625,7 @@ func TestRegistryIsTheCacheOfAFreshRunner(t *testing.T) {
 	hfBefore := len(v.HF.Requests())
 	// A new runner: empty cache, no lock. Nothing is packed, no model is
 	// downloaded, and the push uploads nothing.
-	fresh := build(t, v, base, t.TempDir(), push)
+	fresh := build(t, v, base, testsupport.TempDir(t), push)
 	for _, p := range fresh.Parts {
 		if p.Packed || !p.Remote {
 			t.Errorf("%s %s: packed %v, from the registry %v", p.Kind, p.Name, p.Packed, p.Remote)
@@ -644,8 +647,8 @@ func TestRegistryIsTheCacheOfAFreshRunner(t *testing.T) {
 		t.Errorf("lock models from the registry: %+v", fresh.Lock.Models)
 	}
 	// An OCI layout output needs the bytes: then everything is built locally.
-	local := build(t, v, base, t.TempDir(), func(o *layers.BuildOptions) {
-		loc, _ := layers.ParseLocation("oci:" + t.TempDir() + ":x")
+	local := build(t, v, base, testsupport.TempDir(t), func(o *layers.BuildOptions) {
+		loc, _ := layers.ParseLocation("oci:" + testsupport.TempDir(t) + ":x")
 		o.PushTo = []layers.Location{out, loc}
 	})
 	for _, p := range local.Parts {
@@ -659,8 +662,8 @@ func TestModelLayerDigestComputedWhileDownloading(t *testing.T) {
 	hf := testsupport.NewHFServer(t)
 	content := bytes.Repeat([]byte("weights and biases "), 20_000)
 	sha := hf.Add("o/r/unet.safetensors", content)
-	layerCache := t.TempDir()
-	f := &models.Fetcher{Store: models.Store{Dir: t.TempDir()}, HFEndpoint: hf.URL}
+	layerCache := testsupport.TempDir(t)
+	f := &models.Fetcher{Store: models.Store{Dir: testsupport.TempDir(t)}, HFEndpoint: hf.URL}
 	modTime := time.Unix(0, 0)
 	_, err := f.Fetch(context.Background(), models.Request{Source: "hf://o/r/unet.safetensors",
 		Observe: layers.ModelLayerObserver(layerCache, "diffusion_models/unet.safetensors", modTime, f.Store.BlobPath)})
@@ -668,9 +671,9 @@ func TestModelLayerDigestComputedWhileDownloading(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The true digest, from a copy of the content in another cache.
-	copyFile := filepath.Join(t.TempDir(), "copy")
+	copyFile := filepath.Join(testsupport.TempDir(t), "copy")
 	os.WriteFile(copyFile, content, 0o644)
-	truth, err := layers.NewModelLayer(t.TempDir(), copyFile, "diffusion_models/unet.safetensors", sha, modTime)
+	truth, err := layers.NewModelLayer(testsupport.TempDir(t), copyFile, "diffusion_models/unet.safetensors", sha, modTime)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -703,7 +706,7 @@ func TestCoreWithCustomNodesLinkIsRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	commit := v.Core.Commit("custom_nodes is a link", nil)
-	o := layers.BuildOptions{Options: realize.Options{CacheDir: t.TempDir()}, Base: testsupport.SyntheticBase(t), WheelsDir: v.Wheels, Models: "skip",
+	o := layers.BuildOptions{Options: realize.Options{CacheDir: testsupport.TempDir(t)}, Base: testsupport.SyntheticBase(t), WheelsDir: v.Wheels, Models: "skip",
 		LookupEnv: func(string) (string, bool) { return "", false }, Getenv: func(string) string { return "" }}
 	_, err := layers.Build(context.Background(), load(t, v), o)
 	var bad interface{ BadInput() bool }

@@ -44,7 +44,7 @@ func flipByte(t *testing.T, file string, at int64) {
 func TestDamagedPackedLayerIsRepacked(t *testing.T) {
 	v := testsupport.NewVersion(t)
 	base := testsupport.SyntheticBase(t)
-	cache := t.TempDir()
+	cache := testsupport.TempDir(t)
 	build(t, v, base, cache, nil)
 	blobs, _ := filepath.Glob(filepath.Join(cache, "layers", "??", "*.blob"))
 	if len(blobs) == 0 {
@@ -77,7 +77,7 @@ func TestDamagedPackedLayerIsRepacked(t *testing.T) {
 // code does when a registry answers DIGEST_INVALID: the next build packs it
 // again.
 func TestCacheDropForgetsALayer(t *testing.T) {
-	dir := t.TempDir()
+	dir := testsupport.TempDir(t)
 	c := layers.Cache{Dir: dir}
 	ctx := context.Background()
 	entries := func() ([]layers.Entry, error) {
@@ -114,7 +114,7 @@ func TestCacheDropForgetsALayer(t *testing.T) {
 // digest was remembered: the remembered digest is not used; the file is read
 // again and, no longer the pinned file, is named in an error.
 func TestChangedModelFileIsNotTrusted(t *testing.T) {
-	dir := t.TempDir()
+	dir := testsupport.TempDir(t)
 	file := filepath.Join(dir, "blob")
 	content := bytes.Repeat([]byte("weights!"), 10_000)
 	os.WriteFile(file, content, 0o644)
@@ -149,7 +149,7 @@ func TestChangedModelFileIsNotTrusted(t *testing.T) {
 func TestBitRotInACachedLayerIsCaught(t *testing.T) {
 	v := testsupport.NewVersion(t)
 	base := testsupport.SyntheticBase(t)
-	cache := t.TempDir()
+	cache := testsupport.TempDir(t)
 	build(t, v, base, cache, nil)
 	blobs, _ := filepath.Glob(filepath.Join(cache, "layers", "??", "*.blob"))
 	for _, b := range blobs {
@@ -157,7 +157,7 @@ func TestBitRotInACachedLayerIsCaught(t *testing.T) {
 		flipByte(t, b, 40)
 		os.Chtimes(b, fi.ModTime(), fi.ModTime())
 	}
-	dir := filepath.Join(t.TempDir(), "layout")
+	dir := filepath.Join(testsupport.TempDir(t), "layout")
 	out, err := layers.ParseLocation("oci:" + dir + ":demo")
 	if err != nil {
 		t.Fatal(err)

@@ -130,7 +130,7 @@ func (info ImageInfo) Print(w io.Writer) {
 	if info.Source != "" {
 		fmt.Fprintf(w, "ComfyUI %s at %s\n", info.Source, info.Revision)
 	}
-	fmt.Fprintf(w, "total %s in %d layers\n", progress.Size(info.Size), len(info.Layers))
+	fmt.Fprintf(w, "total %s in %s\n", progress.Size(info.Size), progress.Count(len(info.Layers), "layer", "layers"))
 	if b := info.Base; b != nil {
 		what := b.Digest
 		if b.Name != "" {
@@ -139,14 +139,18 @@ func (info ImageInfo) Print(w io.Writer) {
 		if what == "" {
 			what = "digest not recorded"
 		}
-		fmt.Fprintf(w, "base %s: %s in layers 1-%d\n", what, progress.Size(b.Size), b.Layers)
+		where := "layer 1"
+		if b.Layers != 1 {
+			where = fmt.Sprintf("layers 1-%d", b.Layers)
+		}
+		fmt.Fprintf(w, "base %s: %s in %s\n", what, progress.Size(b.Size), where)
 	}
 	if len(info.Models) > 0 {
 		img := info.ModelsImage
 		if img == "" {
 			img = "baked in or not built"
 		}
-		fmt.Fprintf(w, "models image %s: %d files\n", img, len(info.Models))
+		fmt.Fprintf(w, "models image %s: %s\n", img, progress.Count(len(info.Models), "file", "files"))
 		for _, m := range info.Models {
 			fmt.Fprintf(w, "     model   %-48s sha256:%s\n", trimLeft(m.Dest, 48), m.SHA256[:min(12, len(m.SHA256))])
 		}
@@ -167,7 +171,7 @@ func (info ImageInfo) Print(w io.Writer) {
 		fmt.Fprintf(w, "%3d  %-7s %-48s %10s  %s\n", l.Index, l.Part, trimLeft(what, 48), progress.Size(l.Size), shortDigest(l.Digest))
 	}
 	if base > 0 && info.Base == nil {
-		fmt.Fprintf(w, "(and %d base image layers)\n", base)
+		fmt.Fprintf(w, "(and %s)\n", progress.Count(base, "base image layer", "base image layers"))
 	}
 }
 

@@ -25,7 +25,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/klauspost/pgzip"
 
-	"github.com/comfy-image/comfy-image/versions"
+	"github.com/comfy-image/comfy-image/internal/fileutil"
 )
 
 // Compression of app layers.
@@ -128,7 +128,7 @@ func (c Cache) Lookup(key string) (v1.Layer, bool) {
 		}
 		meta.BlobMTime = fi.ModTime().UnixNano()
 		data, _ := json.Marshal(meta)
-		_ = versions.WriteFileAtomic(metaFile, data, 0o644) // only saves a rehash next time
+		_ = fileutil.WriteAtomic(metaFile, data, 0o644) // only saves a rehash next time
 	}
 	return &fileLayer{path: blob, info: meta.Info, cache: c, key: key}, true
 }
@@ -241,7 +241,7 @@ func (c Cache) Build(ctx context.Context, key string, comp Compression, opts Tar
 		meta.BlobMTime = fi.ModTime().UnixNano()
 	}
 	data, _ := json.Marshal(meta)
-	if err := versions.WriteFileAtomic(metaFile, data, 0o644); err != nil {
+	if err := fileutil.WriteAtomic(metaFile, data, 0o644); err != nil {
 		return nil, false, err
 	}
 	return &fileLayer{path: blob, info: info, cache: c, key: key}, true, nil
@@ -553,7 +553,7 @@ func rememberModelLayer(cacheDir, key string, digest v1.Hash, size int64, stamps
 		Info:  Info{Digest: digest, DiffID: digest, Size: size, MediaType: types.OCIUncompressedLayer},
 		Files: stamps,
 	})
-	return versions.WriteFileAtomic(modelLayerMeta(cacheDir, key), data, 0o644)
+	return fileutil.WriteAtomic(modelLayerMeta(cacheDir, key), data, 0o644)
 }
 
 // ModelLayerObserver computes the layer digest of a model file at inImage

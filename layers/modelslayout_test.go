@@ -23,7 +23,7 @@ func TestImageModelsFolderIsWhereNodesLook(t *testing.T) {
 		"models/checkpoints/put_checkpoints_here": "placeholder\n",
 		"models/configs/v1-inference.yaml":        "model: ldm\n",
 	})
-	res := build(t, v, testsupport.SyntheticBase(t), t.TempDir(), nil)
+	res := build(t, v, testsupport.SyntheticBase(t), testsupport.TempDir(t), nil)
 	fs := files(t, res.App)
 	if got := fs["opt/comfy/ComfyUI/models"]; got != "-> ../models" {
 		t.Errorf("ComfyUI/models is %q, want a link to ../models", got)
@@ -45,7 +45,7 @@ func TestImageModelsFolderIsWhereNodesLook(t *testing.T) {
 	// from root (what the container's / is), the models image at /models
 	// with files the spec does not list, and the yaml's base_path set to
 	// /models as the entry point writes it.
-	root := t.TempDir()
+	root := testsupport.TempDir(t)
 	for p, content := range fs {
 		full := filepath.Join(root, p)
 		os.MkdirAll(filepath.Dir(full), 0o755)
@@ -68,7 +68,7 @@ func TestImageModelsFolderIsWhereNodesLook(t *testing.T) {
 	yaml := fs["opt/comfy/extra_model_paths.yaml"]
 	yaml = regexp.MustCompile(`(?m)^  base_path: .*$`).ReplaceAllString(yaml, "  base_path: "+filepath.Join(root, "models"))
 	yaml = regexp.MustCompile(`(?m)^    /`).ReplaceAllString(yaml, "    "+root+"/")
-	yamlFile := filepath.Join(t.TempDir(), "extra_model_paths.yaml")
+	yamlFile := filepath.Join(testsupport.TempDir(t), "extra_model_paths.yaml")
 	writeFile(t, yamlFile, yaml)
 
 	got := testsupport.LoadComfyPaths(t, filepath.Join(root, "opt", "comfy", "ComfyUI"), yamlFile, "ipadapter", "insightface", "configs", "diffusion_models")

@@ -16,7 +16,7 @@ func TestImageVenvHasPyprojectDependencies(t *testing.T) {
 		"requirements.txt": "",
 		"pyproject.toml":   "[project]\nname = \"kjnodes\"\nversion = \"1.0\"\ndependencies = [\"delta>=1.0\", \"gamma\"]\n",
 	})
-	res := build(t, v, testsupport.SyntheticBase(t), t.TempDir(), nil)
+	res := build(t, v, testsupport.SyntheticBase(t), testsupport.TempDir(t), nil)
 	fs := files(t, res.App)
 	for _, want := range []string{
 		"opt/comfy/.venv/lib/python3.11/site-packages/delta/__init__.py",

@@ -53,7 +53,7 @@ func TestSystemSitePackagesVenvHoldsOnlyWhatTheBaseLacks(t *testing.T) {
 	for _, format := range []string{"dist-info", "egg-info"} {
 		t.Run(format, func(t *testing.T) {
 			v := sitePackagesVersion(t, "torch>=2.0")
-			res := build(t, v, torchBase(t, format), t.TempDir(), nil)
+			res := build(t, v, torchBase(t, format), testsupport.TempDir(t), nil)
 			fs := files(t, res.App)
 			venv := "opt/comfy/.venv/"
 			for p := range fs {
@@ -83,7 +83,7 @@ func TestSystemSitePackagesVenvHoldsOnlyWhatTheBaseLacks(t *testing.T) {
 
 func TestNodeNeedingAnotherTorchThanTheBaseFailsNamingIt(t *testing.T) {
 	v := sitePackagesVersion(t, "torch==2.1.0")
-	o := layers.BuildOptions{Options: realize.Options{CacheDir: t.TempDir()}, Base: torchBase(t, "egg-info"), WheelsDir: v.Wheels,
+	o := layers.BuildOptions{Options: realize.Options{CacheDir: testsupport.TempDir(t)}, Base: torchBase(t, "egg-info"), WheelsDir: v.Wheels,
 		LookupEnv: func(string) (string, bool) { return "", false }, Getenv: func(string) string { return "" }}
 	o.Models = "skip"
 	_, err := layers.Build(context.Background(), load(t, v), o)
@@ -98,14 +98,14 @@ func TestNodeNeedingAnotherTorchThanTheBaseFailsNamingIt(t *testing.T) {
 
 func TestVenvGetsPipFromTheBasesWheel(t *testing.T) {
 	v := testsupport.NewVersion(t)
-	wheel := testsupport.BuildWheel(t, t.TempDir(), testsupport.Wheel{Name: "pip", Version: "23.0.1", Scripts: map[string]string{"pip": "pip:main"}})
+	wheel := testsupport.BuildWheel(t, testsupport.TempDir(t), testsupport.Wheel{Name: "pip", Version: "23.0.1", Scripts: map[string]string{"pip": "pip:main"}})
 	data, err := os.ReadFile(wheel)
 	if err != nil {
 		t.Fatal(err)
 	}
 	base := testsupport.BaseWithFiles(t, testsupport.SyntheticBase(t), map[string]string{
 		"usr/share/python-wheels/pip-23.0.1-py3-none-any.whl": string(data)})
-	fs := files(t, build(t, v, base, t.TempDir(), nil).App)
+	fs := files(t, build(t, v, base, testsupport.TempDir(t), nil).App)
 	for _, want := range []string{"lib/python3.11/site-packages/pip/__init__.py", "lib/python3.11/site-packages/pip-23.0.1.dist-info/METADATA", "bin/pip"} {
 		if _, ok := fs["opt/comfy/.venv/"+want]; !ok {
 			t.Errorf("venv lacks %s from the base's pip wheel", want)
@@ -124,7 +124,7 @@ func TestReadBaseFindsThePackagesItsPythonSees(t *testing.T) {
 		"usr/lib/python3/dist-packages/evil-1.0.dist-info/METADATA":           "Name: ../../evil\nVersion: 1.0\n",
 		"usr/share/python-wheels/pip-23.0.1-py3-none-any.whl":                 "not really a wheel",
 	})
-	info, err := layers.ReadBase(testsupport.SyntheticBaseImage(t, loc), t.TempDir())
+	info, err := layers.ReadBase(testsupport.SyntheticBaseImage(t, loc), testsupport.TempDir(t))
 	if err != nil {
 		t.Fatal(err)
 	}

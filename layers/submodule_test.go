@@ -129,7 +129,7 @@ func TestNodeLayerEqualsGitCloneWithSubmodules(t *testing.T) {
 			v := testsupport.NewVersion(t)
 			repos := testsupport.NewNestedRepos(t, filepath.Join(v.Dir, "repos", "nested"))
 			addNode(t, v, fmt.Sprintf(`{"repo": %q, "name": "usdu", "submodules": %v}`, repos.Node.FileURL(), recurse))
-			res := build(t, v, testsupport.SyntheticBase(t), t.TempDir(), nil)
+			res := build(t, v, testsupport.SyntheticBase(t), testsupport.TempDir(t), nil)
 			var layer *layers.Part
 			for i, p := range res.Parts {
 				if p.Kind == "node" && p.Name == "usdu" {
@@ -139,7 +139,7 @@ func TestNodeLayerEqualsGitCloneWithSubmodules(t *testing.T) {
 			if layer == nil {
 				t.Fatalf("no layer for node usdu in %v", res.Parts)
 			}
-			ref := filepath.Join(t.TempDir(), "clone")
+			ref := filepath.Join(testsupport.TempDir(t), "clone")
 			testsupport.CloneRecursive(t, repos.Node.FileURL(), ref, recurse)
 			want := cloneTree(t, ref)
 			if recurse {

@@ -8,6 +8,7 @@ import (
 	"crypto/sha512"
 	"encoding/base64"
 	"fmt"
+	"github.com/comfy-image/comfy-image/internal/testsupport"
 	"io"
 	"os"
 	"path/filepath"
@@ -53,7 +54,7 @@ func writeWheel(t testing.TB, members ...member) string {
 	}
 	record.WriteString(di + "/RECORD,,\n")
 	all = append(all, member{name: di + "/RECORD", content: record.String()})
-	file := filepath.Join(t.TempDir(), "pkg-1.0-py3-none-any.whl")
+	file := filepath.Join(testsupport.TempDir(t), "pkg-1.0-py3-none-any.whl")
 	var buf bytes.Buffer
 	zw := zip.NewWriter(&buf)
 	for _, m := range all {
@@ -221,7 +222,7 @@ func FuzzWheelUnpack(f *testing.F) {
 	f.Fuzz(func(t *testing.T, raw []byte, name, content string, listed bool) {
 		var file string
 		if len(raw) > 0 {
-			file = filepath.Join(t.TempDir(), "pkg-1.0-py3-none-any.whl")
+			file = filepath.Join(testsupport.TempDir(t), "pkg-1.0-py3-none-any.whl")
 			if err := os.WriteFile(file, raw, 0o644); err != nil {
 				t.Fatal(err)
 			}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/gofrs/flock"
 
+	"github.com/comfy-image/comfy-image/internal/repourl"
 	"github.com/comfy-image/comfy-image/realize/gitcache"
 	"github.com/comfy-image/comfy-image/versions"
 )
@@ -212,7 +213,7 @@ func scanModels(cacheDir string, users *lockUsers) ([]CacheEntry, error) {
 		if data, err := os.ReadFile(f); err == nil && json.Unmarshal(data, &k) == nil {
 			rel, _ := filepath.Rel(cacheDir, f)
 			sources[k.SHA256] = append(sources[k.SHA256], rel)
-			sourceName[k.SHA256] = versions.RedactURL(k.Source)
+			sourceName[k.SHA256] = repourl.Redact(k.Source)
 		}
 	}
 	blobs, err := os.ReadDir(filepath.Join(dir, "sha256"))

@@ -2,6 +2,7 @@ package realize
 
 import (
 	"errors"
+	"github.com/comfy-image/comfy-image/internal/testsupport"
 	"os"
 	"path/filepath"
 	"testing"
@@ -13,7 +14,7 @@ func TestBeforeWriteRunsOnlyAfterTheChecks(t *testing.T) {
 	src, r := linkRepo(t)
 	c1 := src.Commit("one", map[string]string{"a.py": "a\n"})
 	c2 := src.Commit("two", map[string]string{"a.py": "a2\n"})
-	dir := filepath.Join(t.TempDir(), "node")
+	dir := filepath.Join(testsupport.TempDir(t), "node")
 	st1, err := CheckoutTree(r, c1, dir, nil, false)
 	if err != nil {
 		t.Fatal(err)

@@ -20,7 +20,7 @@ import (
 // holds a file a careless checkout would overwrite or delete.
 func hostDir(t *testing.T) string {
 	t.Helper()
-	dir := filepath.Join(t.TempDir(), "outside")
+	dir := filepath.Join(testsupport.TempDir(t), "outside")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +70,7 @@ func assertUntouched(t testing.TB, dir string, before map[string]string) {
 // linkRepo is a real repository whose commits the test makes with git.
 func linkRepo(t *testing.T) (*testsupport.Repo, *git.Repository) {
 	t.Helper()
-	src := testsupport.NewRepo(t, filepath.Join(t.TempDir(), "src"))
+	src := testsupport.NewRepo(t, filepath.Join(testsupport.TempDir(t), "src"))
 	r, err := git.PlainOpen(src.Dir)
 	if err != nil {
 		t.Fatal(err)
@@ -91,7 +91,7 @@ func commitLink(t *testing.T, src *testsupport.Repo, rel, target string) string 
 
 func TestCheckoutLinkReplacedByFolderWritesInside(t *testing.T) {
 	t.Run("empty outside folder", func(t *testing.T) {
-		outside := filepath.Join(t.TempDir(), "outside")
+		outside := filepath.Join(testsupport.TempDir(t), "outside")
 		os.MkdirAll(outside, 0o755)
 		checkoutLinkThenFolder(t, outside)
 	})
@@ -106,7 +106,7 @@ func checkoutLinkThenFolder(t *testing.T, outside string) {
 	os.Remove(filepath.Join(src.Dir, "sub"))
 	c2 := src.Commit("folder", map[string]string{"sub/x": "from the node\n"})
 
-	dir := filepath.Join(t.TempDir(), "node")
+	dir := filepath.Join(testsupport.TempDir(t), "node")
 	st1, err := CheckoutTree(r, c1, dir, nil, false)
 	if err != nil {
 		t.Fatal(err)
@@ -133,7 +133,7 @@ func TestCheckoutFolderReplacedByLinkDeletesNothingOutside(t *testing.T) {
 	c1 := src.Commit("folder", map[string]string{"a.py": "a\n", "sub/x": "x\n", "sub/y": "y\n"})
 	c2 := commitLink(t, src, "sub", outside)
 
-	dir := filepath.Join(t.TempDir(), "node")
+	dir := filepath.Join(testsupport.TempDir(t), "node")
 	st1, err := CheckoutTree(r, c1, dir, nil, false)
 	if err != nil {
 		t.Fatal(err)
@@ -167,7 +167,7 @@ func TestCheckoutNeverDeletesUserFilesForATypeChange(t *testing.T) {
 	c1 := src.Commit("folder", map[string]string{"a.py": "a\n", "sub/x": "x\n"})
 	c2 := commitLink(t, src, "sub", outside)
 
-	dir := filepath.Join(t.TempDir(), "node")
+	dir := filepath.Join(testsupport.TempDir(t), "node")
 	st1, err := CheckoutTree(r, c1, dir, nil, false)
 	if err != nil {
 		t.Fatal(err)
@@ -196,7 +196,7 @@ func TestCheckoutNeverFollowsALinkInsideTheNode(t *testing.T) {
 	os.Remove(filepath.Join(src.Dir, "lib"))
 	c2 := src.Commit("lib folder", map[string]string{"lib/b.py": "b\n"})
 
-	dir := filepath.Join(t.TempDir(), "node")
+	dir := filepath.Join(testsupport.TempDir(t), "node")
 	st1, err := CheckoutTree(r, c1, dir, nil, false)
 	if err != nil {
 		t.Fatal(err)
@@ -222,7 +222,7 @@ func TestCheckoutRefusesAUserLinkInTheWay(t *testing.T) {
 	src, r := linkRepo(t)
 	c1 := src.Commit("one", map[string]string{"a.py": "a\n"})
 	c2 := src.Commit("two", map[string]string{"sub/x": "x\n"})
-	dir := filepath.Join(t.TempDir(), "node")
+	dir := filepath.Join(testsupport.TempDir(t), "node")
 	st1, err := CheckoutTree(r, c1, dir, nil, false)
 	if err != nil {
 		t.Fatal(err)
@@ -240,7 +240,7 @@ func TestForceNeverOverwritesAFileTheUserAdded(t *testing.T) {
 	src, r := linkRepo(t)
 	c1 := src.Commit("one", map[string]string{"a.py": "a\n"})
 	c2 := src.Commit("two", map[string]string{"new.py": "from the node\n"})
-	dir := filepath.Join(t.TempDir(), "node")
+	dir := filepath.Join(testsupport.TempDir(t), "node")
 	st1, err := CheckoutTree(r, c1, dir, nil, false)
 	if err != nil {
 		t.Fatal(err)
@@ -264,7 +264,7 @@ func TestInterruptedCheckoutOwnsOnlyItsOwnFiles(t *testing.T) {
 	c1 := src.Commit("one", map[string]string{"a.py": "a\n"})
 	c2 := src.Commit("two", map[string]string{"new.py": "two\n"})
 	c3 := src.Commit("three", map[string]string{"new.py": "three\n"})
-	dir := filepath.Join(t.TempDir(), "node")
+	dir := filepath.Join(testsupport.TempDir(t), "node")
 	st1, err := CheckoutTree(r, c1, dir, nil, false)
 	if err != nil {
 		t.Fatal(err)
@@ -393,12 +393,12 @@ func TestCheckoutRefusesCraftedTrees(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			before := dirState(t, outside)
-			repoDir := t.TempDir()
+			repoDir := testsupport.TempDir(t)
 			r, err := git.PlainInit(repoDir, true)
 			if err != nil {
 				t.Fatal(err)
 			}
-			dir := filepath.Join(t.TempDir(), "target", "node")
+			dir := filepath.Join(testsupport.TempDir(t), "target", "node")
 			commit := craftCommit(t, r, tc.entries(dir))
 			_, err = CheckoutTree(r, commit, dir, nil, false)
 			if err == nil {
@@ -427,7 +427,7 @@ func TestInterruptedCheckoutResumesOverItsOwnWrites(t *testing.T) {
 	c1 := src.Commit("one", map[string]string{"a.py": "a1\n"})
 	c2 := src.Commit("two", map[string]string{"a.py": "a2\n"})
 	c3 := src.Commit("three", map[string]string{"a.py": "a3\n"})
-	dir := filepath.Join(t.TempDir(), "node")
+	dir := filepath.Join(testsupport.TempDir(t), "node")
 	st1, err := CheckoutTree(r, c1, dir, nil, false)
 	if err != nil {
 		t.Fatal(err)

@@ -16,7 +16,7 @@ import (
 )
 
 func TestCheckoutTreeKeepsModesLinksAndUserFiles(t *testing.T) {
-	src := testsupport.NewRepo(t, filepath.Join(t.TempDir(), "src"))
+	src := testsupport.NewRepo(t, filepath.Join(testsupport.TempDir(t), "src"))
 	src.Commit("one", map[string]string{"a.py": "a = 1\n", "bin/run.sh": "#!/bin/sh\necho run\n", "old.py": "old\n"})
 	os.Chmod(filepath.Join(src.Dir, "bin", "run.sh"), 0o755)
 	os.Symlink("a.py", filepath.Join(src.Dir, "link.py"))
@@ -27,7 +27,7 @@ func TestCheckoutTreeKeepsModesLinksAndUserFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := filepath.Join(t.TempDir(), "node")
+	dir := filepath.Join(testsupport.TempDir(t), "node")
 	c1, err := CheckoutTree(r, first, dir, nil, false)
 	if err != nil {
 		t.Fatal(err)
@@ -96,7 +96,7 @@ func TestDefaultTarget(t *testing.T) {
 	if _, err := os.Stat("/runpod-volume"); err == nil {
 		t.Skip("this machine has /runpod-volume")
 	}
-	home := t.TempDir()
+	home := testsupport.TempDir(t)
 	t.Setenv("HOME", home)
 	if got := DefaultTarget("wan22"); got != filepath.Join(home, "comfy-wan22") {
 		t.Fatalf("DefaultTarget = %s", got)

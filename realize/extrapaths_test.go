@@ -13,7 +13,7 @@ import (
 // canonical folder under MODELS_DIR must come first for every key, and
 // ComfyUI-Manager's download base must be MODELS_DIR.
 func TestExtraModelPathsCanonicalFolderFirst(t *testing.T) {
-	dir := t.TempDir()
+	dir := testsupport.TempDir(t)
 	comfy := filepath.Join(dir, "ComfyUI")
 	os.MkdirAll(comfy, 0o755)
 	os.WriteFile(filepath.Join(comfy, "folder_paths.py"), nil, 0o644)

@@ -21,8 +21,8 @@ import (
 
 	"github.com/go-git/go-git/v5/plumbing"
 
+	"github.com/comfy-image/comfy-image/internal/repourl"
 	"github.com/comfy-image/comfy-image/realize/models"
-	"github.com/comfy-image/comfy-image/versions"
 )
 
 // lfsPointerMax is the largest pointer file git-lfs writes or reads.
@@ -106,9 +106,24 @@ func WithLFS(ctx context.Context, opts Options, repoURL string) CheckoutOption {
 	return func(c *checkoutConfig) {
 		c.repoURL = repoURL
 		c.lfs = &lfsSource{ctx: ctx, store: models.Store{Dir: filepath.Join(opts.CacheDir, "models")}, offline: opts.Offline,
-			client: &http.Client{Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, ResponseHeaderTimeout: 60 * time.Second}},
+			client: &http.Client{Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, ResponseHeaderTimeout: 60 * time.Second},
+				CheckRedirect: keepAuthOnHost},
 			lookup: os.LookupEnv}
 	}
+}
+
+// keepAuthOnHost follows up to 10 redirects and drops Authorization on one
+// that leaves the first request's host:port: Go's client keeps it for the
+// same host name on any port and for its subdomains, and the repo URL's
+// credentials are for the LFS host only (a CDN gets none).
+func keepAuthOnHost(req *http.Request, via []*http.Request) error {
+	if len(via) >= 10 {
+		return errors.New("too many redirects")
+	}
+	if req.URL.Host != via[0].URL.Host {
+		req.Header.Del("Authorization")
+	}
+	return nil
 }
 
 // LFSError is an LFS object that could not be had.
@@ -118,7 +133,7 @@ type LFSError struct {
 }
 
 func (e *LFSError) Error() string {
-	return fmt.Sprintf("Git LFS object %s of %s: %v", e.Path, versions.RedactURL(e.Repo), e.Err)
+	return fmt.Sprintf("Git LFS object %s of %s: %v", e.Path, repourl.Redact(e.Repo), e.Err)
 }
 
 func (e *LFSError) Unwrap() error { return e.Err }
@@ -129,7 +144,7 @@ func LFSEndpoint(repo string) (*url.URL, error) {
 	if m := scpRepo.FindStringSubmatch(repo); m != nil {
 		repo = "https://" + m[2] + "/" + m[3]
 	}
-	u, err := versions.ParseRepoURL(repo)
+	u, err := repourl.Parse(repo)
 	if err != nil {
 		return nil, err
 	}
@@ -182,7 +197,7 @@ func (s *lfsSource) fetch(repoURL string, entries []treeEntry) error {
 	if err != nil {
 		return &LFSError{Repo: repoURL, Path: missing[0].path, Err: err}
 	}
-	user, pass, err := versions.ExpandUserinfo(endpoint, s.lookup)
+	user, pass, err := repourl.ExpandUserinfo(endpoint, s.lookup)
 	if err != nil {
 		return err
 	}

@@ -6,9 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/comfy-image/comfy-image/internal/testsupport"
@@ -77,7 +80,7 @@ func (n *lfsNode) checkout(t *testing.T, opts Options, spec *versions.Spec) (str
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := filepath.Join(t.TempDir(), "lfsnode")
+	dir := filepath.Join(testsupport.TempDir(t), "lfsnode")
 	_, err = CheckoutTree(r, l.CustomNodes[0].Commit, dir, nil, false, TreeOptions(ctx, opts, cache, n.url, spec.CustomNodes[0])...)
 	return dir, err
 }
@@ -88,7 +91,7 @@ func (n *lfsNode) checkout(t *testing.T, opts Options, spec *versions.Spec) (str
 func TestLFSPointersWarnedOrFetched(t *testing.T) {
 	n := newLFSNode(t)
 	var log bytes.Buffer
-	opts := Options{CacheDir: t.TempDir(), Log: &log}
+	opts := Options{CacheDir: testsupport.TempDir(t), Log: &log}
 	dir, err := n.checkout(t, opts, n.spec(t, false))
 	if err != nil {
 		t.Fatal(err)
@@ -147,7 +150,7 @@ func TestLFSPointersWarnedOrFetched(t *testing.T) {
 func TestLFSObjectIsVerified(t *testing.T) {
 	n := newLFSNode(t)
 	n.srv.CorruptLFSObject(n.pointer)
-	opts := Options{CacheDir: t.TempDir()}
+	opts := Options{CacheDir: testsupport.TempDir(t)}
 	_, err := n.checkout(t, opts, n.spec(t, true))
 	var le *LFSError
 	if !errors.As(err, &le) || !strings.Contains(err.Error(), "models/w.safetensors") || !strings.Contains(err.Error(), "sha256") {
@@ -162,10 +165,10 @@ func TestLFSObjectIsVerified(t *testing.T) {
 // (from the environment); without them the error says what to give.
 func TestLFSObjectsOfAPrivateNode(t *testing.T) {
 	n := newLFSNode(t)
-	n.srv.RequireBasicAuth("x-access-token", "lfs-secret")
-	t.Setenv("LFS_TEST_TOKEN", "lfs-secret")
+	n.srv.RequireBasicAuth("x-access-token", testsupport.Secret())
+	t.Setenv("LFS_TEST_TOKEN", testsupport.Secret())
 	n.url = strings.Replace(n.url, "http://", "http://x-access-token:${LFS_TEST_TOKEN}@", 1)
-	dir, err := n.checkout(t, Options{CacheDir: t.TempDir()}, n.spec(t, true))
+	dir, err := n.checkout(t, Options{CacheDir: testsupport.TempDir(t)}, n.spec(t, true))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,6 +187,44 @@ func TestLFSObjectsOfAPrivateNode(t *testing.T) {
 		u, err := LFSEndpoint(repo)
 		if err != nil || u.String() != want {
 			t.Errorf("LFSEndpoint(%q) = %v, %v; want %s", repo, u, err, want)
+		}
+	}
+}
+
+// The credentials of a private node's URL go to its LFS host only: when
+// the object download is redirected to another host (a CDN; here another
+// port of the same address, which Go's client would still trust), the
+// request that follows the redirect carries no Authorization.
+func TestLFSCredentialsStayOnTheRepoHost(t *testing.T) {
+	n := newLFSNode(t)
+	n.srv.RequireBasicAuth("x-access-token", testsupport.Secret())
+	var mu sync.Mutex
+	var seen []string
+	cdn := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		mu.Lock()
+		seen = append(seen, req.Header.Get("Authorization"))
+		mu.Unlock()
+		w.Write(n.weights)
+	}))
+	t.Cleanup(cdn.Close)
+	n.srv.RedirectLFSDownloads(cdn.URL + "/lfs")
+	t.Setenv("LFS_TEST_TOKEN", testsupport.Secret())
+	n.url = strings.Replace(n.url, "http://", "http://x-access-token:${LFS_TEST_TOKEN}@", 1)
+	dir, err := n.checkout(t, Options{CacheDir: testsupport.TempDir(t)}, n.spec(t, true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(filepath.Join(dir, "models/w.safetensors")); !bytes.Equal(got, n.weights) {
+		t.Fatal("the object was not fetched from the CDN")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) == 0 {
+		t.Fatal("the download did not reach the CDN")
+	}
+	for _, auth := range seen {
+		if auth != "" {
+			t.Errorf("the CDN received Authorization %q", auth)
 		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/comfy-image/comfy-image/internal/progress"
+	"github.com/comfy-image/comfy-image/internal/repourl"
 	"github.com/comfy-image/comfy-image/realize/models"
 	"github.com/comfy-image/comfy-image/versions"
 )
@@ -135,7 +136,7 @@ func FetchModelObserved(ctx context.Context, f *models.Fetcher, m versions.Model
 	}
 	out := versions.LockedModel{
 		Name: m.Name, Source: m.Source, Dest: m.Dest(),
-		URL: versions.RedactURL(res.URL), Revision: res.Revision, Size: res.Size, SHA256: res.SHA256,
+		URL: repourl.Redact(res.URL), Revision: res.Revision, Size: res.Size, SHA256: res.SHA256,
 	}
 	if pinned && out.Revision == "" {
 		out.Revision = lm.Revision

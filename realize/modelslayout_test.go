@@ -14,13 +14,13 @@ import (
 // files there; checking the same commit out Without the folder removes
 // them (the fast "unchanged" path is not taken) and keeps a user's file.
 func TestCheckoutWithoutRemovesFilesAnEarlierCheckoutWrote(t *testing.T) {
-	src := testsupport.NewRepo(t, filepath.Join(t.TempDir(), "ComfyUI"))
+	src := testsupport.NewRepo(t, filepath.Join(testsupport.TempDir(t), "ComfyUI"))
 	commit := src.Commit("core", map[string]string{"main.py": "x\n", "models/checkpoints/put_checkpoints_here": "p\n", "models/configs/v1.yaml": "c\n"})
 	r, err := git.PlainOpen(src.Dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := filepath.Join(t.TempDir(), "ComfyUI")
+	dir := filepath.Join(testsupport.TempDir(t), "ComfyUI")
 	old, err := CheckoutTree(r, commit, dir, nil, false)
 	if err != nil {
 		t.Fatal(err)
@@ -49,7 +49,7 @@ func TestCheckoutWithoutRemovesFilesAnEarlierCheckoutWrote(t *testing.T) {
 	}
 	// A checkout into a folder whose models is a link never writes there.
 	os.RemoveAll(filepath.Join(dir, "models"))
-	elsewhere := t.TempDir()
+	elsewhere := testsupport.TempDir(t)
 	os.Symlink(elsewhere, filepath.Join(dir, "models"))
 	if _, err := CheckoutTree(r, commit, dir, nil, false, Without("models")); err != nil {
 		t.Fatal(err)

@@ -26,6 +26,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/storer"
 	"github.com/gofrs/flock"
 
+	"github.com/comfy-image/comfy-image/internal/repourl"
 	"github.com/comfy-image/comfy-image/realize/gitcache"
 	"github.com/comfy-image/comfy-image/versions"
 )
@@ -40,8 +41,11 @@ const registryScheme = "comfy-registry"
 
 // Zip limits: a node pack is source code, not a model store.
 const (
-	maxZipBytes     = 1 << 30
-	maxUnpackBytes  = 4 << 30
+	maxZipBytes    = 1 << 30
+	maxUnpackBytes = 4 << 30
+	// A member is read whole (go-git stores blobs from memory), so one
+	// member's size bounds the memory an unpack takes.
+	maxMemberBytes  = 256 << 20
 	maxZipMembers   = 200_000
 	registryTimeout = 60 * time.Second
 )
@@ -104,7 +108,7 @@ func resolveRegistryNode(ctx context.Context, opts Options, n versions.Node) (ve
 	if err != nil {
 		return versions.LockedNode{}, fmt.Errorf("registry node %s@%s: %w", n.Registry, v.Version, err)
 	}
-	ln := versions.LockedNode{Name: n.Name, Registry: n.Registry, Version: v.Version, URL: versions.RedactURL(dl.String())}
+	ln := versions.LockedNode{Name: n.Name, Registry: n.Registry, Version: v.Version, URL: repourl.Redact(dl.String())}
 	ln.Repo = "https://registry.comfy.org/nodes/" + n.Registry
 	ln.Ref, ln.ResolvedRef = n.Version, "registry "+n.Registry+"@"+v.Version
 	commit, sha, err := registryRepo(ctx, registryDir(opts.CacheDir), ln, dl.String())
@@ -171,7 +175,7 @@ func checkDownloadURL(base, raw string) (*url.URL, error) {
 	u, err := url.Parse(raw)
 	b, berr := url.Parse(base)
 	if err != nil || berr != nil || u.Host == "" || !(u.Scheme == "https" || (u.Scheme == "http" && b.Scheme == "http")) {
-		return nil, fmt.Errorf("downloadUrl %q: expected an https URL", versions.RedactURL(raw))
+		return nil, fmt.Errorf("downloadUrl %q: expected an https URL", repourl.Redact(raw))
 	}
 	return u, nil
 }
@@ -249,11 +253,11 @@ func downloadZip(ctx context.Context, dir, zipURL, want string) (string, string,
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return "", "", fmt.Errorf("download %s: %w", versions.RedactURL(zipURL), err)
+		return "", "", fmt.Errorf("download %s: %w", repourl.Redact(zipURL), err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return "", "", fmt.Errorf("download %s: server answered %s", versions.RedactURL(zipURL), resp.Status)
+		return "", "", fmt.Errorf("download %s: server answered %s", repourl.Redact(zipURL), resp.Status)
 	}
 	tmp, err := os.CreateTemp(filepath.Join(dir, "zips"), ".download-*")
 	if err != nil {
@@ -266,14 +270,14 @@ func downloadZip(ctx context.Context, dir, zipURL, want string) (string, string,
 		err = cerr
 	}
 	if err != nil {
-		return "", "", fmt.Errorf("download %s: %w", versions.RedactURL(zipURL), err)
+		return "", "", fmt.Errorf("download %s: %w", repourl.Redact(zipURL), err)
 	}
 	if n > maxZipBytes {
-		return "", "", fmt.Errorf("download %s: larger than %d bytes; not a node pack", versions.RedactURL(zipURL), int64(maxZipBytes))
+		return "", "", fmt.Errorf("download %s: larger than %d bytes; not a node pack", repourl.Redact(zipURL), int64(maxZipBytes))
 	}
 	sha := hex.EncodeToString(h.Sum(nil))
 	if want != "" && sha != want {
-		return "", "", fmt.Errorf("download %s: sha256 %s, the lock pins %s; the zip changed on the server (run `comfy-image lock` to accept it)", versions.RedactURL(zipURL), sha, want)
+		return "", "", fmt.Errorf("download %s: sha256 %s, the lock pins %s; the zip changed on the server (run `comfy-image lock` to accept it)", repourl.Redact(zipURL), sha, want)
 	}
 	dest := filepath.Join(dir, "zips", sha+".zip")
 	if err := os.Rename(tmp.Name(), dest); err != nil {
@@ -362,7 +366,7 @@ func unpackToRepo(zipFile, repoDir, id, version, sha string) (string, error) {
 }
 
 // memberPath checks a zip member's name: relative, no '..', no backslash
-// or NUL; directories and .git contents are skipped.
+// or NUL; directories and .git contents (at any depth) are skipped.
 func memberPath(f *zip.File) (string, bool, error) {
 	n := f.Name
 	switch {
@@ -380,8 +384,13 @@ func memberPath(f *zip.File) (string, bool, error) {
 	if f.FileInfo().IsDir() || strings.HasSuffix(n, "/") || clean == "." {
 		return "", true, nil
 	}
-	if clean == ".git" || strings.HasPrefix(clean, ".git/") {
-		return "", true, nil
+	// git never has a .git entry (in any case, at any depth) in a tree and
+	// the checkout refuses one: a working copy's nested submodule leaves a
+	// lib/.git file, a crafted zip a .GIT/hooks folder.
+	for _, el := range strings.Split(clean, "/") {
+		if strings.EqualFold(el, ".git") {
+			return "", true, nil
+		}
 	}
 	return clean, false, nil
 }
@@ -400,6 +409,9 @@ func storeMember(s storer.EncodedObjectStorer, f *zip.File, name string) (zipEnt
 		fm = filemode.Regular
 	default:
 		return zipEntry{}, fmt.Errorf("%s: not a file, folder or link; refusing it", mode.Type())
+	}
+	if f.UncompressedSize64 > maxMemberBytes {
+		return zipEntry{}, fmt.Errorf("%d bytes unpacked; refusing a member over %d bytes in a node pack", f.UncompressedSize64, int64(maxMemberBytes))
 	}
 	rc, err := f.Open()
 	if err != nil {

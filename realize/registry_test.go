@@ -19,7 +19,7 @@ import (
 
 func registrySpec(t *testing.T, nodes string) *versions.Spec {
 	t.Helper()
-	core := testsupport.NewRepo(t, filepath.Join(t.TempDir(), "ComfyUI"))
+	core := testsupport.NewRepo(t, filepath.Join(testsupport.TempDir(t), "ComfyUI"))
 	core.Commit("core", map[string]string{"main.py": "print('comfy')\n"})
 	doc := `{"schema_version": 2, "version_id": "reg", "comfy": {"repo": "` + core.FileURL() + `"}, "custom_nodes": [` + nodes + `]}`
 	s, err := versions.Parse("reg.json", []byte(doc), nil)
@@ -50,7 +50,7 @@ func TestRegistryNodeIsCheckedOutLikeAGitNode(t *testing.T) {
 	sum := sha256.Sum256(zipData)
 
 	s := registrySpec(t, `{"registry": "comfyui-foo"}`)
-	opts := Options{CacheDir: t.TempDir()}
+	opts := Options{CacheDir: testsupport.TempDir(t)}
 	l, err := ResolveRepos(context.Background(), s, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -62,7 +62,7 @@ func TestRegistryNodeIsCheckedOutLikeAGitNode(t *testing.T) {
 	}
 
 	// The same files committed by git give the same tree.
-	ref := testsupport.NewRepo(t, filepath.Join(t.TempDir(), "ref"))
+	ref := testsupport.NewRepo(t, filepath.Join(testsupport.TempDir(t), "ref"))
 	ref.Commit("files", map[string]string{"__init__.py": "NODE_CLASS_MAPPINGS = {}\n", "lib/util.py": "x = 1\n", "bin/tool.sh": "#!/bin/sh\necho tool\n", "requirements.txt": "beta>=1.0\n"})
 	os.Symlink("util.py", filepath.Join(ref.Dir, "lib", "link.py"))
 	os.Chmod(filepath.Join(ref.Dir, "bin", "tool.sh"), 0o755)
@@ -82,7 +82,7 @@ func TestRegistryNodeIsCheckedOutLikeAGitNode(t *testing.T) {
 	if c.TreeHash.String() != wantTree {
 		t.Errorf("tree %s, git makes %s of the same files", c.TreeHash, wantTree)
 	}
-	dir := filepath.Join(t.TempDir(), "node")
+	dir := filepath.Join(testsupport.TempDir(t), "node")
 	if _, err := CheckoutTree(repo, n.Commit, dir, nil, false); err != nil {
 		t.Fatal(err)
 	}
@@ -98,14 +98,14 @@ func TestRegistryNodeIsCheckedOutLikeAGitNode(t *testing.T) {
 
 	// Another cache resolves the pinned version to the same commit.
 	s2 := registrySpec(t, `{"registry": "comfyui-foo", "version": "1.1.0", "name": "foo"}`)
-	l2, err := ResolveRepos(context.Background(), s2, Options{CacheDir: t.TempDir()})
+	l2, err := ResolveRepos(context.Background(), s2, Options{CacheDir: testsupport.TempDir(t)})
 	if err != nil || l2.CustomNodes[0].Commit != n.Commit || l2.CustomNodes[0].Name != "foo" {
 		t.Errorf("second resolve: %+v %v", l2, err)
 	}
 
 	// A lock whose zip changed on the server is refused when the cache is empty.
 	reg.Replace("comfyui-foo", "1.1.0", testsupport.MakeZip(t, testsupport.ZipMember{Name: "__init__.py", Content: "evil\n"}))
-	fresh := NewGitCache(Options{CacheDir: t.TempDir()})
+	fresh := NewGitCache(Options{CacheDir: testsupport.TempDir(t)})
 	if _, err := OpenMirror(context.Background(), fresh, NodeRepo(s.CustomNodes[0], n), n.Commit); err == nil || !strings.Contains(err.Error(), "the lock pins "+n.SHA256) {
 		t.Errorf("changed zip: %v", err)
 	}
@@ -122,13 +122,13 @@ func TestRegistryErrorsNameTheNodeAndVersion(t *testing.T) {
 		`{"registry": "comfyui-nope", "version": "1.0.0"}`: "registry node comfyui-nope@1.0.0: unknown node id comfyui-nope",
 		`{"registry": "comfyui-foo", "version": "9.9.9"}`:  "registry node comfyui-foo@9.9.9: the registry has no version 9.9.9 of node comfyui-foo",
 	} {
-		_, err := ResolveRepos(context.Background(), registrySpec(t, nodes), Options{CacheDir: t.TempDir()})
+		_, err := ResolveRepos(context.Background(), registrySpec(t, nodes), Options{CacheDir: testsupport.TempDir(t)})
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: got %v, want %q", nodes, err, want)
 		}
 	}
 	var log bytes.Buffer
-	l, err := ResolveRepos(context.Background(), registrySpec(t, `{"registry": "comfyui-foo", "version": "1.0.0"}`), Options{CacheDir: t.TempDir(), Log: &log})
+	l, err := ResolveRepos(context.Background(), registrySpec(t, `{"registry": "comfyui-foo", "version": "1.0.0"}`), Options{CacheDir: testsupport.TempDir(t), Log: &log})
 	if err != nil || l.CustomNodes[0].Version != "1.0.0" {
 		t.Fatalf("deprecated version: %v", err)
 	}
@@ -155,7 +155,7 @@ func TestRegistryZipMembersStayInTheNodeFolder(t *testing.T) {
 		reg.PublishZip(t, "comfyui-bad", version, testsupport.MakeZip(t, testsupport.ZipMember{Name: "__init__.py", Content: "ok\n"}, m))
 	}
 	for version, m := range cases {
-		cacheDir := t.TempDir()
+		cacheDir := testsupport.TempDir(t)
 		_, err := ResolveRepos(context.Background(), registrySpec(t, `{"registry": "comfyui-bad", "version": "`+version+`"}`), Options{CacheDir: cacheDir})
 		if err == nil || !strings.Contains(err.Error(), "comfyui-bad@"+version) || !strings.Contains(err.Error(), fmt.Sprintf("%q", m.Name)) {
 			t.Errorf("%s (%s): got %v", version, m.Name, err)
@@ -170,9 +170,64 @@ func plumbingHash(s string) plumbing.Hash { return plumbing.NewHash(s) }
 
 // A lock on disk is untrusted: its sha256 names a cache path.
 func TestRegistryLockCannotPickACachePath(t *testing.T) {
-	cache := NewGitCache(Options{CacheDir: t.TempDir()})
+	cache := NewGitCache(Options{CacheDir: testsupport.TempDir(t)})
 	repo := NodeRepo(versions.Node{}, versions.LockedNode{Registry: "x", Version: "1.0.0", SHA256: "../../../../tmp/evil", URL: "https://example.invalid/x.zip"})
 	if _, err := OpenMirror(context.Background(), cache, repo, strings.Repeat("a", 40)); err == nil || !strings.Contains(err.Error(), "not 64 lower-case hex") {
 		t.Errorf("got %v", err)
+	}
+}
+
+// TestRegistryZipGitFoldersAreSkippedAtAnyDepth: a zip made from a working
+// copy may hold a nested submodule's .git file, and a crafted one a .GIT
+// folder with hooks. git never has such entries in a tree and the checkout
+// refuses them, so the lock must leave them out like a top-level .git; else
+// the lock succeeds and every realize then fails on a commit it made itself.
+func TestRegistryZipGitFoldersAreSkippedAtAnyDepth(t *testing.T) {
+	reg := testsupport.NewComfyRegistry(t)
+	t.Setenv("COMFY_REGISTRY_URL", reg.URL)
+	reg.PublishZip(t, "comfyui-git", "1.0.0", testsupport.MakeZip(t,
+		testsupport.ZipMember{Name: "__init__.py", Content: "ok\n"},
+		testsupport.ZipMember{Name: ".GIT/hooks/post-checkout", Content: "#!/bin/sh\n", Mode: 0o755},
+		testsupport.ZipMember{Name: "lib/.git", Content: "gitdir: /etc\n"},
+		testsupport.ZipMember{Name: "lib/util.py", Content: "x = 1\n"},
+	))
+	s := registrySpec(t, `{"registry": "comfyui-git", "version": "1.0.0"}`)
+	opts := Options{CacheDir: testsupport.TempDir(t)}
+	l, err := ResolveRepos(context.Background(), s, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := l.CustomNodes[0]
+	repo, err := OpenMirror(context.Background(), NewGitCache(opts), NodeRepo(s.CustomNodes[0], n), n.Commit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(testsupport.TempDir(t), "node")
+	if _, err := CheckoutTree(repo, n.Commit, dir, nil, false); err != nil {
+		t.Fatalf("checkout of the registry's own commit: %v", err)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "lib", "util.py")); err != nil || string(b) != "x = 1\n" {
+		t.Errorf("lib/util.py: %q %v", b, err)
+	}
+	for _, p := range []string{".GIT", filepath.Join("lib", ".git")} {
+		if _, err := os.Lstat(filepath.Join(dir, p)); !os.IsNotExist(err) {
+			t.Errorf("%s was unpacked", p)
+		}
+	}
+}
+
+// A small zip that unpacks one huge member (a zip bomb) is refused before
+// it is read into memory, naming the node and the member.
+func TestRegistryZipBombMemberIsRefused(t *testing.T) {
+	reg := testsupport.NewComfyRegistry(t)
+	t.Setenv("COMFY_REGISTRY_URL", reg.URL)
+	reg.PublishZip(t, "comfyui-bomb", "1.0.0", testsupport.MakeZip(t,
+		testsupport.ZipMember{Name: "__init__.py", Content: "ok\n"},
+		testsupport.ZipMember{Name: "weights.bin", Content: strings.Repeat("\x00", maxMemberBytes+1)},
+	))
+	s := registrySpec(t, `{"registry": "comfyui-bomb", "version": "1.0.0"}`)
+	_, err := ResolveRepos(context.Background(), s, Options{CacheDir: testsupport.TempDir(t)})
+	if err == nil || !strings.Contains(err.Error(), "weights.bin") || !strings.Contains(err.Error(), "comfyui-bomb") {
+		t.Fatalf("want an error naming the node and the member, got %v", err)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
 
+	"github.com/comfy-image/comfy-image/internal/repourl"
 	"github.com/comfy-image/comfy-image/realize/gitcache"
 	"github.com/comfy-image/comfy-image/versions"
 )
@@ -22,10 +23,8 @@ type Options struct {
 	CacheDir string
 	Offline  bool
 	DryRun   bool
-	// Log receives plain progress lines; Progress, when set, receives
-	// terminal progress output of long steps.
-	Log      io.Writer
-	Progress io.Writer
+	// Log receives plain progress lines.
+	Log io.Writer
 	// Jobs bounds parallel fetches (0: 4).
 	Jobs int
 	// LockFile is where the lock is read and written ("": the cache's
@@ -195,7 +194,7 @@ func resolveRepos(ctx context.Context, s *versions.Spec, opts Options, rs Resolu
 				return
 			}
 			locked[i] = versions.LockedRepo{
-				Repo:        versions.RedactURL(w.repo.Repo),
+				Repo:        repourl.Redact(w.repo.Repo),
 				Ref:         w.repo.Ref,
 				ResolvedRef: res.Ref,
 				Commit:      res.Commit,
@@ -267,7 +266,7 @@ func PlanRepos(s *versions.Spec, opts Options) []string {
 			now = "; mirror has " + res.Commit
 		}
 		lines = append(lines, fmt.Sprintf("%s: would %s %s into %s, resolve %s%s",
-			w.label, action, versions.RedactURL(w.repo.Repo), dir, asked, now))
+			w.label, action, repourl.Redact(w.repo.Repo), dir, asked, now))
 	}
 	return lines
 }
@@ -434,6 +433,5 @@ func NewGitCache(opts Options) *gitcache.Cache {
 	c := gitcache.New(GitDir(opts.CacheDir))
 	c.Offline = opts.Offline
 	c.Log = opts.log()
-	c.Progress = opts.Progress
 	return c
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
 
+	"github.com/comfy-image/comfy-image/internal/repourl"
 	"github.com/comfy-image/comfy-image/versions"
 )
 
@@ -63,7 +64,7 @@ func (e *SubmoduleError) Error() string {
 	if e.URL == "" {
 		return fmt.Sprintf("submodule %s: %v", e.Path, e.Err)
 	}
-	return fmt.Sprintf("submodule %s (%s): %v", e.Path, versions.RedactURL(e.URL), e.Err)
+	return fmt.Sprintf("submodule %s (%s): %v", e.Path, repourl.Redact(e.URL), e.Err)
 }
 
 func (e *SubmoduleError) Unwrap() error { return e.Err }
@@ -158,7 +159,7 @@ func (w *commitWalk) repo(r *git.Repository, repoURL, commit, prefix string, dep
 		if err != nil {
 			return &SubmoduleError{Path: l.path, URL: subURL, Err: err}
 		}
-		w.subs = append(w.subs, versions.LockedSubmodule{Path: l.path, URL: versions.RedactURL(subURL), Commit: l.commit})
+		w.subs = append(w.subs, versions.LockedSubmodule{Path: l.path, URL: repourl.Redact(subURL), Commit: l.commit})
 		if err := w.repo(sr, subURL, l.commit, l.path, depth+1); err != nil {
 			return err
 		}
@@ -198,9 +199,13 @@ func gitmodulesURLs(tree *object.Tree) (map[string]string, error) {
 func SubmoduleURL(parent, sub string) (string, error) {
 	resolved := sub
 	if strings.HasPrefix(sub, "./") || strings.HasPrefix(sub, "../") {
-		u, err := url.Parse(parent)
+		// The parent's credentials may be a ${VAR} the fetch expands, which
+		// url.Parse refuses as userinfo: resolve without them and put them
+		// back as written (a relative URL stays on the parent's host).
+		userinfo, bare := splitUserinfo(parent)
+		u, err := url.Parse(bare)
 		if err != nil || u.Scheme == "" {
-			return "", fmt.Errorf("relative url %q under %q, which is not a URL it can be resolved against", sub, versions.RedactURL(parent))
+			return "", fmt.Errorf("relative url %q under %q, which is not a URL it can be resolved against", sub, repourl.Redact(parent))
 		}
 		base := strings.TrimSuffix(u.Path, "/")
 		rest := sub
@@ -212,7 +217,7 @@ func SubmoduleURL(parent, sub string) (string, error) {
 			case strings.HasPrefix(rest, "../"):
 				rest = rest[3:]
 				if base == "" || base == "/" {
-					return "", fmt.Errorf("relative url %q climbs above the host of %q", sub, versions.RedactURL(parent))
+					return "", fmt.Errorf("relative url %q climbs above the host of %q", sub, repourl.Redact(parent))
 				}
 				base = path.Dir(base)
 				continue
@@ -222,14 +227,37 @@ func SubmoduleURL(parent, sub string) (string, error) {
 		u.Path = strings.TrimSuffix(base, "/") + "/" + rest
 		u.RawPath = ""
 		resolved = u.String()
+		if userinfo != "" {
+			scheme, rest, _ := strings.Cut(resolved, "://")
+			resolved = scheme + "://" + userinfo + "@" + rest
+		}
 	}
 	if msg := versions.CheckRepoURL(resolved); msg != "" {
 		return "", errors.New(msg)
 	}
 	if strings.HasPrefix(strings.ToLower(resolved), "file:") && !strings.HasPrefix(strings.ToLower(parent), "file:") {
-		return "", fmt.Errorf("a file:// submodule under a repository that is not file:// (%s); refused", versions.RedactURL(parent))
+		return "", fmt.Errorf("a file:// submodule under a repository that is not file:// (%s); refused", repourl.Redact(parent))
 	}
 	return resolved, nil
+}
+
+// splitUserinfo cuts "user:token@" out of scheme://user:token@host/path,
+// returning it (without the "@") and the URL without it.
+func splitUserinfo(rawURL string) (userinfo, bare string) {
+	scheme, rest, ok := strings.Cut(rawURL, "://")
+	if !ok {
+		return "", rawURL
+	}
+	authority, p, _ := strings.Cut(rest, "/")
+	at := strings.LastIndex(authority, "@")
+	if at < 0 {
+		return "", rawURL
+	}
+	bare = scheme + "://" + authority[at+1:]
+	if strings.Contains(rest, "/") {
+		bare += "/" + p
+	}
+	return authority[:at], bare
 }
 
 // TreeInfo is what a checkout of a commit brings besides its own files.

@@ -87,7 +87,7 @@ func withUmask(t *testing.T, mask int) {
 func checkoutNode(t *testing.T, repoURL, dir string, submodules bool) *Checkout {
 	t.Helper()
 	ctx := context.Background()
-	cache := NewGitCache(Options{CacheDir: t.TempDir()})
+	cache := NewGitCache(Options{CacheDir: testsupport.TempDir(t)})
 	res, err := cache.Resolve(ctx, repoURL, "", "")
 	if err != nil {
 		t.Fatal(err)
@@ -108,10 +108,10 @@ func checkoutNode(t *testing.T, repoURL, dir string, submodules bool) *Checkout 
 // `git clone --recurse-submodules` leaves it, byte for byte and mode for mode.
 func TestCheckoutEqualsGitCloneRecurseSubmodules(t *testing.T) {
 	withUmask(t, 0o022)
-	repos := testsupport.NewNestedRepos(t, filepath.Join(t.TempDir(), "repos"))
-	want := filepath.Join(t.TempDir(), "git")
+	repos := testsupport.NewNestedRepos(t, filepath.Join(testsupport.TempDir(t), "repos"))
+	want := filepath.Join(testsupport.TempDir(t), "git")
 	testsupport.CloneRecursive(t, repos.Node.FileURL(), want, true)
-	got := filepath.Join(t.TempDir(), "ours")
+	got := filepath.Join(testsupport.TempDir(t), "ours")
 	co := checkoutNode(t, repos.Node.FileURL(), got, true)
 
 	wantTree := gitTree(t, want)
@@ -132,10 +132,10 @@ func TestCheckoutEqualsGitCloneRecurseSubmodules(t *testing.T) {
 // --recurse-submodules does.
 func TestCheckoutWithoutSubmodulesEqualsPlainClone(t *testing.T) {
 	withUmask(t, 0o022)
-	repos := testsupport.NewNestedRepos(t, filepath.Join(t.TempDir(), "repos"))
-	want := filepath.Join(t.TempDir(), "git")
+	repos := testsupport.NewNestedRepos(t, filepath.Join(testsupport.TempDir(t), "repos"))
+	want := filepath.Join(testsupport.TempDir(t), "git")
 	testsupport.CloneRecursive(t, repos.Node.FileURL(), want, false)
-	got := filepath.Join(t.TempDir(), "ours")
+	got := filepath.Join(testsupport.TempDir(t), "ours")
 	checkoutNode(t, repos.Node.FileURL(), got, false)
 	wantTree := gitTree(t, want)
 	if wantTree["repositories/lib1"] != "dir -rwxr-xr-x" {
@@ -152,6 +152,7 @@ func TestSubmoduleURL(t *testing.T) {
 		{"https://github.com/org/node.git", "../lib.git", "https://github.com/org/lib.git", ""},
 		{"https://github.com/org/node.git/", "./sub", "https://github.com/org/node.git/sub", ""},
 		{"https://x-access-token:tok@github.com/org/node", "../../other/lib", "https://x-access-token:tok@github.com/other/lib", ""},
+		{"https://x-access-token:${GH_TOKEN}@github.com/org/node", "../lib", "https://x-access-token:${GH_TOKEN}@github.com/org/lib", ""},
 		{"file:///srv/git/node", "../lib", "file:///srv/git/lib", ""},
 		{"https://github.com/org/node", "https://gitlab.com/a/b", "https://gitlab.com/a/b", ""},
 		{"https://github.com/org/node", "git@github.com:a/b.git", "git@github.com:a/b.git", ""},
@@ -200,7 +201,7 @@ func TestLockRecordsSubmodulesAndNamesUnreachableOnes(t *testing.T) {
 	node.Commit("with lib", nil)
 	spec := parseSpec(t, fmt.Sprintf(`{"schema_version": 2, "version_id": "demo", "comfy": {"repo": %q},
 	  "custom_nodes": [{"repo": %q, "name": "usdu"}]}`, srv.RepoURL("comfyanonymous/ComfyUI"), srv.RepoURL("org/node")))
-	opts := Options{CacheDir: t.TempDir()}
+	opts := Options{CacheDir: testsupport.TempDir(t)}
 	l, err := ResolveRepos(context.Background(), spec, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -216,7 +217,7 @@ func TestLockRecordsSubmodulesAndNamesUnreachableOnes(t *testing.T) {
 
 	// The submodule's repository goes away: the lock fails, naming all.
 	os.RemoveAll(lib.Dir)
-	_, err = ResolveRepos(context.Background(), spec, Options{CacheDir: t.TempDir()})
+	_, err = ResolveRepos(context.Background(), spec, Options{CacheDir: testsupport.TempDir(t)})
 	var se *SubmoduleError
 	if !errors.As(err, &se) {
 		t.Fatalf("got %v, want a *SubmoduleError", err)
@@ -233,15 +234,15 @@ func TestLockRecordsSubmodulesAndNamesUnreachableOnes(t *testing.T) {
 // is refused too. Both are bad input, and nothing is written.
 func TestSubmoduleURLsAreUntrusted(t *testing.T) {
 	srv := testsupport.NewGitServer(t)
-	local := testsupport.NewRepo(t, filepath.Join(t.TempDir(), "private"))
+	local := testsupport.NewRepo(t, filepath.Join(testsupport.TempDir(t), "private"))
 	local.Commit("secret", map[string]string{"secret.txt": "host secret\n"})
 	node := srv.NewRepo(t, "org/evil")
 	node.Commit("node", map[string]string{"__init__.py": "\n"})
 	node.SubmoduleAdd(local.FileURL(), "lib")
 	node.Commit("file submodule", nil)
-	dir := filepath.Join(t.TempDir(), "node")
+	dir := filepath.Join(testsupport.TempDir(t), "node")
 	ctx := context.Background()
-	cache := NewGitCache(Options{CacheDir: t.TempDir()})
+	cache := NewGitCache(Options{CacheDir: testsupport.TempDir(t)})
 	url := srv.RepoURL("org/evil")
 	res, err := cache.Resolve(ctx, url, "", "")
 	if err != nil {

@@ -18,14 +18,6 @@ func summaryName(s string) string {
 	return "…" + string(r[len(r)-n+1:])
 }
 
-// count is "1 file", "3 files".
-func count(n int, one, many string) string {
-	if n == 1 {
-		return "1 " + one
-	}
-	return fmt.Sprintf("%d %s", n, many)
-}
-
 // humanSize is progress.Size with an empty total as "0 B".
 func humanSize(n int64) string {
 	if n <= 0 {

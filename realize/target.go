@@ -15,7 +15,9 @@ import (
 
 	"github.com/gofrs/flock"
 
+	"github.com/comfy-image/comfy-image/internal/fileutil"
 	"github.com/comfy-image/comfy-image/internal/progress"
+	"github.com/comfy-image/comfy-image/internal/repourl"
 	"github.com/comfy-image/comfy-image/realize/gitcache"
 	"github.com/comfy-image/comfy-image/realize/models"
 	"github.com/comfy-image/comfy-image/realize/pyenv"
@@ -284,7 +286,7 @@ func (r *realizer) saveState() error {
 	if err != nil {
 		return err
 	}
-	return versions.WriteFileAtomic(r.stateFile, data, 0o644)
+	return fileutil.WriteAtomic(r.stateFile, data, 0o644)
 }
 
 // part is one checkout: the core or a node.
@@ -339,7 +341,7 @@ func (r *realizer) checkouts(ctx context.Context) error {
 		if err := r.saveState(); err != nil {
 			return err
 		}
-		r.summary = append(r.summary, fmt.Sprintf("%s %s  checked out (%s)", summaryName(p.key), p.repo.Commit[:12], count(len(done.Files), "file", "files")))
+		r.summary = append(r.summary, fmt.Sprintf("%s %s  checked out (%s)", summaryName(p.key), p.repo.Commit[:12], progress.Count(len(done.Files), "file", "files")))
 	}
 	return nil
 }
@@ -522,7 +524,7 @@ func (r *realizer) venv(ctx context.Context) error {
 	if pk := r.lock.Python.Packages; len(pk) > 0 && v.Exists() && r.state.Venv != "" && r.state.Venv == r.venvKey(reqs, pk) {
 		// A finished venv made from the same inputs and the same locked
 		// set (checked against those inputs then) is done.
-		r.summary = append(r.summary, fmt.Sprintf("%s %s  unchanged", summaryName(".venv"), count(len(pk), "package", "packages")))
+		r.summary = append(r.summary, fmt.Sprintf("%s %s  unchanged", summaryName(".venv"), progress.Count(len(pk), "package", "packages")))
 		return nil
 	}
 	locked, err := r.lockedSet(ctx, reqs)
@@ -583,7 +585,7 @@ func (r *realizer) venv(ctx context.Context) error {
 	if err := r.saveState(); err != nil {
 		return err
 	}
-	r.summary = append(r.summary, fmt.Sprintf("%s %s  installed", summaryName(".venv"), count(len(locked), "package", "packages")))
+	r.summary = append(r.summary, fmt.Sprintf("%s %s  installed", summaryName(".venv"), progress.Count(len(locked), "package", "packages")))
 	if nodes := r.nodesWithInstallPy(); len(nodes) > 0 {
 		r.summary = append(r.summary, "not run (install.py is never run by default): "+strings.Join(nodes, ", "))
 	}
@@ -648,7 +650,7 @@ func (r *realizer) models(ctx context.Context) error {
 	if err := r.saveState(); err != nil {
 		return err
 	}
-	r.summary = append(r.summary, fmt.Sprintf("%s %s, %s (%d placed now)", summaryName("models"), count(len(r.spec.Models), "file", "files"), humanSize(total), downloaded))
+	r.summary = append(r.summary, fmt.Sprintf("%s %s, %s (%d placed now)", summaryName("models"), progress.Count(len(r.spec.Models), "file", "files"), humanSize(total), downloaded))
 	return nil
 }
 
@@ -711,7 +713,7 @@ func (r *realizer) config(context.Context) error {
 		if name == "run.sh" {
 			mode = 0o755
 		}
-		if err := versions.WriteFileAtomic(file, data, mode); err != nil {
+		if err := fileutil.WriteAtomic(file, data, mode); err != nil {
 			return err
 		}
 	}
@@ -832,7 +834,7 @@ func (r *realizer) planModels(ctx context.Context, w io.Writer) {
 		case stored:
 			fmt.Fprintf(w, "  link        %s (%s, in the cache) -> %s\n", m.Source, progress.Size(res.Size), dest)
 		default:
-			fmt.Fprintf(w, "  download    %s (%s) from %s -> %s\n", m.Source, progress.Size(res.Size), versions.RedactURL(res.URL), dest)
+			fmt.Fprintf(w, "  download    %s (%s) from %s -> %s\n", m.Source, progress.Size(res.Size), repourl.Redact(res.URL), dest)
 		}
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/comfy-image/comfy-image/internal/fileutil"
 )
 
 // LockVersion is the format version of lock files this tool writes.
@@ -151,37 +153,7 @@ func WriteLock(file string, l *Lock) error {
 	if err != nil {
 		return err
 	}
-	return WriteFileAtomic(file, append(data, '\n'), 0o644)
-}
-
-// WriteFileAtomic replaces file with data so that readers see the old or the
-// new content, never a part.
-func WriteFileAtomic(file string, data []byte, mode os.FileMode) error {
-	dir := filepath.Dir(file)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(file)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), file)
+	return fileutil.WriteAtomic(file, append(data, '\n'), 0o644)
 }
 
 // CheckCurrent fails when the lock was made from another spec.
@@ -200,15 +172,4 @@ func short(d string) string {
 		return d[:19]
 	}
 	return d
-}
-
-// RedactURL drops credentials (user:password@) from a URL so it can be
-// written to a lock or a log.
-func RedactURL(raw string) string {
-	u, err := ParseRepoURL(raw)
-	if err != nil || u.User == nil {
-		return raw
-	}
-	u.User = nil
-	return u.String()
 }

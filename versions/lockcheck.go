@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/comfy-image/comfy-image/internal/repourl"
 )
 
 // CoverageError lists every part of a spec a lock does not cover.
@@ -45,7 +47,7 @@ func (l *Lock) Covers(s *Spec, file string, skipModels bool) error {
 				probs = append(probs, fmt.Sprintf("%s: version %s, the lock has %s", label, n.Version, ln.Version))
 			}
 		case ln.Registry != "":
-			probs = append(probs, fmt.Sprintf("%s: repo %s, the lock has registry node %s", label, RedactURL(n.Repo.Repo), ln.Registry))
+			probs = append(probs, fmt.Sprintf("%s: repo %s, the lock has registry node %s", label, repourl.Redact(n.Repo.Repo), ln.Registry))
 		default:
 			if p := repoCovers(ln.LockedRepo, n.Repo); p != "" {
 				probs = append(probs, label+": "+p)
@@ -79,8 +81,8 @@ func orNone(a, b string) string {
 // repoCovers says what a locked repository lacks for the spec's repo.
 func repoCovers(l LockedRepo, r Repo) string {
 	switch {
-	case l.Repo != RedactURL(r.Repo):
-		return fmt.Sprintf("repo %s, the lock has %s", RedactURL(r.Repo), l.Repo)
+	case l.Repo != repourl.Redact(r.Repo):
+		return fmt.Sprintf("repo %s, the lock has %s", repourl.Redact(r.Repo), l.Repo)
 	case r.Commit != "" && !strings.HasPrefix(l.Commit, r.Commit):
 		return fmt.Sprintf("commit %s, the lock has %s", r.Commit, l.Commit)
 	case r.Commit == "" && l.Ref != r.Ref:

@@ -3,6 +3,8 @@ package versions
 import (
 	"strings"
 	"testing"
+
+	"github.com/comfy-image/comfy-image/internal/repourl"
 )
 
 // A repo URL may take its token from the environment; the spec accepts it,
@@ -21,11 +23,11 @@ func TestRepoURLWithTokenVariable(t *testing.T) {
 	if len(s.Warnings) != 1 || !strings.Contains(s.Warnings[0], "custom_nodes[0].repo") || !strings.Contains(s.Warnings[0], "${GH_TOKEN}") {
 		t.Fatalf("warnings %q, want one naming custom_nodes[0].repo and ${GH_TOKEN}", s.Warnings)
 	}
-	if got := RedactURL(repo); got != "https://github.com/org/private" {
+	if got := repourl.Redact(repo); got != "https://github.com/org/private" {
 		t.Fatalf("RedactURL = %q", got)
 	}
-	u, _ := ParseRepoURL(repo)
-	user, pass, err := ExpandUserinfo(u, func(k string) (string, bool) { return "tok-" + k, true })
+	u, _ := repourl.Parse(repo)
+	user, pass, err := repourl.ExpandUserinfo(u, func(k string) (string, bool) { return "tok-" + k, true })
 	if err != nil || user != "x-access-token" || pass != "tok-GH_TOKEN" {
 		t.Fatalf("ExpandUserinfo = %q, %q, %v", user, pass, err)
 	}

@@ -6,6 +6,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/comfy-image/comfy-image/internal/repourl"
+	"github.com/comfy-image/comfy-image/internal/testsupport"
 )
 
 const validSpec = `{
@@ -149,7 +152,7 @@ func TestAllProblemsReportedAtOnce(t *testing.T) {
 }
 
 func TestLocate(t *testing.T) {
-	dir := t.TempDir()
+	dir := testsupport.TempDir(t)
 	if err := os.WriteFile(filepath.Join(dir, "abc.json"), []byte(validSpec), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -201,7 +204,7 @@ func TestLockRoundTripAndCurrency(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	file := LockPath(t.TempDir(), s.VersionID)
+	file := LockPath(testsupport.TempDir(t), s.VersionID)
 	if _, err := ReadLock(file); !errors.Is(err, ErrNoLock) {
 		t.Fatalf("missing lock: %v", err)
 	}
@@ -226,7 +229,7 @@ func TestLockRoundTripAndCurrency(t *testing.T) {
 }
 
 func TestRedactURL(t *testing.T) {
-	if got := RedactURL("https://user:pw@example.com/o/r.git"); strings.Contains(got, "pw") {
+	if got := repourl.Redact("https://user:pw@example.com/o/r.git"); strings.Contains(got, "pw") {
 		t.Fatalf("RedactURL kept the password: %s", got)
 	}
 }

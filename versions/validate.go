@@ -12,10 +12,12 @@ import (
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
-	"github.com/comfy-image/comfy-image/internal/reqfile"
 	"github.com/santhosh-tekuri/jsonschema/v6/kind"
 	"golang.org/x/text/language"
 	"golang.org/x/text/message"
+
+	"github.com/comfy-image/comfy-image/internal/repourl"
+	"github.com/comfy-image/comfy-image/internal/reqfile"
 )
 
 // SchemaJSON is the published JSON Schema of the spec format.
@@ -182,12 +184,20 @@ func patternHint(loc []string) string {
 	return "does not match the expected pattern"
 }
 
-// jsonPath renders instance-location tokens as custom_nodes[2].name.
+// jsonPath renders instance-location tokens as custom_nodes[2].name; a key
+// that is not a plain name is quoted (env["BAD KEY"], env[""]), so the path
+// says which key even when it is empty or holds dots or spaces.
+var plainKey = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
 func jsonPath(tokens []string) string {
 	var b strings.Builder
 	for i, t := range tokens {
 		if _, err := strconv.Atoi(t); err == nil && i > 0 {
 			b.WriteString("[" + t + "]")
+			continue
+		}
+		if !plainKey.MatchString(t) {
+			b.WriteString(fmt.Sprintf("[%q]", t))
 			continue
 		}
 		if i > 0 {
@@ -367,12 +377,12 @@ func checkRepoURL(repo string) string {
 	if scpLike.MatchString(repo) {
 		return ""
 	}
-	u, err := ParseRepoURL(repo)
+	u, err := repourl.Parse(repo)
 	if err != nil {
-		return fmt.Sprintf("%q: expected a git URL (https://, http://, ssh://, git:// or file://)", RedactURL(repo))
+		return fmt.Sprintf("%q: expected a git URL (https://, http://, ssh://, git:// or file://)", repourl.Redact(repo))
 	}
 	if u.User != nil && u.Scheme != "https" && u.Scheme != "http" && u.Scheme != "ssh" {
-		return fmt.Sprintf("%q: credentials in a %s:// URL; expected them only in https:// (a token: https://x-access-token:${GH_TOKEN}@host/org/repo)", RedactURL(repo), u.Scheme)
+		return fmt.Sprintf("%q: credentials in a %s:// URL; expected them only in https:// (a token: https://x-access-token:${GH_TOKEN}@host/org/repo)", repourl.Redact(repo), u.Scheme)
 	}
 	switch u.Scheme {
 	case "https", "http", "ssh", "git":
@@ -422,7 +432,7 @@ func civitaiSource(s string, u *url.URL) (Source, bool, error) {
 	case (u.Scheme == "https" || u.Scheme == "http") && (u.Host == "civitai.com" || u.Host == "www.civitai.com"):
 		if m := civitaiDownload.FindStringSubmatch(u.Path); m != nil {
 			if u.Query().Has("token") || u.User != nil {
-				return Source{}, true, fmt.Errorf("%q: a token in the URL would be written to the lock; expected the URL without it and the token in CIVITAI_API_TOKEN", RedactURL(s))
+				return Source{}, true, fmt.Errorf("%q: a token in the URL would be written to the lock; expected the URL without it and the token in CIVITAI_API_TOKEN", repourl.Redact(s))
 			}
 			return Source{Scheme: "civitai", ModelVersionID: m[1], URL: u}, true, nil
 		}
@@ -499,7 +509,7 @@ func (s *Spec) envWarnings(lookupEnv func(string) (string, bool)) []string {
 	sort.Strings(keys)
 	refs := s.SecretRefs()
 	for i, r := range s.repos() {
-		for _, v := range RepoURLRefs(r) {
+		for _, v := range repourl.Refs(r) {
 			if _, ok := lookupEnv(v); !ok {
 				ws = append(ws, fmt.Sprintf("%s: %s takes its credentials from ${%s}, which is not set; fetching it will fail", s.File, repoField(i), v))
 			}

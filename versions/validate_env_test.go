@@ -13,7 +13,7 @@ func TestBadEnvKeyNamesItsPath(t *testing.T) {
 		spec := `{"schema_version": 2, "version_id": "x", "comfy": {"repo": "https://h/r"},
 		  "custom_nodes": [], "models": [], "env": ` + env + `}`
 		_, err := Parse("env.json", []byte(spec), noEnv)
-		if err == nil || !strings.Contains(err.Error(), "env.json: env.1BAD: expected an environment variable name") {
+		if err == nil || !strings.Contains(err.Error(), `env.json: env["1BAD"]: expected an environment variable name`) {
 			t.Errorf("env %s: %v", env, err)
 		}
 	}

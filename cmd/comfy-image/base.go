@@ -102,8 +102,9 @@ func packBase(cmd *cobra.Command, dir string, loc layers.Location, opts ...rootf
 	}
 	defer packed.Close()
 	c := packed.Counts
-	fmt.Fprintf(log, "packed %d files, %d folders, %d symlinks, %d hard links into %s in %.1fs\n",
-		c.Files, c.Dirs, c.Symlinks, c.HardLinks, humanSize(packed.Size), time.Since(start).Seconds())
+	fmt.Fprintf(log, "packed %s, %s, %s, %s into %s in %.1fs\n",
+		count(c.Files, "file", "files"), count(c.Dirs, "folder", "folders"), count(c.Symlinks, "symlink", "symlinks"),
+		count(c.HardLinks, "hard link", "hard links"), humanSize(packed.Size), time.Since(start).Seconds())
 	if len(c.Skipped) > 0 {
 		fmt.Fprintf(log, "left out %d device nodes, FIFOs or sockets (the runtime makes /dev): %s\n", len(c.Skipped), summarize(c.Skipped, 5))
 	}

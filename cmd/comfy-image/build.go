@@ -14,7 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/comfy-image/comfy-image/check"
+	"github.com/comfy-image/comfy-image/layers/check"
 	"github.com/comfy-image/comfy-image/internal/progress"
 	"github.com/comfy-image/comfy-image/layers"
 	"github.com/comfy-image/comfy-image/layers/publish"
@@ -46,7 +46,8 @@ func newBuildCmd() *cobra.Command {
 			if o.Base == "" {
 				return usagef("--base IMAGE is required (a registry reference, oci:DIR[:TAG] or tar:FILE)")
 			}
-			if _, err := layers.ParseLocation(o.Base); err != nil {
+			baseLoc, err := layers.ParseLocation(o.Base)
+			if err != nil {
 				return usagef("--base: %v", err)
 			}
 			var outs []layers.Location
@@ -92,6 +93,13 @@ func newBuildCmd() *cobra.Command {
 			}
 			if o.WheelsDir, err = checkWheelsDir(o.WheelsDir); err != nil {
 				return err
+			}
+			// A local folder or file named without oci: or tar: (a missing
+			// layout is found when the base is read).
+			if baseLoc.Kind == "registry" {
+				if err := checkLocalImage(o.Base, baseLoc); err != nil {
+					return usagef("--base %v", err)
+				}
 			}
 			o.Options = f.options(cmd)
 			o.Locked = f.locked
@@ -191,8 +199,8 @@ func newBuildCmd() *cobra.Command {
 	fl.StringVar(&o.HostPython, "python", "python3", "host Python whose pip fetches wheels for the base's Python")
 	fl.IntVar(&jobs, "jobs", 4, "parallel layer uploads")
 	fl.BoolVar(&asJSON, "json", false, "print one JSON document on stdout (versions/output.schema.json); text goes to stderr")
-	fl.BoolVar(&runCheck, "check", false, "then run `comfy-image check` on the built image (podman or docker)")
-	fl.StringArrayVar(&checkOpts.RunArgs, "check-run-arg", nil, "with --check: extra argument of `podman run` (repeatable)")
+	fl.BoolVar(&runCheck, "check", false, "then run comfy-image check on the built image (podman or docker)")
+	fl.StringArrayVar(&checkOpts.RunArgs, "check-run-arg", nil, "with --check: extra argument of podman run or docker run (repeatable)")
 	fl.StringArrayVar(&checkOpts.ComfyArgs, "check-comfy-arg", nil, "with --check: ComfyUI argument (repeatable), e.g. --check-comfy-arg=--cpu")
 	return cmd
 }
@@ -330,6 +338,9 @@ func newInspectCmd() *cobra.Command {
 			if err != nil {
 				return usageError{err}
 			}
+			if err := checkLocalImage(args[0], loc); err != nil {
+				return err
+			}
 			img, err := layers.ReadImage(loc)
 			if err != nil {
 				return err
@@ -350,4 +361,29 @@ func newInspectCmd() *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON document (versions/output.schema.json)")
 	return cmd
+}
+
+// checkLocalImage finds before any network access the mistakes of an image
+// given on this machine: a folder or file named without oci: or tar: (which
+// would be looked up on Docker Hub), an OCI layout that is not there, a tar
+// file that is not there. They are usage errors (exit 2).
+func checkLocalImage(arg string, loc layers.Location) error {
+	switch loc.Kind {
+	case "registry":
+		if fi, err := os.Stat(arg); err == nil {
+			if fi.IsDir() {
+				return usagef("%q is a folder here, not a registry reference: did you mean oci:%s?", arg, arg)
+			}
+			return usagef("%q is a file here, not a registry reference: did you mean tar:%s?", arg, arg)
+		}
+	case "oci":
+		if _, err := os.Stat(filepath.Join(loc.Path, "index.json")); err != nil {
+			return usagef("%q: %s is not an OCI layout (a folder with index.json, as build --output oci:DIR writes)", arg, loc.Path)
+		}
+	case "tar":
+		if fi, err := os.Stat(loc.Path); err != nil || fi.IsDir() {
+			return usagef("%q: %s is not a file (build --output tar:FILE writes one)", arg, loc.Path)
+		}
+	}
+	return nil
 }

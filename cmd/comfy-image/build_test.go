@@ -88,7 +88,7 @@ func TestBuildBadUsage(t *testing.T) {
 			t.Errorf("%v: exit %d, want 2\n%s", args, res.Code, res.Stderr)
 		}
 	}
-	res := testsupport.Run(t, v.Dir, v.Env(t.TempDir()), "build", "--spec", v.SpecFile, "--base", "oci:"+t.TempDir()+":none")
+	res := testsupport.Run(t, v.Dir, v.Env(testsupport.TempDir(t)), "build", "--spec", v.SpecFile, "--base", "oci:"+testsupport.TempDir(t)+":none")
 	if res.Code != 1 || !strings.Contains(res.Stderr, "--base") {
 		t.Errorf("missing base: exit %d\n%s", res.Code, res.Stderr)
 	}
@@ -96,7 +96,7 @@ func TestBuildBadUsage(t *testing.T) {
 
 func TestRegistryPasswordNeverLeaks(t *testing.T) {
 	v := testsupport.NewVersion(t)
-	password := "pw-" + strings.Repeat("x7", 12)
+	password := testsupport.Secret()
 	reg := testsupport.NewRegistryWithAuth(t, "ci", password)
 	docker := filepath.Join(v.Dir, "docker")
 	writeDockerConfig(t, docker, reg.Host, "ci", password)
@@ -142,6 +142,7 @@ func writeDockerConfig(t *testing.T, dir, host, user, password string) {
 	if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(`{"auths":{"`+host+`":{"auth":"`+auth+`"}}}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	testsupport.SecretInput(t, filepath.Join(dir, "config.json"))
 }
 
 // A dead registry or a refused login fails the build before any work
@@ -156,7 +157,7 @@ func TestBuildProbesTheRegistryBeforeAnyWork(t *testing.T) {
 	}
 	dead := l.Addr().String()
 	l.Close()
-	reg := testsupport.NewRegistryWithAuth(t, "ci", "good-password")
+	reg := testsupport.NewRegistryWithAuth(t, "ci", testsupport.Secret())
 	docker := filepath.Join(v.Dir, "docker")
 	writeDockerConfig(t, docker, reg.Host, "ci", "refused-password")
 	for _, tc := range []struct {
@@ -166,7 +167,7 @@ func TestBuildProbesTheRegistryBeforeAnyWork(t *testing.T) {
 		{dead, []string{"registry " + dead, "credentials: anonymous", "not reachable"}},
 		{reg.Host, []string{"registry " + reg.Host, filepath.Join(docker, "config.json"), "credentials refused"}},
 	} {
-		cache := filepath.Join(t.TempDir(), "cache")
+		cache := filepath.Join(testsupport.TempDir(t), "cache")
 		env := append(v.Env(cache), "DOCKER_CONFIG="+docker)
 		start := time.Now()
 		res := testsupport.Run(t, v.Dir, env, "build", "--spec", v.SpecFile, "--base", base, "--wheels-dir", v.Wheels,

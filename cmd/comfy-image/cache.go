@@ -21,11 +21,9 @@ func newCacheCmd() *cobra.Command {
 		Example: `  comfy-image cache du
   comfy-image cache prune --dry-run
   comfy-image cache prune --keep-lock ./old/wan22-fast.lock.json`,
-		Args: usageArgs(cobra.NoArgs),
-		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
 	cmd.AddCommand(newCacheDuCmd(), newCachePruneCmd())
-	return cmd
+	return groupCommand(cmd)
 }
 
 // cacheDirOf is the cache a command works on; it must exist.

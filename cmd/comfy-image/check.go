@@ -3,11 +3,12 @@ package main
 import (
 	"encoding/json"
 	"errors"
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/comfy-image/comfy-image/check"
+	"github.com/comfy-image/comfy-image/layers/check"
 )
 
 func newCheckCmd() *cobra.Command {
@@ -22,10 +23,18 @@ waits for ComfyUI to answer, and fails naming each custom node that failed to
 import (with its error, such as a missing libGL.so.1), each model of the spec
 that ComfyUI does not list, and says how long the start took. Arguments after
 -- go to ComfyUI (e.g. -- --cpu on a machine without a GPU).`,
+		Example: `  comfy-image check ghcr.io/acme/comfy:wan22-fast --models-image ghcr.io/acme/comfy:wan22-fast-models -- --cpu
+  comfy-image check localhost/comfy:dev --models-dir /data/models --json
+  comfy-image check localhost/comfy:dev --run-arg=--ulimit=nofile=1024:1024 --timeout 20m`,
 		Args: usageArgs(cobra.MinimumNArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if opts.ModelsDir != "" && opts.ModelsImage != "" {
 				return usagef("give --models-image or --models-dir, not both")
+			}
+			if opts.ModelsDir != "" {
+				if fi, err := os.Stat(opts.ModelsDir); err != nil || !fi.IsDir() {
+					return usagef("--models-dir %s: expected a folder", opts.ModelsDir)
+				}
 			}
 			opts.ComfyArgs = args[1:]
 			opts.Log = cmd.ErrOrStderr()
@@ -50,7 +59,7 @@ that ComfyUI does not list, and says how long the start took. Arguments after
 	fl.StringVar(&opts.Engine, "engine", "", "podman or docker (default: podman if installed, else docker)")
 	fl.StringVar(&opts.ModelsImage, "models-image", "", "models image to mount at /models (must be in local storage)")
 	fl.StringVar(&opts.ModelsDir, "models-dir", "", "folder to mount at /models (read-only)")
-	fl.StringArrayVar(&opts.RunArgs, "run-arg", nil, "extra argument of `podman run` (repeatable), e.g. --run-arg=--ulimit=nofile=1024:1024")
+	fl.StringArrayVar(&opts.RunArgs, "run-arg", nil, "extra argument of podman run or docker run (repeatable), e.g. --run-arg=--ulimit=nofile=1024:1024")
 	fl.DurationVar(&opts.Timeout, "timeout", 10*time.Minute, "how long to wait for ComfyUI")
 	fl.BoolVar(&asJSON, "json", false, "print the report as JSON")
 	return cmd

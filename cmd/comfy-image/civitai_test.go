@@ -19,7 +19,7 @@ func TestRealizeCivitaiModel(t *testing.T) {
 	sums := c.AddVersion(128713, true,
 		testsupport.CivitaiFile{Name: "style.safetensors", Primary: true, Content: lora},
 		testsupport.CivitaiFile{Name: "style_fp16.safetensors", Type: "Pruned Model", Content: randomBytes(t, 1000)})
-	token := "civ_" + strings.Repeat("5e", 16)
+	token := testsupport.Secret()
 	c.RequireToken(token)
 	s.writeSpec(t, ``, `"models": [{"source": "civitai://128713", "name": "style.safetensors", "target_subdir": "loras"}],`)
 	env := s.env("CIVITAI_ENDPOINT="+c.URL, "CIVITAI_API_TOKEN="+token)
@@ -27,7 +27,7 @@ func TestRealizeCivitaiModel(t *testing.T) {
 	args := []string{"realize", "--version-id", "demo", "--target", target, "--wheels-dir", s.wheels}
 
 	// Without the token: the error names the variable, nothing is placed.
-	failed := testsupport.Run(t, s.dir, s.env("CIVITAI_ENDPOINT="+c.URL), args...)
+	failed := testsupport.Run(t, s.dir, s.env("CIVITAI_ENDPOINT="+c.URL, "CIVITAI_API_TOKEN="), args...)
 	if failed.Code == 0 || !strings.Contains(failed.Stderr, "CIVITAI_API_TOKEN") {
 		t.Fatalf("without token: exit %d\n%s", failed.Code, failed.Stderr)
 	}

@@ -2,13 +2,11 @@ package main
 
 import (
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 
 	"github.com/comfy-image/comfy-image/layers"
 	"github.com/comfy-image/comfy-image/realize"
@@ -74,17 +72,8 @@ func (f *specFlags) options(cmd *cobra.Command) realize.Options {
 		Offline:  f.offline,
 		DryRun:   f.dryRun,
 		Log:      cmd.ErrOrStderr(),
-		Progress: terminalOrNil(cmd.ErrOrStderr()),
 		LockFile: f.lockFile,
 	}
-}
-
-// terminalOrNil returns w when it is a terminal, for progress bars.
-func terminalOrNil(w io.Writer) io.Writer {
-	if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-		return w
-	}
-	return nil
 }
 
 // checkWheelsDir returns the absolute path of a --wheels-dir that exists.

@@ -15,7 +15,7 @@ import (
 // and fetched again, yet the token is in no file of the cache (the mirror's
 // config included) and the lock holds the URL without it.
 func TestRepoCredentialsStayInMemory(t *testing.T) {
-	const token = "ghp_SENTINELTOKEN0123456789"
+	token := testsupport.Secret() // the sweep's sentinel under make sweep
 	p := newProject(t)
 	private := testsupport.NewGitServer(t)
 	private.RequireBasicAuth("someone", token)
@@ -23,6 +23,7 @@ func TestRepoCredentialsStayInMemory(t *testing.T) {
 	r.Commit("init", map[string]string{"__init__.py": "NODE_CLASS_MAPPINGS = {}\n"})
 	withToken := strings.Replace(private.RepoURL("someone/PrivateNode"), "http://", "http://someone:"+token+"@", 1)
 	p.writeSpec(t, `, {"repo": "`+withToken+`", "name": "PrivateNode"}`)
+	testsupport.SecretInput(t, filepath.Join(p.dir, "versions", "demo.json"))
 	for i := 0; i < 2; i++ { // clone, then fetch into the existing mirror
 		if res := p.run(t, "lock", "--version-id", "demo"); res.Code != 0 {
 			t.Fatalf("lock %d: exit %d\n%s", i, res.Code, res.Stderr)

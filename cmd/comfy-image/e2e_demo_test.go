@@ -18,7 +18,7 @@ func runDemo(t *testing.T, env ...string) (string, int) {
 	t.Helper()
 	cmd := exec.Command("bash", "../../testdata/demo/demo.sh")
 	cmd.Env = append(os.Environ(), append([]string{"COMFY_IMAGE=" + testsupport.Binary(t),
-		"DEMO_OUT=" + filepath.Join(t.TempDir(), "demo-out"), "DEMO_PORT=" + freeHostPort(t)}, env...)...)
+		"DEMO_OUT=" + filepath.Join(testsupport.TempDir(t), "demo-out"), "DEMO_PORT=" + freeHostPort(t)}, env...)...)
 	out, err := cmd.CombinedOutput()
 	code := 0
 	if exit, ok := err.(*exec.ExitError); ok {
@@ -61,7 +61,7 @@ func TestEndToEndDemo(t *testing.T) {
 // demo with exit 1 and the reason, before anything runs.
 func TestEndToEndDemoFailsAStepLoudly(t *testing.T) {
 	e2eBase(t)
-	out, code := runDemo(t, "DEMO_BASE=oci:"+filepath.Join(t.TempDir(), "no-base")+":bookworm")
+	out, code := runDemo(t, "DEMO_BASE=oci:"+filepath.Join(testsupport.TempDir(t), "no-base")+":bookworm")
 	if code != 1 || !strings.Contains(out, "demo: FAILED: build failed") || !strings.Contains(out, "no-base/index.json") {
 		t.Errorf("demo with a missing base: exit %d\n%s", code, out)
 	}

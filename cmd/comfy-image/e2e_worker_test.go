@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -171,6 +172,21 @@ func TestEndToEndCheck(t *testing.T) {
 	}
 	if len(rep.Missing) != 0 || rep.StartSeconds <= 0 {
 		t.Errorf("with the models image: missing %+v, start %.2fs", rep.Missing, rep.StartSeconds)
+	}
+
+	// A models folder named relative to where the user runs check (a bare
+	// name is a named volume to podman and docker, not this folder).
+	for dest, content := range v.Models {
+		file := filepath.Join(v.Dir, "my-models", dest)
+		if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(file, content, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if rep, r := checkImage("--models-dir", "my-models"); len(rep.Missing) != 0 {
+		t.Errorf("check --models-dir my-models (relative): missing %+v\n%s", rep.Missing, r.Stderr)
 	}
 
 	// build --check: the same verdict right after a build.

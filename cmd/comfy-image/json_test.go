@@ -6,11 +6,13 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
+	"github.com/comfy-image/comfy-image/internal/progress"
 	"github.com/comfy-image/comfy-image/internal/testsupport"
 )
 
@@ -174,9 +176,15 @@ func TestJSONOutputFollowsThePublishedSchema(t *testing.T) {
 	}
 	// The text says the same, in 100 columns.
 	text := testsupport.Run(t, v.Dir, nil, "inspect", "oci:"+out+":demo")
-	for _, want := range []string{"total ", "base " + baseDigest.String(), "in layers 1-1", "models image " + app.ModelsImage + ": 2 files"} {
+	for _, want := range []string{"total ", "base " + baseDigest.String(), ": " + progress.Size(app.Base.Size) + " in layer 1\n",
+		"models image " + app.ModelsImage + ": 2 files"} {
 		if !strings.Contains(text.Stdout, want) {
 			t.Errorf("inspect lacks %q:\n%s", want, text.Stdout)
 		}
+	}
+	// One of a thing is said in the singular ("1 file", not "1 files").
+	modelsText := testsupport.Run(t, v.Dir, nil, "inspect", "oci:"+out+":demo-models")
+	if one := regexp.MustCompile(`\b1 (layers|files)\b|layers 1-1\b`); one.MatchString(text.Stdout + modelsText.Stdout) {
+		t.Errorf("inspect says %q:\n%s\n%s", one.FindString(text.Stdout+modelsText.Stdout), text.Stdout, modelsText.Stdout)
 	}
 }

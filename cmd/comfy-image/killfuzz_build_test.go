@@ -46,7 +46,7 @@ func TestBuildKillFuzz(t *testing.T) {
 	testsupport.Binary(t)
 	clean := testsupport.NewRegistry(t)
 	start := time.Now()
-	if res := testsupport.Run(t, v.Dir, v.Env(filepath.Join(t.TempDir(), "cache")), args(clean)...); res.Code != 0 {
+	if res := testsupport.Run(t, v.Dir, v.Env(filepath.Join(testsupport.TempDir(t), "cache")), args(clean)...); res.Code != 0 {
 		t.Fatalf("clean build: exit %d\n%s", res.Code, res.Stderr)
 	}
 	took := time.Since(start)
@@ -57,7 +57,7 @@ func TestBuildKillFuzz(t *testing.T) {
 		// Within 90% of a clean run, so most kills land before the end.
 		delay := time.Duration(rng.Int64N(int64(took) * 9 / 10))
 		reg := testsupport.NewRegistry(t)
-		env := v.Env(filepath.Join(t.TempDir(), "cache"))
+		env := v.Env(filepath.Join(testsupport.TempDir(t), "cache"))
 		killed := killAfter(t, v.Dir, env, delay, args(reg)...)
 		t.Logf("point %d: killed at %s (before it ended: %v)", i, delay.Round(time.Millisecond), killed)
 		res := testsupport.Run(t, v.Dir, env, args(reg)...)
@@ -79,6 +79,7 @@ func killAfter(t *testing.T, dir string, env []string, delay time.Duration, args
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Stdout, cmd.Stderr = testsupport.OutputLog(t, "killed build"), testsupport.OutputLog(t, "killed build")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -85,7 +86,7 @@ func (s *site) killRealizeAfter(t *testing.T, cache, target string, delay time.D
 	cmd.Env = append(append(os.Environ(), s.env()...), "COMFY_CACHE="+cache)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	var out lastLines
-	cmd.Stderr = &out
+	cmd.Stderr = io.MultiWriter(&out, testsupport.OutputLog(t, "killed realize"))
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -23,7 +23,7 @@ type project struct {
 }
 
 func newProject(t *testing.T) *project {
-	p := &project{srv: testsupport.NewGitServer(t), dir: t.TempDir()}
+	p := &project{srv: testsupport.NewGitServer(t), dir: testsupport.TempDir(t)}
 	p.cache = filepath.Join(p.dir, "cache")
 	p.core = p.srv.NewRepo(t, "comfyanonymous/ComfyUI")
 	p.core.Commit("core", map[string]string{"main.py": "print('comfy')", "requirements.txt": "\n"})
@@ -233,7 +233,7 @@ func TestLockedFlag(t *testing.T) {
 }
 
 func TestBadSpecExitsTwoWithPath(t *testing.T) {
-	dir := t.TempDir()
+	dir := testsupport.TempDir(t)
 	cases := map[string]struct{ spec, want string }{
 		"unknown key":   {`{"schema_version":2,"version_id":"x","comfy":{"repo":"https://h/r"},"nodes":[]}`, "nodes: unknown key"},
 		"node slash":    {`{"schema_version":2,"version_id":"x","comfy":{"repo":"https://h/r"},"custom_nodes":[{"repo":"https://h/a"},{"repo":"https://h/b"},{"repo":"https://h/c","name":"x/y"}]}`, "custom_nodes[2].name"},
@@ -261,7 +261,7 @@ func TestBadSpecExitsTwoWithPath(t *testing.T) {
 }
 
 func TestBadUsageExitsTwo(t *testing.T) {
-	dir := t.TempDir()
+	dir := testsupport.TempDir(t)
 	for _, args := range [][]string{
 		{"lock"},
 		{"lock", "--version-id", "nope"},

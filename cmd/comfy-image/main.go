@@ -55,7 +55,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if ctx.Err() != nil {
 		cacheFlag, _ := root.PersistentFlags().GetString("cache-dir")
-		fmt.Fprintf(stderr, "comfy-image: interrupted: finished clones, downloads, wheels and layers are kept in the cache %s; run the same command again to resume\n", realize.CacheDir(cacheFlag))
+		fmt.Fprintf(stderr, "comfy-image: interrupted: finished clones, downloads, wheels and layers, and partial downloads, are kept in the cache %s; run the same command again to resume\n", realize.CacheDir(cacheFlag))
 		return exitInterrupted
 	}
 	fmt.Fprintln(stderr, "comfy-image: error:", err)
@@ -158,14 +158,29 @@ var envHelp = map[string]string{
 	"base":        strings.TrimRight(envEpoch, "\n"),
 }
 
-// unknownCommand is the usage error for a command root does not have, with
-// cobra's suggestions.
-func unknownCommand(root *cobra.Command, name string) error {
-	msg := fmt.Sprintf("unknown command %q for %q", name, root.Name())
-	if s := root.SuggestionsFor(name); len(s) > 0 {
+// unknownCommand is the usage error for a subcommand parent does not have,
+// with cobra's suggestions.
+func unknownCommand(parent *cobra.Command, name string) error {
+	msg := fmt.Sprintf("unknown command %q for %q", name, parent.CommandPath())
+	if s := parent.SuggestionsFor(name); len(s) > 0 {
 		msg += "; did you mean " + strings.Join(s, " or ") + "?"
 	}
-	return usageError{errors.New(msg + " (see comfy-image --help)")}
+	return usageError{fmt.Errorf("%s (see %s --help)", msg, parent.CommandPath())}
+}
+
+// groupCommand makes a command that only holds subcommands (cache, import,
+// export) runnable, so that a mistyped subcommand is a usage error with
+// suggestions (exit 2) and not cobra's help with exit 0.
+func groupCommand(c *cobra.Command) *cobra.Command {
+	c.Args = cobra.ArbitraryArgs
+	c.RunE = func(cmd *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			return cmd.Help()
+		}
+		return unknownCommand(cmd, args[0])
+	}
+	c.SuggestionsMinimumDistance = 2
+	return c
 }
 
 // usageArgs makes cobra's argument errors usage errors (exit code 2).

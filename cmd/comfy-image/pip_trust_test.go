@@ -19,7 +19,7 @@ import (
 
 // sentinel is the secret every test here sets in HF_TOKEN; it must reach
 // no child process, no server and no output.
-const sentinel = "hf_SENTINEL_d41d8cd98f00b204"
+var sentinel = testsupport.Secret()
 
 // countingServer records every request it gets (an attacker's host).
 func countingServer(t *testing.T) (*httptest.Server, *atomic.Int64) {
@@ -64,7 +64,7 @@ func TestNodeRequirementsCannotSendSecrets(t *testing.T) {
 // Requirements files cannot read host files: neither -r with an absolute
 // or escaping path, nor a requirements.txt that is a symlink.
 func TestRequirementsCannotReadHostFiles(t *testing.T) {
-	host := filepath.Join(t.TempDir(), "host-secret.txt")
+	host := filepath.Join(testsupport.TempDir(t), "host-secret.txt")
 	os.WriteFile(host, []byte("secret-host-content\n"), 0o644)
 	for name, reqs := range map[string]string{
 		"Abs":    "alpha\n-r " + host + "\n",
@@ -123,7 +123,7 @@ func spyPython(t *testing.T, dir, extra string) string {
 // from the caller's environment and a HOME of their own.
 func TestChildProcessesGetNoSecrets(t *testing.T) {
 	s := newSite(t)
-	spyDir := t.TempDir()
+	spyDir := testsupport.TempDir(t)
 	spy := spyPython(t, spyDir, "")
 	s.writeSpec(t, "", `"python": {"system_site_packages": true},`)
 	res := testsupport.Run(t, s.dir, s.env("HF_TOKEN="+sentinel, "CIVITAI_API_TOKEN="+sentinel, "MY_REGISTRY_PASSWORD="+sentinel),
@@ -155,7 +155,7 @@ func TestChildProcessesGetNoSecrets(t *testing.T) {
 // later run trusts: the rerun builds a venv with pip and installs.
 func TestKilledVenvCreationRecovers(t *testing.T) {
 	s := newSite(t)
-	spyDir := t.TempDir()
+	spyDir := testsupport.TempDir(t)
 	fifo := filepath.Join(spyDir, "started")
 	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
 		t.Fatal(err)

@@ -28,6 +28,7 @@ type site struct {
 func newSite(t *testing.T) *site {
 	t.Helper()
 	s := &site{project: newProject(t), hf: testsupport.NewHFServer(t), models: map[string][]byte{}}
+	testsupport.RequireSweepToken(s.hf)
 	s.wheels = filepath.Join(s.dir, "wheels")
 	testsupport.BuildWheel(t, s.wheels, testsupport.Wheel{Name: "alpha", Version: "1.0"})
 	testsupport.BuildWheel(t, s.wheels, testsupport.Wheel{Name: "beta", Version: "0.5"})
@@ -342,7 +343,7 @@ func TestUserChangesAreKept(t *testing.T) {
 
 func TestSecretNeverWritten(t *testing.T) {
 	s := newSite(t)
-	token := "hf_" + fmt.Sprintf("%x", randomBytes(t, 16))
+	token := testsupport.Secret()
 	s.hf.RequireToken(token)
 	target := filepath.Join(s.dir, "target")
 	all := []string{"realize", "--version-id", "demo", "--target", target, "--wheels-dir", s.wheels}

@@ -9,21 +9,24 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/comfy-image/comfy-image/internal/fileutil"
 	"github.com/comfy-image/comfy-image/realize"
 	"github.com/comfy-image/comfy-image/versions"
 	managersnap "github.com/comfy-image/comfy-image/versions/snapshot"
 )
 
 func newImportCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "import", Short: "Make a spec from what another tool wrote"}
+	cmd := &cobra.Command{Use: "import", Short: "Make a spec from what another tool wrote",
+		Example: "  comfy-image import snapshot snapshot.json --version-id mine"}
 	cmd.AddCommand(newImportSnapshotCmd())
-	return cmd
+	return groupCommand(cmd)
 }
 
 func newExportCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "export", Short: "Write a locked version in another tool's format"}
+	cmd := &cobra.Command{Use: "export", Short: "Write a locked version in another tool's format",
+		Example: "  comfy-image export snapshot --version-id wan22-fast --output snapshot.json"}
 	cmd.AddCommand(newExportSnapshotCmd())
-	return cmd
+	return groupCommand(cmd)
 }
 
 func newImportSnapshotCmd() *cobra.Command {
@@ -32,7 +35,9 @@ func newImportSnapshotCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "snapshot FILE [--version-id ID] [--output FILE]",
 		Short: "Make a spec from a ComfyUI-Manager snapshot (JSON or YAML) or a comfy-cli comfy-lock.yaml",
-		Args:  usageArgs(cobra.ExactArgs(1)),
+		Example: `  comfy-image import snapshot ComfyUI/user/default/ComfyUI-Manager/snapshots/2025-01-01_12-00-00_snapshot.json --version-id mine
+  comfy-image import snapshot comfy-lock.yaml --output versions/mine.json --force`,
+		Args: usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			in := args[0]
 			if versionID == "" {
@@ -62,7 +67,7 @@ func newImportSnapshotCmd() *cobra.Command {
 			for _, l := range res.LeftOut {
 				fmt.Fprintln(errOut, "left out:", l)
 			}
-			if err := versions.WriteFileAtomic(output, res.Spec, 0o644); err != nil {
+			if err := fileutil.WriteAtomic(output, res.Spec, 0o644); err != nil {
 				return fmt.Errorf("write spec: %w", err)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s (version %s) from %s\n", output, versionID, in)
@@ -98,7 +103,9 @@ func newExportSnapshotCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "snapshot --version-id ID [--output FILE]",
 		Short: "Write the lock of a version as a ComfyUI-Manager snapshot (for cm-cli restore-snapshot)",
-		Args:  usageArgs(cobra.NoArgs),
+		Example: `  comfy-image export snapshot --version-id wan22-fast --output wan22-fast.json
+  comfy-image export snapshot --version-id wan22-fast > snapshot.json`,
+		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if versionID == "" {
 				return usagef("which version? give --version-id ID")
@@ -116,7 +123,7 @@ func newExportSnapshotCmd() *cobra.Command {
 				_, err := cmd.OutOrStdout().Write(append(data, '\n'))
 				return err
 			}
-			if err := versions.WriteFileAtomic(output, data, 0o644); err != nil {
+			if err := fileutil.WriteAtomic(output, data, 0o644); err != nil {
 				return fmt.Errorf("write snapshot: %w", err)
 			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "wrote %s\n", output)

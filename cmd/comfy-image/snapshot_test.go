@@ -161,7 +161,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 func registryForBuild(t *testing.T) string { return testsupport.NewRegistry(t).Host }
 
 func TestImportSnapshotBadInput(t *testing.T) {
-	dir := t.TempDir()
+	dir := testsupport.TempDir(t)
 	bad := filepath.Join(dir, "snap.json")
 	os.WriteFile(bad, []byte(`{"comfyui": null, "git_custom_nodes": {"https://github.com/a/b": {"hash": "main", "disabled": false}}}`), 0o644)
 	res := testsupport.Run(t, dir, nil, "import", "snapshot", bad, "--version-id", "x")

@@ -18,7 +18,7 @@ import (
 // and the URL.
 func TestRefusedSubmoduleExitsTwo(t *testing.T) {
 	p := newProject(t)
-	local := testsupport.NewRepo(t, filepath.Join(t.TempDir(), "private"))
+	local := testsupport.NewRepo(t, filepath.Join(testsupport.TempDir(t), "private"))
 	local.Commit("secret", map[string]string{"secret.txt": "host secret\n"})
 	evil := p.srv.NewRepo(t, "org/evil")
 	evil.Commit("node", map[string]string{"__init__.py": "\n"})
@@ -90,7 +90,7 @@ func TestRealizedNodeEqualsGitCloneRecurseSubmodules(t *testing.T) {
 			t.Fatalf("realize %d: exit %d\n%s", run, res.Code, res.Stderr)
 		}
 	}
-	ref := filepath.Join(t.TempDir(), "clone")
+	ref := filepath.Join(testsupport.TempDir(t), "clone")
 	testsupport.CloneRecursive(t, repos.Node.FileURL(), ref, true)
 	want, got := cloneState(t, ref), cloneState(t, filepath.Join(target, "custom_nodes", "nested"))
 	if _, ok := want["repositories/lib1/deep/lib2/leaf.py"]; !ok {

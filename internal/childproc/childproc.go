@@ -59,6 +59,7 @@ func Env(environ []string, home string, extra ...string) []string {
 type Cmd struct {
 	*exec.Cmd
 	extra []string
+	ctx   context.Context
 }
 
 // Command prepares name with args; ctx cancellation kills its whole
@@ -74,7 +75,7 @@ func Command(ctx context.Context, name string, args ...string) *Cmd {
 		// The negative pid is the group: pip's own children die too.
 		return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	}
-	return &Cmd{Cmd: cmd}
+	return &Cmd{Cmd: cmd, ctx: ctx}
 }
 
 // Setenv adds variables ("NAME=value") the tool sets for this child.
@@ -96,13 +97,58 @@ func (c *Cmd) Run() error {
 	go func() {
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
-		if err := c.Cmd.Start(); err != nil {
+		if err := c.start(); err != nil {
 			done <- err
 			return
 		}
 		done <- c.Cmd.Wait()
 	}()
 	return <-done
+}
+
+// start starts the child as the first process of a new PID namespace
+// where the system allows it: when that process dies (Pdeathsig kills it
+// with the tool), the kernel kills every process left in the namespace, so
+// grandchildren such as the pip that ensurepip starts cannot outlive the
+// tool and write into a folder a later run has cleaned. As root that is
+// CLONE_NEWPID; otherwise a user namespace mapping the caller's own ids
+// comes with it. Where neither is allowed, the child runs as before.
+func (c *Cmd) start() error {
+	base := *c.SysProcAttr
+	for _, ns := range namespaces() {
+		attr := base
+		attr.Cloneflags = ns.flags
+		attr.UidMappings, attr.GidMappings = ns.uids, ns.gids
+		c.SysProcAttr = &attr
+		err := c.Cmd.Start()
+		if err == nil || !errors.Is(err, syscall.EPERM) && !errors.Is(err, syscall.EINVAL) && !errors.Is(err, syscall.ENOSPC) {
+			return err
+		}
+		// Not allowed here: a fresh exec.Cmd for the next attempt, as a
+		// Cmd cannot be started twice.
+		fresh := exec.CommandContext(c.ctx, c.Path, c.Args[1:]...)
+		fresh.Dir, fresh.Env, fresh.Stdin, fresh.Stdout, fresh.Stderr = c.Dir, c.Env, c.Stdin, c.Stdout, c.Stderr
+		fresh.Cancel, fresh.ExtraFiles = c.Cmd.Cancel, c.ExtraFiles
+		c.Cmd = fresh
+	}
+	c.SysProcAttr = &base
+	return c.Cmd.Start()
+}
+
+type namespace struct {
+	flags      uintptr
+	uids, gids []syscall.SysProcIDMap
+}
+
+func namespaces() []namespace {
+	if os.Geteuid() == 0 {
+		return []namespace{{flags: syscall.CLONE_NEWPID}}
+	}
+	return []namespace{{
+		flags: syscall.CLONE_NEWPID | syscall.CLONE_NEWUSER,
+		uids:  []syscall.SysProcIDMap{{ContainerID: os.Geteuid(), HostID: os.Geteuid(), Size: 1}},
+		gids:  []syscall.SysProcIDMap{{ContainerID: os.Getegid(), HostID: os.Getegid(), Size: 1}},
+	}}
 }
 
 // Output runs the child and returns its standard output.

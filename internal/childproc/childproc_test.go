@@ -2,11 +2,15 @@ package childproc
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
+
+	"github.com/comfy-image/comfy-image/internal/testsupport"
 )
 
 func TestEnvKeepsOnlyTheAllowList(t *testing.T) {
@@ -48,14 +52,16 @@ func TestChildSeesNoSecret(t *testing.T) {
 // Cancelling kills the child's whole process group: a grandchild that
 // ignores nothing and waits forever is gone too.
 func TestCancelKillsTheGroup(t *testing.T) {
-	dir := t.TempDir()
-	pidFile := filepath.Join(dir, "grandchild")
+	dir := testsupport.TempDir(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	fifo := filepath.Join(dir, "ready")
 	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := Command(ctx, "sh", "-c", `sleep 600 & echo $! > `+pidFile+`; echo ready > `+fifo+`; wait`)
+	// The grandchild is found by a marker in its command line: in a PID
+	// namespace the pid it would print is not the host's.
+	marker := fmt.Sprintf("600.%d", time.Now().UnixNano()%1_000_000_000)
+	cmd := Command(ctx, "sh", "-c", `sleep `+marker+` & echo ready > `+fifo+`; wait`)
 	done := make(chan error, 1)
 	go func() { done <- cmd.Run() }()
 	f, err := os.Open(fifo)
@@ -69,8 +75,10 @@ func TestCancelKillsTheGroup(t *testing.T) {
 	if err := <-done; err == nil {
 		t.Fatal("a cancelled child reported success")
 	}
-	data, _ := os.ReadFile(pidFile)
-	pid := strings.TrimSpace(string(data))
+	pid := pidWithArg(marker)
+	if pid == "" {
+		return // gone already
+	}
 	stat, err := os.ReadFile("/proc/" + pid + "/stat")
 	if err == nil && !strings.Contains(string(stat), ") Z ") {
 		// The kill is delivered before Wait returns for the group
@@ -83,4 +91,16 @@ func TestCancelKillsTheGroup(t *testing.T) {
 			t.Fatalf("grandchild %s survived the cancel: %s", pid, stat)
 		}
 	}
+}
+
+// pidWithArg finds a live process whose command line holds arg.
+func pidWithArg(arg string) string {
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err == nil && strings.Contains(string(b), arg) {
+			return filepath.Base(filepath.Dir(p))
+		}
+	}
+	return ""
 }

@@ -3,6 +3,8 @@
 package progress
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -179,11 +181,28 @@ func (t *plainTracker) Done(err error) {
 	done := t.done
 	t.mu.Unlock()
 	secs := time.Since(t.start).Seconds()
+	got := "0 B" // Size says "size unknown" for 0, which is not what came
+	if done > 0 {
+		got = Size(done)
+	}
+	if errors.Is(err, context.Canceled) {
+		// Ctrl-C is not the download's failure: what came is kept.
+		t.p.printf("%s: stopped after %s (%.1fs); the partial download is kept", t.name, got, secs)
+		return
+	}
 	if err != nil {
-		t.p.printf("%s: failed after %s (%.1fs)", t.name, Size(done), secs)
+		t.p.printf("%s: failed after %s (%.1fs)", t.name, got, secs)
 		return
 	}
 	t.p.printf("%s: done, %s in %.1fs (%s/s)", t.name, Size(done), secs, Size(int64(float64(done)/max(secs, 0.001))))
+}
+
+// Count is "1 file", "3 files": a number with the noun it counts.
+func Count(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }
 
 // Size formats a byte count for people ("1.5 GiB"); 0 or less is "size unknown".

@@ -2,6 +2,7 @@ package reqfile
 
 import (
 	"errors"
+	"github.com/comfy-image/comfy-image/internal/testsupport"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -11,7 +12,7 @@ import (
 
 func writePyproject(t *testing.T, content string) DirSource {
 	t.Helper()
-	dir := t.TempDir()
+	dir := testsupport.TempDir(t)
 	if err := os.WriteFile(filepath.Join(dir, Pyproject), []byte(content), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +80,7 @@ func TestPyprojectRefusals(t *testing.T) {
 }
 
 func TestPyprojectSymlinkRefused(t *testing.T) {
-	dir := t.TempDir()
+	dir := testsupport.TempDir(t)
 	os.WriteFile(filepath.Join(dir, "real.toml"), []byte("[project]\ndependencies = [\"x\"]\n"), 0o644)
 	os.Symlink("real.toml", filepath.Join(dir, Pyproject))
 	_, _, err := ParsePyproject(DirSource(dir), "node X", Pyproject)

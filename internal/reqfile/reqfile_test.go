@@ -3,6 +3,7 @@ package reqfile
 import (
 	"errors"
 	"fmt"
+	"github.com/comfy-image/comfy-image/internal/testsupport"
 	"os"
 	"path/filepath"
 	"strings"
@@ -130,7 +131,7 @@ func firstFile(m mapSource) string {
 // DirSource refuses a symlinked file and a symlinked folder on the way,
 // even when the link points inside the repository.
 func TestDirSourceRefusesLinks(t *testing.T) {
-	dir := t.TempDir()
+	dir := testsupport.TempDir(t)
 	os.WriteFile(filepath.Join(dir, "real.txt"), []byte("numpy\n"), 0o644)
 	os.Mkdir(filepath.Join(dir, "sub"), 0o755)
 	os.WriteFile(filepath.Join(dir, "sub", "r.txt"), []byte("scipy\n"), 0o644)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -66,6 +67,7 @@ func Run(t testing.TB, dir string, env []string, args ...string) Result {
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
 	res := Result{Stdout: stdout.String(), Stderr: stderr.String()}
+	RecordOutput(t, strings.Join(args, " "), res.Stdout, res.Stderr)
 	CheckMessages(t, res.Stderr)
 	var exit *exec.ExitError
 	switch {
@@ -104,7 +106,9 @@ func Start(t testing.TB, dir string, env []string, args ...string) *Proc {
 		defer close(scanned)
 		defer close(p.Lines)
 		sc := bufio.NewScanner(stderr)
+		kept := OutputLog(t, strings.Join(args, " "))
 		for sc.Scan() {
+			fmt.Fprintln(kept, sc.Text())
 			seen.WriteString(sc.Text() + "\n")
 			select {
 			case p.Lines <- sc.Text():

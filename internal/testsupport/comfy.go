@@ -33,11 +33,12 @@ type ComfyServer struct {
 	// leaves the prompt running forever (ComfyUI busy or dying).
 	OnPrompt func(id string) bool
 
-	mu      sync.Mutex
-	uploads map[string][]byte
-	files   map[string][]byte // by type/subfolder/filename
-	history map[string]any
-	n       int
+	mu       sync.Mutex
+	canceled []string // what /interrupt and /queue {"delete"} asked to stop
+	uploads  map[string][]byte
+	files    map[string][]byte // by type/subfolder/filename
+	history  map[string]any
+	n        int
 }
 
 // NewComfyServer starts the API on 127.0.0.1.
@@ -74,6 +75,8 @@ func (s *ComfyServer) serve(w http.ResponseWriter, r *http.Request) {
 		s.upload(w, r)
 	case p == "/prompt" && r.Method == http.MethodPost:
 		s.prompt(w, r)
+	case (p == "/interrupt" || p == "/queue") && r.Method == http.MethodPost:
+		s.cancel(w, r)
 	case strings.HasPrefix(p, "/history/"):
 		id := strings.TrimPrefix(p, "/history/")
 		s.mu.Lock()
@@ -268,4 +271,32 @@ func (s *ComfyServer) imageOf(prompt map[string]comfyNode, link any) []byte {
 		return data
 	}
 	return []byte("\x89PNG\r\n\x1a\nimage of node " + src)
+}
+
+// cancel answers ComfyUI's POST /interrupt ({"prompt_id": id}: stop that
+// prompt if it runs) and POST /queue ({"delete": [ids]}: drop pending
+// prompts), recording what was asked.
+func (s *ComfyServer) cancel(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		PromptID string   `json:"prompt_id"`
+		Delete   []string `json:"delete"`
+	}
+	json.NewDecoder(r.Body).Decode(&req)
+	s.mu.Lock()
+	if r.URL.Path == "/interrupt" {
+		s.canceled = append(s.canceled, "interrupt "+req.PromptID)
+	}
+	for _, id := range req.Delete {
+		s.canceled = append(s.canceled, "delete "+id)
+	}
+	s.mu.Unlock()
+	w.WriteHeader(http.StatusOK)
+}
+
+// Canceled lists the interrupts ("interrupt <id>") and queue deletions
+// ("delete <id>") ComfyUI received, in order.
+func (s *ComfyServer) Canceled() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.canceled...)
 }

@@ -37,7 +37,7 @@ func NewDockerRegistry(t testing.TB) *DockerRegistry {
 	}
 	host := l.Addr().String()
 	l.Close()
-	dir := t.TempDir()
+	dir := TempDir(t)
 	conf := filepath.Join(dir, "config.yml")
 	os.WriteFile(conf, []byte(fmt.Sprintf(`version: 0.1
 log:

@@ -29,12 +29,14 @@ type Version struct {
 	Models map[string][]byte
 }
 
-// NewVersion makes the version "demo" under t.TempDir(). Its stand-in
+// NewVersion makes the version "demo" under TempDir(t). Its stand-in
 // ComfyUI main.py lists, for each model folder of the yaml it is given,
-// the files it finds there (as ComfyUI would register them).
+// the files it finds there (as ComfyUI would register them). Under the
+// sweep its hub requires the sweep's secret as HF_TOKEN.
 func NewVersion(t testing.TB) *Version {
 	t.Helper()
-	v := &Version{Dir: t.TempDir(), Nodes: map[string]*Repo{}, HF: NewHFServer(t), Models: map[string][]byte{}}
+	v := &Version{Dir: TempDir(t), Nodes: map[string]*Repo{}, HF: NewHFServer(t), Models: map[string][]byte{}}
+	RequireSweepToken(v.HF)
 	v.Core = NewRepo(t, filepath.Join(v.Dir, "repos", "ComfyUI"))
 	v.Core.Commit("core", map[string]string{"main.py": StandInMain, "requirements.txt": "alpha\n", "custom_nodes/websocket_image_save.py": "# built in\n"})
 	for name, req := range map[string]string{"ComfyUI-GGUF": "beta>=1.0\n", "ComfyUI-KJNodes": "gamma\n"} {
@@ -232,7 +234,7 @@ func BaseWithFiles(t testing.TB, loc string, files map[string]string) string {
 
 func withLayer(t testing.TB, img v1.Image, files map[string]string, history string) v1.Image {
 	t.Helper()
-	tarFile := filepath.Join(t.TempDir(), "layer.tar")
+	tarFile := filepath.Join(TempDir(t), "layer.tar")
 	if err := writeSimpleTar(tarFile, files); err != nil {
 		t.Fatal(err)
 	}
@@ -250,7 +252,7 @@ func withLayer(t testing.TB, img v1.Image, files map[string]string, history stri
 // writeBase writes img into a new OCI layout as "base".
 func writeBase(t testing.TB, img v1.Image) string {
 	t.Helper()
-	dir := t.TempDir()
+	dir := TempDir(t)
 	p, err := layout.Write(filepath.Join(dir, "oci"), empty.Index)
 	if err != nil {
 		t.Fatal(err)

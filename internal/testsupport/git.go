@@ -117,7 +117,7 @@ func NewGitServer(t testing.TB) *GitServer {
 	if err != nil {
 		t.Fatalf("git --exec-path: %v", err)
 	}
-	gs := &GitServer{Root: t.TempDir()}
+	gs := &GitServer{Root: TempDir(t)}
 	backend := &cgi.Handler{
 		Path: filepath.Join(strings.TrimSpace(string(execPath)), "git-http-backend"),
 		Env:  []string{"GIT_PROJECT_ROOT=" + gs.Root, "GIT_HTTP_EXPORT_ALL=1"},

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -104,6 +105,15 @@ func (s *HFServer) Add(repoPath string, content []byte) string {
 	s.files[repoPath] = content
 	s.blobs[sha] = content
 	return sha
+}
+
+// RequireSweepToken makes the hub require Secret() when the sentinel
+// sweep runs (COMFY_TEST_SECRET set, the same value in HF_TOKEN), so the
+// suite's downloads really carry the secret the sweep then looks for.
+func RequireSweepToken(s *HFServer) {
+	if os.Getenv(SecretEnv) != "" {
+		s.RequireToken(Secret())
+	}
 }
 
 // RequireToken makes the hub answer 401 unless "Bearer <token>" is sent.

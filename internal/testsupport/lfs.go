@@ -16,6 +16,17 @@ type lfsStore struct {
 	objects map[string][]byte
 	corrupt map[string]bool
 	batches int
+	// redirect, when set, answers an object GET with a 302 to
+	// redirect + "/" + oid, as GitHub sends LFS downloads to its CDN.
+	redirect string
+}
+
+// RedirectLFSDownloads makes the server redirect object downloads to
+// base + "/" + oid (another host, such as a CDN) instead of serving them.
+func (gs *GitServer) RedirectLFSDownloads(base string) {
+	gs.lfs.mu.Lock()
+	defer gs.lfs.mu.Unlock()
+	gs.lfs.redirect = base
 }
 
 // AddLFSObject stores content as an LFS object of every repository the
@@ -105,6 +116,11 @@ func (gs *GitServer) serveLFS(w http.ResponseWriter, req *http.Request) {
 	case req.Method == http.MethodGet && strings.HasPrefix(rest, "objects/"):
 		oid := strings.TrimPrefix(rest, "objects/")
 		gs.lfs.mu.Lock()
+		if to := gs.lfs.redirect; to != "" {
+			gs.lfs.mu.Unlock()
+			http.Redirect(w, req, to+"/"+oid, http.StatusFound)
+			return
+		}
 		data, ok := gs.lfs.objects[oid]
 		if gs.lfs.corrupt[oid] {
 			data = append([]byte("X"), data[1:]...)

@@ -77,7 +77,13 @@ func NewRegistry(t testing.TB) *Registry { return NewRegistryWithAuth(t, "", "")
 // WWW-Authenticate challenge.
 func NewRegistryWithAuth(t testing.TB, user, password string) *Registry {
 	r := &Registry{}
-	h := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	opts := []registry.Option{registry.Logger(log.New(io.Discard, "", 0))}
+	if os.Getenv(KeepEnv) != "" {
+		// Under the sentinel sweep, blobs (layers, configs) go to a kept
+		// folder, so the sweep reads what was pushed too.
+		opts = append(opts, registry.WithBlobHandler(registry.NewDiskBlobHandler(TempDir(t))))
+	}
+	h := registry.New(opts...)
 	r.srv = httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, req *http.Request) {
 		w := &statusRecorder{ResponseWriter: rw}
 		defer func() {

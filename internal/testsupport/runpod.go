@@ -12,6 +12,7 @@ import (
 
 // RunPodServer is RunPod's serverless job API as runpod-python's worker
 // loop uses it: GET job-take/<worker> (a job as {"id","input"}, or 204),
+// GET job-stop/<worker> (ids of jobs cancelled or timed out, or 204),
 // POST job-done/<worker>/<job> (the result), GET ping/<worker> (the
 // heartbeat). Every request must carry the endpoint's API key in
 // Authorization; others are refused and counted.
@@ -24,6 +25,7 @@ type RunPodServer struct {
 	takes        []RunPodRequest
 	pings        []RunPodRequest
 	unauthorized []string
+	stops        []string // ids job-stop answers next
 	// Results receives each posted result, in order.
 	Results chan RunPodResult
 }
@@ -79,6 +81,14 @@ func (s *RunPodServer) Env(podID string) []string {
 		"RUNPOD_POD_ID=" + podID,
 		"RUNPOD_PING_INTERVAL=200",
 	}
+}
+
+// Stop makes the next job-stop poll answer {"jobsToStop": [id]}, as RunPod
+// does when a job is cancelled or times out.
+func (s *RunPodServer) Stop(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stops = append(s.stops, id)
 }
 
 // Takes, Pings and Unauthorized report what the server saw.
@@ -137,6 +147,17 @@ func (s *RunPodServer) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.Results <- res
+	case len(parts) == 2 && parts[0] == "job-stop" && r.Method == http.MethodGet:
+		s.mu.Lock()
+		ids := s.stops
+		s.stops = nil
+		s.mu.Unlock()
+		if len(ids) == 0 {
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]any{"jobsToStop": ids})
 	case len(parts) == 2 && parts[0] == "ping" && r.Method == http.MethodGet:
 		s.mu.Lock()
 		s.pings = append(s.pings, RunPodRequest{WorkerID: parts[1], Query: query})

@@ -116,7 +116,7 @@ func TestPushGivesUpNamingTheLayerAndRerunUploadsOnlyTheRest(t *testing.T) {
 func TestDamagedBlobIsReportedWithoutRetries(t *testing.T) {
 	reg := testsupport.NewRegistry(t)
 	proxy := testsupport.NewFaultProxy(t, reg.Host)
-	file := filepath.Join(t.TempDir(), "layer.tar.gz")
+	file := filepath.Join(testsupport.TempDir(t), "layer.tar.gz")
 	src, _ := random.Layer(8192, types.OCILayer)
 	rc, _ := src.Compressed()
 	data, _ := io.ReadAll(rc)

@@ -16,7 +16,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	specs "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/comfy-image/comfy-image/versions"
+	"github.com/comfy-image/comfy-image/internal/fileutil"
 )
 
 // Layout publishes into an OCI image layout directory, tagging images with
@@ -70,11 +70,11 @@ func (l *Layout) Publish(ctx context.Context, img v1.Image, tag string) (name.Re
 func (l *Layout) open() (layout.Path, error) {
 	_, err := os.Stat(filepath.Join(l.dir, "index.json"))
 	if errors.Is(err, fs.ErrNotExist) {
-		if err := versions.WriteFileAtomic(filepath.Join(l.dir, "oci-layout"), []byte(`{"imageLayoutVersion":"1.0.0"}`), 0o644); err != nil {
+		if err := fileutil.WriteAtomic(filepath.Join(l.dir, "oci-layout"), []byte(`{"imageLayoutVersion":"1.0.0"}`), 0o644); err != nil {
 			return "", err
 		}
 		empty, _ := json.Marshal(v1.IndexManifest{SchemaVersion: 2, MediaType: "application/vnd.oci.image.index.v1+json", Manifests: []v1.Descriptor{}})
-		if err := versions.WriteFileAtomic(filepath.Join(l.dir, "index.json"), empty, 0o644); err != nil {
+		if err := fileutil.WriteAtomic(filepath.Join(l.dir, "index.json"), empty, 0o644); err != nil {
 			return "", err
 		}
 	} else if err != nil {
@@ -110,7 +110,7 @@ func (l *Layout) tag(p layout.Path, img v1.Image, tag string) (v1.Descriptor, er
 	if err != nil {
 		return v1.Descriptor{}, err
 	}
-	return desc, versions.WriteFileAtomic(filepath.Join(l.dir, "index.json"), data, 0o644)
+	return desc, fileutil.WriteAtomic(filepath.Join(l.dir, "index.json"), data, 0o644)
 }
 
 func imageDescriptor(img v1.Image) (v1.Descriptor, error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/comfy-image/comfy-image/internal/testsupport"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,7 +21,7 @@ import (
 // Builds writing one OCI layout at once keep every tag and a valid
 // index.json (issue 8 point 7).
 func TestConcurrentPublishesIntoOneLayoutKeepEveryTag(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "oci")
+	dir := filepath.Join(testsupport.TempDir(t), "oci")
 	const writers, rounds = 4, 5
 	images := map[string]v1.Image{}
 	for w := 0; w < writers; w++ {
@@ -95,7 +96,7 @@ func TestConcurrentPublishesIntoOneLayoutKeepEveryTag(t *testing.T) {
 
 // Publishing a tag again replaces it and keeps the others.
 func TestLayoutRetagReplacesOnlyThatTag(t *testing.T) {
-	dir := t.TempDir()
+	dir := testsupport.TempDir(t)
 	a, b, c := randomImage(t, 1), randomImage(t, 1), randomImage(t, 1)
 	l := publish.NewLayout(dir)
 	for _, step := range []struct {

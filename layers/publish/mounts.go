@@ -11,7 +11,7 @@ import (
 	"github.com/gofrs/flock"
 	"github.com/google/go-containerregistry/pkg/name"
 
-	"github.com/comfy-image/comfy-image/versions"
+	"github.com/comfy-image/comfy-image/internal/fileutil"
 )
 
 // mountRecord is a small file of which repository of a registry last
@@ -102,5 +102,5 @@ func (m *mountRecord) add(repo name.Repository, digests []string) error {
 	if err != nil {
 		return err
 	}
-	return versions.WriteFileAtomic(m.file, b, 0o644)
+	return fileutil.WriteAtomic(m.file, b, 0o644)
 }

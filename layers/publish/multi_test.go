@@ -17,7 +17,7 @@ import (
 func TestMultiPublishesEverywhereAndProbesFirst(t *testing.T) {
 	ctx := context.Background()
 	reg := testsupport.NewRegistry(t)
-	dir, tar := filepath.Join(t.TempDir(), "oci"), filepath.Join(t.TempDir(), "images.tar")
+	dir, tar := filepath.Join(testsupport.TempDir(t), "oci"), filepath.Join(testsupport.TempDir(t), "images.tar")
 	img := randomImage(t, 2)
 	m := publish.Multi(publish.NewLayout(dir), publish.NewTarball(tar, "Demo"), publish.NewRegistry(repo(t, reg.Host, "comfy/demo")))
 	if err := publish.Probe(ctx, m); err != nil {
@@ -51,7 +51,7 @@ func TestMultiPublishesEverywhereAndProbesFirst(t *testing.T) {
 	l, _ := net.Listen("tcp", "127.0.0.1:0")
 	dead := l.Addr().String()
 	l.Close()
-	other := filepath.Join(t.TempDir(), "oci")
+	other := filepath.Join(testsupport.TempDir(t), "oci")
 	m = publish.Multi(publish.NewLayout(other), publish.NewRegistry(repo(t, dead, "comfy/demo")))
 	if err := publish.Probe(ctx, m); err == nil {
 		t.Fatal("a dead registry passed the probe")

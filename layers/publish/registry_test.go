@@ -134,7 +134,7 @@ func TestSharedLayersAreMountedFromAnotherRepository(t *testing.T) {
 	ctx := context.Background()
 	dist := testsupport.NewDockerRegistry(t) // supports cross-repository mounts
 	proxy := testsupport.NewFaultProxy(t, dist.Host)
-	record := filepath.Join(t.TempDir(), "registry-blobs.json")
+	record := filepath.Join(testsupport.TempDir(t), "registry-blobs.json")
 	shared := randomImage(t, 3)
 	sharedLayers, _ := shared.Layers()
 	mine, _ := random.Layer(4096, "application/vnd.oci.image.layer.v1.tar+gzip")
@@ -181,7 +181,7 @@ func TestProbeFailsFastOnADeadRegistry(t *testing.T) {
 	}
 	host := l.Addr().String()
 	l.Close() // nothing listens there any more
-	t.Setenv("DOCKER_CONFIG", t.TempDir())
+	t.Setenv("DOCKER_CONFIG", testsupport.TempDir(t))
 	err = publish.NewRegistry(repo(t, host, "comfy/demo")).Probe(context.Background())
 	var pe *publish.ProbeError
 	if !errors.As(err, &pe) {
@@ -195,14 +195,15 @@ func TestProbeFailsFastOnADeadRegistry(t *testing.T) {
 }
 
 func TestProbeNamesTheCredentialsARegistryRefused(t *testing.T) {
-	reg := testsupport.NewRegistryWithAuth(t, "ci", "right-password")
-	dir := t.TempDir()
+	reg := testsupport.NewRegistryWithAuth(t, "ci", testsupport.Secret())
+	dir := testsupport.TempDir(t)
 	t.Setenv("DOCKER_CONFIG", dir)
 	login := func(password string) {
 		auth := base64.StdEncoding.EncodeToString([]byte("ci:" + password))
 		if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(`{"auths":{"`+reg.Host+`":{"auth":"`+auth+`"}}}`), 0o600); err != nil {
 			t.Fatal(err)
 		}
+		testsupport.SecretInput(t, filepath.Join(dir, "config.json"))
 	}
 	login("wrong-password")
 	err := publish.NewRegistry(repo(t, reg.Host, "comfy/demo")).Probe(context.Background())
@@ -217,7 +218,7 @@ func TestProbeNamesTheCredentialsARegistryRefused(t *testing.T) {
 	if strings.Contains(err.Error(), "wrong-password") {
 		t.Error("the error shows the password")
 	}
-	login("right-password")
+	login(testsupport.Secret())
 	if err := publish.NewRegistry(repo(t, reg.Host, "comfy/demo")).Probe(context.Background()); err != nil {
 		t.Fatalf("good credentials: %v", err)
 	}

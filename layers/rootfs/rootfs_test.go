@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"context"
 	"errors"
+	"github.com/comfy-image/comfy-image/internal/testsupport"
 	"io"
 	"os"
 	"path/filepath"
@@ -17,7 +18,7 @@ import (
 
 // hostSecret is a file outside the tree that a link in it points to.
 func hostSecret(t *testing.T) string {
-	outside := filepath.Join(t.TempDir(), "host-secret")
+	outside := filepath.Join(testsupport.TempDir(t), "host-secret")
 	must(t, os.WriteFile(outside, []byte("HOST SECRET"), 0o644))
 	return outside
 }
@@ -102,10 +103,10 @@ func readLayer(t *testing.T, p *Packed) ([]string, map[string]entry) {
 }
 
 func TestPackKeepsFilesLinksModesAndOwners(t *testing.T) {
-	dir := t.TempDir()
+	dir := testsupport.TempDir(t)
 	makeTree(t, dir, hostSecret(t))
 	when := time.Unix(1700000000, 0).UTC()
-	p, err := Pack(context.Background(), dir, WithModTime(when), WithArch("arm64"), WithTempDir(t.TempDir()))
+	p, err := Pack(context.Background(), dir, WithModTime(when), WithArch("arm64"), WithTempDir(testsupport.TempDir(t)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +178,7 @@ func TestPackKeepsFilesLinksModesAndOwners(t *testing.T) {
 func TestPackIsDeterministic(t *testing.T) {
 	digest := func(dir string) string {
 		t.Helper()
-		p, err := Pack(context.Background(), dir, WithTempDir(t.TempDir()))
+		p, err := Pack(context.Background(), dir, WithTempDir(testsupport.TempDir(t)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -188,7 +189,7 @@ func TestPackIsDeterministic(t *testing.T) {
 		}
 		return d.String()
 	}
-	a, b, outside := t.TempDir(), t.TempDir(), hostSecret(t)
+	a, b, outside := testsupport.TempDir(t), testsupport.TempDir(t), hostSecret(t)
 	makeTree(t, a, outside)
 	first := digest(a)
 	// The same tree made again, files in the reverse order, other times.
@@ -214,14 +215,14 @@ func TestPackIsDeterministic(t *testing.T) {
 }
 
 func TestPackRefusesAMissingFolder(t *testing.T) {
-	_, err := Pack(context.Background(), filepath.Join(t.TempDir(), "missing"))
+	_, err := Pack(context.Background(), filepath.Join(testsupport.TempDir(t), "missing"))
 	if err == nil || !strings.Contains(err.Error(), "missing") {
 		t.Errorf("err = %v, want one naming the folder", err)
 	}
 }
 
 func TestPackLeavesNoTempFileOnCancel(t *testing.T) {
-	dir, tmp := t.TempDir(), t.TempDir()
+	dir, tmp := testsupport.TempDir(t), testsupport.TempDir(t)
 	makeTree(t, dir, hostSecret(t))
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()

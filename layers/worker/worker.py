@@ -82,11 +82,12 @@ def comfy_address(args):
 
 
 def has_files(path):
-    try:
-        with os.scandir(path) as it:
-            return any(True for _ in it)
-    except OSError:
-        return False
+    """Whether the tree at path holds a file (empty folders, such as
+    ComfyUI's folder names alone, hold no model). Stops at the first."""
+    for _, _, files in os.walk(path):
+        if files:
+            return True
+    return False
 
 
 def read_manifest():
@@ -117,7 +118,8 @@ def runpod_volume(env):
 
 def hf_cached(env, hf):
     """A file of RunPod's cached models (the Hugging Face cache layout on the
-    network volume): the locked revision's snapshot, else any snapshot."""
+    network volume): the snapshot of the spec's revision (a branch or tag
+    resolved through refs/), never another revision's file."""
     org, _, name = hf["repo"].partition("/")
     repo_dir = os.path.join(runpod_volume(env), "huggingface-cache", "hub", "models--%s--%s" % (org, name))
     snapshots = os.path.join(repo_dir, "snapshots")
@@ -129,10 +131,6 @@ def hf_cached(env, hf):
     except OSError:
         pass
     revs.append(rev)
-    try:
-        revs += sorted(os.listdir(snapshots))
-    except OSError:
-        return None
     for r in revs:
         p = os.path.join(snapshots, r, hf["path"])
         if "/" not in r and os.path.isfile(p):
@@ -232,6 +230,11 @@ class JobError(Exception):
     pass
 
 
+class JobStopped(Exception):
+    """RunPod asked to stop the job (cancelled, or past the endpoint's
+    execution timeout): no result is posted, as with RunPod's SDK."""
+
+
 class Comfy:
     """The local ComfyUI, over its HTTP API."""
 
@@ -239,9 +242,20 @@ class Comfy:
         self.url = url
         self.proc = proc
         self.timeout = timeout
+        self.should_stop = lambda: False  # RunPod's stop signal for the job
 
-    def check_alive(self):
-        if self.proc is not None and self.proc.poll() is not None:
+    def check_alive(self, grace=0):
+        """Raises ComfyDied when ComfyUI has exited; grace seconds to wait
+        for the exit (a crash drops the connection before the process is
+        gone)."""
+        if self.proc is None:
+            return
+        if grace:
+            try:
+                self.proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                pass
+        if self.proc.poll() is not None:
             raise ComfyDied("ComfyUI exited with code %s" % self.proc.returncode)
 
     def request(self, path, data=None, headers=None, timeout=60):
@@ -252,7 +266,7 @@ class Comfy:
         except urllib.error.HTTPError as e:
             return e.code, e.read()
         except (urllib.error.URLError, OSError) as e:
-            self.check_alive()
+            self.check_alive(grace=5)
             raise JobError("ComfyUI at %s: %s" % (self.url, e))
 
     def json(self, path, data=None):
@@ -360,9 +374,23 @@ class Comfy:
                     raise JobError(execution_error(status))
                 if status.get("completed", True):
                     return entry.get("outputs") or {}
+            if self.should_stop():
+                self.cancel(prompt_id)
+                raise JobStopped()
             if self.timeout and time.time() - start > self.timeout:
+                self.cancel(prompt_id)
                 raise JobError("the workflow did not finish within %ds (COMFY_JOB_TIMEOUT)" % self.timeout)
             time.sleep(0.1)
+
+    def cancel(self, prompt_id):
+        """Stops a prompt the job gave up on: drops it from ComfyUI's queue
+        and interrupts it if it runs, so the next job does not wait behind
+        it. Best effort: the job fails either way."""
+        for path, body in (("/queue", {"delete": [prompt_id]}), ("/interrupt", {"prompt_id": prompt_id})):
+            try:
+                self.request(path, json.dumps(body).encode(), {"Content-Type": "application/json"}, timeout=10)
+            except JobError as e:
+                log("stopping prompt %s: %s" % (prompt_id, e))
 
     def view(self, f):
         q = urllib.parse.urlencode({"filename": f["filename"], "subfolder": f.get("subfolder", ""), "type": f.get("type", "output")})
@@ -483,8 +511,13 @@ CONTENT_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg
 
 
 def decode_image(data):
+    if not isinstance(data, str):
+        raise JobError("image is not base64: expected a string, got %s" % type(data).__name__)
     if "," in data and data.startswith("data:"):
         data = data.split(",", 1)[1]
+    # Line breaks and spaces of wrapped base64 (the base64 command, MIME
+    # encoders) are not data; worker-comfyui accepts them too.
+    data = "".join(data.split())
     try:
         return base64.b64decode(data, validate=True)
     except ValueError as e:
@@ -545,7 +578,7 @@ def job_result(comfy, job, env):
     """RunPod's result body for a job: {"output": ...} or {"error": ...}."""
     try:
         out = {"output": run_job(comfy, job, env)}
-    except ComfyDied:
+    except (ComfyDied, JobStopped):
         raise
     except JobError as e:
         out = {"error": str(e)}
@@ -568,6 +601,7 @@ class RunPod:
         self.headers = {"Authorization": env.get("RUNPOD_AI_API_KEY", ""), "User-Agent": USER_AGENT,
                         "Content-Type": "application/json"}
         self.current = None
+        self.stopped = set()  # ids RunPod asked to stop (only the current job's)
 
     def _url(self, name, job_id=""):
         url = self.env.get(name, "").replace("$RUNPOD_POD_ID", self.worker_id).replace("$ID", job_id or self.worker_id)
@@ -614,6 +648,37 @@ class RunPod:
                 log("posting the result of job %s (attempt %d): %s" % (job["id"], attempt + 1, e))
                 time.sleep(1 + attempt)
 
+    def stop_loop(self, stop):
+        """RunPod's stop channel, as the SDK polls it: job-stop beside
+        job-take answers {"jobsToStop": [ids]} when a job is cancelled or
+        timed out; the current job among them is stopped."""
+        url = self._url("RUNPOD_WEBHOOK_GET_JOB")
+        if "/job-take/" not in url:
+            return
+        url = url.replace("/job-take/", "/job-stop/")
+        while not stop.is_set():
+            try:
+                with urllib.request.urlopen(urllib.request.Request(url, headers=self.headers), timeout=90) as r:
+                    body = r.read() if r.status != 204 else b""
+            except urllib.error.HTTPError as e:
+                stop.wait(5 if e.code == 429 else 1)
+                continue
+            except (urllib.error.URLError, OSError):
+                stop.wait(1)
+                continue
+            try:
+                payload = json.loads(body) if body.strip() else {}
+            except ValueError:
+                payload = {}
+            ids = payload.get("jobsToStop") if isinstance(payload, dict) else None
+            ids = [i for i in ids if isinstance(i, str)] if isinstance(ids, list) else []
+            current = self.current
+            if current and current in ids:
+                log("job %s: RunPod asked to stop it" % current)
+                self.stopped.add(current)
+            if not ids:
+                stop.wait(1)
+
     def ping_loop(self, stop):
         url = self._url("RUNPOD_WEBHOOK_PING")
         if not url:
@@ -637,6 +702,8 @@ def serve_runpod(comfy, env, stop):
     rp = RunPod(env)
     log("RunPod serverless worker %s" % rp.worker_id)
     threading.Thread(target=rp.ping_loop, args=(stop,), daemon=True).start()
+    threading.Thread(target=rp.stop_loop, args=(stop,), daemon=True).start()
+    comfy.should_stop = lambda: rp.current in rp.stopped
     comfy.wait_ready()
     log("ComfyUI is ready at %s; taking jobs" % comfy.url)
     while not stop.is_set():
@@ -658,6 +725,11 @@ def serve_runpod(comfy, env, stop):
             except ComfyDied as e:
                 rp.post(job, {"error": "ComfyUI died during the job: %s" % e})
                 raise
+            except JobStopped:
+                log("job %s stopped; its prompt was dropped and interrupted" % job["id"])
+                rp.stopped.discard(job["id"])
+                rp.current = None
+                continue
             rp.post(job, result)
             log("job %s %s" % (job["id"], "failed" if "error" in result else "done"))
             rp.current = None

@@ -40,7 +40,7 @@ func install(t *testing.T) string {
 	if err != nil {
 		t.Fatal("python3 is needed to run the worker: ", err)
 	}
-	root := t.TempDir()
+	root := testsupport.TempDir(t)
 	spec := demoSpec()
 	script, entry, manifest := worker.Paths(root)
 	files := map[string][]byte{
@@ -80,7 +80,7 @@ func baseEnv(t *testing.T) []string {
 		}
 		env = append(env, kv)
 	}
-	dir := t.TempDir()
+	dir := testsupport.TempDir(t)
 	return append(env, "TMPDIR="+dir, "COMFY_IMAGE_MODELS_MOUNT="+filepath.Join(dir, "no-models"), "RUNPOD_VOLUME_PATH="+filepath.Join(dir, "no-volume"))
 }
 
@@ -172,7 +172,7 @@ func writeFile(t *testing.T, p string, data string) {
 func TestModelsLocation(t *testing.T) {
 	root := install(t)
 	t.Run("COMFY_MODELS_DIR", func(t *testing.T) {
-		dir := t.TempDir()
+		dir := testsupport.TempDir(t)
 		writeFile(t, filepath.Join(dir, "vae", "wan_vae.safetensors"), "vae")
 		out, _ := runEntry(t, root, append(baseEnv(t), "COMFY_MODELS_DIR="+dir))
 		wantLines(t, out, "comfy-image: models from "+dir+" (COMFY_MODELS_DIR)", "found vae wan_vae.safetensors",
@@ -215,6 +215,33 @@ func TestModelsLocation(t *testing.T) {
 		if data, err := os.ReadFile(link); err != nil || string(data) != "vae from the cache" {
 			t.Errorf("ComfyUI's vae folder does not lead to the cached file: %v %q", err, data)
 		}
+	})
+	t.Run("cached models of another revision", func(t *testing.T) {
+		// The cache holds the repo, but main now points at a revision
+		// whose snapshot is absent: an older snapshot is another file
+		// than the spec names, so the model is missing, not replaced.
+		env := baseEnv(t)
+		repo := filepath.Join(envValue(env, "RUNPOD_VOLUME_PATH"), "huggingface-cache", "hub", "models--Comfy-Org--Wan")
+		writeFile(t, filepath.Join(repo, "refs", "main"), "1111111111111111111111111111111111111111")
+		old := filepath.Join(repo, "snapshots", "0000000000000000000000000000000000000000", "split", "wan_vae.safetensors")
+		writeFile(t, old, "an older vae")
+		out, _ := runEntry(t, root, env)
+		if strings.Contains(out, old) || strings.Contains(out, "found vae wan_vae.safetensors") {
+			t.Errorf("the snapshot of another revision was linked in:\n%s", out)
+		}
+		wantLines(t, out, "comfy-image: missing model wan_vae.safetensors (folder vae")
+	})
+	t.Run("empty folders at /models", func(t *testing.T) {
+		// An image or mount with only ComfyUI's folder names under /models
+		// holds no model: the network volume's models are taken.
+		env := baseEnv(t)
+		if err := os.MkdirAll(filepath.Join(envValue(env, "COMFY_IMAGE_MODELS_MOUNT"), "vae"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		models := filepath.Join(envValue(env, "RUNPOD_VOLUME_PATH"), "comfy-demo", "models")
+		writeFile(t, filepath.Join(models, "vae", "wan_vae.safetensors"), "vae")
+		out, _ := runEntry(t, root, env)
+		wantLines(t, out, "comfy-image: models from "+models+" (RunPod network volume)", "found vae wan_vae.safetensors")
 	})
 	t.Run("nothing anywhere", func(t *testing.T) {
 		out, _ := runEntry(t, root, baseEnv(t))
@@ -477,7 +504,7 @@ const hang = 2 * time.Minute
 func TestRunPodComfyDiesMidJob(t *testing.T) {
 	comfy := testsupport.NewComfyServer(t)
 	rp := testsupport.NewRunPodServer(t, "key")
-	die := filepath.Join(t.TempDir(), "die")
+	die := filepath.Join(testsupport.TempDir(t), "die")
 	comfy.OnPrompt = func(string) bool {
 		os.WriteFile(die, nil, 0o644) // ComfyUI crashes while running the prompt
 		return false
@@ -491,6 +518,103 @@ func TestRunPodComfyDiesMidJob(t *testing.T) {
 	<-w.done
 	if code := w.cmd.ProcessState.ExitCode(); code == 0 {
 		t.Errorf("the worker exited 0 after ComfyUI died; RunPod would keep it")
+	}
+}
+
+// TestRunPodComfyDiesAnsweringThePrompt: ComfyUI crashes while it handles
+// the prompt request (the connection drops before the process is gone);
+// the job's error still names ComfyUI's death, not a dropped connection.
+func TestRunPodComfyDiesAnsweringThePrompt(t *testing.T) {
+	comfy := testsupport.NewComfyServer(t)
+	rp := testsupport.NewRunPodServer(t, "key")
+	die := filepath.Join(t.TempDir(), "die")
+	comfy.OnPrompt = func(string) bool {
+		os.WriteFile(die, nil, 0o644)
+		panic(http.ErrAbortHandler) // the connection closes without an answer
+	}
+	rp.Add("job-1", map[string]any{"workflow": map[string]any{"9": uploadWorkflow["9"]}})
+	w := serverlessWorker(t, comfy, rp, "COMFY_STANDIN_DIE="+die)
+	r := result(t, rp, w)
+	if msg, _ := r.Body["error"].(string); !strings.Contains(msg, "ComfyUI died during the job") {
+		t.Errorf("job error %q, want ComfyUI's death named", msg)
+	}
+	<-w.done
+	if code := w.cmd.ProcessState.ExitCode(); code == 0 {
+		t.Errorf("the worker exited 0 after ComfyUI died; RunPod would keep it")
+	}
+}
+
+// TestRunPodJobTimeoutStopsThePrompt: a workflow that outlives
+// COMFY_JOB_TIMEOUT fails the job and is stopped in ComfyUI (dropped from
+// its queue, interrupted), so the next job does not wait behind it.
+func TestRunPodJobTimeoutStopsThePrompt(t *testing.T) {
+	comfy := testsupport.NewComfyServer(t)
+	rp := testsupport.NewRunPodServer(t, "key")
+	comfy.OnPrompt = func(string) bool { return false } // runs forever
+	rp.Add("job-1", map[string]any{"workflow": map[string]any{"9": uploadWorkflow["9"]}})
+	w := serverlessWorker(t, comfy, rp, "COMFY_JOB_TIMEOUT=1")
+	r := result(t, rp, w)
+	if msg, _ := r.Body["error"].(string); !strings.Contains(msg, "did not finish within 1s") {
+		t.Errorf("job error %q, want the timeout named", msg)
+	}
+	if got := strings.Join(comfy.Canceled(), ","); got != "delete prompt-1,interrupt prompt-1" {
+		t.Errorf("ComfyUI was asked to stop %q, want the prompt dropped and interrupted", got)
+	}
+}
+
+// TestRunPodStopSignal: a job cancelled on RunPod (or past the endpoint's
+// execution timeout) arrives on the SDK's job-stop channel; the worker
+// drops and interrupts its prompt, posts nothing for it, and takes the
+// next job.
+func TestRunPodStopSignal(t *testing.T) {
+	comfy := testsupport.NewComfyServer(t)
+	rp := testsupport.NewRunPodServer(t, "key")
+	comfy.OnPrompt = func(id string) bool {
+		if id == "prompt-1" {
+			rp.Stop("job-1") // cancelled while it runs
+			return false
+		}
+		return true
+	}
+	wf := map[string]any{"workflow": map[string]any{"9": uploadWorkflow["9"]}}
+	rp.Add("job-1", wf)
+	rp.Add("job-2", wf)
+	w := serverlessWorker(t, comfy, rp)
+	if r := result(t, rp, w); r.JobID != "job-2" {
+		t.Errorf("first result posted is for %s (%s), want job-2's: a stopped job posts nothing", r.JobID, r.Raw)
+	}
+	if got := strings.Join(comfy.Canceled(), ","); got != "delete prompt-1,interrupt prompt-1" {
+		t.Errorf("ComfyUI was asked to stop %q, want prompt-1 dropped and interrupted", got)
+	}
+}
+
+// TestRunPodLineWrappedBase64: images encoded by tools that wrap base64
+// at 76 columns (the base64 command, MIME encoders) are accepted, as
+// worker-comfyui accepts them; other characters still fail the job.
+func TestRunPodLineWrappedBase64(t *testing.T) {
+	comfy := testsupport.NewComfyServer(t)
+	rp := testsupport.NewRunPodServer(t, "key")
+	img := bytes.Repeat(catPNG, 20) // several lines of base64
+	enc := base64.StdEncoding.EncodeToString(img)
+	var wrapped strings.Builder
+	for len(enc) > 76 {
+		wrapped.WriteString(enc[:76] + "\r\n")
+		enc = enc[76:]
+	}
+	wrapped.WriteString(enc + "\n")
+	rp.Add("job-1", map[string]any{"workflow": uploadWorkflow,
+		"images": []any{map[string]any{"name": "cat.png", "image": wrapped.String()}}})
+	rp.Add("job-2", map[string]any{"workflow": uploadWorkflow,
+		"images": []any{map[string]any{"name": "cat.png", "image": "iVBOR*w0KGgo="}}})
+	w := serverlessWorker(t, comfy, rp)
+	if r := result(t, rp, w); r.Body["error"] != nil {
+		t.Errorf("job with line-wrapped base64: %s", r.Raw)
+	}
+	if up, _ := comfy.Upload("cat.png"); !bytes.Equal(up, img) {
+		t.Errorf("ComfyUI received %d bytes, want the %d of the image", len(up), len(img))
+	}
+	if r := result(t, rp, w); !strings.Contains(fmt.Sprint(r.Body["error"]), "image is not base64") {
+		t.Errorf("job with a '*' in its base64: %s", r.Raw)
 	}
 }
 

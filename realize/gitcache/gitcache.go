@@ -24,7 +24,7 @@ import (
 	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
 	"github.com/gofrs/flock"
 
-	"github.com/comfy-image/comfy-image/versions"
+	"github.com/comfy-image/comfy-image/internal/repourl"
 )
 
 // Cache is a folder of bare mirrors.
@@ -35,8 +35,6 @@ type Cache struct {
 	Offline bool
 	// Log receives one line per fetch (nil: discarded).
 	Log io.Writer
-	// Progress, when set, receives git's own progress output (a terminal).
-	Progress io.Writer
 	// LookupEnv expands ${VAR} in a repo URL's credentials at fetch time
 	// (nil: os.LookupEnv).
 	LookupEnv func(string) (string, bool)
@@ -69,7 +67,7 @@ func (c *Cache) MirrorPath(repo string) (string, error) {
 	}
 	p = strings.TrimSuffix(strings.Trim(path.Clean("/"+p), "/"), ".git")
 	if p == "" || host == "" {
-		return "", fmt.Errorf("repo %q: cannot name a mirror for it", versions.RedactURL(repo))
+		return "", fmt.Errorf("repo %q: cannot name a mirror for it", repourl.Redact(repo))
 	}
 	return filepath.Join(c.Dir, host, filepath.FromSlash(p)+".git"), nil
 }
@@ -78,9 +76,9 @@ func splitRepo(repo string) (host, p string, err error) {
 	if m := scpLike.FindStringSubmatch(repo); m != nil {
 		return strings.ToLower(m[2]), m[3], nil
 	}
-	u, err := versions.ParseRepoURL(repo)
+	u, err := repourl.Parse(repo)
 	if err != nil {
-		return "", "", fmt.Errorf("repo %q: %w", versions.RedactURL(repo), err)
+		return "", "", fmt.Errorf("repo %q: %w", repourl.Redact(repo), err)
 	}
 	if u.Scheme == "file" {
 		return "file", u.Path, nil
@@ -115,14 +113,14 @@ func (c *Cache) Resolve(ctx context.Context, repo, ref, commit string) (Resolved
 	}
 	r, err := git.PlainOpen(dir)
 	if errors.Is(err, git.ErrRepositoryNotExists) {
-		return Resolved{}, fmt.Errorf("repo %s: no mirror in the cache (%s); run once without --offline", versions.RedactURL(repo), dir)
+		return Resolved{}, fmt.Errorf("repo %s: no mirror in the cache (%s); run once without --offline", repourl.Redact(repo), dir)
 	}
 	if err != nil {
-		return Resolved{}, fmt.Errorf("repo %s: open mirror %s: %w", versions.RedactURL(repo), dir, err)
+		return Resolved{}, fmt.Errorf("repo %s: open mirror %s: %w", repourl.Redact(repo), dir, err)
 	}
 	res, err := resolveIn(r, ref, commit)
 	if err != nil {
-		return Resolved{}, fmt.Errorf("repo %s: %w", versions.RedactURL(repo), err)
+		return Resolved{}, fmt.Errorf("repo %s: %w", repourl.Redact(repo), err)
 	}
 	return res, nil
 }
@@ -134,11 +132,11 @@ func (c *Cache) Open(repo string) (*git.Repository, error) {
 		return nil, err
 	}
 	if err := checkPacks(dir); err != nil {
-		return nil, fmt.Errorf("repo %s: %w", versions.RedactURL(repo), err)
+		return nil, fmt.Errorf("repo %s: %w", repourl.Redact(repo), err)
 	}
 	r, err := git.PlainOpen(dir)
 	if err != nil {
-		return nil, fmt.Errorf("repo %s: open mirror %s: %w", versions.RedactURL(repo), dir, err)
+		return nil, fmt.Errorf("repo %s: open mirror %s: %w", repourl.Redact(repo), dir, err)
 	}
 	return r, nil
 }
@@ -181,7 +179,7 @@ func (c *Cache) sync(ctx context.Context, repo, dir string) error {
 		return nil
 	}
 	start := time.Now()
-	shown := versions.RedactURL(repo)
+	shown := repourl.Redact(repo)
 	r, err := git.PlainOpen(dir)
 	fresh := errors.Is(err, git.ErrRepositoryNotExists)
 	work := dir
@@ -192,7 +190,7 @@ func (c *Cache) sync(ctx context.Context, repo, dir string) error {
 		c.logf("cloning %s", shown)
 		r, err = git.PlainInit(work, true)
 		if err == nil {
-			_, err = r.CreateRemote(&config.RemoteConfig{Name: "origin", URLs: []string{versions.RedactURL(repo)}, Fetch: mirrorRefSpecs})
+			_, err = r.CreateRemote(&config.RemoteConfig{Name: "origin", URLs: []string{repourl.Redact(repo)}, Fetch: mirrorRefSpecs})
 		}
 		if err != nil {
 			os.RemoveAll(work)
@@ -234,7 +232,7 @@ func (c *Cache) sync(ctx context.Context, repo, dir string) error {
 // When every listed commit is already in the mirror nothing is fetched: an
 // unchanged repository costs one ref listing.
 func (c *Cache) fetch(ctx context.Context, r *git.Repository, repo string) (fetched bool, err error) {
-	shown := versions.RedactURL(repo)
+	shown := repourl.Redact(repo)
 	if err := storeWithoutCredentials(r, repo); err != nil {
 		return false, fmt.Errorf("repo %s: %w", shown, err)
 	}
@@ -258,7 +256,8 @@ func (c *Cache) fetch(ctx context.Context, r *git.Repository, repo string) (fetc
 		Auth:     auth,
 		Tags:     git.NoTags,
 		Force:    true,
-		Progress: c.Progress,
+		// No Progress: git's own text of parallel fetches would
+		// interleave on the screen; Log says when each starts and ends.
 	})
 	if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
 		return false, fmt.Errorf("repo %s: fetch: %s%s", shown, redactErr(err, repo), authHint(err, repo))
@@ -331,7 +330,7 @@ func (c *Cache) credentials(repo string) (transport.AuthMethod, error) {
 	if isSSH(repo) {
 		return sshAuth(repo)
 	}
-	u, err := versions.ParseRepoURL(repo)
+	u, err := repourl.Parse(repo)
 	if err != nil || u.User == nil || (u.Scheme != "http" && u.Scheme != "https") {
 		return nil, nil
 	}
@@ -339,7 +338,7 @@ func (c *Cache) credentials(repo string) (transport.AuthMethod, error) {
 	if lookup == nil {
 		lookup = os.LookupEnv
 	}
-	user, pass, err := versions.ExpandUserinfo(u, lookup)
+	user, pass, err := repourl.ExpandUserinfo(u, lookup)
 	if err != nil {
 		return nil, err
 	}
@@ -352,7 +351,7 @@ func authHint(err error, repo string) string {
 	if !errors.Is(err, transport.ErrAuthenticationRequired) && !errors.Is(err, transport.ErrAuthorizationFailed) {
 		return ""
 	}
-	if refs := versions.RepoURLRefs(repo); len(refs) > 0 {
+	if refs := repourl.Refs(repo); len(refs) > 0 {
 		return fmt.Sprintf(" (the server refused the credentials from ${%s}; set %s to a token with read access to this repository)", refs[len(refs)-1], refs[len(refs)-1])
 	}
 	if isSSH(repo) {
@@ -369,7 +368,7 @@ func storeWithoutCredentials(r *git.Repository, repo string) error {
 		return err
 	}
 	origin, ok := cfg.Remotes["origin"]
-	want := versions.RedactURL(repo)
+	want := repourl.Redact(repo)
 	if !ok || (len(origin.URLs) == 1 && origin.URLs[0] == want) {
 		return nil
 	}
@@ -380,7 +379,7 @@ func storeWithoutCredentials(r *git.Repository, repo string) error {
 // redactErr keeps credentials embedded in a repo URL out of error text.
 func redactErr(err error, repo string) string {
 	msg := strings.Join(strings.Fields(err.Error()), " ")
-	if red := versions.RedactURL(repo); red != repo {
+	if red := repourl.Redact(repo); red != repo {
 		msg = strings.ReplaceAll(msg, repo, red)
 	}
 	return msg

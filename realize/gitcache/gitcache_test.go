@@ -34,7 +34,7 @@ func newFixture(t *testing.T) fixture {
 
 func TestResolveOverHTTP(t *testing.T) {
 	fx := newFixture(t)
-	c := gitcache.New(t.TempDir())
+	c := gitcache.New(testsupport.TempDir(t))
 	ctx := context.Background()
 	cases := []struct {
 		name, ref, commit, wantRev, wantRef string
@@ -65,7 +65,7 @@ func TestResolveOverHTTP(t *testing.T) {
 
 func TestMirrorLayoutAndBare(t *testing.T) {
 	fx := newFixture(t)
-	dir := t.TempDir()
+	dir := testsupport.TempDir(t)
 	c := gitcache.New(dir)
 	if _, err := c.Resolve(context.Background(), fx.url, "", ""); err != nil {
 		t.Fatal(err)
@@ -84,7 +84,7 @@ func TestMirrorLayoutAndBare(t *testing.T) {
 
 func TestMovedBranchSeenOnNextFetch(t *testing.T) {
 	fx := newFixture(t)
-	dir := t.TempDir()
+	dir := testsupport.TempDir(t)
 	first, err := gitcache.New(dir).Resolve(context.Background(), fx.url, "main", "")
 	if err != nil {
 		t.Fatal(err)
@@ -102,7 +102,7 @@ func TestMovedBranchSeenOnNextFetch(t *testing.T) {
 
 func TestDeletedBranchIsPruned(t *testing.T) {
 	fx := newFixture(t)
-	dir := t.TempDir()
+	dir := testsupport.TempDir(t)
 	if _, err := gitcache.New(dir).Resolve(context.Background(), fx.url, "dev", ""); err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +115,7 @@ func TestDeletedBranchIsPruned(t *testing.T) {
 
 func TestOfflineUsesMirrorOnly(t *testing.T) {
 	fx := newFixture(t)
-	dir := t.TempDir()
+	dir := testsupport.TempDir(t)
 	online, err := gitcache.New(dir).Resolve(context.Background(), fx.url, "v1.0", "")
 	if err != nil {
 		t.Fatal(err)
@@ -138,7 +138,7 @@ func TestOfflineUsesMirrorOnly(t *testing.T) {
 
 func TestErrorsNameRepoAndRef(t *testing.T) {
 	fx := newFixture(t)
-	dir := t.TempDir()
+	dir := testsupport.TempDir(t)
 	ctx := context.Background()
 	offline := gitcache.New(dir)
 	offline.Offline = true
@@ -159,9 +159,9 @@ func TestErrorsNameRepoAndRef(t *testing.T) {
 }
 
 func TestFileURL(t *testing.T) {
-	r := testsupport.NewRepo(t, filepath.Join(t.TempDir(), "core"))
+	r := testsupport.NewRepo(t, filepath.Join(testsupport.TempDir(t), "core"))
 	want := r.Commit("init", map[string]string{"main.py": "print(1)"})
-	dir := t.TempDir()
+	dir := testsupport.TempDir(t)
 	got, err := gitcache.New(dir).Resolve(context.Background(), r.FileURL(), "", "")
 	if err != nil {
 		t.Fatal(err)
@@ -180,7 +180,7 @@ func TestCredentialsNotInErrors(t *testing.T) {
 	fx := newFixture(t)
 	secret := "s3cr3t-token-value"
 	withCreds := strings.Replace(fx.srv.RepoURL("missing"), "http://", "http://user:"+secret+"@", 1)
-	_, err := gitcache.New(t.TempDir()).Resolve(context.Background(), withCreds, "", "")
+	_, err := gitcache.New(testsupport.TempDir(t)).Resolve(context.Background(), withCreds, "", "")
 	if err == nil || strings.Contains(err.Error(), secret) {
 		t.Fatalf("error leaks the password or is nil: %v", err)
 	}

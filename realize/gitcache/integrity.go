@@ -10,7 +10,8 @@ import (
 	"path/filepath"
 	"syscall"
 
-	"github.com/comfy-image/comfy-image/versions"
+	"github.com/comfy-image/comfy-image/internal/fileutil"
+	"github.com/comfy-image/comfy-image/internal/repourl"
 )
 
 // A pack file ends with the SHA-1 of everything before it, and so does its
@@ -74,7 +75,7 @@ func checkPacks(dir string) error {
 	}
 	if changed || len(checked) != len(known) {
 		data, _ := json.Marshal(checked)
-		return versions.WriteFileAtomic(stampsFile(dir), data, 0o644)
+		return fileutil.WriteAtomic(stampsFile(dir), data, 0o644)
 	}
 	return nil
 }
@@ -109,7 +110,7 @@ func (c *Cache) repairOrName(repo, dir string) error {
 	if err == nil {
 		return nil
 	}
-	shown := versions.RedactURL(repo)
+	shown := repourl.Redact(repo)
 	if c.Offline {
 		return fmt.Errorf("repo %s: %w; run without --offline to clone it again", shown, err)
 	}

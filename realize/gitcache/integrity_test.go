@@ -2,6 +2,7 @@ package gitcache_test
 
 import (
 	"context"
+	"github.com/comfy-image/comfy-image/internal/testsupport"
 	"os"
 	"path/filepath"
 	"strings"
@@ -32,7 +33,7 @@ func damagePacks(t *testing.T, dir string) {
 
 func TestDamagedPackIsNamedOfflineAndClonedAgainOnline(t *testing.T) {
 	fx := newFixture(t)
-	root := t.TempDir()
+	root := testsupport.TempDir(t)
 	want, err := gitcache.New(root).Resolve(context.Background(), fx.url, "dev", "")
 	if err != nil {
 		t.Fatal(err)

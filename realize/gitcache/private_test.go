@@ -13,7 +13,7 @@ import (
 	"github.com/comfy-image/comfy-image/realize/gitcache"
 )
 
-const sentinelToken = "ghp_PRIVATESENTINEL0123456789"
+var sentinelToken = testsupport.Secret() // the sentinel sweep's secret under make sweep
 
 // privateRepo is a repository served only with user "x-access-token" and
 // the sentinel token, as GitHub serves a private repository.
@@ -37,7 +37,7 @@ func env(vals map[string]string) func(string) (string, bool) {
 // in memory only: the mirror on disk never holds it.
 func TestTokenFromEnvironmentStaysInMemory(t *testing.T) {
 	url, commit := privateRepo(t)
-	c := gitcache.New(t.TempDir())
+	c := gitcache.New(testsupport.TempDir(t))
 	c.LookupEnv = env(map[string]string{"GH_TEST_TOKEN": sentinelToken})
 	res, err := c.Resolve(context.Background(), withVarToken(url), "", "")
 	if err != nil {
@@ -77,7 +77,7 @@ func TestRefusedCredentialNamesTheVariable(t *testing.T) {
 		{"no credentials", url, nil, []string{"private repository", "${GH_TOKEN}"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := gitcache.New(t.TempDir())
+			c := gitcache.New(testsupport.TempDir(t))
 			c.LookupEnv = env(tc.env)
 			_, err := c.Resolve(context.Background(), tc.repo, "", "")
 			assertErr(t, err, tc.want...)
@@ -94,16 +94,16 @@ func TestSSHNeedsAnAgentOrAKeyFile(t *testing.T) {
 	t.Setenv("SSH_AUTH_SOCK", "")
 	t.Setenv(gitcache.SSHKeyEnv, "")
 	for _, repo := range []string{"git@github.com:org/private.git", "ssh://git@github.com/org/private.git"} {
-		c := gitcache.New(t.TempDir())
+		c := gitcache.New(testsupport.TempDir(t))
 		_, err := c.Resolve(context.Background(), repo, "", "")
 		assertErr(t, err, "SSH_AUTH_SOCK", gitcache.SSHKeyEnv, "github.com")
 		if dir, _ := c.MirrorPath(repo); !strings.HasSuffix(dir, filepath.Join("github.com", "org", "private.git")) {
 			t.Errorf("%s: mirror %s", repo, dir)
 		}
 	}
-	bad := filepath.Join(t.TempDir(), "id_ed25519")
+	bad := filepath.Join(testsupport.TempDir(t), "id_ed25519")
 	os.WriteFile(bad, []byte("not a key\n"), 0o600)
 	t.Setenv(gitcache.SSHKeyEnv, bad)
-	_, err := gitcache.New(t.TempDir()).Resolve(context.Background(), "git@github.com:org/private.git", "", "")
+	_, err := gitcache.New(testsupport.TempDir(t)).Resolve(context.Background(), "git@github.com:org/private.git", "", "")
 	assertErr(t, err, bad, gitcache.SSHKeyEnv)
 }

@@ -9,7 +9,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	gitssh "github.com/go-git/go-git/v5/plumbing/transport/ssh"
 
-	"github.com/comfy-image/comfy-image/versions"
+	"github.com/comfy-image/comfy-image/internal/repourl"
 )
 
 // SSHKeyEnv names a private key file for ssh repositories when no ssh
@@ -48,16 +48,16 @@ func sshAuth(repo string) (transport.AuthMethod, error) {
 	if file := os.Getenv(SSHKeyEnv); file != "" {
 		auth, err := gitssh.NewPublicKeysFromFile(user, file, os.Getenv(SSHKeyPassphraseEnv))
 		if err != nil {
-			return nil, fmt.Errorf("repo %s: ssh key %s (%s): %s", versions.RedactURL(repo), file, SSHKeyEnv, strings.Join(strings.Fields(err.Error()), " "))
+			return nil, fmt.Errorf("repo %s: ssh key %s (%s): %s", repourl.Redact(repo), file, SSHKeyEnv, strings.Join(strings.Fields(err.Error()), " "))
 		}
 		return auth, nil
 	}
 	if os.Getenv("SSH_AUTH_SOCK") == "" {
-		return nil, fmt.Errorf("repo %s: an ssh repository needs a key: start an ssh agent holding one (SSH_AUTH_SOCK), or set %s to a private key file", versions.RedactURL(repo), SSHKeyEnv)
+		return nil, fmt.Errorf("repo %s: an ssh repository needs a key: start an ssh agent holding one (SSH_AUTH_SOCK), or set %s to a private key file", repourl.Redact(repo), SSHKeyEnv)
 	}
 	auth, err := gitssh.NewSSHAgentAuth(user)
 	if err != nil {
-		return nil, fmt.Errorf("repo %s: ssh agent (SSH_AUTH_SOCK): %w", versions.RedactURL(repo), err)
+		return nil, fmt.Errorf("repo %s: ssh agent (SSH_AUTH_SOCK): %w", repourl.Redact(repo), err)
 	}
 	return auth, nil
 }

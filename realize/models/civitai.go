@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/comfy-image/comfy-image/internal/repourl"
 	"github.com/comfy-image/comfy-image/versions"
 )
 
@@ -180,14 +181,14 @@ func pickCivitaiFile(files []civitaiFile, name string) (civitaiFile, error) {
 func (f *Fetcher) checkCivitaiDownload(raw string) (*url.URL, error) {
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" {
-		return nil, fmt.Errorf("downloadUrl %q: expected an https URL", versions.RedactURL(raw))
+		return nil, fmt.Errorf("downloadUrl %q: expected an https URL", repourl.Redact(raw))
 	}
 	endpointScheme := "https"
 	if e, err := url.Parse(f.civitaiEndpoint()); err == nil {
 		endpointScheme = e.Scheme
 	}
 	if u.Scheme != "https" && !(u.Scheme == "http" && endpointScheme == "http") {
-		return nil, fmt.Errorf("downloadUrl %q: expected an https URL", versions.RedactURL(raw))
+		return nil, fmt.Errorf("downloadUrl %q: expected an https URL", repourl.Redact(raw))
 	}
 	return u, nil
 }

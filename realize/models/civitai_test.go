@@ -17,7 +17,7 @@ import (
 
 func newCivitaiFetcher(t *testing.T, c *testsupport.CivitaiServer) *models.Fetcher {
 	return &models.Fetcher{
-		Store:           models.Store{Dir: t.TempDir()},
+		Store:           models.Store{Dir: testsupport.TempDir(t)},
 		CivitaiEndpoint: c.URL,
 		Backoff:         10 * time.Millisecond,
 	}
@@ -29,10 +29,10 @@ func TestCivitaiResolvesThroughTheAPIAndKeepsTheTokenOnItsHost(t *testing.T) {
 	sums := c.AddVersion(128713, true,
 		testsupport.CivitaiFile{Name: "dreamshaper_8.safetensors", Primary: true, Content: full},
 		testsupport.CivitaiFile{Name: "dreamshaper_8_pruned.safetensors", Type: "Pruned Model", Content: pruned})
-	c.RequireToken("civ-secret")
+	c.RequireToken(testsupport.Secret())
 	hf := testsupport.NewHFServer(t)
 	f := newCivitaiFetcher(t, c)
-	f.CivitaiToken = "civ-secret"
+	f.CivitaiToken = testsupport.Secret()
 	f.HFEndpoint, f.HFToken = hf.URL, "hf-secret"
 
 	res, err := f.Fetch(context.Background(), models.Request{Source: "civitai://128713", FileName: "dreamshaper_8.safetensors"})
@@ -55,7 +55,7 @@ func TestCivitaiResolvesThroughTheAPIAndKeepsTheTokenOnItsHost(t *testing.T) {
 			t.Errorf("the CDN saw a token: %+v", r)
 		case r.Host == "cdn":
 			cdn++
-		case r.Authorization == "Bearer civ-secret":
+		case r.Authorization == "Bearer "+testsupport.Secret():
 			apiAuth++
 		default:
 			t.Errorf("a Civitai request without the token, or with another: %+v", r)
@@ -78,7 +78,7 @@ func TestCivitaiResolvesThroughTheAPIAndKeepsTheTokenOnItsHost(t *testing.T) {
 func TestCivitaiGatedWithoutTokenNamesTheVariable(t *testing.T) {
 	c := testsupport.NewCivitaiServer(t)
 	c.AddVersion(7, true, testsupport.CivitaiFile{Name: "lora.safetensors", Primary: true, Content: randomBytes(t, 1000)})
-	c.RequireToken("civ-secret")
+	c.RequireToken(testsupport.Secret())
 	f := newCivitaiFetcher(t, c)
 	f.HFToken = "hf-secret"
 	_, err := f.Fetch(context.Background(), models.Request{Source: "civitai://7", FileName: "lora.safetensors"})
@@ -116,13 +116,13 @@ func TestCivitaiErrorsNameTheVersion(t *testing.T) {
 
 // A hostile or broken API answer must not point the fetcher at a local file.
 func TestCivitaiRefusesANonHTTPDownloadURL(t *testing.T) {
-	secret := t.TempDir() + "/secret"
+	secret := testsupport.TempDir(t) + "/secret"
 	os.WriteFile(secret, []byte("not for you"), 0o600)
 	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, `{"files": [{"name": "m.safetensors", "primary": true, "downloadUrl": "file://%s", "hashes": {}}]}`, secret)
 	}))
 	defer api.Close()
-	f := &models.Fetcher{Store: models.Store{Dir: t.TempDir()}, CivitaiEndpoint: api.URL}
+	f := &models.Fetcher{Store: models.Store{Dir: testsupport.TempDir(t)}, CivitaiEndpoint: api.URL}
 	_, err := f.Fetch(context.Background(), models.Request{Source: "civitai://1", FileName: "m.safetensors"})
 	if err == nil || !strings.Contains(err.Error(), "expected an https URL") {
 		t.Fatalf("got %v, want the file:// downloadUrl refused", err)

@@ -84,7 +84,7 @@ func TestDamagedStoreFileIsFetchedAgain(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			hf := testsupport.NewHFServer(t)
 			f, content, sha := storedModel(t, hf, "hf://o/r/m.safetensors", 100_000)
-			old := filepath.Join(t.TempDir(), "old-target", "m.safetensors")
+			old := filepath.Join(testsupport.TempDir(t), "old-target", "m.safetensors")
 			if _, err := f.Store.Place(sha, old, false); err != nil {
 				t.Fatal(err)
 			}
@@ -97,7 +97,7 @@ func TestDamagedStoreFileIsFetchedAgain(t *testing.T) {
 			if !res.Downloaded || cdnGets(hf) != before+1 {
 				t.Fatalf("the damaged store file was used: downloaded %v, CDN GETs %d -> %d", res.Downloaded, before, cdnGets(hf))
 			}
-			dest := filepath.Join(t.TempDir(), "new-target", "m.safetensors")
+			dest := filepath.Join(testsupport.TempDir(t), "new-target", "m.safetensors")
 			if _, err := f.Store.Place(sha, dest, false); err != nil {
 				t.Fatal(err)
 			}
@@ -121,7 +121,7 @@ func TestDamagedStoreFileOfflineIsNamed(t *testing.T) {
 				t.Fatalf("offline fetch of a damaged store file: %v; want an error naming %s", err, blob)
 			}
 			// Placing it (what a realize does next) is refused too.
-			dest := filepath.Join(t.TempDir(), "m.safetensors")
+			dest := filepath.Join(testsupport.TempDir(t), "m.safetensors")
 			if _, err := f.Store.Place(sha, dest, false); err == nil {
 				t.Fatal("a damaged store file was placed")
 			}
@@ -231,7 +231,7 @@ func TestServerBytesChangedSinceLockedAreRefused(t *testing.T) {
 }
 
 func TestFullDiskFailsAtOnceNamingThePath(t *testing.T) {
-	cache := t.TempDir()
+	cache := testsupport.TempDir(t)
 	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", cache).CombinedOutput(); err != nil {
 		t.Skipf("cannot mount a 1 MiB tmpfs to fill (needs root and mount permission): %v: %s", err, out)
 	}
@@ -256,14 +256,14 @@ func TestFullDiskFailsAtOnceNamingThePath(t *testing.T) {
 func TestFileModelKeepsItsPrivacy(t *testing.T) {
 	for _, c := range []struct{ src, want os.FileMode }{{0o600, 0o400}, {0o640, 0o440}, {0o666, 0o444}, {0o755, 0o444}} {
 		f := newFetcher(t, testsupport.NewHFServer(t))
-		local := filepath.Join(t.TempDir(), "private.safetensors")
+		local := filepath.Join(testsupport.TempDir(t), "private.safetensors")
 		os.WriteFile(local, []byte("private weights "+c.src.String()), 0o600)
 		os.Chmod(local, c.src)
 		res, err := f.Fetch(context.Background(), models.Request{Source: "file://" + local})
 		if err != nil {
 			t.Fatal(err)
 		}
-		dest := filepath.Join(t.TempDir(), "m.safetensors")
+		dest := filepath.Join(testsupport.TempDir(t), "m.safetensors")
 		if _, err := f.Store.Place(res.SHA256, dest, false); err != nil {
 			t.Fatal(err)
 		}
@@ -277,7 +277,7 @@ func TestFileModelKeepsItsPrivacy(t *testing.T) {
 
 func TestFileModelSizeIsPlanned(t *testing.T) {
 	f := newFetcher(t, testsupport.NewHFServer(t))
-	local := filepath.Join(t.TempDir(), "m.safetensors")
+	local := filepath.Join(testsupport.TempDir(t), "m.safetensors")
 	os.WriteFile(local, make([]byte, 12345), 0o644)
 	res, stored, err := f.Plan(context.Background(), models.Request{Source: "file://" + local})
 	if err != nil || stored || res.Size != 12345 {

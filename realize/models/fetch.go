@@ -23,6 +23,7 @@ import (
 
 	"github.com/comfy-image/comfy-image/internal/fileutil"
 	"github.com/comfy-image/comfy-image/internal/progress"
+	"github.com/comfy-image/comfy-image/internal/repourl"
 	"github.com/comfy-image/comfy-image/versions"
 )
 
@@ -476,7 +477,7 @@ func (f *Fetcher) getOnce(ctx context.Context, req Request, u *url.URL, part str
 			SHA256:   expectedSHA(req, firstNonEmpty(resp.Header.Get("X-Linked-Etag"), etag)),
 			FinalURL: finalURL(u, resp), Revision: resp.Header.Get("X-Repo-Commit")}
 		if data, err := json.Marshal(meta); err == nil {
-			_ = versions.WriteFileAtomic(part+".json", data, 0o644)
+			_ = fileutil.WriteAtomic(part+".json", data, 0o644)
 		}
 	}
 	flags := os.O_CREATE | os.O_WRONLY
@@ -754,7 +755,7 @@ func redact(u *url.URL) string {
 	if u == nil {
 		return ""
 	}
-	return versions.RedactURL(u.String())
+	return repourl.Redact(u.String())
 }
 
 func firstNonEmpty(vs ...string) string {

@@ -25,7 +25,7 @@ func randomBytes(t *testing.T, n int) []byte {
 
 func newFetcher(t *testing.T, hf *testsupport.HFServer) *models.Fetcher {
 	return &models.Fetcher{
-		Store:      models.Store{Dir: t.TempDir()},
+		Store:      models.Store{Dir: testsupport.TempDir(t)},
 		HFEndpoint: hf.URL,
 		Backoff:    10 * time.Millisecond,
 		MaxBackoff: 1500 * time.Millisecond,
@@ -36,9 +36,9 @@ func TestHFDownloadKeepsTokenOnHub(t *testing.T) {
 	hf := testsupport.NewHFServer(t)
 	content := randomBytes(t, 200_000)
 	sha := hf.Add("Comfy-Org/Wan/split/vae.safetensors", content)
-	hf.RequireToken("tok-secret-1")
+	hf.RequireToken(testsupport.Secret())
 	f := newFetcher(t, hf)
-	f.HFToken = "tok-secret-1"
+	f.HFToken = testsupport.Secret()
 	res, err := f.Fetch(context.Background(), models.Request{Source: "hf://Comfy-Org/Wan/split/vae.safetensors"})
 	if err != nil {
 		t.Fatal(err)
@@ -57,7 +57,7 @@ func TestHFDownloadKeepsTokenOnHub(t *testing.T) {
 	for _, r := range hf.Requests() {
 		switch r.Host {
 		case "hub":
-			if r.Authorization == "Bearer tok-secret-1" {
+			if r.Authorization == "Bearer "+testsupport.Secret() {
 				hubAuth++
 			}
 		case "cdn":
@@ -189,7 +189,7 @@ func TestPlainHTTPAndFileSources(t *testing.T) {
 	if err != nil || res.SHA256 != sha {
 		t.Fatalf("http source: %+v %v", res, err)
 	}
-	local := filepath.Join(t.TempDir(), "local.safetensors")
+	local := filepath.Join(testsupport.TempDir(t), "local.safetensors")
 	os.WriteFile(local, []byte("local weights"), 0o644)
 	res, err = f.Fetch(context.Background(), models.Request{Source: "file://" + local})
 	if err != nil {
@@ -225,7 +225,7 @@ func TestPlaceHardLinksAndRefusesStrangers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dest := filepath.Join(t.TempDir(), "vae", "m.bin")
+	dest := filepath.Join(testsupport.TempDir(t), "vae", "m.bin")
 	if changed, err := f.Store.Place(res.SHA256, dest, false); err != nil || !changed {
 		t.Fatalf("place: %v %v", changed, err)
 	}

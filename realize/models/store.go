@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/comfy-image/comfy-image/internal/fileutil"
-	"github.com/comfy-image/comfy-image/versions"
 )
 
 // Store is the content-addressed model store of a cache.
@@ -80,7 +79,7 @@ func (s Store) remember(k Known) error {
 	if err != nil {
 		return err
 	}
-	return versions.WriteFileAtomic(s.indexPath(k.Source), data, 0o644)
+	return fileutil.WriteAtomic(s.indexPath(k.Source), data, 0o644)
 }
 
 // Adopt moves a fully written, verified temporary file (in the store's
@@ -144,7 +143,7 @@ func (s Store) writeStamp(sha string, fi os.FileInfo) error {
 	if err != nil {
 		return err
 	}
-	return versions.WriteFileAtomic(s.stampPath(sha), data, 0o644)
+	return fileutil.WriteAtomic(s.stampPath(sha), data, 0o644)
 }
 
 // DamagedError is a store file whose content is no longer what its name

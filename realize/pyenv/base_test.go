@@ -1,6 +1,7 @@
 package pyenv
 
 import (
+	"github.com/comfy-image/comfy-image/internal/testsupport"
 	"os"
 	"path/filepath"
 	"testing"
@@ -21,7 +22,7 @@ func TestBasePackageNamesCannotBecomePaths(t *testing.T) {
 	if !ok || p.Name != "torch-vision" || p.Version != "0.21.0+cu124" {
 		t.Fatalf("got %+v %v", p, ok)
 	}
-	dir := t.TempDir()
+	dir := testsupport.TempDir(t)
 	if err := writeBaseSite(dir, []BasePackage{p}); err != nil {
 		t.Fatal(err)
 	}

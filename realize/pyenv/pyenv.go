@@ -21,6 +21,7 @@ import (
 	"strings"
 
 	"github.com/comfy-image/comfy-image/internal/childproc"
+	"github.com/comfy-image/comfy-image/internal/repourl"
 	"github.com/comfy-image/comfy-image/internal/reqfile"
 	"github.com/comfy-image/comfy-image/versions"
 )
@@ -402,7 +403,7 @@ func readReport(file string) ([]versions.LockedPackage, error) {
 		pkgs = append(pkgs, versions.LockedPackage{
 			Name:    Normalize(it.Metadata.Name),
 			Version: it.Metadata.Version,
-			Wheel:   path.Base(versions.RedactURL(it.DownloadInfo.URL)),
+			Wheel:   path.Base(repourl.Redact(it.DownloadInfo.URL)),
 			SHA256:  sha,
 		})
 	}

@@ -73,7 +73,7 @@ The conflict is caused by:
 // A venv made by the real python3 -m venv and pip, then moved: its console
 // scripts still run (relocatable), and nothing in it names the old path.
 func TestRelocatableVenv(t *testing.T) {
-	dir := t.TempDir()
+	dir := testsupport.TempDir(t)
 	wheels := filepath.Join(dir, "wheels")
 	testsupport.BuildWheel(t, wheels, testsupport.Wheel{Name: "gamma", Version: "2.0", Scripts: map[string]string{"gamma-tool": "gamma:main"}})
 	ctx := context.Background()
@@ -118,7 +118,7 @@ func TestRelocatableVenv(t *testing.T) {
 // pip runs with none of the caller's secrets or PIP_* settings: a python3
 // wrapper records the environment pip gets while it downloads wheels.
 func TestPipGetsNoSecrets(t *testing.T) {
-	dir := t.TempDir()
+	dir := testsupport.TempDir(t)
 	wheels := filepath.Join(dir, "wheels")
 	testsupport.BuildWheel(t, wheels, testsupport.Wheel{Name: "alpha", Version: "1.0"})
 	py, err := exec.LookPath("python3")
@@ -127,7 +127,7 @@ func TestPipGetsNoSecrets(t *testing.T) {
 	}
 	spy := filepath.Join(dir, "python3")
 	os.WriteFile(spy, []byte("#!/bin/sh\nenv > "+dir+"/env.$$\nexec "+py+" \"$@\"\n"), 0o755)
-	t.Setenv("HF_TOKEN", "hf_sentinel_secret")
+	t.Setenv("HF_TOKEN", testsupport.Secret())
 	t.Setenv("PIP_EXTRA_INDEX_URL", "http://127.0.0.1:9/evil/")
 	t.Setenv("PIP_PRE", "1")
 	target := Target{Python: "/usr/bin/python3", Version: "3.11", Arch: "x86_64", Glibc: "2.36"}
@@ -142,7 +142,7 @@ func TestPipGetsNoSecrets(t *testing.T) {
 	}
 	for _, d := range dumps {
 		data, _ := os.ReadFile(d)
-		for _, bad := range []string{"hf_sentinel_secret", "PIP_EXTRA_INDEX_URL", "PIP_PRE"} {
+		for _, bad := range []string{testsupport.Secret(), "PIP_EXTRA_INDEX_URL", "PIP_PRE"} {
 			if strings.Contains(string(data), bad) {
 				t.Errorf("pip's environment holds %s:\n%s", bad, data)
 			}
@@ -154,7 +154,7 @@ func TestPipGetsNoSecrets(t *testing.T) {
 // place; it must still be readable by the user ComfyUI runs as, like one
 // `python -m venv` makes in place (0755), not private to root.
 func TestVenvFolderIsNotPrivate(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), ".venv")
+	dir := filepath.Join(testsupport.TempDir(t), ".venv")
 	if _, err := Create(context.Background(), "python3", dir, false); err != nil {
 		t.Fatal(err)
 	}

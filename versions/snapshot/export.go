@@ -6,6 +6,7 @@ import (
 	"strings"
 	"unicode/utf16"
 
+	"github.com/comfy-image/comfy-image/internal/repourl"
 	"github.com/comfy-image/comfy-image/versions"
 )
 
@@ -29,7 +30,7 @@ func FromLock(l *versions.Lock) *Snapshot {
 			s.CNRCustomNodes[n.Registry] = n.Version
 			continue
 		}
-		s.GitCustomNodes[versions.RedactURL(n.Repo)] = GitNode{Hash: n.Commit}
+		s.GitCustomNodes[repourl.Redact(n.Repo)] = GitNode{Hash: n.Commit}
 	}
 	pkgs := l.Python.Packages
 	if len(pkgs) == 0 {

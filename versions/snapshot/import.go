@@ -3,12 +3,14 @@ package snapshot
 import (
 	"encoding/json"
 	"fmt"
-	"github.com/comfy-image/comfy-image/internal/reqfile"
 	"net/url"
 	"path"
 	"regexp"
 	"sort"
 	"strings"
+
+	"github.com/comfy-image/comfy-image/internal/repourl"
+	"github.com/comfy-image/comfy-image/internal/reqfile"
 
 	"github.com/comfy-image/comfy-image/versions"
 )
@@ -55,7 +57,7 @@ func Import(f *File, opts ImportOptions) (*Imported, error) {
 	origin := map[string]string{"comfy": "comfyui"}
 	switch {
 	case f.ComfyUI == nil || *f.ComfyUI == "":
-		out.Warnings = append(out.Warnings, "comfyui: no commit in the snapshot (saved for custom nodes only); the spec follows the default branch of "+versions.RedactURL(opts.ComfyRepo))
+		out.Warnings = append(out.Warnings, "comfyui: no commit in the snapshot (saved for custom nodes only); the spec follows the default branch of "+repourl.Redact(opts.ComfyRepo))
 	case !commitHex.MatchString(*f.ComfyUI):
 		problems = append(problems, versions.Problem{Path: "comfyui", Msg: fmt.Sprintf("%q: expected a 40-character lower-case hex commit", *f.ComfyUI)})
 	default:

@@ -3,6 +3,7 @@ package snapshot
 import (
 	"encoding/json"
 	"errors"
+	"github.com/comfy-image/comfy-image/internal/testsupport"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -40,7 +41,7 @@ func python(t *testing.T, program string) {
 }
 
 func TestImportManagerJSONAndYAMLGiveTheSameSpec(t *testing.T) {
-	dir := t.TempDir()
+	dir := testsupport.TempDir(t)
 	jsonFile, yamlFile := filepath.Join(dir, "snap.json"), filepath.Join(dir, "snap.yaml")
 	python(t, "import json\njson.dump("+managerSnapshot+", open('"+jsonFile+"', 'w'), indent=4)")
 	python(t, "import yaml\nyaml.dump({'custom_nodes': "+managerSnapshot+"}, open('"+yamlFile+"', 'w'), allow_unicode=True)")
@@ -85,7 +86,7 @@ func TestImportManagerJSONAndYAMLGiveTheSameSpec(t *testing.T) {
 }
 
 func TestImportComfyLockYAMLWithModels(t *testing.T) {
-	dir := t.TempDir()
+	dir := testsupport.TempDir(t)
 	file := filepath.Join(dir, "comfy-lock.yaml")
 	sha := strings.Repeat("ab", 32)
 	// comfy-cli's save_yaml: yaml.safe_dump(default_flow_style=False).
@@ -180,7 +181,7 @@ func TestManagerJSONIsWhatPythonWrites(t *testing.T) {
 	if err := json.Unmarshal(got, &asDict); err != nil {
 		t.Fatalf("not JSON: %v\n%s", err, got)
 	}
-	dir := t.TempDir()
+	dir := testsupport.TempDir(t)
 	in, out := filepath.Join(dir, "in.json"), filepath.Join(dir, "out.json")
 	os.WriteFile(in, got, 0o644)
 	// Python re-dumps it in the same key order Manager's dict literal has.

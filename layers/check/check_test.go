@@ -4,7 +4,7 @@ import (
 	"reflect"
 	"testing"
 
-	"github.com/comfy-image/comfy-image/check"
+	"github.com/comfy-image/comfy-image/layers/check"
 )
 
 // A ComfyUI start log (as nodes.py writes it) with one node whose import

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os/exec"
 	"path"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
@@ -110,7 +111,11 @@ func Run(ctx context.Context, image string, opts Options) (*Report, error) {
 	args := append([]string{"run", "-d", "-p", "127.0.0.1:" + port + ":8188"}, opts.RunArgs...)
 	switch {
 	case opts.ModelsDir != "":
-		args = append(args, "-v", opts.ModelsDir+":/models:ro")
+		dir, err := modelsDir(opts.ModelsDir)
+		if err != nil {
+			return nil, err
+		}
+		args = append(args, "-v", dir+":/models:ro")
 	case opts.ModelsImage != "":
 		args = append(args, "--mount", "type=image,source="+opts.ModelsImage+",destination=/models")
 	}
@@ -267,4 +272,15 @@ func folderFiles(ctx context.Context, base, folder string) (map[string]bool, err
 		files[f] = true
 	}
 	return files, nil
+}
+
+// modelsDir is the --models-dir folder as an absolute path: podman and
+// docker take a bare name ("models") for a named volume, which would mount
+// an empty volume and report every model missing.
+func modelsDir(dir string) (string, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", fmt.Errorf("--models-dir %s: %w", dir, err)
+	}
+	return abs, nil
 }

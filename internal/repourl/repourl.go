@@ -1,16 +1,23 @@
-package versions
+// Package repourl reads git repository URLs whose credentials may be
+// ${VAR} references, expands them in memory only, and redacts credentials
+// from URLs before they are written or printed.
+package repourl
 
 import (
 	"fmt"
 	"net/url"
+	"regexp"
 	"strings"
 )
 
-// ParseRepoURL parses a repo URL whose user info may hold ${VAR}
+// envRef is a ${VAR} reference.
+var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
+
+// Parse parses a repo URL whose user info may hold ${VAR}
 // references (https://x-access-token:${GH_TOKEN}@host/org/repo): they are
 // kept, percent-encoded, in the parsed user info, to be expanded by
 // ExpandUserinfo when the credentials are needed and never before.
-func ParseRepoURL(raw string) (*url.URL, error) {
+func Parse(raw string) (*url.URL, error) {
 	return url.Parse(escapeUserinfoRefs(raw))
 }
 
@@ -34,9 +41,9 @@ func escapeUserinfoRefs(raw string) string {
 	return raw[:i+3] + ui + rest[at:]
 }
 
-// RepoURLRefs lists the variables a repo URL's user info refers to.
-func RepoURLRefs(raw string) []string {
-	u, err := ParseRepoURL(raw)
+// Refs lists the variables a repo URL's user info refers to.
+func Refs(raw string) []string {
+	u, err := Parse(raw)
 	if err != nil || u.User == nil {
 		return nil
 	}
@@ -52,7 +59,7 @@ func RepoURLRefs(raw string) []string {
 type UnsetVarError struct{ Name, Repo string }
 
 func (e *UnsetVarError) Error() string {
-	return fmt.Sprintf("repo %s takes its credentials from ${%s}, which is not set; set %s to a token with read access to it", RedactURL(e.Repo), e.Name, e.Name)
+	return fmt.Sprintf("repo %s takes its credentials from ${%s}, which is not set; set %s to a token with read access to it", Redact(e.Repo), e.Name, e.Name)
 }
 
 // ExpandUserinfo is the user and password of a repo URL with their ${VAR}
@@ -74,4 +81,15 @@ func ExpandUserinfo(u *url.URL, lookup func(string) (string, bool)) (user, pass 
 	p, _ := u.User.Password()
 	user, pass = expand(u.User.Username()), expand(p)
 	return user, pass, err
+}
+
+// Redact drops credentials (user:password@) from a URL so it can be
+// written to a lock or a log.
+func Redact(raw string) string {
+	u, err := Parse(raw)
+	if err != nil || u.User == nil {
+		return raw
+	}
+	u.User = nil
+	return u.String()
 }
