@@ -14,9 +14,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/comfy-image/comfy-image/layers/check"
 	"github.com/comfy-image/comfy-image/internal/progress"
 	"github.com/comfy-image/comfy-image/layers"
+	"github.com/comfy-image/comfy-image/layers/check"
 	"github.com/comfy-image/comfy-image/layers/publish"
 	"github.com/comfy-image/comfy-image/versions"
 )
