@@ -119,19 +119,6 @@ func (r *Registry) Uploads() (int, []string) {
 	return r.uploads, append([]string(nil), r.puts...)
 }
 
-// PulledBlobBytes is the size of every blob the registry served so far
-// (GET .../blobs/<digest> answered 200), as a registry's access log
-// counts a runner's pulls.
-func (r *Registry) PulledBlobBytes() int64 {
-	var n int64
-	for _, q := range r.Requests() {
-		if q.Method == http.MethodGet && q.Status == http.StatusOK && strings.Contains(q.Path, "/blobs/sha256:") {
-			n += q.Bytes
-		}
-	}
-	return n
-}
-
 // Requests returns every request the registry answered so far, in order.
 func (r *Registry) Requests() []Request {
 	r.mu.Lock()
