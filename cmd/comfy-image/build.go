@@ -18,6 +18,7 @@ import (
 	"github.com/comfy-image/comfy-image/internal/progress"
 	"github.com/comfy-image/comfy-image/layers"
 	"github.com/comfy-image/comfy-image/layers/publish"
+	"github.com/comfy-image/comfy-image/realize"
 	"github.com/comfy-image/comfy-image/versions"
 )
 
@@ -135,6 +136,9 @@ func newBuildCmd() *cobra.Command {
 			res, err := layers.Build(cmd.Context(), s, o)
 			if err != nil {
 				return err
+			}
+			if err := realize.RecordUse(o.CacheDir, res.Lock); err != nil {
+				return fmt.Errorf("record what the build used in the cache: %w", err)
 			}
 			rep.timed("build_seconds", start)
 			printParts(human, res)

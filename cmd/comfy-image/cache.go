@@ -68,7 +68,8 @@ func newCachePruneCmd() *cobra.Command {
 		Use:   "prune [--keep-lock FILE]... [--dry-run]",
 		Short: "Remove what no lock in the cache (nor one given with --keep-lock) uses",
 		Long: `Remove the mirrors, models, partial downloads, layers and wheels that no lock in
-the cache (resolved/*.lock.json) nor any --keep-lock FILE uses. The locks stay.
+the cache (resolved/*.lock.json, with what the last build or realize of each
+of their versions used) nor any --keep-lock FILE uses. The locks stay.
 It refuses to run while a lock, realize or build uses the cache.`,
 		Example: "  comfy-image cache prune --dry-run\n  comfy-image cache prune --keep-lock ./wan22-fast.lock.json",
 		Args:    usageArgs(cobra.NoArgs),
