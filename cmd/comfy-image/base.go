@@ -46,7 +46,7 @@ listed. The image's environment is PATH (--env adds or replaces variables).`,
 			if arch != "amd64" && arch != "arm64" {
 				return usagef("--arch %q: expected amd64 or arm64 (what build takes)", arch)
 			}
-			loc, err := checkOutput(output)
+			loc, err := checkOutput(output, "base writes local images only; build --base reads them")
 			if err != nil {
 				return err
 			}

@@ -64,7 +64,7 @@ func newBuildCmd() *cobra.Command {
 					outs = append(outs, loc)
 					continue
 				}
-				loc, err := checkOutput(out)
+				loc, err := checkOutput(out, "use --push for a registry")
 				if err != nil {
 					return err
 				}

@@ -89,9 +89,10 @@ func checkWheelsDir(dir string) (string, error) {
 
 // checkOutput parses an --output and checks, before any work, that it can be
 // written: oci:DIR[:TAG] whose DIR is not a file, or tar:FILE whose folder
-// exists.
-func checkOutput(out string) (layers.Location, error) {
-	const forms = "expected oci:DIR[:TAG] or tar:FILE (use --push for a registry)"
+// exists. registryHint says, in a bad --output's message, how the command
+// reaches a registry instead.
+func checkOutput(out, registryHint string) (layers.Location, error) {
+	forms := "expected oci:DIR[:TAG] or tar:FILE (" + registryHint + ")"
 	if !strings.HasPrefix(out, "oci:") && !strings.HasPrefix(out, "tar:") {
 		return layers.Location{}, usagef("--output %q: %s", out, forms)
 	}
