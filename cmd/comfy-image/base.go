@@ -32,7 +32,7 @@ listed. The image's environment is PATH (--env adds or replaces variables).`,
 		Example: `  debootstrap --variant=minbase --include=python3,python3-venv bookworm /var/tmp/rootfs
   comfy-image base --rootfs /var/tmp/rootfs --output oci:/var/tmp/base:bookworm
   comfy-image build --version-id wan22-fast --base oci:/var/tmp/base:bookworm --output oci:./out`,
-		Args: usageArgs(cobra.NoArgs),
+		Args: usageArgs(noArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if dir == "" {
 				return usagef("--rootfs DIR is required: the root filesystem folder to pack")

@@ -38,7 +38,7 @@ func newBuildCmd() *cobra.Command {
   comfy-image build --version-id wan22-fast --base python:3.12-slim --push registry.example.com/comfy:v1
   comfy-image build --spec ./my.json --base tar:base.tar --output tar:app.tar --models skip
   SOURCE_DATE_EPOCH=1700000000 comfy-image build --version-id wan22-fast --base oci:/var/tmp/base --dry-run`,
-		Args: usageArgs(cobra.NoArgs),
+		Args: usageArgs(noArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			s, err := f.load(cmd)
 			if err != nil {

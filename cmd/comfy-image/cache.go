@@ -41,7 +41,7 @@ func newCacheDuCmd() *cobra.Command {
 		Use:     "du",
 		Short:   "Show what the cache holds: mirrors, models, layers, wheels, and the versions that use them",
 		Example: "  comfy-image cache du\n  COMFY_CACHE=/data/cache comfy-image cache du",
-		Args:    usageArgs(cobra.NoArgs),
+		Args:    usageArgs(noArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			dir, err := cacheDirOf(cmd)
 			if err != nil {
@@ -72,7 +72,7 @@ the cache (resolved/*.lock.json, with what the last build or realize of each
 of their versions used) nor any --keep-lock FILE uses. The locks stay.
 It refuses to run while a lock, realize or build uses the cache.`,
 		Example: "  comfy-image cache prune --dry-run\n  comfy-image cache prune --keep-lock ./wan22-fast.lock.json",
-		Args:    usageArgs(cobra.NoArgs),
+		Args:    usageArgs(noArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			dir, err := cacheDirOf(cmd)
 			if err != nil {

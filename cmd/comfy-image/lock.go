@@ -23,7 +23,7 @@ func newLockCmd() *cobra.Command {
   comfy-image lock --spec ./my.json --dry-run
   comfy-image lock --version-id wan22-fast --locked   # check the lock covers the spec
   comfy-image lock --version-id wan22-fast --lock versions/wan22-fast.lock.json --update gguf`,
-		Args: usageArgs(cobra.NoArgs),
+		Args: usageArgs(noArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			s, err := f.load(cmd)
 			if err != nil {

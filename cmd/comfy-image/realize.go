@@ -20,7 +20,7 @@ func newRealizeCmd() *cobra.Command {
 		Example: `  comfy-image realize --version-id wan22-fast --target ./comfy
   comfy-image realize --spec ./my.json --target /workspace/comfy --skip-models
   comfy-image realize --version-id wan22-fast --offline --wheels-dir ./wheels`,
-		Args: usageArgs(cobra.NoArgs),
+		Args: usageArgs(noArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			s, err := f.load(cmd)
 			if err != nil {

@@ -104,7 +104,7 @@ func newExportSnapshotCmd() *cobra.Command {
 		Short: "Write the lock of a version as a ComfyUI-Manager snapshot (for cm-cli restore-snapshot)",
 		Example: `  comfy-image export snapshot --version-id wan22-fast --output wan22-fast.json
   comfy-image export snapshot --version-id wan22-fast > snapshot.json`,
-		Args: usageArgs(cobra.NoArgs),
+		Args: usageArgs(noArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if versionID == "" {
 				return usagef("which version? give --version-id ID")
