@@ -39,7 +39,7 @@ func cacheDirOf(cmd *cobra.Command) (string, error) {
 func newCacheDuCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:     "du",
-		Short:   "Show what the cache holds: mirrors, models, layers, wheels, and the versions that use them",
+		Short:   "Show the cache's mirrors, models, layers and wheels, and the versions using them",
 		Example: "  comfy-image cache du\n  COMFY_CACHE=/data/cache comfy-image cache du",
 		Args:    usageArgs(noArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -111,7 +111,7 @@ It refuses to run while a lock, realize or build uses the cache.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringArrayVar(&keep, "keep-lock", nil, "also keep what this lock file uses (repeatable)")
+	cmd.Flags().StringArrayVar(&keep, "keep-lock", nil, "also keep what this lock `FILE` uses (repeatable)")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "list what would be removed; remove nothing")
 	return cmd
 }

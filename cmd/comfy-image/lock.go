@@ -92,8 +92,8 @@ func newLockCmd() *cobra.Command {
 		},
 	}
 	f.register(cmd)
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON document on stdout (versions/output.schema.json); text goes to stderr")
-	cmd.Flags().StringArrayVar(&update, "update", nil, "move only this core (comfy), node or model (repeatable; \"python\" drops the Python sets); the rest stays as locked")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "JSON on stdout (schema versions/output.schema.json); text on stderr")
+	cmd.Flags().StringArrayVar(&update, "update", nil, "move only `NAME` (comfy, a node, a model, python); repeatable")
 	return cmd
 }
 
