@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -65,7 +66,9 @@ func (u *CacheUsage) Unused() []CacheEntry {
 	return out
 }
 
-// ReadCacheLocks reads every lock in the cache (resolved/*.lock.json).
+// ReadCacheLocks reads every lock in the cache (resolved/*.lock.json) and,
+// for each, the record of what its version's last build or realize used
+// (see RecordUse).
 func ReadCacheLocks(cacheDir string) ([]*versions.Lock, error) {
 	files, err := filepath.Glob(filepath.Join(cacheDir, "resolved", "*.lock.json"))
 	if err != nil {
@@ -78,8 +81,32 @@ func ReadCacheLocks(cacheDir string) ([]*versions.Lock, error) {
 			return nil, err
 		}
 		locks = append(locks, l)
+		used, err := versions.ReadLock(strings.TrimSuffix(f, ".lock.json") + lastUsedSuffix)
+		switch {
+		case errors.Is(err, versions.ErrNoLock):
+		case err != nil:
+			return nil, err
+		default:
+			locks = append(locks, used)
+		}
 	}
 	return locks, nil
+}
+
+const lastUsedSuffix = ".last-used.json"
+
+// RecordUse records in the cache the lock a build or realize of its version
+// just used. A later `lock` may drop entries from the version's lock (lock
+// --update python drops the image's wheels) while the layers, wheels and
+// models of the last build are still what a rebuild reuses: while the
+// version has a lock in the cache, cache du and prune count this record as
+// one of its locks, so prune never removes them.
+func RecordUse(cacheDir string, l *versions.Lock) error {
+	file := filepath.Join(cacheDir, "resolved", l.VersionID+lastUsedSuffix)
+	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+		return err
+	}
+	return versions.WriteLock(file, l)
 }
 
 // ScanCache lists what the cache holds and which of the locks use each
@@ -137,7 +164,9 @@ func usersOf(cacheDir string, locks []*versions.Lock) *lockUsers {
 	}
 	for _, l := range locks {
 		id := l.VersionID
-		u.versions = append(u.versions, id)
+		if !slices.Contains(u.versions, id) {
+			u.versions = append(u.versions, id)
+		}
 		repos := []string{l.Comfy.Repo}
 		for _, n := range l.CustomNodes {
 			repos = append(repos, n.Repo)

@@ -139,6 +139,9 @@ func Realize(ctx context.Context, spec *versions.Spec, opts RealizeOptions) erro
 			return err
 		}
 	}
+	if err := RecordUse(opts.CacheDir, r.lock); err != nil {
+		return fmt.Errorf("record what the realize used in the cache: %w", err)
+	}
 	fmt.Fprintf(r.out(), "realized %s in %s (%.1fs)\n", spec.VersionID, r.target, time.Since(start).Seconds())
 	for _, line := range r.summary {
 		fmt.Fprintln(r.out(), "  "+line)

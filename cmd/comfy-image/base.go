@@ -32,7 +32,7 @@ listed. The image's environment is PATH (--env adds or replaces variables).`,
 		Example: `  debootstrap --variant=minbase --include=python3,python3-venv bookworm /var/tmp/rootfs
   comfy-image base --rootfs /var/tmp/rootfs --output oci:/var/tmp/base:bookworm
   comfy-image build --version-id wan22-fast --base oci:/var/tmp/base:bookworm --output oci:./out`,
-		Args: usageArgs(cobra.NoArgs),
+		Args: usageArgs(noArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if dir == "" {
 				return usagef("--rootfs DIR is required: the root filesystem folder to pack")
@@ -46,7 +46,7 @@ listed. The image's environment is PATH (--env adds or replaces variables).`,
 			if arch != "amd64" && arch != "arm64" {
 				return usagef("--arch %q: expected amd64 or arm64 (what build takes)", arch)
 			}
-			loc, err := checkOutput(output)
+			loc, err := checkOutput(output, "base writes local images only; build --base reads them")
 			if err != nil {
 				return err
 			}

@@ -176,6 +176,10 @@ func TestBaseCommandUsage(t *testing.T) {
 			t.Errorf("%v: exit %d, stderr %q; want 2 and %q", tc.args, res.Code, res.Stderr, tc.want)
 		}
 	}
+	// base has no --push: its message must not offer one.
+	if res := testsupport.Run(t, work, nil, "base", "--rootfs", dir, "--output", work+"/x.tar"); strings.Contains(res.Stderr, "--push") {
+		t.Errorf("base --output x.tar offers a --push it does not have:\n%s", res.Stderr)
+	}
 	if left, _ := os.ReadDir(work); len(left) != 1 {
 		t.Errorf("a refused command wrote %v", left)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/comfy-image/comfy-image/layers"
 	"github.com/comfy-image/comfy-image/layers/check"
 	"github.com/comfy-image/comfy-image/layers/publish"
+	"github.com/comfy-image/comfy-image/realize"
 	"github.com/comfy-image/comfy-image/versions"
 )
 
@@ -31,13 +32,13 @@ func newBuildCmd() *cobra.Command {
 	var runCheck bool
 	var checkOpts check.Options
 	cmd := &cobra.Command{
-		Use:   "build --version-id ID | --spec FILE --base IMAGE [--push REF] [--output oci:DIR[:TAG]|tar:FILE]",
+		Use:   "build --version-id ID | --spec FILE --base IMAGE [--push REF] [--output OUT]",
 		Short: "Build the app image (base + core + nodes + venv + config) and the models image",
 		Example: `  comfy-image build --version-id wan22-fast --base oci:/var/tmp/base --output oci:./out
-  comfy-image build --version-id wan22-fast --base python:3.12-slim --push registry.example.com/comfy:v1
+  comfy-image build --version-id wan22-fast --base python:3.12-slim --push ghcr.io/acme/comfy:v1
   comfy-image build --spec ./my.json --base tar:base.tar --output tar:app.tar --models skip
-  SOURCE_DATE_EPOCH=1700000000 comfy-image build --version-id wan22-fast --base oci:/var/tmp/base --dry-run`,
-		Args: usageArgs(cobra.NoArgs),
+  SOURCE_DATE_EPOCH=1700000000 comfy-image build --spec ./my.json --base oci:/var/tmp/base --dry-run`,
+		Args: usageArgs(noArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			s, err := f.load(cmd)
 			if err != nil {
@@ -63,7 +64,7 @@ func newBuildCmd() *cobra.Command {
 					outs = append(outs, loc)
 					continue
 				}
-				loc, err := checkOutput(out)
+				loc, err := checkOutput(out, "use --push for a registry")
 				if err != nil {
 					return err
 				}
@@ -144,6 +145,9 @@ func newBuildCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if err := realize.RecordUse(o.CacheDir, res.Lock); err != nil {
+				return fmt.Errorf("record what the build used in the cache: %w", err)
+			}
 			rep.timed("build_seconds", start)
 			printParts(human, res)
 			report := func() error {
@@ -187,21 +191,21 @@ func newBuildCmd() *cobra.Command {
 	}
 	f.register(cmd)
 	fl := cmd.Flags()
-	fl.StringVar(&o.Base, "base", "", "base image with Python (registry ref, oci:DIR[:TAG] or tar:FILE)")
-	fl.StringVar(&push, "push", "", "push the app image to REF (the models image goes to REF-models)")
-	fl.StringArrayVar(&o.CacheFrom, "cache-from", nil, "also trust the layer keys and base facts of the image at REF (repeatable)")
-	fl.StringArrayVar(&outputs, "output", nil, "also write to oci:DIR[:TAG] or tar:FILE (repeatable)")
-	fl.StringVar(&o.Models, "models", "separate", "models: separate (own image), bake (into the app image at /models) or skip")
-	fl.StringVar(&modelsRef, "models-ref", "", "where the models image goes (default: the app reference's tag + -models)")
-	fl.StringVar(&o.WheelsDir, "wheels-dir", "", "take Python wheels only from this folder (pip --no-index --find-links)")
-	fl.StringVar(&compression, "compression", "gzip", "app layer compression: gzip or zstd")
-	fl.IntVar(&o.MaxLayers, "max-layers", 120, "most layers an image may have, base included (containerd refuses more than 127)")
-	fl.StringVar(&o.HostPython, "python", "python3", "host Python whose pip fetches wheels for the base's Python")
-	fl.IntVar(&jobs, "jobs", 4, "parallel layer uploads")
-	fl.BoolVar(&asJSON, "json", false, "print one JSON document on stdout (versions/output.schema.json); text goes to stderr")
+	fl.StringVar(&o.Base, "base", "", "base `IMAGE` with Python: registry ref, oci:DIR[:TAG] or tar:FILE")
+	fl.StringVar(&push, "push", "", "push the app image to `REF` (the models image to REF-models)")
+	fl.StringArrayVar(&o.CacheFrom, "cache-from", nil, "also trust layer keys and base facts of the image at `REF` (repeatable)")
+	fl.StringArrayVar(&outputs, "output", nil, "also write to `OUT`: oci:DIR[:TAG] or tar:FILE (repeatable)")
+	fl.StringVar(&o.Models, "models", "separate", "`MODE`: separate image, bake (in /models) or skip")
+	fl.StringVar(&modelsRef, "models-ref", "", "`REF` of the models image (default: --push REF's tag + -models)")
+	fl.StringVar(&o.WheelsDir, "wheels-dir", "", "take Python wheels only from this `DIR` (pip --no-index)")
+	fl.StringVar(&compression, "compression", "gzip", "app layer compression `ALGO`: gzip or zstd")
+	fl.IntVar(&o.MaxLayers, "max-layers", 120, "at most `N` layers per image, base included (max 127)")
+	fl.StringVar(&o.HostPython, "python", "python3", "host `PYTHON` whose pip fetches the base's wheels")
+	fl.IntVar(&jobs, "jobs", 4, "`N` parallel layer uploads")
+	fl.BoolVar(&asJSON, "json", false, "JSON on stdout (schema versions/output.schema.json); text on stderr")
 	fl.BoolVar(&runCheck, "check", false, "then run comfy-image check on the built image (podman or docker)")
-	fl.StringArrayVar(&checkOpts.RunArgs, "check-run-arg", nil, "with --check: extra argument of podman run or docker run (repeatable)")
-	fl.StringArrayVar(&checkOpts.ComfyArgs, "check-comfy-arg", nil, "with --check: ComfyUI argument (repeatable), e.g. --check-comfy-arg=--cpu")
+	fl.StringArrayVar(&checkOpts.RunArgs, "check-run-arg", nil, "with --check: an `ARG` of podman run or docker run (repeatable)")
+	fl.StringArrayVar(&checkOpts.ComfyArgs, "check-comfy-arg", nil, "with --check: a ComfyUI `ARG` (repeatable), e.g. --check-comfy-arg=--cpu")
 	return cmd
 }
 

@@ -39,9 +39,9 @@ func cacheDirOf(cmd *cobra.Command) (string, error) {
 func newCacheDuCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:     "du",
-		Short:   "Show what the cache holds: mirrors, models, layers, wheels, and the versions that use them",
+		Short:   "Show the cache's mirrors, models, layers and wheels, and the versions using them",
 		Example: "  comfy-image cache du\n  COMFY_CACHE=/data/cache comfy-image cache du",
-		Args:    usageArgs(cobra.NoArgs),
+		Args:    usageArgs(noArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			dir, err := cacheDirOf(cmd)
 			if err != nil {
@@ -68,10 +68,11 @@ func newCachePruneCmd() *cobra.Command {
 		Use:   "prune [--keep-lock FILE]... [--dry-run]",
 		Short: "Remove what no lock in the cache (nor one given with --keep-lock) uses",
 		Long: `Remove the mirrors, models, partial downloads, layers and wheels that no lock in
-the cache (resolved/*.lock.json) nor any --keep-lock FILE uses. The locks stay.
+the cache (resolved/*.lock.json, with what the last build or realize of each
+of their versions used) nor any --keep-lock FILE uses. The locks stay.
 It refuses to run while a lock, realize or build uses the cache.`,
 		Example: "  comfy-image cache prune --dry-run\n  comfy-image cache prune --keep-lock ./wan22-fast.lock.json",
-		Args:    usageArgs(cobra.NoArgs),
+		Args:    usageArgs(noArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			dir, err := cacheDirOf(cmd)
 			if err != nil {
@@ -110,7 +111,7 @@ It refuses to run while a lock, realize or build uses the cache.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringArrayVar(&keep, "keep-lock", nil, "also keep what this lock file uses (repeatable)")
+	cmd.Flags().StringArrayVar(&keep, "keep-lock", nil, "also keep what this lock `FILE` uses (repeatable)")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "list what would be removed; remove nothing")
 	return cmd
 }

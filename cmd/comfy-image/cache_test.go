@@ -159,3 +159,31 @@ func lineWith(out string, parts ...string) bool {
 	}
 	return false
 }
+
+// A `lock` after a build keeps what the build used: even when the lock
+// drops the image's Python set (--update python), `cache du` does not call
+// the layers just built nor the image's wheels unused, and prune leaves
+// them until the next build (review of issue 12).
+func TestLockAfterBuildKeepsItsLayersInUse(t *testing.T) {
+	v := testsupport.NewVersion(t)
+	base := testsupport.SyntheticBase(t)
+	cache := filepath.Join(v.Dir, "cache")
+	build := []string{"build", "--spec", v.SpecFile, "--base", base, "--wheels-dir", v.Wheels, "--output", "oci:" + filepath.Join(v.Dir, "oci") + ":demo"}
+	if res := testsupport.Run(t, v.Dir, v.Env(cache), build...); res.Code != 0 {
+		t.Fatalf("build: %s", res.Stderr)
+	}
+	if res := testsupport.Run(t, v.Dir, v.Env(cache), "lock", "--spec", v.SpecFile, "--update", "python"); res.Code != 0 {
+		t.Fatalf("lock: %s", res.Stderr)
+	}
+	du := testsupport.Run(t, v.Dir, v.Env(cache), "cache", "du")
+	if du.Code != 0 {
+		t.Fatalf("du: %s", du.Stderr)
+	}
+	if !strings.Contains(du.Stdout, "layers: ") || !lineWith(du.Stdout, "beta-1.2-py3-none-any.whl", "demo") || !strings.Contains(du.Stdout, "unused: nothing") {
+		t.Errorf("after build then lock, du marks what the build used as unused:\n%s", du.Stdout)
+	}
+	dry := testsupport.Run(t, v.Dir, v.Env(cache), "cache", "prune", "--dry-run")
+	if dry.Code != 0 || !strings.Contains(dry.Stdout, "would free 0 B in 0 entries") {
+		t.Errorf("prune would remove what the last build used: exit %d\n%s%s", dry.Code, dry.Stdout, dry.Stderr)
+	}
+}

@@ -30,6 +30,10 @@ func TestUnknownCommandsAndFlagsExitTwoWithSuggestions(t *testing.T) {
 		{[]string{"cache", "dux"}, `unknown command "dux" for "comfy-image cache"; did you mean du?`},
 		{[]string{"import", "snapshto", "x.json"}, `for "comfy-image import"; did you mean snapshot?`},
 		{[]string{"export", "snapsht"}, "did you mean snapshot? (see comfy-image export --help)"},
+		// An argument to a command that takes none is not a command.
+		{[]string{"lock", "extra"}, `unexpected argument "extra": comfy-image lock takes no arguments`},
+		{[]string{"cache", "du", "extra"}, `unexpected argument "extra": comfy-image cache du takes no arguments`},
+		{[]string{"realize", "--target", "x", "extra"}, `unexpected argument "extra"`},
 	} {
 		res := testsupport.Run(t, dir, nil, tc.args...)
 		if res.Code != 2 || !strings.Contains(res.Stderr, tc.want) {

@@ -26,13 +26,13 @@ type specFlags struct {
 
 func (f *specFlags) register(cmd *cobra.Command) {
 	fl := cmd.Flags()
-	fl.StringVar(&f.versionID, "version-id", "", "version id: reads versions/<ID>.json (then --versions-dir)")
-	fl.StringVar(&f.specFile, "spec", "", "path of the spec file")
-	fl.StringVar(&f.versionsDir, "versions-dir", "", "folder of specs searched after ./versions")
+	fl.StringVar(&f.versionID, "version-id", "", "version `ID`: reads versions/<ID>.json (then --versions-dir)")
+	fl.StringVar(&f.specFile, "spec", "", "the spec `FILE` to read")
+	fl.StringVar(&f.versionsDir, "versions-dir", "", "`DIR` of specs searched after ./versions")
 	fl.BoolVar(&f.offline, "offline", false, "no network: use the cache, the lock and --wheels-dir only")
 	fl.BoolVar(&f.dryRun, "dry-run", false, "print the plan; change nothing")
-	fl.BoolVar(&f.locked, "locked", false, "use the recorded lock as the truth: resolve nothing; fail naming what the spec asks that the lock does not cover")
-	fl.StringVar(&f.lockFile, "lock", "", "read and write the lock at FILE (e.g. versions/<id>.lock.json next to the spec) instead of the cache")
+	fl.BoolVar(&f.locked, "locked", false, "resolve nothing: the lock is the truth; fail on what it does not cover")
+	fl.StringVar(&f.lockFile, "lock", "", "keep the lock in `FILE` (e.g. versions/<id>.lock.json), not in the cache")
 }
 
 // load finds, reads and validates the spec, printing its warnings.
@@ -89,9 +89,10 @@ func checkWheelsDir(dir string) (string, error) {
 
 // checkOutput parses an --output and checks, before any work, that it can be
 // written: oci:DIR[:TAG] whose DIR is not a file, or tar:FILE whose folder
-// exists.
-func checkOutput(out string) (layers.Location, error) {
-	const forms = "expected oci:DIR[:TAG] or tar:FILE (use --push for a registry)"
+// exists. registryHint says, in a bad --output's message, how the command
+// reaches a registry instead.
+func checkOutput(out, registryHint string) (layers.Location, error) {
+	forms := "expected oci:DIR[:TAG] or tar:FILE (" + registryHint + ")"
 	if !strings.HasPrefix(out, "oci:") && !strings.HasPrefix(out, "tar:") {
 		return layers.Location{}, usagef("--output %q: %s", out, forms)
 	}

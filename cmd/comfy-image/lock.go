@@ -23,7 +23,7 @@ func newLockCmd() *cobra.Command {
   comfy-image lock --spec ./my.json --dry-run
   comfy-image lock --version-id wan22-fast --locked   # check the lock covers the spec
   comfy-image lock --version-id wan22-fast --lock versions/wan22-fast.lock.json --update gguf`,
-		Args: usageArgs(cobra.NoArgs),
+		Args: usageArgs(noArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			s, err := f.load(cmd)
 			if err != nil {
@@ -92,8 +92,8 @@ func newLockCmd() *cobra.Command {
 		},
 	}
 	f.register(cmd)
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON document on stdout (versions/output.schema.json); text goes to stderr")
-	cmd.Flags().StringArrayVar(&update, "update", nil, "move only this core (comfy), node or model (repeatable; \"python\" drops the Python sets); the rest stays as locked")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "JSON on stdout (schema versions/output.schema.json); text on stderr")
+	cmd.Flags().StringArrayVar(&update, "update", nil, "move only `NAME` (comfy, a node, a model, python); repeatable")
 	return cmd
 }
 

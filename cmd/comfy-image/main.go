@@ -184,6 +184,15 @@ func groupCommand(c *cobra.Command) *cobra.Command {
 }
 
 // usageArgs makes cobra's argument errors usage errors (exit code 2).
+// noArgs refuses positional arguments, naming the first; cobra.NoArgs
+// called it an unknown command.
+func noArgs(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return fmt.Errorf("unexpected argument %q: %s takes no arguments (see %s --help)", args[0], cmd.CommandPath(), cmd.CommandPath())
+	}
+	return nil
+}
+
 func usageArgs(check cobra.PositionalArgs) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
 		if err := check(cmd, args); err != nil {

@@ -20,7 +20,7 @@ func newRealizeCmd() *cobra.Command {
 		Example: `  comfy-image realize --version-id wan22-fast --target ./comfy
   comfy-image realize --spec ./my.json --target /workspace/comfy --skip-models
   comfy-image realize --version-id wan22-fast --offline --wheels-dir ./wheels`,
-		Args: usageArgs(cobra.NoArgs),
+		Args: usageArgs(noArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			s, err := f.load(cmd)
 			if err != nil {
@@ -64,12 +64,12 @@ func newRealizeCmd() *cobra.Command {
 	}
 	f.register(cmd)
 	fl := cmd.Flags()
-	fl.StringVar(&o.Target, "target", "", "COMFY_HOME (default /runpod-volume/comfy-<id>, else $HOME/comfy-<id>, else ./comfy-<id>)")
-	fl.StringVar(&o.ModelsDir, "models-dir", "", "MODELS_DIR (default <target>/models)")
-	fl.StringVar(&o.WheelsDir, "wheels-dir", "", "install Python packages only from this folder of wheels (pip --no-index --find-links)")
+	fl.StringVar(&o.Target, "target", "", "COMFY_HOME `DIR` (default: comfy-<id> in /runpod-volume, ~ or .)")
+	fl.StringVar(&o.ModelsDir, "models-dir", "", "MODELS_DIR `DIR` (default <target>/models)")
+	fl.StringVar(&o.WheelsDir, "wheels-dir", "", "install Python packages only from this `DIR` of wheels (pip --no-index)")
 	fl.BoolVar(&o.SkipModels, "skip-models", false, "do not download or place models")
-	fl.BoolVar(&o.Force, "force", false, "overwrite tracked files changed since the last realize, and realize into a non-empty folder (files you added are never overwritten)")
-	fl.StringVar(&o.Python, "python", "python3", "host Python that creates the venv")
-	fl.BoolVar(&asJSON, "json", false, "print one JSON document on stdout (versions/output.schema.json); text goes to stderr")
+	fl.BoolVar(&o.Force, "force", false, "overwrite changed tracked files; use a non-empty folder (your files stay)")
+	fl.StringVar(&o.Python, "python", "python3", "host `PYTHON` that creates the venv")
+	fl.BoolVar(&asJSON, "json", false, "JSON on stdout (schema versions/output.schema.json); text on stderr")
 	return cmd
 }

@@ -34,8 +34,9 @@ func newImportSnapshotCmd() *cobra.Command {
 	var force bool
 	cmd := &cobra.Command{
 		Use:   "snapshot FILE [--version-id ID] [--output FILE]",
-		Short: "Make a spec from a ComfyUI-Manager snapshot (JSON or YAML) or a comfy-cli comfy-lock.yaml",
-		Example: `  comfy-image import snapshot ComfyUI/user/default/ComfyUI-Manager/snapshots/2025-01-01_12-00-00_snapshot.json --version-id mine
+		Short: "Make a spec from a ComfyUI-Manager snapshot (JSON, YAML) or a comfy-lock.yaml",
+		Example: `  comfy-image import snapshot user/default/ComfyUI-Manager/snapshots/2025-01-01_snapshot.json
+  comfy-image import snapshot 2025-01-01_12-00-00_snapshot.json --version-id mine
   comfy-image import snapshot comfy-lock.yaml --output versions/mine.json --force`,
 		Args: usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -75,9 +76,9 @@ func newImportSnapshotCmd() *cobra.Command {
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&versionID, "version-id", "", "version id of the spec (default: the file name without extension)")
-	fl.StringVar(&output, "output", "", "spec file to write (default versions/<ID>.json)")
-	fl.StringVar(&comfyRepo, "comfy-repo", managersnap.DefaultComfyRepo, "repository of the snapshot's comfyui commit (snapshots record the commit only)")
+	fl.StringVar(&versionID, "version-id", "", "version `ID` of the spec (default: the file name without extension)")
+	fl.StringVar(&output, "output", "", "spec `FILE` to write (default versions/<ID>.json)")
+	fl.StringVar(&comfyRepo, "comfy-repo", managersnap.DefaultComfyRepo, "the core's repo `URL`")
 	fl.BoolVar(&force, "force", false, "replace an existing output file")
 	return cmd
 }
@@ -102,10 +103,10 @@ func newExportSnapshotCmd() *cobra.Command {
 	var versionID, output string
 	cmd := &cobra.Command{
 		Use:   "snapshot --version-id ID [--output FILE]",
-		Short: "Write the lock of a version as a ComfyUI-Manager snapshot (for cm-cli restore-snapshot)",
+		Short: "Write a version's lock as a ComfyUI-Manager snapshot (for cm-cli restore-snapshot)",
 		Example: `  comfy-image export snapshot --version-id wan22-fast --output wan22-fast.json
   comfy-image export snapshot --version-id wan22-fast > snapshot.json`,
-		Args: usageArgs(cobra.NoArgs),
+		Args: usageArgs(noArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if versionID == "" {
 				return usagef("which version? give --version-id ID")
@@ -131,7 +132,7 @@ func newExportSnapshotCmd() *cobra.Command {
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&versionID, "version-id", "", "version whose lock to export")
-	fl.StringVar(&output, "output", "", "snapshot file to write (default: stdout); name it .json for cm-cli restore-snapshot")
+	fl.StringVar(&versionID, "version-id", "", "version `ID` whose lock to export")
+	fl.StringVar(&output, "output", "", "snapshot `FILE` to write (default: stdout); .json for cm-cli restore-snapshot")
 	return cmd
 }

@@ -15,7 +15,7 @@ func newVersionCmd() *cobra.Command {
 		Use:     "version",
 		Short:   "Print the tool's module version and VCS revision",
 		Example: "  comfy-image version",
-		Args:    usageArgs(cobra.NoArgs),
+		Args:    usageArgs(noArgs),
 		Run: func(cmd *cobra.Command, _ []string) {
 			fmt.Fprintln(cmd.OutOrStdout(), versionLine())
 		},

@@ -38,10 +38,14 @@ type Tracker interface {
 	Done(err error)
 }
 
-// New picks bars when w is a terminal and plain lines otherwise.
+// New picks bars when w is a terminal with a width and plain lines
+// otherwise: mpb draws nothing on a terminal that reports 0 columns (a pty
+// whose size was never set, as under `script`).
 func New(w io.Writer) Reporter {
 	if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-		return &bars{w: w}
+		if cols, _, err := term.GetSize(int(f.Fd())); err == nil && cols > 0 {
+			return &bars{w: w}
+		}
 	}
 	return NewPlain(w, 10*time.Second)
 }

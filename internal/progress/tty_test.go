@@ -44,3 +44,30 @@ func TestBarsServeSeveralPhases(t *testing.T) {
 		}
 	}
 }
+
+// TestZeroWidthTerminalGetsPlainLines: a pty whose size was never set (as
+// under `script`) reports 0 columns, where bars show nothing at all; the
+// reporter falls back to plain lines there.
+func TestZeroWidthTerminalGetsPlainLines(t *testing.T) {
+	ptmx, tty, err := pty.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ptmx.Close()
+	var out bytes.Buffer
+	copied := make(chan struct{})
+	go func() { io.Copy(&out, ptmx); close(copied) }()
+
+	r := New(tty)
+	tr := r.Start("wan_unet.gguf", 4096)
+	tr.Add(4096)
+	tr.Done(nil)
+	r.Wait()
+	tty.Close()
+	<-copied
+	for _, want := range []string{"wan_unet.gguf: started (4.0 KiB)", "wan_unet.gguf: done"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output on a 0-column terminal lacks %q:\n%q", want, out.String())
+		}
+	}
+}

@@ -214,9 +214,12 @@ func (c *Cache) sync(ctx context.Context, repo, dir string) error {
 			return fmt.Errorf("repo %s: place mirror: %w", shown, err)
 		}
 	}
-	if fetched {
+	switch {
+	case fresh:
+		c.logf("cloned %s (%.1fs)", shown, time.Since(start).Seconds())
+	case fetched:
 		c.logf("%s fetched (%.1fs)", shown, time.Since(start).Seconds())
-	} else {
+	default:
 		c.logf("%s: the mirror has every listed commit, nothing fetched (%.1fs)", shown, time.Since(start).Seconds())
 	}
 	c.mu.Lock()

@@ -205,3 +205,31 @@ func fsck(t *testing.T, dir string) {
 		t.Fatalf("git fsck %s: %v\n%s", dir, err, out)
 	}
 }
+
+// A fresh clone's log says it cloned; a second run with the mirror says it
+// checked and fetched nothing (review of issue 12: a clone ended with
+// "up to date").
+func TestLogSaysClonedThenChecked(t *testing.T) {
+	fx := newFixture(t)
+	dir := testsupport.TempDir(t)
+	var first, second strings.Builder
+	c := gitcache.New(dir)
+	c.Log = &first
+	if _, err := c.Resolve(context.Background(), fx.url, "", ""); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(first.String(), "cloning "+fx.url) || !strings.Contains(first.String(), "cloned "+fx.url+" (") {
+		t.Errorf("log of a fresh clone:\n%s", first.String())
+	}
+	if strings.Contains(first.String(), "fetched") || strings.Contains(first.String(), "up to date") {
+		t.Errorf("a fresh clone's log reads like a fetch into an existing mirror:\n%s", first.String())
+	}
+	again := gitcache.New(dir)
+	again.Log = &second
+	if _, err := again.Resolve(context.Background(), fx.url, "", ""); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(second.String(), "checking "+fx.url) || !strings.Contains(second.String(), "nothing fetched") || strings.Contains(second.String(), "cloned") {
+		t.Errorf("log of a run with the mirror:\n%s", second.String())
+	}
+}

@@ -346,7 +346,15 @@ var sha256Hex = regexp.MustCompile(`^[0-9a-f]{64}$`)
 func (f *Fetcher) download(ctx context.Context, req Request, u *url.URL, part string) (Result, error) {
 	shown := redact(u)
 	name := path.Base(u.Path)
-	tracker := f.reporter().Start(name, 0)
+	// The unit starts at the first answer, whose headers give the size,
+	// so its start line says how big the file is.
+	var tracker progress.Tracker
+	start := func(total int64) progress.Tracker {
+		if tracker == nil {
+			tracker = f.reporter().Start(name, max(total, 0))
+		}
+		return tracker
+	}
 	var meta partMeta
 	if data, err := os.ReadFile(part + ".json"); err == nil {
 		_ = json.Unmarshal(data, &meta)
@@ -361,9 +369,9 @@ func (f *Fetcher) download(ctx context.Context, req Request, u *url.URL, part st
 	}
 	var lastErr error
 	for attempt := 1; attempt <= attempts; attempt++ {
-		res, retryAfter, err := f.getOnce(ctx, req, u, part, &meta, tracker)
+		res, retryAfter, err := f.getOnce(ctx, req, u, part, &meta, start)
 		if err == nil {
-			tracker.Done(nil)
+			start(meta.Size).Done(nil)
 			return res, nil
 		}
 		lastErr = err
@@ -378,7 +386,7 @@ func (f *Fetcher) download(ctx context.Context, req Request, u *url.URL, part st
 			}
 		}
 	}
-	tracker.Done(lastErr)
+	start(meta.Size).Done(lastErr)
 	return Result{}, fmt.Errorf("model %s (%s): %w", req.Source, shown, lastErr)
 }
 
@@ -414,7 +422,7 @@ func discardPart(part string) {
 	os.Remove(part + ".json")
 }
 
-func (f *Fetcher) getOnce(ctx context.Context, req Request, u *url.URL, part string, meta *partMeta, tracker progress.Tracker) (Result, time.Duration, error) {
+func (f *Fetcher) getOnce(ctx context.Context, req Request, u *url.URL, part string, meta *partMeta, start func(total int64) progress.Tracker) (Result, time.Duration, error) {
 	h := sha256.New()
 	var have int64
 	if fi, err := os.Stat(part); err == nil && meta.resumable() {
@@ -490,6 +498,7 @@ func (f *Fetcher) getOnce(ctx context.Context, req Request, u *url.URL, part str
 	if err != nil {
 		return Result{}, 0, diskError(part, err)
 	}
+	tracker := start(total)
 	tracker.SetTotal(total)
 	tracker.SetCurrent(have)
 	writers := []io.Writer{fileWriter{out}, h, trackWriter{tracker}}

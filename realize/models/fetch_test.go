@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/comfy-image/comfy-image/internal/progress"
 	"github.com/comfy-image/comfy-image/internal/testsupport"
 	"github.com/comfy-image/comfy-image/realize/models"
 )
@@ -241,5 +242,24 @@ func TestPlaceHardLinksAndRefusesStrangers(t *testing.T) {
 	os.WriteFile(other, []byte("user's file"), 0o644)
 	if _, err := f.Store.Place(res.SHA256, other, false); err == nil {
 		t.Fatal("a user's file was replaced")
+	}
+}
+
+// An http model's start line gives its size, which the server's answer
+// told (review of issue 12: it said "started (size unknown)").
+func TestDownloadStartLineGivesTheSize(t *testing.T) {
+	hf := testsupport.NewHFServer(t)
+	sha := hf.Add("o/r/weights.bin", randomBytes(t, 2048))
+	f := newFetcher(t, hf)
+	var log bytes.Buffer
+	f.Progress = progress.NewPlain(&log, time.Hour)
+	if _, err := f.Fetch(context.Background(), models.Request{Source: hf.CDNURL + "/blobs/" + sha}); err != nil {
+		t.Fatal(err)
+	}
+	if want := sha + ": started (2.0 KiB)"; !strings.Contains(log.String(), want) {
+		t.Errorf("progress lacks %q:\n%s", want, log.String())
+	}
+	if strings.Contains(log.String(), "size unknown") {
+		t.Errorf("progress says the size is unknown:\n%s", log.String())
 	}
 }
