@@ -2,6 +2,7 @@ package layers_test
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -18,14 +19,14 @@ import (
 func TestConfigDoesNotDependOnTheCache(t *testing.T) {
 	v := testsupport.NewVersion(t)
 	base := testsupport.SyntheticBase(t)
-	warm := t.TempDir()
+	warm := testsupport.TempDir(t)
 	err := realize.Realize(context.Background(), load(t, v), realize.RealizeOptions{
-		Options: realize.Options{CacheDir: warm}, Target: filepath.Join(t.TempDir(), "target"), WheelsDir: v.Wheels,
+		Options: realize.Options{CacheDir: warm}, Target: filepath.Join(testsupport.TempDir(t), "target"), WheelsDir: v.Wheels,
 		LookupEnv: func(k string) (string, bool) {
 			if k == "HF_ENDPOINT" {
 				return v.HF.URL, true
 			}
-			return "", false
+			return os.LookupEnv(k) // HF_TOKEN where the hub wants one
 		},
 	})
 	if err != nil {
@@ -34,7 +35,7 @@ func TestConfigDoesNotDependOnTheCache(t *testing.T) {
 	for _, mode := range []string{"skip", "separate", "bake"} {
 		t.Run(mode, func(t *testing.T) {
 			set := func(o *layers.BuildOptions) { o.Models = mode }
-			cold := build(t, v, base, t.TempDir(), set)
+			cold := build(t, v, base, testsupport.TempDir(t), set)
 			hot := build(t, v, base, warm, set)
 			if a, b := digestOf(t, cold.App), digestOf(t, hot.App); a != b {
 				ca, _ := cold.App.RawConfigFile()
@@ -53,12 +54,12 @@ func TestConfigDoesNotDependOnTheCache(t *testing.T) {
 func TestLockedBuildRefusesAChangedWheel(t *testing.T) {
 	v := testsupport.NewVersion(t)
 	base := testsupport.SyntheticBase(t)
-	cache := t.TempDir()
+	cache := testsupport.TempDir(t)
 	build(t, v, base, cache, nil)
 	wheel := testsupport.BuildWheel(t, v.Wheels, testsupport.Wheel{Name: "gamma", Version: "2.0", Files: map[string]string{"evil.py": "x = 1\n"}})
 	// Same cache (its wheels/ holds the good copy), the venv layer dropped.
 	o := layers.BuildOptions{
-		Options: realize.Options{CacheDir: t.TempDir(), LockFile: versions.LockPath(cache, "demo")},
+		Options: realize.Options{CacheDir: testsupport.TempDir(t), LockFile: versions.LockPath(cache, "demo")},
 		Base:    base, WheelsDir: v.Wheels, Locked: true, Models: "skip",
 		Getenv: func(string) string { return "" },
 	}
