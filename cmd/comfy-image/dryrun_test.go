@@ -2,6 +2,9 @@ package main
 
 import (
 	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/comfy-image/comfy-image/internal/testsupport"
@@ -85,4 +88,67 @@ func TestBuildDoesWhatItsDryRunPlanned(t *testing.T) {
 	v.Nodes["ComfyUI-KJNodes"].Commit("fix", map[string]string{"fix.py": "1"})
 	lock()
 	round("one node moved", map[string]int{"pack": 1, "reuse-cache": 4, "reuse-registry": 2})
+}
+
+// TestRealizeDoesWhatItsDryRunPlanned runs realize --dry-run, then
+// realize, and checks that each checkout, the venv and each model the plan
+// said would stay unchanged did, and every other was done again: for a
+// first realize, an unchanged rerun and a rerun after one node moved.
+func TestRealizeDoesWhatItsDryRunPlanned(t *testing.T) {
+	s := newSite(t)
+	target := filepath.Join(s.dir, "target")
+	keys := []string{"ComfyUI", "custom_nodes/gguf", "custom_nodes/ComfyUI-KJNodes"}
+	round := func(name string, wantUnchanged int) {
+		t.Helper()
+		plan := s.realize(t, target, "--dry-run")
+		if plan.Code != 0 {
+			t.Fatalf("%s: dry run: %s", name, plan.Stderr)
+		}
+		res := s.realize(t, target)
+		if res.Code != 0 {
+			t.Fatalf("%s: realize: %s", name, res.Stderr)
+		}
+		done := res.Stdout + res.Stderr
+		unchangedSteps := 0
+		for _, key := range keys {
+			planned := regexp.MustCompile(`(?m)^  (unchanged|check out)\s+` + regexp.QuoteMeta(key) + ` at`).FindStringSubmatch(plan.Stdout)
+			did := regexp.MustCompile(`(?m)^\s*` + regexp.QuoteMeta(key) + `\s+[0-9a-f]{12}\s+(unchanged|checked out)`).FindStringSubmatch(done)
+			if planned == nil || did == nil {
+				t.Fatalf("%s: %s: no plan line or no summary line:\n%s\n%s", name, key, plan.Stdout, done)
+			}
+			if (planned[1] == "unchanged") != (did[1] == "unchanged") {
+				t.Errorf("%s: %s planned %q, realize did %q", name, key, planned[1], did[1])
+			}
+			if planned[1] == "unchanged" {
+				unchangedSteps++
+			}
+		}
+		venvPlanned := strings.Contains(plan.Stdout, "  unchanged   "+filepath.Join(target, ".venv"))
+		venvKept := regexp.MustCompile(`(?m)^\s*\.venv\s.*unchanged`).MatchString(done)
+		if venvPlanned != venvKept {
+			t.Errorf("%s: venv planned unchanged %v, kept %v:\n%s\n%s", name, venvPlanned, venvKept, plan.Stdout, done)
+		}
+		if venvPlanned {
+			unchangedSteps++
+		}
+		modelsKept := strings.Count(plan.Stdout, "  unchanged   "+filepath.Join(target, "models"))
+		placed := regexp.MustCompile(`\((\d+) placed now\)`).FindStringSubmatch(done)
+		if placed == nil || placed[1] != strconv.Itoa(2-modelsKept) {
+			t.Errorf("%s: %d models planned unchanged, realize says %v:\n%s\n%s", name, modelsKept, placed, plan.Stdout, done)
+		}
+		if unchangedSteps+modelsKept != wantUnchanged {
+			t.Errorf("%s: %d steps planned unchanged, want %d:\n%s", name, unchangedSteps+modelsKept, wantUnchanged, plan.Stdout)
+		}
+	}
+	round("first realize", 0)
+	round("unchanged rerun", 6)
+	// gguf moves; its requirements stay, so the venv stays too.
+	// (The dry run plans from the lock as it is: lock first, so the
+	// realize does not move the ref itself.)
+	s.gguf.Commit("fix", map[string]string{"fix.py": "x = 1"})
+	s.gguf.Git("tag", "-f", "-a", "v0.1", "-m", "v0.1")
+	if r := testsupport.Run(t, s.dir, s.env(), "lock", "--version-id", "demo"); r.Code != 0 {
+		t.Fatalf("lock: %s", r.Stderr)
+	}
+	round("one node moved", 5)
 }
