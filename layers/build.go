@@ -103,7 +103,10 @@ type Part struct {
 	Key    string
 	Packed bool // packed by this build (false: reused from the cache)
 	// Remote: the layer was not at hand; every registry output has it.
-	Remote      bool
+	Remote bool
+	// Fetch: a dry run's model that is not in the model store yet (a
+	// build downloads it).
+	Fetch       bool
 	Layer       v1.Layer
 	Annotations map[string]string
 	History     string
@@ -138,6 +141,9 @@ type builder struct {
 	base           v1.Image
 	modelsDigest   string // of the models image, labelled on the app image
 	info           BaseInfo
+	// dryRun takes every decision of a build and carries out none: no
+	// layer is packed, no wheel or model fetched (PlanBuild).
+	dryRun bool
 
 	// listed are the blobs the manifests at the output references list,
 	// by repository: a registry holds every blob its manifests list.
@@ -182,51 +188,18 @@ func (o *BuildOptions) defaults() {
 // Build makes the app image (base + core + nodes + venv + config) and the
 // models image of a version. Unchanged parts reuse their cached layers.
 func Build(ctx context.Context, spec *versions.Spec, opts BuildOptions) (*Result, error) {
-	opts.defaults()
-	switch opts.Models {
-	case "separate", "bake", "skip":
-	default:
-		return nil, fmt.Errorf("--models %q: expected separate, bake or skip", opts.Models)
-	}
-	b := &builder{spec: spec, opts: opts, cache: Cache{Dir: filepath.Join(opts.CacheDir, "layers"), Log: opts.Log}}
-	var err error
-	if b.modTime, err = ModTimeFromEnv(opts.Getenv); err != nil {
-		return nil, err
-	}
-	if b.lock, err = realize.LoadOrResolve(ctx, spec, opts.Options, realize.LockMode{Locked: opts.Locked, SkipModels: opts.Models == "skip", LookupEnv: opts.LookupEnv}); err != nil {
-		return nil, err
-	}
-	if err := b.registryCache(ctx); err != nil {
-		return nil, err
-	}
-	baseLoc, err := ParseLocation(opts.Base)
-	if err != nil {
-		return nil, fmt.Errorf("--base: %w", err)
-	}
-	if b.base, err = ReadImage(baseLoc, b.baseRemoteOptions(ctx, baseLoc)...); err != nil {
-		return nil, fmt.Errorf("--base: %w", err)
-	}
-	if b.info, err = b.readBaseInfo(); err != nil {
-		return nil, fmt.Errorf("--base %s: %w", opts.Base, err)
-	}
-	b.logf("base %s: python %s (%s), glibc %s, %s", opts.Base, b.info.Version, b.info.Python, b.info.Glibc, b.info.Arch)
-
-	parts, err := b.appParts(ctx)
+	b, err := newBuilder(spec, opts)
 	if err != nil {
 		return nil, err
 	}
-	slots := b.opts.MaxLayers
-	if opts.Models == "bake" {
-		baseLayers, err := b.base.Layers()
-		if err != nil {
-			return nil, err
-		}
-		slots -= len(baseLayers) + len(parts)
+	if b.lock, err = realize.LoadOrResolve(ctx, spec, b.opts.Options, realize.LockMode{Locked: b.opts.Locked, SkipModels: b.opts.Models == "skip", LookupEnv: b.opts.LookupEnv}); err != nil {
+		return nil, err
 	}
-	modelParts, err := b.modelParts(ctx, slots)
+	parts, modelParts, err := b.parts(ctx)
 	if err != nil {
 		return nil, err
 	}
+	opts = b.opts
 	res := &Result{Lock: b.lock}
 	if opts.Models == "bake" {
 		parts = append(parts, modelParts...)
@@ -255,6 +228,57 @@ func Build(ctx context.Context, spec *versions.Spec, opts BuildOptions) (*Result
 	}
 	b.warnHuge(res.Parts)
 	return res, nil
+}
+
+// newBuilder checks the options and sets their defaults.
+func newBuilder(spec *versions.Spec, opts BuildOptions) (*builder, error) {
+	opts.defaults()
+	switch opts.Models {
+	case "separate", "bake", "skip":
+	default:
+		return nil, fmt.Errorf("--models %q: expected separate, bake or skip", opts.Models)
+	}
+	b := &builder{spec: spec, opts: opts, cache: Cache{Dir: filepath.Join(opts.CacheDir, "layers"), Log: opts.Log}}
+	var err error
+	if b.modTime, err = ModTimeFromEnv(opts.Getenv); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// parts decides every layer of the lock b.lock: the app parts, then the
+// model parts. A build packs what must be packed; a dry run (b.dryRun)
+// takes the same decisions and packs, fetches and downloads nothing.
+func (b *builder) parts(ctx context.Context) (app, models []Part, err error) {
+	if err := b.registryCache(ctx); err != nil {
+		return nil, nil, err
+	}
+	baseLoc, err := ParseLocation(b.opts.Base)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--base: %w", err)
+	}
+	if b.base, err = ReadImage(baseLoc, b.baseRemoteOptions(ctx, baseLoc)...); err != nil {
+		return nil, nil, fmt.Errorf("--base: %w", err)
+	}
+	if b.info, err = b.readBaseInfo(); err != nil {
+		return nil, nil, fmt.Errorf("--base %s: %w", b.opts.Base, err)
+	}
+	b.logf("base %s: python %s (%s), glibc %s, %s", b.opts.Base, b.info.Version, b.info.Python, b.info.Glibc, b.info.Arch)
+	if app, err = b.appParts(ctx); err != nil {
+		return nil, nil, err
+	}
+	slots := b.opts.MaxLayers
+	if b.opts.Models == "bake" {
+		baseLayers, err := b.base.Layers()
+		if err != nil {
+			return nil, nil, err
+		}
+		slots -= len(baseLayers) + len(app)
+	}
+	if models, err = b.modelParts(ctx, slots); err != nil {
+		return nil, nil, err
+	}
+	return app, models, nil
 }
 
 func (b *builder) logf(format string, args ...any) {
@@ -595,12 +619,17 @@ func (b *builder) venvPart(ctx context.Context, git *gitcache.Cache) (Part, erro
 	// needs no requirements, no pip and no wheels.
 	if len(locked) > 0 {
 		key := b.venvKey(locked)
-		if layer, ok := b.cache.Lookup(key); ok {
-			return b.venvPartOf(key, layer, false, false, len(locked)), nil
+		if layer, action := b.decide(ctx, key, b.appRepos); action != Pack {
+			return b.venvPartOf(key, layer, false, action == ReuseRegistry, len(locked)), nil
 		}
-		if layer, ok := b.remoteLayer(ctx, key, b.appRepos); ok {
-			return b.venvPartOf(key, layer, false, true, len(locked)), nil
+	}
+	if b.dryRun {
+		// The key of a set still to resolve is known once pip chose it.
+		key := ""
+		if len(locked) > 0 {
+			key = b.venvKey(locked)
 		}
+		return b.venvPartOf(key, nil, true, false, len(locked)), nil
 	}
 	if restore != nil {
 		// An image's set only finds its layer: a venv to pack is resolved
@@ -701,6 +730,9 @@ func (b *builder) modelParts(ctx context.Context, slots int) ([]Part, error) {
 	}
 	if parts, ok := b.remoteModelParts(ctx, slots); ok {
 		return parts, nil
+	}
+	if b.dryRun {
+		return b.plannedModelParts(), nil
 	}
 	f := realize.NewFetcher(b.spec, b.opts.Options, b.opts.LookupEnv, b.opts.Reporter, 0)
 	n := len(b.spec.Models)

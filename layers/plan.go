@@ -6,8 +6,8 @@ import (
 	"io"
 	"path/filepath"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/comfy-image/comfy-image/internal/progress"
 	"github.com/comfy-image/comfy-image/realize"
@@ -15,97 +15,208 @@ import (
 	"github.com/comfy-image/comfy-image/versions"
 )
 
-// Plan prints the layers a build would make, which are already packed in
-// the cache, and which a registry output already has; nothing is written.
-func Plan(ctx context.Context, spec *versions.Spec, opts BuildOptions, outs []Location, w io.Writer) error {
-	opts.defaults()
-	b := &builder{spec: spec, opts: opts, cache: Cache{Dir: filepath.Join(opts.CacheDir, "layers")}}
-	var err error
-	if b.modTime, err = ModTimeFromEnv(opts.Getenv); err != nil {
-		return err
+// Action is what a build does for one part's layer.
+type Action string
+
+// The actions of a build plan.
+const (
+	ReuseCache    Action = "reuse-cache"    // the layer (or model file) is in the local cache
+	ReuseRegistry Action = "reuse-registry" // every registry output holds it: neither packed nor read
+	Pack          Action = "pack"           // packed from its sources
+	Download      Action = "download"       // a model file fetched, then laid out as a layer
+)
+
+// decide is the one decision of where an app layer comes from, taken by
+// the build (builder.layer, venvPart) and by its dry run alike: the local
+// cache, else the registry outputs when every one holds it, else packing.
+func (b *builder) decide(ctx context.Context, key string, repos []name.Repository) (v1.Layer, Action) {
+	if l, ok := b.cache.Lookup(key); ok {
+		return l, ReuseCache
 	}
-	fmt.Fprintf(w, "dry run: build %s (%s) on %s, models %s\n", spec.VersionID, spec.File, opts.Base, opts.Models)
-	l, _, err := realize.ReadCovering(spec, opts.Options, opts.Models == "skip")
+	if l, ok := b.remoteLayer(ctx, key, repos); ok {
+		return l, ReuseRegistry
+	}
+	return nil, Pack
+}
+
+// PlannedPart is one layer of a build plan.
+type PlannedPart struct {
+	Kind, Name string
+	// Key is the layer's cache key ("" for a venv whose Python set is not
+	// locked yet: pip chooses it).
+	Key string
+	// Digest and Size are known when the layer is cached, in the registry
+	// or recorded by the lock ("" and 0 otherwise).
+	Digest string
+	Size   int64
+	Action Action
+	// Upload are the registry repositories the layer's blob would be
+	// uploaded to (those that do not hold it yet).
+	Upload []string
+}
+
+// BuildPlan is what `build --dry-run` prints: the parts the build would
+// make, each with its decision, and where the images would go.
+type BuildPlan struct {
+	VersionID, SpecFile, Base, Models string
+	// LockProblem is why the lock cannot be used as it is; the build would
+	// resolve first (Resolve lists the repositories), and Parts is empty.
+	LockProblem error
+	Resolve     []string
+	BaseLayers  int
+	Parts       []PlannedPart
+	// Writes are the outputs that are no registry (every layer is written).
+	Writes []string
+}
+
+// PlanBuild takes every decision Build takes, with the same code, and
+// carries out none: nothing is packed, fetched, uploaded or written.
+func PlanBuild(ctx context.Context, spec *versions.Spec, opts BuildOptions, outs []Location) (*BuildPlan, error) {
+	b, err := newBuilder(spec, opts)
 	if err != nil {
-		if opts.Locked {
-			return fmt.Errorf("--locked: %w", err)
-		}
-		fmt.Fprintf(w, "  lock: %v; would resolve:\n", err)
-		for _, line := range realize.PlanRepos(spec, opts.Options) {
-			fmt.Fprintln(w, "    "+line)
-		}
-		fmt.Fprintln(w, "  layers: core, one per custom node, venv, config (commits not known before the lock)")
-		return nil
+		return nil, err
 	}
-	b.lock = l
-	loc, err := ParseLocation(opts.Base)
+	b.dryRun = true
+	b.cache.Log = nil
+	plan := &BuildPlan{VersionID: spec.VersionID, SpecFile: spec.File, Base: b.opts.Base, Models: b.opts.Models}
+	for _, out := range outs {
+		if out.Kind != "registry" {
+			plan.Writes = append(plan.Writes, out.String())
+		}
+	}
+	// Models the lock lacks are planned as downloads (a build pins them
+	// as it fetches them); with --locked the lock must hold them.
+	skipModels := b.opts.Models == "skip" || !b.opts.Locked
+	if b.lock, _, err = realize.ReadCovering(spec, b.opts.Options, skipModels); err != nil {
+		if b.opts.Locked {
+			return nil, fmt.Errorf("--locked: %w", err)
+		}
+		plan.LockProblem, plan.Resolve = err, realize.PlanRepos(spec, b.opts.Options)
+		return plan, nil
+	}
+	app, modelParts, err := b.parts(ctx)
 	if err != nil {
-		return fmt.Errorf("--base: %w", err)
+		return nil, err
 	}
-	if b.base, err = ReadImage(loc, remote.WithContext(ctx)); err != nil {
-		return fmt.Errorf("--base: %w", err)
+	if baseLayers, err := b.base.Layers(); err == nil {
+		plan.BaseLayers = len(baseLayers)
 	}
-	baseLayers, _ := b.base.Layers()
-	fmt.Fprintf(w, "  base: %d layers\n", len(baseLayers))
-	var known []string // digests of cached layers, for the registry check
-	show := func(kind, name, key string) {
-		if lay, ok := b.cache.Lookup(key); ok {
-			d, _ := lay.Digest()
-			size, _ := lay.Size()
-			fmt.Fprintf(w, "  reuse   %-7s %-40s %s (%s)\n", kind, name, d, progress.Size(size))
-			known = append(known, d.String())
-			return
+	for _, p := range app {
+		plan.Parts = append(plan.Parts, b.planned(ctx, p, outs, false))
+	}
+	for _, p := range modelParts {
+		plan.Parts = append(plan.Parts, b.planned(ctx, p, outs, b.opts.Models == "separate"))
+	}
+	return plan, nil
+}
+
+// planned is the plan entry of a dry run's part.
+func (b *builder) planned(ctx context.Context, p Part, outs []Location, modelsImage bool) PlannedPart {
+	pp := PlannedPart{Kind: p.Kind, Name: p.Name, Key: p.Key}
+	switch {
+	case p.Remote:
+		pp.Action = ReuseRegistry
+	case p.Packed:
+		pp.Action = Pack
+	case p.Fetch:
+		pp.Action = Download
+	default:
+		pp.Action = ReuseCache
+	}
+	if p.Layer != nil {
+		if d, err := p.Layer.Digest(); err == nil {
+			pp.Digest = d.String()
 		}
-		fmt.Fprintf(w, "  pack    %-7s %s\n", kind, name)
+		pp.Size, _ = p.Layer.Size()
+	} else if known, ok := b.known[p.Key]; ok && p.Key != "" && pp.Action != Pack {
+		pp.Digest, pp.Size = known.Digest, known.Size
 	}
-	show("core", "ComfyUI @ "+l.Comfy.Commit[:12], b.keyOf("core", "ComfyUI", l.Comfy.Commit, treeKey(versions.Node{})))
-	for i, n := range l.CustomNodes {
-		var node versions.Node
-		if i < len(spec.CustomNodes) {
-			node = spec.CustomNodes[i]
-		}
-		show("node", n.Name+" @ "+n.Commit[:12], b.keyOf("node", n.Name, n.Commit, treeKey(node)))
-	}
-	fmt.Fprintf(w, "  venv    %d locked packages for the base's Python (resolved by pip when none are locked)\n", len(l.Python.ImagePackages))
-	fmt.Fprintln(w, "  config  extra_model_paths.yaml (base_path /models), comfy.env, entrypoint.sh, worker.py, comfy-image.json")
-	if opts.Models != "skip" {
-		store := models.Store{Dir: filepath.Join(opts.CacheDir, "models")}
-		for _, m := range spec.Models {
-			lm, ok := realize.LockedModelFor(l, m)
-			_, stored := store.Has(lm.SHA256)
-			switch {
-			case ok && stored:
-				fmt.Fprintf(w, "  model   %-40s in the cache (%s), layer %s\n", m.Dest(), progress.Size(lm.Size), opts.Models)
-			case ok:
-				fmt.Fprintf(w, "  model   %-40s would download %s (%s)\n", m.Dest(), m.Source, progress.Size(lm.Size))
-			default:
-				fmt.Fprintf(w, "  model   %-40s would download %s (size unknown until fetched)\n", m.Dest(), m.Source)
-			}
-		}
+	if pp.Action == ReuseRegistry {
+		return pp // every registry output holds it
 	}
 	for _, out := range outs {
 		if out.Kind != "registry" {
-			fmt.Fprintf(w, "  write   %s\n", out)
 			continue
 		}
-		for _, d := range known {
-			h, err := parseHash(d)
-			if err != nil {
+		repo := out.Ref.Context()
+		if modelsImage {
+			loc, err := ModelsLocation(out, b.opts.ModelsRef)
+			if err != nil || loc.Kind != "registry" {
 				continue
 			}
-			has, err := BlobExists(ctx, out.Ref.Context(), h, nil)
-			switch {
-			case err != nil:
-				fmt.Fprintf(w, "  push    %s: cannot ask the registry: %v\n", out, err)
-				return nil
-			case has:
-				fmt.Fprintf(w, "  push    %s: %s already there\n", out, d)
-			default:
-				fmt.Fprintf(w, "  push    %s: would upload %s\n", out, d)
-			}
+			repo = loc.Ref.Context()
+		}
+		if !b.holds(ctx, repo, pp.Digest) {
+			pp.Upload = append(pp.Upload, repo.String())
 		}
 	}
-	return nil
+	return pp
 }
 
-func parseHash(s string) (v1.Hash, error) { return v1.NewHash(s) }
+// holds tells whether repo has the blob digest, as the publisher asks
+// before an upload ("": a layer still to pack, which it has not).
+func (b *builder) holds(ctx context.Context, repo name.Repository, digest string) bool {
+	h, err := v1.NewHash(digest)
+	if err != nil {
+		return false
+	}
+	if b.listed[repo.String()][h] {
+		return true
+	}
+	has, err := BlobExists(ctx, repo, h, b.opts.Transports[repo.String()])
+	return err == nil && has
+}
+
+// plannedModelParts are a dry run's model parts: one per model, to
+// download unless the model store has the locked file.
+func (b *builder) plannedModelParts() []Part {
+	store := models.Store{Dir: filepath.Join(b.opts.CacheDir, "models")}
+	var parts []Part
+	for _, m := range b.spec.Models {
+		lm, ok := realize.LockedModelFor(b.lock, m)
+		_, stored := store.Has(lm.SHA256)
+		p := Part{Kind: "model", Name: m.Dest(), SHA256: lm.SHA256, Fetch: !(ok && stored)}
+		if ok {
+			p.Key = modelLayerKey([]ModelFile{{Path: b.modelPath(m), SHA256: lm.SHA256}}, b.modTime)
+		}
+		parts = append(parts, p)
+	}
+	return parts
+}
+
+// Print writes the plan for a person.
+func (p *BuildPlan) Print(w io.Writer) {
+	fmt.Fprintf(w, "dry run: build %s (%s) on %s, models %s\n", p.VersionID, p.SpecFile, p.Base, p.Models)
+	if p.LockProblem != nil {
+		fmt.Fprintf(w, "  lock: %v; would resolve:\n", p.LockProblem)
+		for _, line := range p.Resolve {
+			fmt.Fprintln(w, "    "+line)
+		}
+		fmt.Fprintln(w, "  layers: core, one per custom node, venv, config (commits not known before the lock)")
+		return
+	}
+	fmt.Fprintf(w, "  base: %d layers\n", p.BaseLayers)
+	for _, pp := range p.Parts {
+		detail := ""
+		if pp.Digest != "" {
+			detail = fmt.Sprintf(" %s (%s)", pp.Digest, progress.Size(pp.Size))
+		}
+		fmt.Fprintf(w, "  %-14s %-6s %s%s\n", pp.Action, pp.Kind, pp.Name, detail)
+		for _, repo := range pp.Upload {
+			fmt.Fprintf(w, "  %-14s %-6s %s to %s\n", "upload", pp.Kind, pp.Name, repo)
+		}
+	}
+	for _, out := range p.Writes {
+		fmt.Fprintf(w, "  write   %s\n", out)
+	}
+}
+
+// Plan prints the plan of a build (PlanBuild); nothing is written.
+func Plan(ctx context.Context, spec *versions.Spec, opts BuildOptions, outs []Location, w io.Writer) error {
+	plan, err := PlanBuild(ctx, spec, opts, outs)
+	if err != nil {
+		return err
+	}
+	plan.Print(w)
+	return nil
+}

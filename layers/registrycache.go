@@ -118,13 +118,17 @@ func (b *builder) remoteOptions(ctx context.Context, repo name.Repository) []rem
 }
 
 // layer returns the app layer under key: from the local cache, else as a
-// layer every registry output already has, else packed now.
+// layer every registry output already has, else packed now (in a dry run:
+// nil, to be packed).
 func (b *builder) layer(ctx context.Context, key string, entries func() ([]Entry, error)) (l v1.Layer, packed, remote bool, err error) {
-	if l, ok := b.cache.Lookup(key); ok {
+	switch l, action := b.decide(ctx, key, b.appRepos); action {
+	case ReuseCache:
 		return l, false, false, nil
-	}
-	if l, ok := b.remoteLayer(ctx, key, b.appRepos); ok {
+	case ReuseRegistry:
 		return l, false, true, nil
+	}
+	if b.dryRun {
+		return nil, true, false, nil
 	}
 	l, packed, err = b.cache.Build(ctx, key, b.opts.Compression, b.layerOpts(), entries)
 	return l, packed, false, err

@@ -23,14 +23,26 @@ import (
 // python.requirements, in spec order, with python.overrides applied; it
 // also returns what the overrides changed, for the lock.
 func (r *realizer) requirementSources() ([]pyenv.Requirements, []versions.AppliedOverride, error) {
+	return r.requirementsFrom(func(_ int, p part) (reqfile.Source, error) {
+		return reqfile.DirSource(filepath.Join(r.target, filepath.FromSlash(p.key))), nil
+	})
+}
+
+// requirementsFrom reads the requirements of each part from the source
+// source gives it (a checkout, or a mirror's commit for a dry run).
+func (r *realizer) requirementsFrom(source func(i int, p part) (reqfile.Source, error)) ([]pyenv.Requirements, []versions.AppliedOverride, error) {
 	var reqs []pyenv.Requirements
 	var applied []reqfile.Applied
-	for _, p := range r.parts() {
+	for i, p := range r.parts() {
 		owner := "ComfyUI"
 		if p.key != "ComfyUI" {
 			owner = "node " + strings.TrimPrefix(p.key, "custom_nodes/")
 		}
-		q, a, ok, err := pyenv.LoadRepo(reqfile.DirSource(filepath.Join(r.target, filepath.FromSlash(p.key))), owner, r.spec.Python.Overrides)
+		src, err := source(i, p)
+		if err != nil {
+			return nil, nil, err
+		}
+		q, a, ok, err := pyenv.LoadRepo(src, owner, r.spec.Python.Overrides)
 		if err != nil {
 			return nil, nil, err
 		}

@@ -13,11 +13,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/gofrs/flock"
 
 	"github.com/comfy-image/comfy-image/internal/fileutil"
 	"github.com/comfy-image/comfy-image/internal/progress"
 	"github.com/comfy-image/comfy-image/internal/repourl"
+	"github.com/comfy-image/comfy-image/internal/reqfile"
 	"github.com/comfy-image/comfy-image/realize/gitcache"
 	"github.com/comfy-image/comfy-image/realize/models"
 	"github.com/comfy-image/comfy-image/realize/pyenv"
@@ -311,11 +313,9 @@ func (r *realizer) checkouts(ctx context.Context) error {
 		repoURL := r.repoURL(i)
 		prev := r.state.Parts[p.key]
 		tree := TreeOptions(ctx, r.opts.Options, r.cache, repoURL, r.specNode(i))
-		if prev.Done(p.repo.Commit, tree...) && !coreModelsTracked(p.key, prev) {
-			if ok, err := unchanged(filepath.Join(r.target, p.key), prev); err == nil && ok {
-				r.summary = append(r.summary, fmt.Sprintf("%s %s  unchanged", summaryName(p.key), p.repo.Commit[:12]))
-				continue
-			}
+		if r.partUnchanged(ctx, i, p) {
+			r.summary = append(r.summary, fmt.Sprintf("%s %s  unchanged", summaryName(p.key), p.repo.Commit[:12]))
+			continue
 		}
 		repo, err := OpenMirror(ctx, r.cache, repoURL, p.repo.Commit)
 		if err != nil {
@@ -347,6 +347,17 @@ func (r *realizer) checkouts(ctx context.Context) error {
 		r.summary = append(r.summary, fmt.Sprintf("%s %s  checked out (%s)", summaryName(p.key), p.repo.Commit[:12], progress.Count(len(done.Files), "file", "files")))
 	}
 	return nil
+}
+
+// partUnchanged is the one decision whether part i is in place at its
+// locked commit, untouched: a realize keeps it, its dry run says so.
+func (r *realizer) partUnchanged(ctx context.Context, i int, p part) bool {
+	prev := r.state.Parts[p.key]
+	if p.repo.Commit == "" || !prev.Done(p.repo.Commit, TreeOptions(ctx, r.opts.Options, r.cache, r.repoURL(i), r.specNode(i))...) || coreModelsTracked(p.key, prev) {
+		return false
+	}
+	ok, err := unchanged(filepath.Join(r.target, p.key), prev)
+	return err == nil && ok
 }
 
 // specNode is the spec's node of part i (the zero Node for the core).
@@ -524,7 +535,7 @@ func (r *realizer) venv(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if pk := r.lock.Python.Packages; len(pk) > 0 && v.Exists() && r.state.Venv != "" && r.state.Venv == r.venvKey(reqs, pk) {
+	if pk := r.lock.Python.Packages; r.venvUnchanged(reqs) {
 		// A finished venv made from the same inputs and the same locked
 		// set (checked against those inputs then) is done.
 		r.summary = append(r.summary, fmt.Sprintf("%s %s  unchanged", summaryName(".venv"), progress.Count(len(pk), "package", "packages")))
@@ -595,6 +606,14 @@ func (r *realizer) venv(ctx context.Context) error {
 	return nil
 }
 
+// venvUnchanged is the one decision whether the venv is done: made from
+// the same inputs (reqs) and the same locked set, checked against them then.
+func (r *realizer) venvUnchanged(reqs []pyenv.Requirements) bool {
+	v := pyenv.Venv{Dir: filepath.Join(r.target, ".venv")}
+	pk := r.lock.Python.Packages
+	return len(pk) > 0 && v.Exists() && r.state.Venv != "" && r.state.Venv == r.venvKey(reqs, pk)
+}
+
 func (r *realizer) nodesWithInstallPy() []string {
 	var names []string
 	for _, n := range r.lock.CustomNodes {
@@ -661,13 +680,8 @@ func (r *realizer) models(ctx context.Context) error {
 // it was already in place.
 func (r *realizer) model(ctx context.Context, f *models.Fetcher, m versions.Model) (versions.LockedModel, *placedModel, error) {
 	dest := filepath.Join(r.modelsDir, filepath.FromSlash(m.Dest()))
-	lm, haveLock := r.lockedModel(m)
-	if haveLock && (m.SHA256 == "" || m.SHA256 == lm.SHA256) {
-		if st, ok := r.state.Models[m.Dest()]; ok && st.SHA256 == lm.SHA256 {
-			if fi, err := os.Stat(dest); err == nil && fi.Size() == st.Size && fi.ModTime().UnixNano() == st.MtimeNs {
-				return lm, nil, nil
-			}
-		}
+	if lm, ok := r.modelInPlace(m); ok {
+		return lm, nil, nil
 	}
 	out, err := FetchModel(ctx, f, m, r.lock)
 	if err != nil {
@@ -689,6 +703,21 @@ func (r *realizer) model(ctx context.Context, f *models.Fetcher, m versions.Mode
 		return versions.LockedModel{}, nil, err
 	}
 	return out, &placedModel{SHA256: out.SHA256, Size: fi.Size(), MtimeNs: fi.ModTime().UnixNano()}, nil
+}
+
+// modelInPlace is the one decision whether model m is placed already: its
+// locked file, as this target placed it, untouched since.
+func (r *realizer) modelInPlace(m versions.Model) (versions.LockedModel, bool) {
+	lm, haveLock := r.lockedModel(m)
+	if !haveLock || (m.SHA256 != "" && m.SHA256 != lm.SHA256) {
+		return lm, false
+	}
+	st, ok := r.state.Models[m.Dest()]
+	if !ok || st.SHA256 != lm.SHA256 {
+		return lm, false
+	}
+	fi, err := os.Stat(filepath.Join(r.modelsDir, filepath.FromSlash(m.Dest())))
+	return lm, err == nil && fi.Size() == st.Size && fi.ModTime().UnixNano() == st.MtimeNs
 }
 
 // config writes extra_model_paths.yaml, the env file and run.sh.
@@ -767,8 +796,8 @@ func (r *realizer) plan(ctx context.Context) error {
 			commit = "(commit from the lock above)"
 		}
 		what := "check out"
-		if r.state.Parts[p.key].Done(p.repo.Commit, TreeOptions(ctx, r.opts.Options, r.cache, r.repoURL(i), r.specNode(i))...) {
-			what = "keep"
+		if r.partUnchanged(ctx, i, p) {
+			what = "unchanged"
 		}
 		fmt.Fprintf(w, "  %-10s  %s at %s into %s\n", what, p.key, commit, filepath.Join(r.target, p.key))
 	}
@@ -776,7 +805,7 @@ func (r *realizer) plan(ctx context.Context) error {
 		fmt.Fprintf(w, "  link        ComfyUI/custom_nodes/%s -> ../../custom_nodes/%s\n", n.Name, n.Name)
 	}
 	r.planModelsLayout(w)
-	r.planVenv(w)
+	r.planVenv(ctx, w)
 	r.planModels(ctx, w)
 	fmt.Fprintf(w, "  write       %s:\n", filepath.Join(r.target, "extra_model_paths.yaml"))
 	for _, line := range strings.Split(strings.TrimRight(string(ExtraModelPaths(r.spec, r.yamlBase())), "\n"), "\n") {
@@ -793,7 +822,27 @@ func (r *realizer) loadStateReadOnly() {
 	}
 }
 
-func (r *realizer) planVenv(w io.Writer) {
+func (r *realizer) planVenv(ctx context.Context, w io.Writer) {
+	// The requirements a realize reads after its checkouts: from the
+	// target for a part in place, else from the mirror at the locked
+	// commit (read only; a mirror without it means "install").
+	reqs, _, err := r.requirementsFrom(func(i int, p part) (reqfile.Source, error) {
+		if r.partUnchanged(ctx, i, p) {
+			return reqfile.DirSource(filepath.Join(r.target, filepath.FromSlash(p.key))), nil
+		}
+		g, err := r.cache.Open(r.repoURL(i))
+		if err != nil {
+			return nil, err
+		}
+		if _, err := g.CommitObject(plumbing.NewHash(p.repo.Commit)); err != nil {
+			return nil, err
+		}
+		return CommitSource(g, p.repo.Commit), nil
+	})
+	if err == nil && r.venvUnchanged(reqs) {
+		fmt.Fprintf(w, "  unchanged   %s (%s)\n", filepath.Join(r.target, ".venv"), progress.Count(len(r.lock.Python.Packages), "package", "packages"))
+		return
+	}
 	flags := ""
 	if r.spec.Python.SystemSitePackages {
 		flags = " --system-site-packages"
@@ -825,6 +874,10 @@ func (r *realizer) planModels(ctx context.Context, w io.Writer) {
 	}
 	f := r.fetcher()
 	for _, m := range r.spec.Models {
+		if lm, ok := r.modelInPlace(m); ok {
+			fmt.Fprintf(w, "  unchanged   %s (%s)\n", filepath.Join(r.modelsDir, filepath.FromSlash(m.Dest())), progress.Size(lm.Size))
+			continue
+		}
 		req := ModelRequest(m)
 		if lm, ok := r.lockedModel(m); ok {
 			req.SHA256, req.URL = lm.SHA256, lm.URL

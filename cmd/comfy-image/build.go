@@ -112,9 +112,15 @@ func newBuildCmd() *cobra.Command {
 			rep := newReport("build")
 			rep.VersionID, rep.SpecFile, rep.LockFile = s.VersionID, s.File, o.LockPath(s.VersionID)
 			if f.dryRun {
-				if err := layers.Plan(cmd.Context(), s, o, outs, human); err != nil || !asJSON {
+				plan, err := layers.PlanBuild(cmd.Context(), s, o, outs)
+				if err != nil {
 					return err
 				}
+				plan.Print(human)
+				if !asJSON {
+					return nil
+				}
+				rep.planFrom(plan)
 				rep.timed("total_seconds", start)
 				return rep.print(cmd.OutOrStdout())
 			}

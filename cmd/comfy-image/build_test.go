@@ -64,7 +64,8 @@ func TestBuildDryRunWritesNothing(t *testing.T) {
 	if res.Code != 0 {
 		t.Fatalf("dry run: %s", res.Stderr)
 	}
-	for _, want := range []string{"reuse   core", "reuse   node    gguf", "pack    node    ComfyUI-KJNodes", "already there", "in the cache"} {
+	for _, want := range []string{"reuse-cache    core", "reuse-cache    node   gguf", "pack           node   ComfyUI-KJNodes",
+		"upload         node   ComfyUI-KJNodes to " + reg.Host + "/comfy/demo", "reuse-registry model"} {
 		if !strings.Contains(res.Stdout, want) {
 			t.Errorf("plan lacks %q:\n%s", want, res.Stdout)
 		}

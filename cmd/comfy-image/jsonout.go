@@ -27,8 +27,10 @@ type report struct {
 	Target        string    `json:"target,omitempty"`
 	Resolved      *resolved `json:"resolved,omitempty"`
 	// Parts are the layers a build made, app parts then model parts.
-	Parts   []partReport       `json:"parts,omitempty"`
-	Images  *imagesReport      `json:"images,omitempty"`
+	Parts  []partReport  `json:"parts,omitempty"`
+	Images *imagesReport `json:"images,omitempty"`
+	// Plan is what build --dry-run would do, part by part.
+	Plan    *planReport        `json:"plan,omitempty"`
 	Outputs []string           `json:"outputs,omitempty"`
 	Timings map[string]float64 `json:"timings"`
 	// ImageInfo is what inspect read: its fields (digest, size, base,
@@ -51,6 +53,34 @@ type partReport struct {
 	// State: packed (by this build), reused (from the cache) or in-registry
 	// (not at hand: every output registry has it, so nothing is uploaded).
 	State string `json:"state"`
+}
+
+// planReport is a build's dry run: the decisions the build takes with
+// the same code (layers.PlanBuild).
+type planReport struct {
+	// Resolve is set when the lock cannot be used as it is: the build
+	// would resolve these repositories first (parts are then unknown).
+	Resolve []string         `json:"resolve,omitempty"`
+	Parts   []plannedPartRep `json:"parts"`
+	Writes  []string         `json:"writes,omitempty"`
+}
+
+type plannedPartRep struct {
+	Part   string        `json:"part"`
+	Name   string        `json:"name"`
+	Key    string        `json:"key,omitempty"`
+	Digest string        `json:"digest,omitempty"`
+	Size   int64         `json:"size,omitempty"`
+	Action layers.Action `json:"action"`
+	Upload []string      `json:"upload,omitempty"`
+}
+
+func (r *report) planFrom(p *layers.BuildPlan) {
+	r.Plan = &planReport{Resolve: p.Resolve, Writes: p.Writes, Parts: []plannedPartRep{}}
+	for _, pp := range p.Parts {
+		r.Plan.Parts = append(r.Plan.Parts, plannedPartRep{Part: pp.Kind, Name: pp.Name, Key: pp.Key,
+			Digest: pp.Digest, Size: pp.Size, Action: pp.Action, Upload: pp.Upload})
+	}
 }
 
 type imageReport struct {
