@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"syscall"
 	"testing"
@@ -68,56 +67,6 @@ func layerTree(t *testing.T, l interface {
 	}
 }
 
-// cloneTree lists what git clone wrote, .git aside, as layerTree does.
-func cloneTree(t *testing.T, dir string) map[string]string {
-	t.Helper()
-	out := map[string]string{}
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || p == dir {
-			return err
-		}
-		if d.Name() == ".git" {
-			if d.IsDir() {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		rel, _ := filepath.Rel(dir, p)
-		fi, _ := os.Lstat(p)
-		switch {
-		case fi.Mode()&fs.ModeSymlink != 0:
-			l, _ := os.Readlink(p)
-			out[rel] = "link -> " + l
-		case fi.IsDir():
-			out[rel] = fmt.Sprintf("dir %v", fi.Mode().Perm())
-		default:
-			data, _ := os.ReadFile(p)
-			out[rel] = fmt.Sprintf("file %v %q", fi.Mode().Perm(), data)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-func treeDiff(want, got map[string]string) string {
-	var lines []string
-	for p, w := range want {
-		if g := got[p]; g != w {
-			lines = append(lines, fmt.Sprintf("%q: git %s, layer %s", p, w, g))
-		}
-	}
-	for p, g := range got {
-		if _, ok := want[p]; !ok {
-			lines = append(lines, fmt.Sprintf("%q: only in the layer (%s)", p, g))
-		}
-	}
-	sort.Strings(lines)
-	return strings.Join(lines, "\n")
-}
-
 // Issue 11: a node's layer holds the tree git clone --recurse-submodules
 // gives (submodules nested two deep, relative URLs, links, modes, odd
 // names); with "submodules": false, the one plain git clone gives.
@@ -141,13 +90,13 @@ func TestNodeLayerEqualsGitCloneWithSubmodules(t *testing.T) {
 			}
 			ref := filepath.Join(testsupport.TempDir(t), "clone")
 			testsupport.CloneRecursive(t, repos.Node.FileURL(), ref, recurse)
-			want := cloneTree(t, ref)
+			want := testsupport.TreeOf(t, ref)
 			if recurse {
 				if _, ok := want["repositories/lib1/deep/lib2/leaf.py"]; !ok {
 					t.Fatal("the reference clone lacks the nested submodule")
 				}
 			}
-			if d := treeDiff(want, layerTree(t, layer.Layer, "opt/comfy/custom_nodes/usdu")); d != "" {
+			if d := testsupport.DiffTrees(want, layerTree(t, layer.Layer, "opt/comfy/custom_nodes/usdu")); d != "" {
 				t.Fatalf("the node's layer differs from git clone:\n%s", d)
 			}
 			if got := res.Lock.CustomNodes[0].Submodules; recurse != (len(got) == 2) {

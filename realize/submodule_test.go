@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"syscall"
 	"testing"
@@ -15,67 +13,6 @@ import (
 	"github.com/comfy-image/comfy-image/internal/testsupport"
 	"github.com/comfy-image/comfy-image/versions"
 )
-
-// gitTree lists every path below dir as git clone leaves it, .git (the
-// folder, and the files submodules get) aside: type, permission bits and
-// content or link target.
-func gitTree(t testing.TB, dir string) map[string]string {
-	t.Helper()
-	out := map[string]string{}
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.Name() == ".git" {
-			if d.IsDir() {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		rel, _ := filepath.Rel(dir, p)
-		fi, err := os.Lstat(p)
-		if err != nil {
-			return err
-		}
-		switch {
-		case fi.Mode()&os.ModeSymlink != 0:
-			l, _ := os.Readlink(p)
-			out[rel] = "link -> " + l
-		case fi.IsDir():
-			out[rel] = "dir " + fi.Mode().Perm().String()
-		default:
-			data, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			out[rel] = fmt.Sprintf("file %v %q", fi.Mode().Perm(), data)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-// diffTrees names the paths where two trees differ.
-func diffTrees(want, got map[string]string) string {
-	var lines []string
-	for p, w := range want {
-		if g, ok := got[p]; !ok {
-			lines = append(lines, fmt.Sprintf("missing %q (git: %s)", p, w))
-		} else if g != w {
-			lines = append(lines, fmt.Sprintf("differs %q: git %s, ours %s", p, w, g))
-		}
-	}
-	for p, g := range got {
-		if _, ok := want[p]; !ok {
-			lines = append(lines, fmt.Sprintf("extra %q (%s)", p, g))
-		}
-	}
-	sort.Strings(lines)
-	return strings.Join(lines, "\n")
-}
 
 func withUmask(t *testing.T, mask int) {
 	old := syscall.Umask(mask)
@@ -114,11 +51,11 @@ func TestCheckoutEqualsGitCloneRecurseSubmodules(t *testing.T) {
 	got := filepath.Join(testsupport.TempDir(t), "ours")
 	co := checkoutNode(t, repos.Node.FileURL(), got, true)
 
-	wantTree := gitTree(t, want)
+	wantTree := testsupport.TreeOf(t, want)
 	if _, ok := wantTree["repositories/lib1/deep/lib2/leaf.py"]; !ok {
 		t.Fatalf("the reference clone lacks the nested submodule: %v", wantTree)
 	}
-	if d := diffTrees(wantTree, gitTree(t, got)); d != "" {
+	if d := testsupport.DiffTrees(wantTree, testsupport.TreeOf(t, got)); d != "" {
 		t.Fatalf("checkout differs from git clone --recurse-submodules:\n%s", d)
 	}
 	// A second run over it changes nothing and is recognised as done.
@@ -137,11 +74,11 @@ func TestCheckoutWithoutSubmodulesEqualsPlainClone(t *testing.T) {
 	testsupport.CloneRecursive(t, repos.Node.FileURL(), want, false)
 	got := filepath.Join(testsupport.TempDir(t), "ours")
 	checkoutNode(t, repos.Node.FileURL(), got, false)
-	wantTree := gitTree(t, want)
+	wantTree := testsupport.TreeOf(t, want)
 	if wantTree["repositories/lib1"] != "dir -rwxr-xr-x" {
 		t.Fatalf("git left %q for the submodule folder", wantTree["repositories/lib1"])
 	}
-	if d := diffTrees(wantTree, gitTree(t, got)); d != "" {
+	if d := testsupport.DiffTrees(wantTree, testsupport.TreeOf(t, got)); d != "" {
 		t.Fatalf("checkout differs from git clone:\n%s", d)
 	}
 }

@@ -1,11 +1,7 @@
 package main
 
 import (
-	"fmt"
-	"io/fs"
-	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"syscall"
 	"testing"
@@ -36,44 +32,6 @@ func TestRefusedSubmoduleExitsTwo(t *testing.T) {
 	}
 }
 
-// cloneState lists a folder as git clone leaves it, .git aside: type,
-// permission bits, content or link target.
-func cloneState(t *testing.T, dir string) map[string]string {
-	t.Helper()
-	out := map[string]string{}
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || p == dir {
-			return err
-		}
-		if d.Name() == ".git" {
-			if d.IsDir() {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		rel, _ := filepath.Rel(dir, p)
-		fi, err := os.Lstat(p)
-		if err != nil {
-			return err
-		}
-		switch {
-		case fi.Mode()&fs.ModeSymlink != 0:
-			l, _ := os.Readlink(p)
-			out[rel] = "link " + l
-		case fi.IsDir():
-			out[rel] = "dir " + fi.Mode().Perm().String()
-		default:
-			data, _ := os.ReadFile(p)
-			out[rel] = fmt.Sprintf("%v %q", fi.Mode().Perm(), data)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
 // Issue 11 acceptance: `realize` lays a node with submodules nested two
 // deep (relative URLs), LFS pointers, eol rules, symlinks, executables and
 // odd names out exactly as `git clone --recurse-submodules` does (umask
@@ -92,24 +50,12 @@ func TestRealizedNodeEqualsGitCloneRecurseSubmodules(t *testing.T) {
 	}
 	ref := filepath.Join(testsupport.TempDir(t), "clone")
 	testsupport.CloneRecursive(t, repos.Node.FileURL(), ref, true)
-	want, got := cloneState(t, ref), cloneState(t, filepath.Join(target, "custom_nodes", "nested"))
+	want, got := testsupport.TreeOf(t, ref), testsupport.TreeOf(t, filepath.Join(target, "custom_nodes", "nested"))
 	if _, ok := want["repositories/lib1/deep/lib2/leaf.py"]; !ok {
 		t.Fatal("the reference clone lacks the nested submodule")
 	}
-	var diffs []string
-	for p, w := range want {
-		if got[p] != w {
-			diffs = append(diffs, fmt.Sprintf("%q: git %s, realize %s", p, w, got[p]))
-		}
-	}
-	for p, g := range got {
-		if _, ok := want[p]; !ok {
-			diffs = append(diffs, fmt.Sprintf("%q: only realized (%s)", p, g))
-		}
-	}
-	if len(diffs) > 0 {
-		sort.Strings(diffs)
-		t.Fatalf("realized node differs from git clone --recurse-submodules:\n%s", strings.Join(diffs, "\n"))
+	if d := testsupport.DiffTrees(want, got); d != "" {
+		t.Fatalf("realized node differs from git clone --recurse-submodules:\n%s", d)
 	}
 	subs := s.lock(t).CustomNodes[2].Submodules
 	if len(subs) != 2 || subs[0].Path != "repositories/lib1" || subs[1].Path != "repositories/lib1/deep/lib2" ||
