@@ -12,7 +12,6 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -24,8 +23,6 @@ import (
 	"github.com/comfy-image/comfy-image/realize/pyenv"
 	"github.com/comfy-image/comfy-image/versions"
 )
-
-func runtimeProcs() int { return runtime.GOMAXPROCS(0) }
 
 // BaseInfo is what the build needs to know of a base image, read from its
 // filesystem without running it.

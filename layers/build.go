@@ -22,6 +22,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	specs "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/comfy-image/comfy-image/internal/parallel"
 	"github.com/comfy-image/comfy-image/internal/progress"
 	"github.com/comfy-image/comfy-image/internal/reqfile"
 	"github.com/comfy-image/comfy-image/layers/worker"
@@ -738,10 +739,11 @@ func (b *builder) modelParts(ctx context.Context, slots int) ([]Part, error) {
 	n := len(b.spec.Models)
 	results := make([]versions.LockedModel, n)
 	errs := make([]error, n)
-	realize.Parallel(n, 3, func(i int) {
+	_ = parallel.Each(ctx, n, parallel.Downloads, func(ctx context.Context, i int) error {
 		m := b.spec.Models[i]
 		observe := ModelLayerObserver(b.cache.Dir, b.modelPath(m), b.modTime, f.Store.BlobPath)
 		results[i], errs[i] = realize.FetchModelObserved(ctx, f, m, b.lock, observe)
+		return nil
 	})
 	f.Progress.Wait()
 	realize.MergeLockedModels(b.spec, b.lock, results, errs)
@@ -753,11 +755,11 @@ func (b *builder) modelParts(ctx context.Context, slots int) ([]Part, error) {
 	}
 	groups := groupModels(results, slots)
 	parts := make([]Part, len(groups))
-	errs = make([]error, len(groups))
-	realize.Parallel(len(groups), 2, func(g int) {
-		parts[g], errs[g] = b.modelPart(f.Store.BlobPath, groups[g], results)
+	err := parallel.Do(ctx, len(groups), parallel.Packs, func(_ context.Context, g int) (err error) {
+		parts[g], err = b.modelPart(f.Store.BlobPath, groups[g], results)
+		return err
 	})
-	if err := errors.Join(errs...); err != nil {
+	if err != nil {
 		return nil, err
 	}
 	return parts, nil

@@ -26,6 +26,7 @@ import (
 	"github.com/klauspost/pgzip"
 
 	"github.com/comfy-image/comfy-image/internal/fileutil"
+	"github.com/comfy-image/comfy-image/internal/parallel"
 )
 
 // Compression of app layers.
@@ -281,11 +282,7 @@ func (c Cache) compressor(w io.Writer, comp Compression) (io.WriteCloser, error)
 		if err != nil {
 			return nil, err
 		}
-		jobs := c.Jobs
-		if jobs <= 0 {
-			jobs = max(1, runtimeProcs())
-		}
-		if err := zw.SetConcurrency(gzipBlockSize, jobs); err != nil {
+		if err := zw.SetConcurrency(gzipBlockSize, parallel.Limit(c.Jobs, parallel.CPUs())); err != nil {
 			return nil, err
 		}
 		return zw, nil

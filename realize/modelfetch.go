@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/comfy-image/comfy-image/internal/progress"
@@ -142,20 +141,4 @@ func FetchModelObserved(ctx context.Context, f *models.Fetcher, m versions.Model
 		out.Revision = lm.Revision
 	}
 	return out, nil
-}
-
-// Parallel runs fn(0..n-1) with at most jobs at a time.
-func Parallel(n, jobs int, fn func(i int)) {
-	sem := make(chan struct{}, max(1, jobs))
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			fn(i)
-		}()
-	}
-	wg.Wait()
 }

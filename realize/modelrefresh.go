@@ -6,6 +6,7 @@ import (
 	"os"
 	"regexp"
 
+	"github.com/comfy-image/comfy-image/internal/parallel"
 	"github.com/comfy-image/comfy-image/versions"
 )
 
@@ -46,7 +47,9 @@ func refreshModels(ctx context.Context, s *versions.Spec, opts Options, l *versi
 		lookup = os.LookupEnv
 	}
 	f := NewFetcher(s, opts, lookup, nil, 0)
-	Parallel(len(jobs), opts.jobs(), func(k int) {
+	// Each: a model whose revision cannot be asked for keeps its pin; the
+	// others still move.
+	_ = parallel.Each(ctx, len(jobs), opts.jobs(), func(ctx context.Context, k int) error {
 		j := jobs[k]
 		rev, sha, size, err := f.Current(ctx, ModelRequest(j.m))
 		switch {
@@ -55,5 +58,6 @@ func refreshModels(ctx context.Context, s *versions.Spec, opts Options, l *versi
 		case sha != j.lm.SHA256:
 			l.Models[j.i] = versions.LockedModel{Name: j.m.Name, Source: j.m.Source, Dest: j.m.Dest(), Revision: rev, Size: size, SHA256: sha}
 		}
+		return nil
 	})
 }

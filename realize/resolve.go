@@ -8,11 +8,11 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"sync"
 
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
 
+	"github.com/comfy-image/comfy-image/internal/parallel"
 	"github.com/comfy-image/comfy-image/internal/repourl"
 	"github.com/comfy-image/comfy-image/realize/gitcache"
 	"github.com/comfy-image/comfy-image/versions"
@@ -48,12 +48,7 @@ func (o Options) log() io.Writer {
 	return o.Log
 }
 
-func (o Options) jobs() int {
-	if o.Jobs <= 0 {
-		return 4
-	}
-	return o.Jobs
-}
+func (o Options) jobs() int { return parallel.Limit(o.Jobs, parallel.Fetches) }
 
 // repoWant is one repository of a spec to resolve.
 type repoWant struct {
@@ -162,48 +157,40 @@ func resolveRepos(ctx context.Context, s *versions.Spec, opts Options, rs Resolu
 	wants := reposOf(s)
 	locked := make([]versions.LockedRepo, len(wants))
 	registry := make([]versions.LockedNode, len(wants))
-	errs := make([]error, len(wants))
-	sem := make(chan struct{}, opts.jobs())
-	var wg sync.WaitGroup
-	for i, w := range wants {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if old, ok := rs.kept(s, i, w); ok {
-				registry[i], locked[i] = old, old.LockedRepo
-				return
-			}
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			if w.node != nil {
-				ln, err := resolveRegistryNode(ctx, opts, *w.node)
-				if err != nil {
-					errs[i] = fmt.Errorf("%s: %w", w.label, err)
-				}
-				registry[i], locked[i] = ln, ln.LockedRepo
-				return
-			}
-			res, err := cache.Resolve(ctx, w.repo.Repo, w.repo.Ref, w.repo.Commit)
+	// Every repository is resolved even when one fails, so one run names
+	// every ref that cannot be resolved.
+	err := parallel.Each(ctx, len(wants), opts.jobs(), func(ctx context.Context, i int) error {
+		w := wants[i]
+		if old, ok := rs.kept(s, i, w); ok {
+			registry[i], locked[i] = old, old.LockedRepo
+			return nil
+		}
+		if w.node != nil {
+			ln, err := resolveRegistryNode(ctx, opts, *w.node)
+			registry[i], locked[i] = ln, ln.LockedRepo
 			if err != nil {
-				errs[i] = fmt.Errorf("%s: %w", w.label, err)
-				return
+				return fmt.Errorf("%s: %w", w.label, err)
 			}
-			subs, err := lockSubmodules(ctx, opts, cache, w, res.Commit)
-			if err != nil {
-				errs[i] = fmt.Errorf("%s: %w", w.label, err)
-				return
-			}
-			locked[i] = versions.LockedRepo{
-				Repo:        repourl.Redact(w.repo.Repo),
-				Ref:         w.repo.Ref,
-				ResolvedRef: res.Ref,
-				Commit:      res.Commit,
-				Submodules:  subs,
-			}
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+			return nil
+		}
+		res, err := cache.Resolve(ctx, w.repo.Repo, w.repo.Ref, w.repo.Commit)
+		if err != nil {
+			return fmt.Errorf("%s: %w", w.label, err)
+		}
+		subs, err := lockSubmodules(ctx, opts, cache, w, res.Commit)
+		if err != nil {
+			return fmt.Errorf("%s: %w", w.label, err)
+		}
+		locked[i] = versions.LockedRepo{
+			Repo:        repourl.Redact(w.repo.Repo),
+			Ref:         w.repo.Ref,
+			ResolvedRef: res.Ref,
+			Commit:      res.Commit,
+			Submodules:  subs,
+		}
+		return nil
+	})
+	if err != nil {
 		return nil, err
 	}
 	l := &versions.Lock{

@@ -17,6 +17,7 @@ import (
 	"github.com/gofrs/flock"
 
 	"github.com/comfy-image/comfy-image/internal/fileutil"
+	"github.com/comfy-image/comfy-image/internal/parallel"
 	"github.com/comfy-image/comfy-image/internal/progress"
 	"github.com/comfy-image/comfy-image/internal/repourl"
 	"github.com/comfy-image/comfy-image/internal/reqfile"
@@ -643,12 +644,11 @@ func (r *realizer) models(ctx context.Context) error {
 	results := make([]versions.LockedModel, len(r.spec.Models))
 	errs := make([]error, len(r.spec.Models))
 	placed := make([]*placedModel, len(r.spec.Models))
-	jobs := r.opts.ModelJobs
-	if jobs <= 0 {
-		jobs = 3
-	}
-	Parallel(len(r.spec.Models), jobs, func(i int) {
+	// Each, not Do: every model that cannot be fetched is named in one run,
+	// and a failed one stops no other download.
+	_ = parallel.Each(ctx, len(r.spec.Models), parallel.Limit(r.opts.ModelJobs, parallel.Downloads), func(ctx context.Context, i int) error {
 		results[i], placed[i], errs[i] = r.model(ctx, f, r.spec.Models[i])
+		return nil
 	})
 	f.Progress.Wait()
 	var total int64

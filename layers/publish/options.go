@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
+	"github.com/comfy-image/comfy-image/internal/parallel"
 	"github.com/comfy-image/comfy-image/internal/progress"
 )
 
@@ -38,7 +39,7 @@ func makeOptions(opts ...Option) options {
 	o := options{
 		transport: remote.DefaultTransport,
 		keychain:  authn.DefaultKeychain,
-		jobs:      4,
+		jobs:      parallel.Uploads,
 		reporter:  progress.Discard(),
 		log:       io.Discard,
 		// At most 5 attempts per request; the waits (1, 2, 4, 8 s, each

@@ -11,13 +11,13 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/comfy-image/comfy-image/internal/parallel"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
-	"golang.org/x/sync/errgroup"
 )
 
 // Registry publishes to one repository of a registry through one
@@ -171,8 +171,12 @@ func (r *Registry) uploadBlobs(ctx context.Context, img v1.Image) error {
 	if err != nil {
 		return err
 	}
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(r.o.jobs)
+	type blob struct {
+		l     v1.Layer
+		d     v1.Hash
+		label string
+	}
+	var todo []blob
 	seen := map[v1.Hash]bool{}
 	for i, l := range append(layers, config) {
 		d, err := l.Digest()
@@ -187,9 +191,11 @@ func (r *Registry) uploadBlobs(ctx context.Context, img v1.Image) error {
 		if i == len(layers) {
 			label = "config"
 		}
-		g.Go(func() error { return r.upload(gctx, l, d, label) })
+		todo = append(todo, blob{l, d, label})
 	}
-	return g.Wait()
+	return parallel.Do(ctx, len(todo), r.o.jobs, func(ctx context.Context, i int) error {
+		return r.upload(ctx, todo[i].l, todo[i].d, todo[i].label)
+	})
 }
 
 func (r *Registry) upload(ctx context.Context, l v1.Layer, d v1.Hash, label string) error {
