@@ -185,3 +185,20 @@ func TestLocalAPIBodyLimit(t *testing.T) {
 	}
 	w.stop()
 }
+
+// TestEntryPointPortNeedsANumber: the container's --port (ComfyUI's
+// argument, the only --port of comfy-image) given without a value, or
+// with one that is no port, stops the start with exit 2 saying what is
+// expected, before ComfyUI starts.
+func TestEntryPointPortNeedsANumber(t *testing.T) {
+	root := install(t)
+	for _, args := range [][]string{{"--port"}, {"--port", "--cpu"}, {"--port="}, {"--port", "http"}, {"--port=70000"}} {
+		out, code := runEntry(t, root, baseEnv(t), args...)
+		if code != 2 || !strings.Contains(out, "comfy-image: --port: expected a port number (1-65535) for ComfyUI, e.g. --port 8188") {
+			t.Errorf("container args %q: exit %d, want 2 saying a port number is expected:\n%s", args, code, out)
+		}
+		if strings.Contains(out, "ComfyUI stand-in ready") {
+			t.Errorf("container args %q: ComfyUI started with a bad --port", args)
+		}
+	}
+}

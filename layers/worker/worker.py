@@ -66,6 +66,15 @@ def comfy_args(args):
     return args
 
 
+def port_error(args):
+    """Why the container's --port cannot be ComfyUI's port, or None. Said
+    here, before ComfyUI starts: its own refusal would come as a crash."""
+    port = option_value(args, "--port")
+    if port is None or (port.isdigit() and 1 <= int(port) <= 65535):
+        return None
+    return "--port: expected a port number (1-65535) for ComfyUI, e.g. --port 8188; got %s" % (repr(port) if port else "no value")
+
+
 def comfy_address(args):
     """Where the worker reaches ComfyUI, following its --listen and --port."""
     listen = option_value(args, "--listen")
@@ -911,6 +920,10 @@ def comfy_env(env):
 
 def main(argv):
     env = dict(os.environ)
+    bad = port_error(argv)
+    if bad:
+        log(bad)
+        return 2
     args = comfy_args(argv)
     yaml = prepare_models(env)
     cmd = [sys.executable, os.path.join(ROOT, "ComfyUI", "main.py"), "--extra-model-paths-config", yaml] + args
