@@ -95,7 +95,9 @@ func EnvFile(spec *versions.Spec, lookupEnv func(string) (string, bool)) []byte 
 	}
 	sort.Strings(keys)
 	var b strings.Builder
-	b.WriteString("# Runtime environment of this version, sourced by run.sh.\n")
+	// Both starters source it before ComfyUI: run.sh of a realized target
+	// (runScript) and entrypoint.sh of an image (layers/worker).
+	b.WriteString("# Runtime environment of this version, sourced by run.sh (realized target) and entrypoint.sh (image).\n")
 	for _, k := range keys {
 		fmt.Fprintf(&b, "export %s='%s'\n", k, strings.ReplaceAll(spec.Env[k], "'", `'\''`))
 	}

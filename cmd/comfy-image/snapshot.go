@@ -119,6 +119,9 @@ func newExportSnapshotCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if !managersnap.HasPythonSet(l) {
+				fmt.Fprintf(cmd.ErrOrStderr(), "warning: the snapshot has no pip list (\"pips\": {}): no Python set is locked for %s yet (lock pins the repositories; realize and build resolve the packages); run comfy-image realize --version-id %s --target DIR or comfy-image build --version-id %s first\n", versionID, versionID, versionID)
+			}
 			data := managersnap.FromLock(l).ManagerJSON()
 			if output == "" || output == "-" {
 				_, err := cmd.OutOrStdout().Write(append(data, '\n'))

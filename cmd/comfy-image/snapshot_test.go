@@ -111,8 +111,8 @@ func TestSnapshotRoundTrip(t *testing.T) {
 
 	// Export: Manager's format, byte for byte as Python's json.dump writes it.
 	exported := filepath.Join(s.dir, "exported.json")
-	if res := run("export", "snapshot", "--version-id", "demo", "--output", exported); res.Code != 0 {
-		t.Fatalf("export exit %d\n%s", res.Code, res.Stderr)
+	if res := run("export", "snapshot", "--version-id", "demo", "--output", exported); res.Code != 0 || strings.Contains(res.Stderr, "no pip list") {
+		t.Fatalf("export exit %d (a realized version has its pip list)\n%s", res.Code, res.Stderr)
 	}
 	redumped := filepath.Join(s.dir, "redumped.json")
 	writeManagerSnapshot(t, redumped, fmt.Sprintf("json.load(open(%q))", exported))

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"path"
 	"sort"
 	"strings"
 	"sync"
@@ -237,9 +238,13 @@ func (s *ComfyServer) run(id string, prompt map[string]comfyNode) (map[string]an
 			if n.ClassType == "PreviewImage" {
 				kind, prefix = "temp", "ComfyUI_temp"
 			}
-			name := prefix + "_00001_.png"
-			s.save(kind+"/"+name, s.imageOf(prompt, n.Inputs["images"]))
-			outputs[nid] = map[string]any{"images": []any{map[string]any{"filename": name, "subfolder": "", "type": kind}}}
+			// A prefix "a/b" saves b_00001_.png in subfolder a, as
+			// ComfyUI's folder_paths.get_save_image_path does.
+			subfolder, base := path.Split(prefix)
+			subfolder = strings.Trim(subfolder, "/")
+			name := base + "_00001_.png"
+			s.save(kind+"/"+strings.TrimPrefix(subfolder+"/"+name, "/"), s.imageOf(prompt, n.Inputs["images"]))
+			outputs[nid] = map[string]any{"images": []any{map[string]any{"filename": name, "subfolder": subfolder, "type": kind}}}
 		case "VHS_VideoCombine":
 			name := prefix + "_00001.mp4"
 			video := append([]byte("\x00\x00\x00\x18ftypmp42"), s.imageOf(prompt, n.Inputs["images"])...)

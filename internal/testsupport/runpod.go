@@ -34,6 +34,7 @@ type RunPodServer struct {
 type RunPodJob struct {
 	ID    string `json:"id"`
 	Input any    `json:"input"`
+	raw   string // answered as is when set (AddRaw)
 }
 
 // RunPodRequest is what a take or ping named: the worker id of its path
@@ -67,6 +68,14 @@ func (s *RunPodServer) Add(id string, input any) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.queue = append(s.queue, RunPodJob{ID: id, Input: input})
+}
+
+// AddRaw queues a job-take answer as given (raw JSON), for answers of an
+// unexpected shape (a list, an element without an id).
+func (s *RunPodServer) AddRaw(body string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.queue = append(s.queue, RunPodJob{raw: body})
 }
 
 // Env is what RunPod sets in a serverless worker's environment (the SDK
@@ -138,6 +147,10 @@ func (s *RunPodServer) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
+		if job.raw != "" {
+			io.WriteString(w, job.raw)
+			return
+		}
 		json.NewEncoder(w).Encode(job)
 	case len(parts) == 3 && parts[0] == "job-done" && r.Method == http.MethodPost:
 		raw, _ := io.ReadAll(r.Body)

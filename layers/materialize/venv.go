@@ -66,7 +66,7 @@ func BuildVenvTree(root string, t pyenv.Target, systemSite bool, wheels []pyenv.
 	if i, err := checkVenvPaths(v.Entries, fixed); err != nil {
 		v.Close()
 		w := wheels[sort.SearchInts(starts, i+1)-1]
-		return nil, fmt.Errorf("wheel %s: %w", wheelName(w), err)
+		return nil, fmt.Errorf("wheel %s: %w", wheelName(w), refusedMember(err))
 	}
 	return v, nil
 }
@@ -160,7 +160,7 @@ func (v *VenvTree) addWheel(w pyenv.Wheel, root, site, shebang string) error {
 	for _, s := range scripts {
 		dest := path.Join(root, "bin", s.name)
 		if !filepath.IsLocal(s.name) || strings.Contains(s.name, "/") {
-			return fmt.Errorf("%s/entry_points.txt: console script name %q is not a plain file name", distInfo, s.name)
+			return refusedMember(fmt.Errorf("%s/entry_points.txt: console script name %q is not a plain file name", distInfo, s.name))
 		}
 		data := []byte(shebang + s.body)
 		v.Entries = append(v.Entries, BytesEntry(dest, 0o755, data))
@@ -190,7 +190,7 @@ func unrecorded(name, distInfo string) bool {
 // folder of its scheme, is refused: a wheel writes only into the venv.
 func wheelDest(name, dataDir, root, site string) (string, bool, error) {
 	if err := checkMemberName(name); err != nil {
-		return "", false, err
+		return "", false, refusedMember(err)
 	}
 	base, rel, isScript := site, name, false
 	if rest, ok := strings.CutPrefix(name, dataDir+"/"); ok {
@@ -206,12 +206,12 @@ func wheelDest(name, dataDir, root, site string) (string, bool, error) {
 		case "data":
 			base = root
 		default:
-			return "", false, fmt.Errorf("member %q: unknown scheme %q (expected purelib, platlib, headers, scripts or data)", name, scheme)
+			return "", false, refusedMember(fmt.Errorf("member %q: unknown scheme %q (expected purelib, platlib, headers, scripts or data)", name, scheme))
 		}
 	}
 	dest := path.Join(base, rel)
 	if !strings.HasPrefix(dest, base+"/") {
-		return "", false, fmt.Errorf("member %q lands outside %s", name, base)
+		return "", false, refusedMember(fmt.Errorf("member %q lands outside %s", name, base))
 	}
 	return dest, isScript, nil
 }

@@ -66,6 +66,15 @@ def comfy_args(args):
     return args
 
 
+def port_error(args):
+    """Why the container's --port cannot be ComfyUI's port, or None. Said
+    here, before ComfyUI starts: its own refusal would come as a crash."""
+    port = option_value(args, "--port")
+    if port is None or (port.isdigit() and 1 <= int(port) <= 65535):
+        return None
+    return "--port: expected a port number (1-65535) for ComfyUI, e.g. --port 8188; got %s" % (repr(port) if port else "no value")
+
+
 def comfy_address(args):
     """Where the worker reaches ComfyUI, following its --listen and --port."""
     listen = option_value(args, "--listen")
@@ -524,6 +533,26 @@ def decode_image(data):
         raise JobError("image is not base64: %s" % e)
 
 
+def key_segment(s):
+    """s as one segment of an S3 key or an output's name: "/", "\\" and
+    control characters become "_", and "." or ".." cannot stand alone. A
+    changed s is prefixed with a hash of the original, so "a/b" and "a_b"
+    stay two segments and the extension stays last."""
+    s = str(s)
+    safe = "".join("_" if c in "/\\" or ord(c) < 32 or ord(c) == 127 else c for c in s)
+    if safe == s and safe not in ("", ".", ".."):
+        return s
+    return hashlib.sha256(s.encode()).hexdigest()[:12] + "-" + safe
+
+
+def output_name(f):
+    """An output's name in the answer and under the job's S3 prefix:
+    ComfyUI's subfolder/filename, each part a safe segment, so outputs of
+    one name in two subfolders stay apart and none climbs out."""
+    parts = [p for p in str(f.get("subfolder") or "").replace("\\", "/").split("/") if p]
+    return "/".join(key_segment(p) for p in parts + [f["filename"]])
+
+
 def output_files(outputs):
     """Every file the history lists: images, gifs, videos (VideoHelperSuite)
     and any other list of saved files, temp previews left out."""
@@ -547,8 +576,10 @@ def run_job(comfy, job, env):
     if not isinstance(inp, dict):
         raise JobError("Please provide input")
     workflow = inp.get("workflow")
-    if not isinstance(workflow, dict):
+    if workflow is None:
         raise JobError("Missing 'workflow' parameter")
+    if not isinstance(workflow, dict):
+        raise JobError("'workflow' must be an object (ComfyUI's API format: node id to node), got %s" % json_kind(workflow))
     images = inp.get("images") or []
     if not isinstance(images, list) or not all(isinstance(i, dict) and "name" in i and "image" in i for i in images):
         raise JobError("'images' must be a list of objects with 'name' and 'image' keys")
@@ -561,10 +592,10 @@ def run_job(comfy, job, env):
     files = []
     for _, f in output_files(outputs):
         data = comfy.view(f)
-        name = f["filename"]
+        name = output_name(f)
         if s3:
             ext = os.path.splitext(name)[1].lower()
-            url = s3_put(s3, "%s/%s" % (job["id"], name), data, CONTENT_TYPES.get(ext, "application/octet-stream"))
+            url = s3_put(s3, "%s/%s" % (key_segment(job["id"]), name), data, CONTENT_TYPES.get(ext, "application/octet-stream"))
             files.append({"filename": name, "type": "s3_url", "data": url})
         else:
             files.append({"filename": name, "type": "base64", "data": base64.b64encode(data).decode()})
@@ -572,6 +603,15 @@ def run_job(comfy, job, env):
     if not files:
         result["status"] = "success_no_images"
     return result
+
+
+def json_kind(v):
+    """What a JSON value is, in JSON's words."""
+    if isinstance(v, bool):
+        return "a boolean"
+    if isinstance(v, (int, float)):
+        return "a number"
+    return {str: "a string", list: "a list", dict: "an object"}.get(type(v), "null")
 
 
 def job_result(comfy, job, env):
@@ -630,7 +670,17 @@ class RunPod:
             if "id" not in jobs or "input" not in jobs:
                 raise ValueError("job without id or input: %s" % body[:200])
             return [jobs]
-        return jobs if isinstance(jobs, list) else []
+        if not isinstance(jobs, list):
+            return []
+        # An element without an id can have no result posted: it is
+        # logged and skipped, the others run.
+        valid = []
+        for job in jobs:
+            if isinstance(job, dict) and isinstance(job.get("id"), str) and job["id"]:
+                valid.append(job)
+            else:
+                log("job-take answered an element without an id; skipped: %s" % json.dumps(job)[:200])
+        return valid
 
     def post(self, job, result):
         url = self._url("RUNPOD_WEBHOOK_POST_OUTPUT", job["id"])
@@ -738,6 +788,12 @@ def serve_runpod(comfy, env, stop):
 # ----------------------------------------------------- RunPod's local test API
 
 
+# The local API's bound on a request body (it is read into memory): room
+# for a job with its input images in base64, not for any size a client
+# announces.
+MAX_REQUEST_BODY = 64 << 20
+
+
 class LocalAPI:
     """RunPod's local test API: /run, /runsync, /status/<id>, /health. One
     job runs at a time."""
@@ -783,6 +839,8 @@ class LocalAPI:
             def reply(self, code, obj):
                 body = json.dumps(obj).encode()
                 self.send_response(code)
+                if self.close_connection:
+                    self.send_header("Connection", "close")
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -808,6 +866,14 @@ class LocalAPI:
                     return self.reply(404, {"error": "not found"})
                 try:
                     n = int(self.headers.get("Content-Length") or 0)
+                except ValueError:
+                    return self.reply(400, {"error": "Content-Length is not a number"})
+                if n > MAX_REQUEST_BODY:
+                    # Refused unread; the connection closes, as the
+                    # body it announced is not taken.
+                    self.close_connection = True
+                    return self.reply(413, {"error": "the body is %d bytes; the local API takes at most %d MiB" % (n, MAX_REQUEST_BODY >> 20)})
+                try:
                     req = json.loads(self.rfile.read(n) or b"{}")
                 except ValueError:
                     return self.reply(400, {"error": "the body is not JSON"})
@@ -854,6 +920,10 @@ def comfy_env(env):
 
 def main(argv):
     env = dict(os.environ)
+    bad = port_error(argv)
+    if bad:
+        log(bad)
+        return 2
     args = comfy_args(argv)
     yaml = prepare_models(env)
     cmd = [sys.executable, os.path.join(ROOT, "ComfyUI", "main.py"), "--extra-model-paths-config", yaml] + args

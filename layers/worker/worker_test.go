@@ -444,11 +444,12 @@ func TestRunPodJobLoop(t *testing.T) {
 	for _, f := range images(t, r) {
 		byName[f["filename"].(string)] = decoded(t, f)
 	}
-	if video := byName["clip_00001.mp4"]; !bytes.Equal(video, comfy.File("output/videos/clip_00001.mp4")) || len(video) == 0 {
+	// The video is in ComfyUI's subfolder videos: its name says so.
+	if video := byName["videos/clip_00001.mp4"]; !bytes.Equal(video, comfy.File("output/videos/clip_00001.mp4")) || len(video) == 0 {
 		t.Errorf("job-4 files %v: the mp4 is missing or differs", keys(byName))
 	}
 	if len(byName) != 2 || byName["frame_00001_.png"] == nil {
-		t.Errorf("job-4 files %v, want frame_00001_.png and clip_00001.mp4", keys(byName))
+		t.Errorf("job-4 files %v, want frame_00001_.png and videos/clip_00001.mp4", keys(byName))
 	}
 
 	// The heartbeat and the takes name this worker; every request had the key.

@@ -249,7 +249,7 @@ func (c *Cache) fetch(ctx context.Context, r *git.Repository, repo string) (fetc
 	}
 	refs, err := remote.ListContext(ctx, &git.ListOptions{Auth: auth})
 	if err != nil {
-		return false, fmt.Errorf("repo %s: list refs: %s%s", shown, redactErr(err, repo), authHint(err, repo))
+		return false, listError(err, repo)
 	}
 	if haveAll(r, refs) {
 		return false, mirrorRefs(r, refs)

@@ -42,6 +42,14 @@ func FromLock(l *versions.Lock) *Snapshot {
 	return s
 }
 
+// HasPythonSet reports whether the lock holds a resolved Python set (on
+// disk or for images). Without one, FromLock's "pips" is empty: lock pins
+// the repositories, realize and build resolve the packages.
+func HasPythonSet(l *versions.Lock) bool {
+	p := l.Python
+	return p.Inputs != "" || p.ImageInputs != "" || len(p.Packages) > 0 || len(p.ImagePackages) > 0
+}
+
 // ManagerJSON renders the snapshot byte for byte as Manager saves it:
 // Python's json.dump(snapshot, f, indent=4) of the dict get_current_snapshot
 // returns (keys in its order, ASCII only, no final newline). Maps, which
