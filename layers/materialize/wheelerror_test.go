@@ -1,4 +1,4 @@
-package layers_test
+package materialize_test
 
 import (
 	"errors"

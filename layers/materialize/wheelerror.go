@@ -1,4 +1,4 @@
-package layers
+package materialize
 
 // WheelMemberError is a wheel's content refused for safety (a member
 // whose path leaves the venv or its scheme's folder, a console script
