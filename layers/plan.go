@@ -10,8 +10,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/comfy-image/comfy-image/internal/progress"
-	"github.com/comfy-image/comfy-image/realize"
 	"github.com/comfy-image/comfy-image/realize/models"
+	"github.com/comfy-image/comfy-image/realize/resolve"
 	"github.com/comfy-image/comfy-image/versions"
 )
 
@@ -87,11 +87,11 @@ func PlanBuild(ctx context.Context, spec *versions.Spec, opts BuildOptions, outs
 	// Models the lock lacks are planned as downloads (a build pins them
 	// as it fetches them); with --locked the lock must hold them.
 	skipModels := b.opts.Models == "skip" || !b.opts.Locked
-	if b.lock, _, err = realize.ReadCovering(spec, b.opts.Options, skipModels); err != nil {
+	if b.lock, err = resolve.ReadCovering(spec, b.opts.LockPath(spec.VersionID), skipModels); err != nil {
 		if b.opts.Locked {
 			return nil, fmt.Errorf("--locked: %w", err)
 		}
-		plan.LockProblem, plan.Resolve = err, realize.PlanRepos(spec, b.opts.Options)
+		plan.LockProblem, plan.Resolve = err, resolve.Plan(spec, b.opts.ResolveOptions()...)
 		return plan, nil
 	}
 	app, modelParts, err := b.parts(ctx)
@@ -173,7 +173,7 @@ func (b *builder) plannedModelParts() []Part {
 	store := models.Store{Dir: filepath.Join(b.opts.CacheDir, "models")}
 	var parts []Part
 	for _, m := range b.spec.Models {
-		lm, ok := realize.LockedModelFor(b.lock, m)
+		lm, ok := models.LockedFor(b.lock, m)
 		_, stored := store.Has(lm.SHA256)
 		p := Part{Kind: "model", Name: m.Dest(), SHA256: lm.SHA256, Fetch: !(ok && stored)}
 		if ok {
