@@ -3,7 +3,6 @@ package realize
 import (
 	"io"
 
-	"github.com/comfy-image/comfy-image/internal/parallel"
 	"github.com/comfy-image/comfy-image/realize/resolve"
 	"github.com/comfy-image/comfy-image/versions"
 )
@@ -15,7 +14,7 @@ type Options struct {
 	DryRun   bool
 	// Log receives plain progress lines.
 	Log io.Writer
-	// Jobs bounds parallel fetches (0: 4).
+	// Jobs bounds parallel fetches (0: parallel.Fetches).
 	Jobs int
 	// LockFile is where the lock is read and written ("": the cache's
 	// resolved/<version_id>.lock.json), e.g. versions/<id>.lock.json
@@ -43,5 +42,3 @@ func (o Options) log() io.Writer {
 	}
 	return o.Log
 }
-
-func (o Options) jobs() int { return parallel.Limit(o.Jobs, parallel.Fetches) }
