@@ -110,6 +110,8 @@ func (o options) covering(spec *versions.Spec, old *versions.Lock) (*versions.Lo
 	return old.ForSpec(spec), nil
 }
 
+// resolveRepos locks the core and every node: kept from old, asked of the
+// Comfy Registry, or resolved in its mirror with its submodules.
 func (o options) resolveRepos(ctx context.Context, s *versions.Spec, old *versions.Lock) (*versions.Lock, error) {
 	cache := o.gitCache()
 	wants := reposOf(s)
