@@ -3,6 +3,7 @@ package resolve
 import (
 	"io"
 	"os"
+	"sync"
 
 	"github.com/comfy-image/comfy-image/internal/parallel"
 )
@@ -38,7 +39,21 @@ func makeOptions(opts []Option) options {
 	for _, opt := range opts {
 		opt(&o)
 	}
+	o.log = &lockedWriter{w: o.log}
 	return o
+}
+
+// lockedWriter serializes the writes of the repositories and models
+// resolved in parallel, so any writer (a bytes.Buffer) can be the log.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 // WithCacheDir is the cache root holding the git mirrors, the registry's
