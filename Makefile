@@ -17,7 +17,7 @@ build:
 test: lint sweep
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 200000x ./versions
 	$(GO) test -run '^$$' -fuzz FuzzWheelUnpack -fuzztime 5000x ./layers/materialize
-	$(GO) test -run '^$$' -fuzz FuzzCheckoutTree -fuzztime 2000x ./realize
+	$(GO) test -run '^$$' -fuzz FuzzCheckoutTree -fuzztime 2000x ./realize/checkout
 
 # The whole suite (go test ./...) under the sentinel-secret sweep of issue
 # 8: one random secret in HF_TOKEN, CIVITAI_API_TOKEN, the registry password

@@ -26,8 +26,11 @@ import (
 	"github.com/comfy-image/comfy-image/layers/plan"
 	"github.com/comfy-image/comfy-image/layers/worker"
 	"github.com/comfy-image/comfy-image/realize"
+	"github.com/comfy-image/comfy-image/realize/checkout"
 	"github.com/comfy-image/comfy-image/realize/gitcache"
+	"github.com/comfy-image/comfy-image/realize/models"
 	"github.com/comfy-image/comfy-image/realize/pyenv"
+	"github.com/comfy-image/comfy-image/realize/resolve"
 	"github.com/comfy-image/comfy-image/versions"
 )
 
@@ -171,7 +174,7 @@ func Build(ctx context.Context, spec *versions.Spec, opts BuildOptions) (*Result
 	if err != nil {
 		return nil, err
 	}
-	if b.lock, err = realize.LoadOrResolve(ctx, spec, b.opts.Options, realize.LockMode{Locked: b.opts.Locked, SkipModels: b.opts.Models == plan.Skip, LookupEnv: b.opts.LookupEnv}); err != nil {
+	if b.lock, _, err = resolve.InFile(ctx, spec, b.opts.LockPath(spec.VersionID), append(b.opts.ResolveOptions(), resolve.WithLocked(b.opts.Locked), resolve.WithoutModels(b.opts.Models == plan.Skip), resolve.WithLookupEnv(b.opts.LookupEnv))...); err != nil {
 		return nil, err
 	}
 	parts, modelParts, err := b.parts(ctx)
@@ -273,7 +276,7 @@ func (b *builder) keyOf(parts ...string) string {
 
 // appParts builds (or reuses) the core, node, venv and config layers.
 func (b *builder) appParts(ctx context.Context) ([]plan.Part, error) {
-	git := realize.NewGitCache(b.opts.Options)
+	git := checkout.NewGitCache(b.opts.CacheDir, b.opts.Offline, b.opts.Log)
 	core, err := b.repoPart(ctx, git, plan.Core, "ComfyUI", b.spec.Comfy.Repo, b.lock.Comfy, versions.Node{})
 	if err != nil {
 		return nil, err
@@ -298,11 +301,11 @@ func (b *builder) appParts(ctx context.Context) ([]plan.Part, error) {
 // repoEntries lists a commit's files under prefix (plus extra entries):
 // the tree a realize checks out, submodules included unless left out.
 func (b *builder) repoEntries(ctx context.Context, git *gitcache.Cache, repo, commit, prefix string, node versions.Node) ([]materialize.Entry, error) {
-	r, err := realize.OpenMirror(ctx, git, repo, commit)
+	r, err := checkout.OpenMirror(ctx, git, repo, commit)
 	if err != nil {
 		return nil, err
 	}
-	files, err := realize.CommitFiles(r, commit, realize.TreeOptions(ctx, b.opts.Options, git, repo, node)...)
+	files, err := checkout.CommitFiles(r, commit, checkout.TreeOptions(ctx, git, repo, node)...)
 	if err != nil {
 		return nil, err
 	}
@@ -400,7 +403,7 @@ func (b *builder) nodeParts(ctx context.Context, git *gitcache.Cache) ([]plan.Pa
 	if len(nodes) <= slots {
 		var parts []plan.Part
 		for i, n := range nodes {
-			p, err := b.repoPart(ctx, git, plan.Node, n.Name, realize.NodeRepo(b.spec.CustomNodes[i], n), n.LockedRepo, b.spec.CustomNodes[i])
+			p, err := b.repoPart(ctx, git, plan.Node, n.Name, checkout.NodeRepo(b.spec.CustomNodes[i], n), n.LockedRepo, b.spec.CustomNodes[i])
 			if err != nil {
 				return nil, err
 			}
@@ -447,7 +450,7 @@ func (b *builder) groupPart(ctx context.Context, git *gitcache.Cache, g int, mem
 		var all []materialize.Entry
 		for _, i := range members {
 			n := b.lock.CustomNodes[i]
-			es, err := b.repoEntries(ctx, git, realize.NodeRepo(b.spec.CustomNodes[i], n), n.Commit, path.Join(Root, "custom_nodes", n.Name), b.spec.CustomNodes[i])
+			es, err := b.repoEntries(ctx, git, checkout.NodeRepo(b.spec.CustomNodes[i], n), n.Commit, path.Join(Root, "custom_nodes", n.Name), b.spec.CustomNodes[i])
 			if err != nil {
 				return nil, fmt.Errorf("node %s: %w", n.Name, err)
 			}
@@ -469,7 +472,7 @@ func (b *builder) requirements(ctx context.Context, git *gitcache.Cache) ([]pyen
 	var reqs []pyenv.Requirements
 	var applied []reqfile.Applied
 	add := func(owner, repo, commit string) error {
-		r, err := realize.OpenMirror(ctx, git, repo, commit)
+		r, err := checkout.OpenMirror(ctx, git, repo, commit)
 		if err != nil {
 			return err
 		}
@@ -486,7 +489,7 @@ func (b *builder) requirements(ctx context.Context, git *gitcache.Cache) ([]pyen
 		return nil, err
 	}
 	for i, n := range b.lock.CustomNodes {
-		if err := add("node "+n.Name, realize.NodeRepo(b.spec.CustomNodes[i], n), n.Commit); err != nil {
+		if err := add("node "+n.Name, checkout.NodeRepo(b.spec.CustomNodes[i], n), n.Commit); err != nil {
 			return nil, err
 		}
 	}
@@ -543,7 +546,7 @@ func (b *builder) lockedImageSet(ctx context.Context, git *gitcache.Cache) ([]ve
 	if py.ImageTarget == target && py.ImageInputs != "" {
 		locked = py.ImagePackages
 	}
-	sources := realize.SourcesDigest(b.lock, b.spec, target)
+	sources := resolve.SourcesDigest(b.lock, b.spec, target)
 	current := len(locked) > 0 && py.ImageSources == sources
 	var reqs []pyenv.Requirements
 	if !current && (len(locked) > 0 || b.opts.Locked) {
@@ -551,7 +554,7 @@ func (b *builder) lockedImageSet(ctx context.Context, git *gitcache.Cache) ([]ve
 		if reqs, err = b.requirements(ctx, git); err != nil {
 			return nil, nil, err
 		}
-		inputs, err := realize.InputsDigest(reqs, b.spec, target)
+		inputs, err := resolve.InputsDigest(reqs, b.spec, target)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -568,7 +571,7 @@ func (b *builder) lockedImageSet(ctx context.Context, git *gitcache.Cache) ([]ve
 			return nil, nil, fmt.Errorf("--locked: the Python set for %s in %s was resolved from other inputs (requirements of the locked commits or the spec's python section); run without --locked to resolve it again", target, file)
 		}
 		if reqs != nil {
-			if err := realize.CheckCoverage(locked, reqs, b.spec.Python.SystemSitePackages); err != nil {
+			if err := resolve.CheckCoverage(locked, reqs, b.spec.Python.SystemSitePackages); err != nil {
 				return nil, nil, fmt.Errorf("--locked: %s: %w", file, err)
 			}
 		}
@@ -636,12 +639,12 @@ func (b *builder) venvPart(ctx context.Context, git *gitcache.Cache) (plan.Part,
 	for i, w := range wheels {
 		pkgs[i] = w.LockedPackage
 	}
-	inputs, err := realize.InputsDigest(reqs, b.spec, b.targetID())
+	inputs, err := resolve.InputsDigest(reqs, b.spec, b.targetID())
 	if err != nil {
 		return plan.Part{}, err
 	}
 	b.lock.Python.ImageTarget, b.lock.Python.ImagePackages = b.targetID(), pkgs
-	b.lock.Python.ImageInputs, b.lock.Python.ImageSources = inputs, realize.SourcesDigest(b.lock, b.spec, b.targetID())
+	b.lock.Python.ImageInputs, b.lock.Python.ImageSources = inputs, resolve.SourcesDigest(b.lock, b.spec, b.targetID())
 	key := b.venvKey(pkgs)
 	var tree *materialize.VenvTree
 	layer, action, err := b.layer(ctx, key, func() ([]materialize.Entry, error) {
@@ -713,18 +716,18 @@ func (b *builder) modelParts(ctx context.Context, slots int) ([]plan.Part, error
 	if b.dryRun {
 		return b.plannedModelParts(), nil
 	}
-	f := realize.NewFetcher(b.spec, b.opts.Options, b.opts.LookupEnv, b.opts.Reporter, 0)
+	f := models.ForSpec(b.spec, models.Setup{CacheDir: b.opts.CacheDir, Offline: b.opts.Offline, Log: b.opts.Log, LookupEnv: b.opts.LookupEnv, Progress: b.opts.Reporter})
 	n := len(b.spec.Models)
 	results := make([]versions.LockedModel, n)
 	errs := make([]error, n)
 	_ = parallel.Each(ctx, n, parallel.Downloads, func(ctx context.Context, i int) error {
 		m := b.spec.Models[i]
 		observe := materialize.ModelLayerObserver(b.cache.Dir, b.modelPath(m), b.modTime, f.Store.BlobPath)
-		results[i], errs[i] = realize.FetchModelObserved(ctx, f, m, b.lock, observe)
+		results[i], errs[i] = models.FetchLockedObserved(ctx, f, m, b.lock, observe)
 		return nil
 	})
 	f.Progress.Wait()
-	realize.MergeLockedModels(b.spec, b.lock, results, errs)
+	models.MergeLocked(b.spec, b.lock, results, errs)
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -821,7 +824,7 @@ func (b *builder) remoteModelParts(ctx context.Context, slots int) ([]plan.Part,
 	var parts []plan.Part
 	var locked []versions.LockedModel
 	for _, m := range b.spec.Models {
-		lm, ok := realize.LockedModelFor(b.lock, m)
+		lm, ok := models.LockedFor(b.lock, m)
 		if !ok {
 			lm, ok = b.registryModels[m.Dest()]
 			if !ok || lm.Source != m.Source || (m.SHA256 != "" && m.SHA256 != lm.SHA256) {
@@ -890,7 +893,7 @@ func (b *builder) appImage(parts []plan.Part) (v1.Image, error) {
 	// left in the lock: the config must not depend on the cache.
 	if b.opts.Models != plan.Skip {
 		for _, m := range b.spec.Models {
-			if lm, ok := realize.LockedModelFor(b.lock, m); ok {
+			if lm, ok := models.LockedFor(b.lock, m); ok {
 				c.Models[m.Dest()] = lm.SHA256
 			}
 		}

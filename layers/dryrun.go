@@ -11,8 +11,8 @@ import (
 
 	"github.com/comfy-image/comfy-image/layers/materialize"
 	"github.com/comfy-image/comfy-image/layers/plan"
-	"github.com/comfy-image/comfy-image/realize"
 	"github.com/comfy-image/comfy-image/realize/models"
+	"github.com/comfy-image/comfy-image/realize/resolve"
 	"github.com/comfy-image/comfy-image/versions"
 )
 
@@ -47,11 +47,11 @@ func PlanBuild(ctx context.Context, spec *versions.Spec, opts BuildOptions, outs
 	// Models the lock lacks are planned as downloads (a build pins them
 	// as it fetches them); with --locked the lock must hold them.
 	skipModels := b.opts.Models == plan.Skip || !b.opts.Locked
-	if b.lock, _, err = realize.ReadCovering(spec, b.opts.Options, skipModels); err != nil {
+	if b.lock, err = resolve.ReadCovering(spec, b.opts.LockPath(spec.VersionID), skipModels); err != nil {
 		if b.opts.Locked {
 			return nil, fmt.Errorf("--locked: %w", err)
 		}
-		bp.LockProblem, bp.Resolve = err, realize.PlanRepos(spec, b.opts.Options)
+		bp.LockProblem, bp.Resolve = err, resolve.Plan(spec, b.opts.ResolveOptions()...)
 		return bp, nil
 	}
 	app, modelParts, err := b.parts(ctx)
@@ -123,7 +123,7 @@ func (b *builder) plannedModelParts() []plan.Part {
 	store := models.Store{Dir: filepath.Join(b.opts.CacheDir, "models")}
 	var parts []plan.Part
 	for _, m := range b.spec.Models {
-		lm, ok := realize.LockedModelFor(b.lock, m)
+		lm, ok := models.LockedFor(b.lock, m)
 		_, stored := store.Has(lm.SHA256)
 		p := plan.Part{Kind: plan.Model, Name: m.Dest(), SHA256: lm.SHA256, Action: plan.ReuseCache}
 		if !(ok && stored) {

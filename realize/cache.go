@@ -1,5 +1,7 @@
-// Package realize fetches what a version needs into the cache (git mirrors,
-// models, wheels), resolves a spec into a lock, and lays a version out.
+// Package realize lays a locked version out on disk (--target): the
+// checkouts of the core and the nodes, the venv, the models and the
+// configuration, fetching into the cache what they need. Resolving the
+// spec into a lock is realize/resolve's job.
 package realize
 
 import (
@@ -21,6 +23,3 @@ func CacheDir(flag string) string {
 	}
 	return ".comfy-cache"
 }
-
-// GitDir is the folder of bare mirrors inside a cache root.
-func GitDir(cacheDir string) string { return filepath.Join(cacheDir, "git") }

@@ -150,7 +150,7 @@ type lockUsers struct {
 func usersOf(cacheDir string, locks []*versions.Lock) *lockUsers {
 	u := &lockUsers{mirrors: map[string][]string{}, models: map[string][]string{}, sources: map[string][]string{},
 		layers: map[string][]string{}, wheels: map[string][]string{}, names: map[string]string{}}
-	git := gitcache.New(GitDir(cacheDir))
+	git := gitcache.New(gitcache.Folder(cacheDir))
 	add := func(m map[string][]string, key, id string) {
 		if key == "" {
 			return
@@ -203,7 +203,7 @@ func sourceKey(source string) string {
 
 // scanMirrors finds the bare mirrors: folders named *.git under git/.
 func scanMirrors(cacheDir string, users *lockUsers) ([]CacheEntry, error) {
-	root := GitDir(cacheDir)
+	root := gitcache.Folder(cacheDir)
 	var out []CacheEntry
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if errors.Is(err, fs.ErrNotExist) && p == root {

@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/comfy-image/comfy-image/realize/checkout"
 )
 
 // CoreModelsDir is ComfyUI's own models folder in its tree. ComfyUI sets
@@ -27,9 +29,9 @@ const CoreModelsDir = "models"
 const coreModelsLink = "ComfyUI/" + CoreModelsDir
 
 // checkoutOptions are the options of the checkout of part key.
-func checkoutOptions(key string) []CheckoutOption {
+func checkoutOptions(key string) []checkout.CheckoutOption {
 	if key == "ComfyUI" {
-		return []CheckoutOption{Without(CoreModelsDir)}
+		return []checkout.CheckoutOption{checkout.Without(CoreModelsDir)}
 	}
 	return nil
 }
@@ -37,7 +39,7 @@ func checkoutOptions(key string) []CheckoutOption {
 // coreModelsTracked reports whether an earlier checkout of part key wrote
 // files in ComfyUI/models (a target realized before the link): the
 // checkout must run to remove them.
-func coreModelsTracked(key string, prev *Checkout) bool {
+func coreModelsTracked(key string, prev *checkout.Checkout) bool {
 	if key != "ComfyUI" || prev == nil {
 		return false
 	}
@@ -183,7 +185,7 @@ func (r *realizer) userFilesInCoreModels(ctx context.Context) ([]string, error) 
 }
 
 // sameContent compares a file below root with a file of a commit.
-func sameContent(root *os.Root, p string, f TreeFileEntry) (bool, error) {
+func sameContent(root *os.Root, p string, f checkout.TreeFileEntry) (bool, error) {
 	have, err := root.ReadFile(p)
 	if err != nil || int64(len(have)) != f.Size {
 		return false, err
@@ -199,16 +201,16 @@ func sameContent(root *os.Root, p string, f TreeFileEntry) (bool, error) {
 
 // coreModelFiles are the core's tracked files of its models folder, by
 // path relative to it.
-func (r *realizer) coreModelFiles(ctx context.Context) (map[string]TreeFileEntry, error) {
-	repo, err := OpenMirror(ctx, r.cache, r.spec.Comfy.Repo, r.lock.Comfy.Commit)
+func (r *realizer) coreModelFiles(ctx context.Context) (map[string]checkout.TreeFileEntry, error) {
+	repo, err := checkout.OpenMirror(ctx, r.cache, r.spec.Comfy.Repo, r.lock.Comfy.Commit)
 	if err != nil {
 		return nil, fmt.Errorf("ComfyUI: %w", err)
 	}
-	files, err := CommitFiles(repo, r.lock.Comfy.Commit)
+	files, err := checkout.CommitFiles(repo, r.lock.Comfy.Commit)
 	if err != nil {
 		return nil, fmt.Errorf("ComfyUI: %w", err)
 	}
-	out := map[string]TreeFileEntry{}
+	out := map[string]checkout.TreeFileEntry{}
 	for _, f := range files {
 		if rel, ok := strings.CutPrefix(f.Path, CoreModelsDir+"/"); ok {
 			out[rel] = f
@@ -261,7 +263,7 @@ func (r *realizer) placeCoreModelFiles(ctx context.Context) (int, error) {
 
 // placeMissing writes f at rel below root unless something is there or a
 // folder on the way is not a real folder; done says whether it wrote.
-func placeMissing(root *os.Root, rel string, f TreeFileEntry) (done bool, err error) {
+func placeMissing(root *os.Root, rel string, f checkout.TreeFileEntry) (done bool, err error) {
 	dir := path.Dir(rel)
 	if dir != "." {
 		parts := strings.Split(dir, "/")
@@ -289,7 +291,7 @@ func placeMissing(root *os.Root, rel string, f TreeFileEntry) (done bool, err er
 	}
 	defer rc.Close()
 	tmp := path.Join(dir, ".comfy-image-tmp-"+path.Base(rel))
-	out, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|noFollow, 0o644)
+	out, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|checkout.NoFollow, 0o644)
 	if err != nil {
 		return false, err
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/go-git/go-git/v5"
 
 	"github.com/comfy-image/comfy-image/internal/testsupport"
+	"github.com/comfy-image/comfy-image/realize/checkout"
 )
 
 // A core checked out before ComfyUI/models became a link holds the core's
@@ -21,12 +22,12 @@ func TestCheckoutWithoutRemovesFilesAnEarlierCheckoutWrote(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := filepath.Join(testsupport.TempDir(t), "ComfyUI")
-	old, err := CheckoutTree(r, commit, dir, nil, false)
+	old, err := checkout.CheckoutTree(r, commit, dir, nil, false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	os.WriteFile(filepath.Join(dir, "models", "checkpoints", "mine.safetensors"), []byte("user"), 0o644)
-	next, err := CheckoutTree(r, commit, dir, old, false, Without("models"))
+	next, err := checkout.CheckoutTree(r, commit, dir, old, false, checkout.Without("models"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +52,7 @@ func TestCheckoutWithoutRemovesFilesAnEarlierCheckoutWrote(t *testing.T) {
 	os.RemoveAll(filepath.Join(dir, "models"))
 	elsewhere := testsupport.TempDir(t)
 	os.Symlink(elsewhere, filepath.Join(dir, "models"))
-	if _, err := CheckoutTree(r, commit, dir, nil, false, Without("models")); err != nil {
+	if _, err := checkout.CheckoutTree(r, commit, dir, nil, false, checkout.Without("models")); err != nil {
 		t.Fatal(err)
 	}
 	if entries, _ := os.ReadDir(elsewhere); len(entries) != 0 {

@@ -21,9 +21,11 @@ import (
 	"github.com/comfy-image/comfy-image/internal/progress"
 	"github.com/comfy-image/comfy-image/internal/repourl"
 	"github.com/comfy-image/comfy-image/internal/reqfile"
+	"github.com/comfy-image/comfy-image/realize/checkout"
 	"github.com/comfy-image/comfy-image/realize/gitcache"
 	"github.com/comfy-image/comfy-image/realize/models"
 	"github.com/comfy-image/comfy-image/realize/pyenv"
+	"github.com/comfy-image/comfy-image/realize/resolve"
 	"github.com/comfy-image/comfy-image/versions"
 )
 
@@ -67,10 +69,10 @@ func DefaultTarget(id string) string {
 // targetState is what a target remembers of its last realize, so a rerun
 // can tell in a few stats that nothing needs doing.
 type targetState struct {
-	VersionID string                 `json:"version_id"`
-	Parts     map[string]*Checkout   `json:"parts"`
-	Venv      string                 `json:"venv,omitempty"`
-	Models    map[string]placedModel `json:"models"`
+	VersionID string                        `json:"version_id"`
+	Parts     map[string]*checkout.Checkout `json:"parts"`
+	Venv      string                        `json:"venv,omitempty"`
+	Models    map[string]placedModel        `json:"models"`
 	// CoreModelFiles is "<core commit> <models dir>" once the core's own
 	// files of ComfyUI/models were placed in the models folder.
 	CoreModelFiles string `json:"core_model_files,omitempty"`
@@ -236,7 +238,7 @@ func newRealizer(spec *versions.Spec, opts RealizeOptions) (*realizer, error) {
 	if opts.LookupEnv == nil {
 		opts.LookupEnv = os.LookupEnv
 	}
-	cache := NewGitCache(opts.Options)
+	cache := checkout.NewGitCache(opts.CacheDir, opts.Offline, opts.log())
 	return &realizer{
 		spec: spec, opts: opts, target: target, modelsDir: modelsDir,
 		lockFile:  opts.LockPath(spec.VersionID),
@@ -256,10 +258,11 @@ func (r *realizer) logf(format string, args ...any) {
 	fmt.Fprintf(r.opts.log(), format+"\n", args...)
 }
 
-// ensureLock follows the lock rule (LoadOrResolve): online every ref is
+// ensureLock follows the lock rule (resolve.InFile): online every ref is
 // resolved afresh; with --locked or --offline the recorded lock is the truth.
 func (r *realizer) ensureLock(ctx context.Context) (err error) {
-	r.lock, err = LoadOrResolve(ctx, r.spec, r.opts.Options, LockMode{Locked: r.opts.Locked, SkipModels: r.opts.SkipModels, LookupEnv: r.opts.LookupEnv})
+	r.lock, _, err = resolve.InFile(ctx, r.spec, r.lockFile, append(r.opts.ResolveOptions(),
+		resolve.WithLocked(r.opts.Locked), resolve.WithoutModels(r.opts.SkipModels), resolve.WithLookupEnv(r.opts.LookupEnv))...)
 	return err
 }
 
@@ -279,7 +282,7 @@ func (r *realizer) loadState() {
 		_ = json.Unmarshal(data, r.state)
 	}
 	if r.state.Parts == nil {
-		r.state.Parts = map[string]*Checkout{}
+		r.state.Parts = map[string]*checkout.Checkout{}
 	}
 	if r.state.Models == nil {
 		r.state.Models = map[string]placedModel{}
@@ -313,12 +316,12 @@ func (r *realizer) checkouts(ctx context.Context) error {
 	for i, p := range r.parts() {
 		repoURL := r.repoURL(i)
 		prev := r.state.Parts[p.key]
-		tree := TreeOptions(ctx, r.opts.Options, r.cache, repoURL, r.specNode(i))
+		tree := checkout.TreeOptions(ctx, r.cache, repoURL, r.specNode(i))
 		if r.partUnchanged(ctx, i, p) {
 			r.summary = append(r.summary, fmt.Sprintf("%s %s  unchanged", summaryName(p.key), p.repo.Commit[:12]))
 			continue
 		}
-		repo, err := OpenMirror(ctx, r.cache, repoURL, p.repo.Commit)
+		repo, err := checkout.OpenMirror(ctx, r.cache, repoURL, p.repo.Commit)
 		if err != nil {
 			return fmt.Errorf("%s: %w", p.key, err)
 		}
@@ -328,7 +331,7 @@ func (r *realizer) checkouts(ctx context.Context) error {
 		// Pending work is recorded once the checks passed: a refused
 		// checkout must stay refused on the next run.
 		recordPending := func() error {
-			pending := &Checkout{Commit: p.repo.Commit, Files: map[string]TreeFile{}}
+			pending := &checkout.Checkout{Commit: p.repo.Commit, Files: map[string]checkout.TreeFile{}}
 			if prev != nil {
 				pending.Commit, pending.Files = prev.Commit, prev.Files
 			}
@@ -337,7 +340,7 @@ func (r *realizer) checkouts(ctx context.Context) error {
 			return r.saveState()
 		}
 		r.logf("checkout %s at %s", p.key, p.repo.Commit[:12])
-		done, err := CheckoutTree(repo, p.repo.Commit, filepath.Join(r.target, p.key), prev, r.opts.Force, append(append(tree, checkoutOptions(p.key)...), BeforeWrite(recordPending))...)
+		done, err := checkout.CheckoutTree(repo, p.repo.Commit, filepath.Join(r.target, p.key), prev, r.opts.Force, append(append(tree, checkoutOptions(p.key)...), checkout.BeforeWrite(recordPending))...)
 		if err != nil {
 			return fmt.Errorf("%s: %w", p.key, err)
 		}
@@ -354,10 +357,10 @@ func (r *realizer) checkouts(ctx context.Context) error {
 // locked commit, untouched: a realize keeps it, its dry run says so.
 func (r *realizer) partUnchanged(ctx context.Context, i int, p part) bool {
 	prev := r.state.Parts[p.key]
-	if p.repo.Commit == "" || !prev.Done(p.repo.Commit, TreeOptions(ctx, r.opts.Options, r.cache, r.repoURL(i), r.specNode(i))...) || coreModelsTracked(p.key, prev) {
+	if p.repo.Commit == "" || !prev.Done(p.repo.Commit, checkout.TreeOptions(ctx, r.cache, r.repoURL(i), r.specNode(i))...) || coreModelsTracked(p.key, prev) {
 		return false
 	}
-	ok, err := unchanged(filepath.Join(r.target, p.key), prev)
+	ok, err := checkout.Unchanged(filepath.Join(r.target, p.key), prev)
 	return err == nil && ok
 }
 
@@ -374,7 +377,7 @@ func (r *realizer) repoURL(i int) string {
 	if i == 0 {
 		return r.spec.Comfy.Repo
 	}
-	return NodeRepo(r.spec.CustomNodes[i-1], r.lock.CustomNodes[i-1])
+	return checkout.NodeRepo(r.spec.CustomNodes[i-1], r.lock.CustomNodes[i-1])
 }
 
 // links makes ComfyUI/custom_nodes/<name> -> ../../custom_nodes/<name>
@@ -386,7 +389,7 @@ func (r *realizer) links(context.Context) error {
 	const dir = "ComfyUI/custom_nodes"
 	if fi, err := r.root.Lstat(dir); err == nil && !fi.IsDir() {
 		return &TargetError{Path: filepath.Join(r.target, dir), Reason: fmt.Sprintf(
-			"the core (commit %s) has custom_nodes as a %s, not a folder; refusing to put node links through it", r.lock.Comfy.Commit, kindOf(fi))}
+			"the core (commit %s) has custom_nodes as a %s, not a folder; refusing to put node links through it", r.lock.Comfy.Commit, checkout.KindOf(fi))}
 	}
 	if err := realDir(r.root, dir); err != nil {
 		return err
@@ -444,7 +447,7 @@ func realDir(root *os.Root, rel string) error {
 			return err
 		case !fi.IsDir():
 			return fmt.Errorf("%s is a %s, not a folder; refusing to write through it (move it away)",
-				filepath.Join(root.Name(), p), kindOf(fi))
+				filepath.Join(root.Name(), p), checkout.KindOf(fi))
 		}
 	}
 	return nil
@@ -494,14 +497,14 @@ func (r *realizer) venvKey(reqs []pyenv.Requirements, pkgs []versions.LockedPack
 // error naming why.
 func (r *realizer) lockedSet(ctx context.Context, reqs []pyenv.Requirements) ([]versions.LockedPackage, error) {
 	py := &r.lock.Python
-	target, err := HostTarget(ctx, r.opts.Python)
+	target, err := resolve.HostTarget(ctx, r.opts.Python)
 	if err != nil {
 		return nil, err
 	}
-	sources := SourcesDigest(r.lock, r.spec, target)
+	sources := resolve.SourcesDigest(r.lock, r.spec, target)
 	current := len(py.Packages) > 0 && py.Inputs != "" && py.Sources == sources
 	if !current && len(py.Packages) > 0 && py.Inputs != "" {
-		inputs, err := InputsDigest(reqs, r.spec, target)
+		inputs, err := resolve.InputsDigest(reqs, r.spec, target)
 		if err != nil {
 			return nil, err
 		}
@@ -516,7 +519,7 @@ func (r *realizer) lockedSet(ctx context.Context, reqs []pyenv.Requirements) ([]
 		case len(py.Packages) > 0 && !current:
 			return nil, fmt.Errorf("--locked: the Python set in %s was resolved from other inputs (requirements of the locked commits, the spec's python section, or python %s); run without --locked to resolve it again", r.lockFile, target)
 		}
-		if err := CheckCoverage(py.Packages, reqs, r.spec.Python.SystemSitePackages); err != nil {
+		if err := resolve.CheckCoverage(py.Packages, reqs, r.spec.Python.SystemSitePackages); err != nil {
 			return nil, fmt.Errorf("--locked: %s: %w", r.lockFile, err)
 		}
 	}
@@ -581,15 +584,15 @@ func (r *realizer) venv(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		target, err := HostTarget(ctx, r.opts.Python)
+		target, err := resolve.HostTarget(ctx, r.opts.Python)
 		if err != nil {
 			return err
 		}
-		inputs, err := InputsDigest(reqs, r.spec, target)
+		inputs, err := resolve.InputsDigest(reqs, r.spec, target)
 		if err != nil {
 			return err
 		}
-		r.lock.Python.Packages, r.lock.Python.Inputs, r.lock.Python.Sources = pkgs, inputs, SourcesDigest(r.lock, r.spec, target)
+		r.lock.Python.Packages, r.lock.Python.Inputs, r.lock.Python.Sources = pkgs, inputs, resolve.SourcesDigest(r.lock, r.spec, target)
 		r.lock.Python.Overrides = overridden
 		locked = pkgs
 	}
@@ -626,11 +629,11 @@ func (r *realizer) nodesWithInstallPy() []string {
 }
 
 func (r *realizer) fetcher() *models.Fetcher {
-	return NewFetcher(r.spec, r.opts.Options, r.opts.LookupEnv, r.opts.Reporter, r.opts.Backoff)
+	return models.ForSpec(r.spec, models.Setup{CacheDir: r.opts.CacheDir, Offline: r.opts.Offline, Log: r.opts.log(), LookupEnv: r.opts.LookupEnv, Progress: r.opts.Reporter, Backoff: r.opts.Backoff})
 }
 
 func (r *realizer) lockedModel(m versions.Model) (versions.LockedModel, bool) {
-	return LockedModelFor(r.lock, m)
+	return models.LockedFor(r.lock, m)
 }
 
 func (r *realizer) envFile() []byte { return EnvFile(r.spec, r.opts.LookupEnv) }
@@ -665,10 +668,10 @@ func (r *realizer) models(ctx context.Context) error {
 	}
 	if err := errors.Join(errs...); err != nil {
 		r.saveState()
-		MergeLockedModels(r.spec, r.lock, results, errs)
+		models.MergeLocked(r.spec, r.lock, results, errs)
 		return err
 	}
-	MergeLockedModels(r.spec, r.lock, results, errs)
+	models.MergeLocked(r.spec, r.lock, results, errs)
 	if err := r.saveState(); err != nil {
 		return err
 	}
@@ -683,7 +686,7 @@ func (r *realizer) model(ctx context.Context, f *models.Fetcher, m versions.Mode
 	if lm, ok := r.modelInPlace(m); ok {
 		return lm, nil, nil
 	}
-	out, err := FetchModel(ctx, f, m, r.lock)
+	out, err := models.FetchLocked(ctx, f, m, r.lock)
 	if err != nil {
 		return versions.LockedModel{}, nil, err
 	}
@@ -770,13 +773,13 @@ func (r *realizer) plan(ctx context.Context) error {
 	w := r.out()
 	fmt.Fprintf(w, "dry run: realize %s (%s)\n", r.spec.VersionID, r.spec.File)
 	fmt.Fprintf(w, "  target      %s\n  models dir  %s\n", r.target, r.modelsDir)
-	l, _, err := ReadCovering(r.spec, r.opts.Options, r.opts.SkipModels)
+	l, err := resolve.ReadCovering(r.spec, r.lockFile, r.opts.SkipModels)
 	if err != nil {
 		if r.opts.Locked {
 			return fmt.Errorf("--locked: %w", err)
 		}
 		fmt.Fprintf(w, "  lock        %s would be (re)written: %v\n", r.lockFile, err)
-		for _, line := range PlanRepos(r.spec, r.opts.Options) {
+		for _, line := range resolve.Plan(r.spec, r.opts.ResolveOptions()...) {
 			fmt.Fprintln(w, "    "+line)
 		}
 		l = &versions.Lock{Comfy: versions.LockedRepo{Repo: r.spec.Comfy.Repo}}
@@ -816,7 +819,7 @@ func (r *realizer) plan(ctx context.Context) error {
 }
 
 func (r *realizer) loadStateReadOnly() {
-	r.state = &targetState{Parts: map[string]*Checkout{}, Models: map[string]placedModel{}}
+	r.state = &targetState{Parts: map[string]*checkout.Checkout{}, Models: map[string]placedModel{}}
 	if data, err := os.ReadFile(r.stateFile); err == nil {
 		_ = json.Unmarshal(data, r.state)
 	}
@@ -878,7 +881,7 @@ func (r *realizer) planModels(ctx context.Context, w io.Writer) {
 			fmt.Fprintf(w, "  unchanged   %s (%s)\n", filepath.Join(r.modelsDir, filepath.FromSlash(m.Dest())), progress.Size(lm.Size))
 			continue
 		}
-		req := ModelRequest(m)
+		req := models.RequestFor(m)
 		if lm, ok := r.lockedModel(m); ok {
 			req.SHA256, req.URL = lm.SHA256, lm.URL
 		}

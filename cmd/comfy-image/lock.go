@@ -8,7 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/comfy-image/comfy-image/realize"
+	"github.com/comfy-image/comfy-image/realize/resolve"
 	"github.com/comfy-image/comfy-image/versions"
 )
 
@@ -49,7 +49,7 @@ func newLockCmd() *cobra.Command {
 				return rep.print(cmd.OutOrStdout())
 			}
 			if f.locked {
-				l, _, err := realize.ReadCovering(s, opts, false)
+				l, err := resolve.ReadCovering(s, file, false)
 				if err != nil {
 					return fmt.Errorf("--locked: %w", err)
 				}
@@ -58,7 +58,7 @@ func newLockCmd() *cobra.Command {
 			}
 			if f.dryRun {
 				fmt.Fprintf(out, "dry run: %s (%s)\n", s.VersionID, s.File)
-				for _, line := range realize.PlanRepos(s, opts) {
+				for _, line := range resolve.Plan(s, opts.ResolveOptions()...) {
 					fmt.Fprintln(out, "  "+line)
 				}
 				fmt.Fprintf(out, "  would write %s\n", file)
@@ -78,15 +78,15 @@ func newLockCmd() *cobra.Command {
 			case err != nil:
 				return err
 			}
-			l, err := realize.Resolve(cmd.Context(), s, opts, realize.Resolution{Old: old, Update: update})
+			l, changes, err := resolve.Resolve(cmd.Context(), s, old, append(opts.ResolveOptions(), resolve.WithUpdate(update...), resolve.WithLockName(file))...)
 			if err != nil {
 				return err
 			}
-			if err := realize.WriteLockIfChanged(file, old, l); err != nil {
+			if err := resolve.WriteIfChanged(file, old, l); err != nil {
 				return fmt.Errorf("write lock: %w", err)
 			}
 			printLock(out, l)
-			printChanges(out, old, l)
+			printChanges(out, changes)
 			fmt.Fprintf(out, "wrote %s\n", file)
 			return done(l)
 		},
@@ -108,12 +108,12 @@ func printLock(out io.Writer, l *versions.Lock) {
 
 // printChanges shows what moved against the previous lock, for review
 // before the change is deployed.
-func printChanges(out io.Writer, old, l *versions.Lock) {
-	if old == nil {
+func printChanges(out io.Writer, c resolve.Changes) {
+	if c.First {
 		fmt.Fprintln(out, "changes: first lock")
 		return
 	}
-	lines := l.Diff(old)
+	lines := c.Lines
 	if len(lines) == 0 {
 		fmt.Fprintln(out, "changes: none")
 		return

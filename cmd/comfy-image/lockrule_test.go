@@ -332,3 +332,37 @@ func TestModelFromABranchIsResolvedAfresh(t *testing.T) {
 		t.Errorf("the move is not reported (%q):\n%s", want, res.Stderr)
 	}
 }
+
+// `lock --update MODEL` resolves the model again and prints the change; it
+// used to drop the model's pin until the next realize or build.
+func TestLockUpdateModelRePinsItAndPrintsTheChange(t *testing.T) {
+	s := newSite(t)
+	lock := func(args ...string) testsupport.Result {
+		t.Helper()
+		res := testsupport.Run(t, s.dir, s.env(), append([]string{"lock", "--version-id", "demo"}, args...)...)
+		if res.Code != 0 {
+			t.Fatalf("lock %v: exit %d\n%s", args, res.Code, res.Stderr)
+		}
+		return res
+	}
+	lock()
+	lock("--update", "unet")
+	was := s.lock(t)
+	if len(was.Models) != 1 || was.Models[0].Dest != "unet/wan_unet.gguf" || was.Models[0].Revision != s.hf.Commit {
+		t.Fatalf("--update unet pins %+v, want the unet at %s", was.Models, s.hf.Commit)
+	}
+	unet := s.hf.Add("Comfy-Org/Wan/split/unet/wan_unet.gguf", randomBytes(t, 1000))
+	s.hf.Commit = strings.Repeat("b", 40)
+	res := lock("--update", "unet")
+	now := s.lock(t).Models
+	if len(now) != 1 || now[0].SHA256 != unet || now[0].Size != 1000 || now[0].Revision != s.hf.Commit {
+		t.Fatalf("--update unet after main moved: %+v", now)
+	}
+	want := fmt.Sprintf("model unet/wan_unet.gguf: sha256 %s -> %s, revision %s -> %s", was.Models[0].SHA256, unet, was.Models[0].Revision, s.hf.Commit)
+	if !strings.Contains(res.Stdout, "changes (1):") || !strings.Contains(res.Stdout, want) {
+		t.Errorf("the change is not printed (want %q):\n%s", want, res.Stdout)
+	}
+	if _, err := os.Stat(filepath.Join(s.cache, "models", "sha256", unet)); err == nil {
+		t.Error("lock downloaded the model")
+	}
+}

@@ -48,6 +48,9 @@ func New(dir string) *Cache {
 	return &Cache{Dir: dir}
 }
 
+// Folder is the folder of bare mirrors inside the cache root cacheDir.
+func Folder(cacheDir string) string { return filepath.Join(cacheDir, "git") }
+
 // Resolved is a repository reference resolved to a commit.
 type Resolved struct {
 	Commit string

@@ -1,4 +1,4 @@
-package realize
+package checkout
 
 import (
 	"bufio"
@@ -101,11 +101,12 @@ type lfsSource struct {
 
 // WithLFS replaces Git LFS pointer files by their objects, fetched through
 // the LFS batch API of the repository's remote (basic transfer), verified
-// by the pointer's sha256 and size, and kept in the models' store.
-func WithLFS(ctx context.Context, opts Options, repoURL string) CheckoutOption {
+// by the pointer's sha256 and size, and kept in the models' store of the
+// cache root cacheDir; offline, only what the store holds is used.
+func WithLFS(ctx context.Context, cacheDir string, offline bool, repoURL string) CheckoutOption {
 	return func(c *checkoutConfig) {
 		c.repoURL = repoURL
-		c.lfs = &lfsSource{ctx: ctx, store: models.Store{Dir: filepath.Join(opts.CacheDir, "models")}, offline: opts.Offline,
+		c.lfs = &lfsSource{ctx: ctx, store: models.Store{Dir: filepath.Join(cacheDir, "models")}, offline: offline,
 			client: &http.Client{Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, ResponseHeaderTimeout: 60 * time.Second},
 				CheckRedirect: keepAuthOnHost},
 			lookup: os.LookupEnv}

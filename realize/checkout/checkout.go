@@ -1,4 +1,8 @@
-package realize
+// Package checkout reads a commit of a cached repository (a git mirror, or
+// the repository unpacked from a Comfy Registry zip) as a tree, with its
+// submodules, LFS objects and attributes, and writes it into a folder
+// without touching what a user added there.
+package checkout
 
 import (
 	"errors"
@@ -333,7 +337,7 @@ func BeforeWrite(f func() error) CheckoutOption {
 func CheckoutTree(r *git.Repository, commit, dir string, prev *Checkout, force bool, opts ...CheckoutOption) (*Checkout, error) {
 	cfg := newCheckoutConfig(opts)
 	if prev.Done(commit, opts...) && !cfg.holdsExcluded(prev) {
-		if ok, err := unchanged(dir, prev); err != nil || ok {
+		if ok, err := Unchanged(dir, prev); err != nil || ok {
 			return prev, err
 		}
 	}
@@ -398,9 +402,9 @@ func (c *Checkout) Done(commit string, opts ...CheckoutOption) bool {
 	return c != nil && c.Commit == commit && c.Pending == "" && c.Tree == newCheckoutConfig(opts).treeName()
 }
 
-// unchanged reports whether every file of a finished checkout is still as
+// Unchanged reports whether every file of a finished checkout is still as
 // written, restoring nothing; a stat match is enough, a mismatch is hashed.
-func unchanged(dir string, c *Checkout) (bool, error) {
+func Unchanged(dir string, c *Checkout) (bool, error) {
 	t, err := openTree(dir, false)
 	if err != nil {
 		return false, nil
@@ -436,7 +440,7 @@ func openTree(dir string, create bool) (*fsTree, error) {
 	case err != nil:
 		return nil, err
 	case !fi.IsDir():
-		return nil, fmt.Errorf("%s is a %s, not a folder; refusing to check out through it", dir, kindOf(fi))
+		return nil, fmt.Errorf("%s is a %s, not a folder; refusing to check out through it", dir, KindOf(fi))
 	}
 	root, err := os.OpenRoot(dir)
 	if err != nil {
@@ -447,8 +451,8 @@ func openTree(dir string, create bool) (*fsTree, error) {
 
 func (t *fsTree) close() { t.root.Close() }
 
-// kindOf names what a path is, for messages.
-func kindOf(fi os.FileInfo) string {
+// KindOf names what a path is, for messages.
+func KindOf(fi os.FileInfo) string {
 	switch {
 	case fi.Mode()&os.ModeSymlink != 0:
 		return "symlink"
@@ -541,7 +545,7 @@ func (t *fsTree) blobHash(p string, fi os.FileInfo) (plumbing.Hash, error) {
 		}
 		return plumbing.ComputeHash(plumbing.BlobObject, []byte(target)), nil
 	}
-	f, err := t.root.OpenFile(p, os.O_RDONLY|noFollow, 0)
+	f, err := t.root.OpenFile(p, os.O_RDONLY|NoFollow, 0)
 	if err != nil {
 		return plumbing.ZeroHash, err
 	}
@@ -790,7 +794,7 @@ func (t *fsTree) writeFile(e treeEntry, tmp string) error {
 	if e.mode == filemode.Executable {
 		perm = 0o755
 	}
-	f, err := t.root.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY|noFollow, perm)
+	f, err := t.root.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY|NoFollow, perm)
 	if err != nil {
 		return err
 	}

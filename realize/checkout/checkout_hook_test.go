@@ -1,11 +1,12 @@
-package realize
+package checkout
 
 import (
 	"errors"
-	"github.com/comfy-image/comfy-image/internal/testsupport"
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/comfy-image/comfy-image/internal/testsupport"
 )
 
 // The checks run before anything is written: a hook called between them

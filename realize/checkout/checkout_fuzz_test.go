@@ -1,4 +1,4 @@
-package realize
+package checkout
 
 import (
 	"maps"
@@ -113,7 +113,7 @@ func FuzzCheckoutTree(f *testing.F) {
 			if err != nil {
 				continue
 			}
-			if ok, err := unchanged(dir, next); err != nil || !ok {
+			if ok, err := Unchanged(dir, next); err != nil || !ok {
 				t.Fatalf("checkout %d: the folder does not hold what the checkout recorded (%v)", i, err)
 			}
 			state = next

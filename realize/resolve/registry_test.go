@@ -1,4 +1,4 @@
-package realize
+package resolve_test
 
 import (
 	"bytes"
@@ -14,6 +14,8 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 
 	"github.com/comfy-image/comfy-image/internal/testsupport"
+	"github.com/comfy-image/comfy-image/realize/checkout"
+	"github.com/comfy-image/comfy-image/realize/resolve"
 	"github.com/comfy-image/comfy-image/versions"
 )
 
@@ -50,8 +52,8 @@ func TestRegistryNodeIsCheckedOutLikeAGitNode(t *testing.T) {
 	sum := sha256.Sum256(zipData)
 
 	s := registrySpec(t, `{"registry": "comfyui-foo"}`)
-	opts := Options{CacheDir: testsupport.TempDir(t)}
-	l, err := ResolveRepos(context.Background(), s, opts)
+	cacheDir := testsupport.TempDir(t)
+	l, err := resolveIn(s, cacheDir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,8 +72,8 @@ func TestRegistryNodeIsCheckedOutLikeAGitNode(t *testing.T) {
 	ref.Git("commit", "-q", "-m", "more")
 	wantTree := ref.Git("rev-parse", "HEAD^{tree}")
 
-	cache := NewGitCache(opts)
-	repo, err := OpenMirror(context.Background(), cache, NodeRepo(s.CustomNodes[0], n), n.Commit)
+	cache := checkout.NewGitCache(cacheDir, false, nil)
+	repo, err := checkout.OpenMirror(context.Background(), cache, checkout.NodeRepo(s.CustomNodes[0], n), n.Commit)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +85,7 @@ func TestRegistryNodeIsCheckedOutLikeAGitNode(t *testing.T) {
 		t.Errorf("tree %s, git makes %s of the same files", c.TreeHash, wantTree)
 	}
 	dir := filepath.Join(testsupport.TempDir(t), "node")
-	if _, err := CheckoutTree(repo, n.Commit, dir, nil, false); err != nil {
+	if _, err := checkout.CheckoutTree(repo, n.Commit, dir, nil, false); err != nil {
 		t.Fatal(err)
 	}
 	if fi, err := os.Stat(filepath.Join(dir, "bin", "tool.sh")); err != nil || fi.Mode().Perm() != 0o755 {
@@ -98,15 +100,15 @@ func TestRegistryNodeIsCheckedOutLikeAGitNode(t *testing.T) {
 
 	// Another cache resolves the pinned version to the same commit.
 	s2 := registrySpec(t, `{"registry": "comfyui-foo", "version": "1.1.0", "name": "foo"}`)
-	l2, err := ResolveRepos(context.Background(), s2, Options{CacheDir: testsupport.TempDir(t)})
+	l2, err := resolveIn(s2, testsupport.TempDir(t))
 	if err != nil || l2.CustomNodes[0].Commit != n.Commit || l2.CustomNodes[0].Name != "foo" {
 		t.Errorf("second resolve: %+v %v", l2, err)
 	}
 
 	// A lock whose zip changed on the server is refused when the cache is empty.
 	reg.Replace("comfyui-foo", "1.1.0", testsupport.MakeZip(t, testsupport.ZipMember{Name: "__init__.py", Content: "evil\n"}))
-	fresh := NewGitCache(Options{CacheDir: testsupport.TempDir(t)})
-	if _, err := OpenMirror(context.Background(), fresh, NodeRepo(s.CustomNodes[0], n), n.Commit); err == nil || !strings.Contains(err.Error(), "the lock pins "+n.SHA256) {
+	fresh := checkout.NewGitCache(testsupport.TempDir(t), false, nil)
+	if _, err := checkout.OpenMirror(context.Background(), fresh, checkout.NodeRepo(s.CustomNodes[0], n), n.Commit); err == nil || !strings.Contains(err.Error(), "the lock pins "+n.SHA256) {
 		t.Errorf("changed zip: %v", err)
 	}
 }
@@ -122,13 +124,13 @@ func TestRegistryErrorsNameTheNodeAndVersion(t *testing.T) {
 		`{"registry": "comfyui-nope", "version": "1.0.0"}`: "registry node comfyui-nope@1.0.0: unknown node id comfyui-nope",
 		`{"registry": "comfyui-foo", "version": "9.9.9"}`:  "registry node comfyui-foo@9.9.9: the registry has no version 9.9.9 of node comfyui-foo",
 	} {
-		_, err := ResolveRepos(context.Background(), registrySpec(t, nodes), Options{CacheDir: testsupport.TempDir(t)})
+		_, err := resolveIn(registrySpec(t, nodes), testsupport.TempDir(t))
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: got %v, want %q", nodes, err, want)
 		}
 	}
 	var log bytes.Buffer
-	l, err := ResolveRepos(context.Background(), registrySpec(t, `{"registry": "comfyui-foo", "version": "1.0.0"}`), Options{CacheDir: testsupport.TempDir(t), Log: &log})
+	l, err := resolveIn(registrySpec(t, `{"registry": "comfyui-foo", "version": "1.0.0"}`), testsupport.TempDir(t), resolve.WithLog(&log))
 	if err != nil || l.CustomNodes[0].Version != "1.0.0" {
 		t.Fatalf("deprecated version: %v", err)
 	}
@@ -156,7 +158,7 @@ func TestRegistryZipMembersStayInTheNodeFolder(t *testing.T) {
 	}
 	for version, m := range cases {
 		cacheDir := testsupport.TempDir(t)
-		_, err := ResolveRepos(context.Background(), registrySpec(t, `{"registry": "comfyui-bad", "version": "`+version+`"}`), Options{CacheDir: cacheDir})
+		_, err := resolveIn(registrySpec(t, `{"registry": "comfyui-bad", "version": "`+version+`"}`), cacheDir)
 		if err == nil || !strings.Contains(err.Error(), "comfyui-bad@"+version) || !strings.Contains(err.Error(), fmt.Sprintf("%q", m.Name)) {
 			t.Errorf("%s (%s): got %v", version, m.Name, err)
 		}
@@ -166,13 +168,19 @@ func TestRegistryZipMembersStayInTheNodeFolder(t *testing.T) {
 	}
 }
 
+// resolveIn resolves s afresh with the cache root cacheDir.
+func resolveIn(s *versions.Spec, cacheDir string, opts ...resolve.Option) (*versions.Lock, error) {
+	l, _, err := resolve.Resolve(context.Background(), s, nil, append([]resolve.Option{resolve.WithCacheDir(cacheDir)}, opts...)...)
+	return l, err
+}
+
 func plumbingHash(s string) plumbing.Hash { return plumbing.NewHash(s) }
 
 // A lock on disk is untrusted: its sha256 names a cache path.
 func TestRegistryLockCannotPickACachePath(t *testing.T) {
-	cache := NewGitCache(Options{CacheDir: testsupport.TempDir(t)})
-	repo := NodeRepo(versions.Node{}, versions.LockedNode{Registry: "x", Version: "1.0.0", SHA256: "../../../../tmp/evil", URL: "https://example.invalid/x.zip"})
-	if _, err := OpenMirror(context.Background(), cache, repo, strings.Repeat("a", 40)); err == nil || !strings.Contains(err.Error(), "not 64 lower-case hex") {
+	cache := checkout.NewGitCache(testsupport.TempDir(t), false, nil)
+	repo := checkout.NodeRepo(versions.Node{}, versions.LockedNode{Registry: "x", Version: "1.0.0", SHA256: "../../../../tmp/evil", URL: "https://example.invalid/x.zip"})
+	if _, err := checkout.OpenMirror(context.Background(), cache, repo, strings.Repeat("a", 40)); err == nil || !strings.Contains(err.Error(), "not 64 lower-case hex") {
 		t.Errorf("got %v", err)
 	}
 }
@@ -192,18 +200,18 @@ func TestRegistryZipGitFoldersAreSkippedAtAnyDepth(t *testing.T) {
 		testsupport.ZipMember{Name: "lib/util.py", Content: "x = 1\n"},
 	))
 	s := registrySpec(t, `{"registry": "comfyui-git", "version": "1.0.0"}`)
-	opts := Options{CacheDir: testsupport.TempDir(t)}
-	l, err := ResolveRepos(context.Background(), s, opts)
+	cacheDir := testsupport.TempDir(t)
+	l, err := resolveIn(s, cacheDir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	n := l.CustomNodes[0]
-	repo, err := OpenMirror(context.Background(), NewGitCache(opts), NodeRepo(s.CustomNodes[0], n), n.Commit)
+	repo, err := checkout.OpenMirror(context.Background(), checkout.NewGitCache(cacheDir, false, nil), checkout.NodeRepo(s.CustomNodes[0], n), n.Commit)
 	if err != nil {
 		t.Fatal(err)
 	}
 	dir := filepath.Join(testsupport.TempDir(t), "node")
-	if _, err := CheckoutTree(repo, n.Commit, dir, nil, false); err != nil {
+	if _, err := checkout.CheckoutTree(repo, n.Commit, dir, nil, false); err != nil {
 		t.Fatalf("checkout of the registry's own commit: %v", err)
 	}
 	if b, err := os.ReadFile(filepath.Join(dir, "lib", "util.py")); err != nil || string(b) != "x = 1\n" {
@@ -223,10 +231,10 @@ func TestRegistryZipBombMemberIsRefused(t *testing.T) {
 	t.Setenv("COMFY_REGISTRY_URL", reg.URL)
 	reg.PublishZip(t, "comfyui-bomb", "1.0.0", testsupport.MakeZip(t,
 		testsupport.ZipMember{Name: "__init__.py", Content: "ok\n"},
-		testsupport.ZipMember{Name: "weights.bin", Content: strings.Repeat("\x00", maxMemberBytes+1)},
+		testsupport.ZipMember{Name: "weights.bin", Content: strings.Repeat("\x00", 256<<20+1)}, // one byte over the 256 MiB a member may hold
 	))
 	s := registrySpec(t, `{"registry": "comfyui-bomb", "version": "1.0.0"}`)
-	_, err := ResolveRepos(context.Background(), s, Options{CacheDir: testsupport.TempDir(t)})
+	_, err := resolveIn(s, testsupport.TempDir(t))
 	if err == nil || !strings.Contains(err.Error(), "weights.bin") || !strings.Contains(err.Error(), "comfyui-bomb") {
 		t.Fatalf("want an error naming the node and the member, got %v", err)
 	}

@@ -1,4 +1,4 @@
-package realize
+package checkout
 
 import (
 	"fmt"
@@ -46,7 +46,7 @@ func BenchmarkCheckoutTree(b *testing.B) {
 			b.Fatal(err)
 		}
 		for b.Loop() {
-			if ok, err := unchanged(dir, st); err != nil || !ok {
+			if ok, err := Unchanged(dir, st); err != nil || !ok {
 				b.Fatal("not unchanged", err)
 			}
 		}

@@ -1,11 +1,10 @@
-package realize
+package checkout
 
 import (
 	"archive/zip"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -52,21 +51,13 @@ const (
 
 var sha256Pattern = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
-func registryBase() string {
+// RegistryBase is the Comfy Registry API in use (COMFY_REGISTRY_URL or
+// DefaultRegistryURL).
+func RegistryBase() string {
 	if u := os.Getenv("COMFY_REGISTRY_URL"); u != "" {
 		return strings.TrimRight(u, "/")
 	}
 	return DefaultRegistryURL
-}
-
-// registryVersion is the part of GET /nodes/{id}/install (a NodeVersion)
-// that is used.
-type registryVersion struct {
-	ID          string `json:"id"`
-	Version     string `json:"version"`
-	DownloadURL string `json:"downloadUrl"`
-	Deprecated  bool   `json:"deprecated"`
-	Status      string `json:"status"`
 }
 
 var registryClient = &http.Client{Timeout: 10 * time.Minute, Transport: &http.Transport{
@@ -83,84 +74,18 @@ func NodeRepo(n versions.Node, ln versions.LockedNode) string {
 	return (&url.URL{Scheme: registryScheme, Host: ln.Registry, Path: "/" + ln.Version, RawQuery: q.Encode()}).String()
 }
 
-// resolveRegistryNode asks the registry for a node version, fetches and
-// unpacks its zip into the cache and locks it. Warnings (a deprecated
-// version) go to log.
-func resolveRegistryNode(ctx context.Context, opts Options, n versions.Node) (versions.LockedNode, error) {
-	label := n.Registry
-	if n.Version != "" {
-		label += "@" + n.Version
-	} else {
-		label += " (latest)"
-	}
-	if opts.Offline {
-		return versions.LockedNode{}, fmt.Errorf("registry node %s: --offline, and the lock does not pin it", label)
-	}
-	base := registryBase()
-	v, err := registryInstall(ctx, base, n.Registry, n.Version)
-	if err != nil {
-		return versions.LockedNode{}, fmt.Errorf("registry node %s: %w", label, err)
-	}
-	if v.Deprecated {
-		fmt.Fprintf(opts.log(), "warning: registry node %s version %s is deprecated (%s)\n", n.Registry, v.Version, base)
-	}
-	dl, err := checkDownloadURL(base, v.DownloadURL)
-	if err != nil {
-		return versions.LockedNode{}, fmt.Errorf("registry node %s@%s: %w", n.Registry, v.Version, err)
-	}
-	ln := versions.LockedNode{Name: n.Name, Registry: n.Registry, Version: v.Version, URL: repourl.Redact(dl.String())}
-	ln.Repo = "https://registry.comfy.org/nodes/" + n.Registry
-	ln.Ref, ln.ResolvedRef = n.Version, "registry "+n.Registry+"@"+v.Version
-	commit, sha, err := registryRepo(ctx, registryDir(opts.CacheDir), ln, dl.String())
-	if err != nil {
-		return versions.LockedNode{}, fmt.Errorf("registry node %s@%s: %w", n.Registry, v.Version, err)
-	}
-	ln.Commit, ln.SHA256 = commit, sha
-	return ln, nil
+// UnpackRegistryZip makes sure the cache under cacheDir holds the zip of the
+// registry node ln (by sha256; with ln.SHA256 set the zip must match it) and
+// a bare repository with one commit of its unpacked tree, and returns the
+// commit and the zip's sha256.
+func UnpackRegistryZip(ctx context.Context, cacheDir string, ln versions.LockedNode, zipURL string) (commit, sha string, err error) {
+	return registryRepo(ctx, registryDir(cacheDir), ln, zipURL)
 }
 
 func registryDir(cacheDir string) string { return filepath.Join(cacheDir, "registry") }
 
-func registryInstall(ctx context.Context, base, id, version string) (*registryVersion, error) {
-	u := base + "/nodes/" + url.PathEscape(id) + "/install"
-	if version != "" {
-		u += "?version=" + url.QueryEscape(version)
-	}
-	resp, err := registryGet(ctx, u)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	switch {
-	case resp.StatusCode == http.StatusOK:
-	case resp.StatusCode == http.StatusNotFound && version != "":
-		// Tell an unknown version from an unknown node.
-		if node, err := registryGet(ctx, base+"/nodes/"+url.PathEscape(id)); err == nil {
-			node.Body.Close()
-			if node.StatusCode == http.StatusOK {
-				return nil, fmt.Errorf("the registry has no version %s of node %s (GET %s answered %s)", version, id, u, resp.Status)
-			}
-		}
-		return nil, fmt.Errorf("unknown node id %s: the registry does not know it (GET %s answered %s)", id, u, resp.Status)
-	case resp.StatusCode == http.StatusNotFound:
-		return nil, fmt.Errorf("unknown node id %s: the registry does not know it (GET %s answered %s)", id, u, resp.Status)
-	default:
-		return nil, fmt.Errorf("GET %s answered %s", u, resp.Status)
-	}
-	var v registryVersion
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 4<<20)).Decode(&v); err != nil {
-		return nil, fmt.Errorf("GET %s: not a node version: %v", u, err)
-	}
-	if v.Version == "" || v.DownloadURL == "" {
-		return nil, fmt.Errorf("GET %s: the answer has no version or downloadUrl", u)
-	}
-	if version != "" && v.Version != version {
-		return nil, fmt.Errorf("GET %s: asked for version %s, the registry answered %s", u, version, v.Version)
-	}
-	return &v, nil
-}
-
-func registryGet(ctx context.Context, u string) (*http.Response, error) {
+// RegistryGet asks the registry (or its storage) for u.
+func RegistryGet(ctx context.Context, u string) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, err
@@ -169,9 +94,9 @@ func registryGet(ctx context.Context, u string) (*http.Response, error) {
 	return registryClient.Do(req)
 }
 
-// checkDownloadURL accepts a zip URL from the (untrusted) registry answer
+// CheckDownloadURL accepts a zip URL from the (untrusted) registry answer
 // only over https, or plain http when the registry itself is plain http.
-func checkDownloadURL(base, raw string) (*url.URL, error) {
+func CheckDownloadURL(base, raw string) (*url.URL, error) {
 	u, err := url.Parse(raw)
 	b, berr := url.Parse(base)
 	if err != nil || berr != nil || u.Host == "" || !(u.Scheme == "https" || (u.Scheme == "http" && b.Scheme == "http")) {
@@ -247,7 +172,7 @@ func fileHasSHA(file, want string) (bool, error) {
 // downloadZip fetches the zip into zips/<sha256>.zip (temp file + rename),
 // checking it against want when the lock pins it.
 func downloadZip(ctx context.Context, dir, zipURL, want string) (string, string, error) {
-	resp, err := registryGet(ctx, zipURL)
+	resp, err := RegistryGet(ctx, zipURL)
 	if err != nil {
 		var ue *url.Error
 		if errors.As(err, &ue) {
@@ -517,13 +442,13 @@ func openRegistryRepo(ctx context.Context, cache *gitcache.Cache, repo, commit s
 	if !sha256Pattern.MatchString(ln.SHA256) {
 		return nil, fmt.Errorf("registry node %s@%s: the lock's sha256 %q is not 64 lower-case hex characters; run `comfy-image lock` again", ln.Registry, ln.Version, ln.SHA256)
 	}
-	dir := filepath.Join(filepath.Dir(cache.Dir), "registry")
+	dir := registryDir(cacheRoot(cache))
 	repoDir := filepath.Join(dir, "git", ln.SHA256+".git")
 	if _, err := os.Stat(repoDir); err != nil {
 		if cache.Offline {
 			return nil, fmt.Errorf("registry node %s@%s: not in the cache and --offline forbids downloading it", ln.Registry, ln.Version)
 		}
-		if _, err := checkDownloadURL(ln.URL, ln.URL); err != nil {
+		if _, err := CheckDownloadURL(ln.URL, ln.URL); err != nil {
 			return nil, fmt.Errorf("registry node %s@%s: %w", ln.Registry, ln.Version, err)
 		}
 	}

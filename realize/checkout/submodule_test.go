@@ -1,9 +1,8 @@
-package realize
+package checkout
 
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,7 +23,7 @@ func withUmask(t *testing.T, mask int) {
 func checkoutNode(t *testing.T, repoURL, dir string, submodules bool) *Checkout {
 	t.Helper()
 	ctx := context.Background()
-	cache := NewGitCache(Options{CacheDir: testsupport.TempDir(t)})
+	cache := NewGitCache(testsupport.TempDir(t), false, nil)
 	res, err := cache.Resolve(ctx, repoURL, "", "")
 	if err != nil {
 		t.Fatal(err)
@@ -33,7 +32,7 @@ func checkoutNode(t *testing.T, repoURL, dir string, submodules bool) *Checkout 
 	if err != nil {
 		t.Fatal(err)
 	}
-	co, err := CheckoutTree(r, res.Commit, dir, nil, false, TreeOptions(ctx, Options{}, cache, repoURL, versions.Node{Submodules: &submodules})...)
+	co, err := CheckoutTree(r, res.Commit, dir, nil, false, TreeOptions(ctx, cache, repoURL, versions.Node{Submodules: &submodules})...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,51 +120,6 @@ func parseSpec(t *testing.T, text string) *versions.Spec {
 	return s
 }
 
-// The lock records each submodule's path, URL and gitlink commit; a
-// submodule that cannot be fetched fails the lock naming the node, the
-// path and the URL.
-func TestLockRecordsSubmodulesAndNamesUnreachableOnes(t *testing.T) {
-	srv := testsupport.NewGitServer(t)
-	core := srv.NewRepo(t, "comfyanonymous/ComfyUI")
-	core.Commit("core", map[string]string{"main.py": "print('comfy')\n"})
-	lib := srv.NewRepo(t, "org/lib")
-	libCommit := lib.Commit("lib", map[string]string{"lib.py": "X = 1\n"})
-	node := srv.NewRepo(t, "org/node")
-	node.Commit("node", map[string]string{"__init__.py": "\n"})
-	node.SubmoduleAdd(srv.RepoURL("org/lib"), "repositories/lib")
-	// The URL git recorded is absolute; make it relative, as real nodes do.
-	node.Git("config", "-f", ".gitmodules", "submodule.repositories/lib.url", "../lib")
-	node.Commit("with lib", nil)
-	spec := parseSpec(t, fmt.Sprintf(`{"schema_version": 2, "version_id": "demo", "comfy": {"repo": %q},
-	  "custom_nodes": [{"repo": %q, "name": "usdu"}]}`, srv.RepoURL("comfyanonymous/ComfyUI"), srv.RepoURL("org/node")))
-	opts := Options{CacheDir: testsupport.TempDir(t)}
-	l, err := ResolveRepos(context.Background(), spec, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := []versions.LockedSubmodule{{Path: "repositories/lib", URL: srv.RepoURL("org/lib"), Commit: libCommit}}
-	if got := l.CustomNodes[0].Submodules; fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Fatalf("lock submodules %v, want %v", got, want)
-	}
-	mirror, _ := NewGitCache(opts).MirrorPath(srv.RepoURL("org/lib"))
-	if _, err := os.Stat(mirror); err != nil {
-		t.Fatalf("the submodule has no mirror of its own in the cache: %v", err)
-	}
-
-	// The submodule's repository goes away: the lock fails, naming all.
-	os.RemoveAll(lib.Dir)
-	_, err = ResolveRepos(context.Background(), spec, Options{CacheDir: testsupport.TempDir(t)})
-	var se *SubmoduleError
-	if !errors.As(err, &se) {
-		t.Fatalf("got %v, want a *SubmoduleError", err)
-	}
-	for _, part := range []string{"custom_nodes[0] (usdu)", "repositories/lib", srv.RepoURL("org/lib")} {
-		if !strings.Contains(err.Error(), part) {
-			t.Errorf("error %q does not name %q", err, part)
-		}
-	}
-}
-
 // A remote node cannot make us read the machine's repositories through a
 // file:// submodule; a .gitmodules path that does not match its gitlink
 // is refused too. Both are bad input, and nothing is written.
@@ -179,14 +133,14 @@ func TestSubmoduleURLsAreUntrusted(t *testing.T) {
 	node.Commit("file submodule", nil)
 	dir := filepath.Join(testsupport.TempDir(t), "node")
 	ctx := context.Background()
-	cache := NewGitCache(Options{CacheDir: testsupport.TempDir(t)})
+	cache := NewGitCache(testsupport.TempDir(t), false, nil)
 	url := srv.RepoURL("org/evil")
 	res, err := cache.Resolve(ctx, url, "", "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	r, _ := cache.Open(url)
-	_, err = CheckoutTree(r, res.Commit, dir, nil, false, TreeOptions(ctx, Options{}, cache, url, versions.Node{})...)
+	_, err = CheckoutTree(r, res.Commit, dir, nil, false, TreeOptions(ctx, cache, url, versions.Node{})...)
 	var se *SubmoduleError
 	if !errors.As(err, &se) || !se.BadInput() || !strings.Contains(err.Error(), "file:// submodule") {
 		t.Fatalf("got %v, want a refused file:// submodule (bad input)", err)

@@ -1,5 +1,0 @@
-//go:build !unix
-
-package realize
-
-const noFollow = 0
