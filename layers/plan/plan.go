@@ -96,6 +96,9 @@ type PlannedPart struct {
 	// Upload are the registry repositories the layer's blob would be
 	// uploaded to (those that do not hold it yet).
 	Upload []string
+	// Write are the OCI layouts (that lack the blob) and tarballs the
+	// layer's bytes would be written to.
+	Write []string
 }
 
 // BuildPlan is what `build --dry-run` prints: the parts the build would
@@ -109,7 +112,8 @@ type BuildPlan struct {
 	Resolve     []string
 	BaseLayers  int
 	Parts       []PlannedPart
-	// Writes are the outputs that are no registry (every layer is written).
+	// Writes are the outputs that are no registry: each gets the images,
+	// and the blobs it lacks (PlannedPart.Write).
 	Writes []string
 }
 
@@ -133,6 +137,9 @@ func (p *BuildPlan) Print(w io.Writer) {
 		fmt.Fprintf(w, "  %-14s %-6s %s%s\n", pp.Action, pp.Kind, pp.Name, detail)
 		for _, repo := range pp.Upload {
 			fmt.Fprintf(w, "  %-14s %-6s %s to %s\n", "upload", pp.Kind, pp.Name, repo)
+		}
+		for _, out := range pp.Write {
+			fmt.Fprintf(w, "  %-14s %-6s %s to %s\n", "write", pp.Kind, pp.Name, out)
 		}
 	}
 	for _, out := range p.Writes {
