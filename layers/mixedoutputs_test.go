@@ -176,3 +176,46 @@ func TestLazyLayersPackWhenAWriterAsks(t *testing.T) {
 		t.Errorf("packed %d app layers on demand, want 5 (core, two nodes, venv, config)", n)
 	}
 }
+
+// TestTarballOutputGetsEveryLayer checks a tarball beside a registry that
+// holds every layer: a tarball holds nothing, so every app layer is
+// packed (and reported so), and the tarball has every layer's bytes.
+func TestTarballOutputGetsEveryLayer(t *testing.T) {
+	v := testsupport.NewVersion(t)
+	reg := testsupport.NewRegistry(t)
+	base := pushBase(t, reg, testsupport.SyntheticBase(t), "tar")
+	runner(t, v, reg, base, t.TempDir())
+	tarFile := filepath.Join(t.TempDir(), "demo.tar")
+	res, reqs := runnerTo(t, v, reg, base, t.TempDir(), []string{reg.Host + "/comfy/demo:v1", "tar:" + tarFile})
+	for _, p := range res.Parts {
+		if p.Kind != plan.Model && p.Action != plan.Pack {
+			t.Errorf("%s: %s, want %s (a tarball needs its bytes)", p.Label(), p.Action, plan.Pack)
+		}
+	}
+	if up := blobUploads(reqs); len(up) != 0 {
+		t.Errorf("the registry held every layer, yet %v were uploaded", up)
+	}
+	img, err := layers.ReadImage(layers.Location{Kind: layers.Tarball, Path: tarFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A docker tarball has its own manifest; config and layers are ours.
+	if got, want := layerDigests(t, img), layerDigests(t, res.App); !slices.Equal(got, want) {
+		t.Errorf("the tarball's app layers are %v, built %v", got, want)
+	}
+	ls, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range ls {
+		rc, err := l.Compressed()
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, _, err := v1.SHA256(rc)
+		rc.Close()
+		if want, _ := l.Digest(); err != nil || d != want {
+			t.Errorf("tarball layer %s has bytes %s (%v)", want, d, err)
+		}
+	}
+}
