@@ -348,9 +348,30 @@ func (b *builder) repoPart(ctx context.Context, git *gitcache.Cache, kind plan.P
 	}
 	return plan.Part{
 		Kind: kind, Name: name, Repo: locked.Repo, Commit: locked.Commit, Key: key, Action: action, Layer: layer,
+		Fetch:       b.fetches(action, git, mirrorWant{url: repo, shown: locked.Repo, commit: locked.Commit}),
 		Annotations: map[string]string{AnnPart: string(kind), AnnName: name, AnnRepo: locked.Repo, AnnCommit: locked.Commit},
 		History:     fmt.Sprintf("comfy-image: %s %s at %s", kind, name, locked.Commit),
 	}, nil
+}
+
+// mirrorWant is a commit a part is packed from: url is fetched, shown
+// is how the lock records the repository.
+type mirrorWant struct{ url, shown, commit string }
+
+// fetches are the repositories a dry run's part to pack must fetch first:
+// those whose mirror in the cache lacks the commit (nil in a build, and
+// for a part not packed).
+func (b *builder) fetches(action plan.Action, git *gitcache.Cache, wants ...mirrorWant) []string {
+	if !b.dryRun || action != plan.Pack {
+		return nil
+	}
+	var out []string
+	for _, w := range wants {
+		if _, ok, err := git.Peek(w.url, "", w.commit); !ok || err != nil {
+			out = append(out, w.shown)
+		}
+	}
+	return out
 }
 
 // CoreError is a core commit the image cannot be built on (bad input).
@@ -459,7 +480,12 @@ func (b *builder) groupPart(ctx context.Context, git *gitcache.Cache, g int, mem
 		return plan.Part{}, err
 	}
 	ann[AnnName] = strings.Join(names, ",")
-	return plan.Part{Kind: plan.Nodes, Name: fmt.Sprintf("group %d: %s", g, strings.Join(names, ", ")), Key: key, Action: action, Layer: layer,
+	var wants []mirrorWant
+	for _, i := range members {
+		n := b.lock.CustomNodes[i]
+		wants = append(wants, mirrorWant{url: realize.NodeRepo(b.spec.CustomNodes[i], n), shown: n.Repo, commit: n.Commit})
+	}
+	return plan.Part{Kind: plan.Nodes, Name: fmt.Sprintf("group %d: %s", g, strings.Join(names, ", ")), Key: key, Action: action, Fetch: b.fetches(action, git, wants...), Layer: layer,
 		Annotations: ann, History: "comfy-image: nodes " + strings.Join(names, ", ")}, nil
 }
 

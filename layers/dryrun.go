@@ -78,7 +78,7 @@ func PlanBuild(ctx context.Context, spec *versions.Spec, opts BuildOptions, outs
 // outputs that lack its blob (registries it would be uploaded to, layouts
 // and tarballs it would be written to).
 func (b *builder) planned(ctx context.Context, p plan.Part, modelsImage bool) plan.PlannedPart {
-	pp := plan.PlannedPart{Kind: p.Kind, Name: p.Name, Key: p.Key, Action: p.Action}
+	pp := plan.PlannedPart{Kind: p.Kind, Name: p.Name, Key: p.Key, Action: p.Action, Fetch: p.Fetch}
 	if p.Layer != nil {
 		if d, err := p.Layer.Digest(); err == nil {
 			pp.Digest = d.String()
