@@ -486,7 +486,7 @@ func (b *builder) groupPart(ctx context.Context, git *gitcache.Cache, g int, mem
 	var wants []mirrorWant
 	for _, i := range members {
 		n := b.lock.CustomNodes[i]
-		wants = append(wants, mirrorWant{url: realize.NodeRepo(b.spec.CustomNodes[i], n), shown: n.Repo, commit: n.Commit})
+		wants = append(wants, mirrorWant{url: checkout.NodeRepo(b.spec.CustomNodes[i], n), shown: n.Repo, commit: n.Commit})
 	}
 	return plan.Part{Kind: plan.Nodes, Name: fmt.Sprintf("group %d: %s", g, strings.Join(names, ", ")), Key: key, Action: action, Fetch: b.fetches(action, git, wants...), Layer: layer,
 		Annotations: ann, History: "comfy-image: nodes " + strings.Join(names, ", ")}, nil
@@ -903,9 +903,9 @@ func (b *builder) remoteModelParts(ctx context.Context, slots int) ([]plan.Part,
 // fetchModelLayer downloads the pinned model lm (unless the model store
 // has it) and makes its layer: the bytes of a lazy model layer.
 func (b *builder) fetchModelLayer(ctx context.Context, m versions.Model, lm versions.LockedModel, inImage string) (v1.Layer, error) {
-	f := realize.NewFetcher(b.spec, b.opts.Options, b.opts.LookupEnv, b.opts.Reporter, 0)
+	f := models.ForSpec(b.spec, models.Setup{CacheDir: b.opts.CacheDir, Offline: b.opts.Offline, Log: b.opts.Log, LookupEnv: b.opts.LookupEnv, Progress: b.opts.Reporter})
 	observe := materialize.ModelLayerObserver(b.cache.Dir, inImage, b.modTime, f.Store.BlobPath)
-	got, err := realize.FetchModelObserved(ctx, f, m, &versions.Lock{Models: []versions.LockedModel{lm}}, observe)
+	got, err := models.FetchLockedObserved(ctx, f, m, &versions.Lock{Models: []versions.LockedModel{lm}}, observe)
 	f.Progress.Wait()
 	if err != nil {
 		return nil, err
