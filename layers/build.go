@@ -76,8 +76,8 @@ type BuildOptions struct {
 	LookupEnv  func(string) (string, bool)
 	Getenv     func(string) string
 	// PushTo are the outputs (registries, OCI layouts, tarballs): a layer
-	// whose digest is known (the lock, or an image at a registry output or
-	// --cache-from) and which every output already holds is neither packed
+	// whose digest is known (from an image at a registry output or
+	// --cache-from; never from the lock alone) and which every output already holds is neither packed
 	// nor fetched (the registry is the cache of a fresh CI runner).
 	PushTo    []Location
 	ModelsRef string
@@ -109,7 +109,7 @@ type Result struct {
 }
 
 type builder struct {
-	// known are the layers the lock recorded, by key; appOuts and
+	// known are the layers trusted images list, by key; appOuts and
 	// modelOuts are where the images go (asked whether they hold a layer).
 	known          map[string]versions.LockedLayer
 	registryModels map[string]versions.LockedModel // by destination

@@ -19,8 +19,7 @@ import (
 	"github.com/comfy-image/comfy-image/versions"
 )
 
-// registryCache prepares the registry-as-cache: the layers the lock knows,
-// the outputs the images go to (each asked whether it holds a layer's
+// registryCache prepares the registry-as-cache: the outputs the images go to (each asked whether it holds a layer's
 // blob before that layer is packed), and what the images already at the
 // registry references (and --cache-from) say of their layers, so a fresh
 // CI runner with no lock and no cache packs and downloads only what
@@ -30,11 +29,12 @@ func (b *builder) registryCache(ctx context.Context) error {
 	b.registryModels = map[string]versions.LockedModel{}
 	b.listed = map[string]map[v1.Hash]bool{}
 	b.seen = map[string]v1.Hash{}
-	for _, l := range b.lock.Layers {
-		if l.Key != "" {
-			b.known[l.Key] = l
-		}
-	}
+	// The lock's layers are a record of what was built, never a source of
+	// reuse: a lock is a file anyone can edit, and an entry naming another
+	// layer's digest under this key would put that blob in the image.
+	// Only the images at the push references and --cache-from (learnt
+	// below) are trusted for layer keys; the local cache speaks for what
+	// it packed itself.
 	if err := b.learnCacheFrom(ctx); err != nil {
 		return err
 	}
@@ -163,8 +163,8 @@ func (b *builder) layer(ctx context.Context, key string, pack packer) (v1.Layer,
 	return l, plan.Pack, err
 }
 
-// knownLayer is the layer recorded under key (by the lock, or an image at
-// the push reference or --cache-from) when every output in outs holds its
+// knownLayer is the layer recorded under key by a trusted image (at the
+// push reference or --cache-from) when every output in outs holds its
 // blob: a lazy layer, packed by pack only if a writer asks for its bytes.
 func (b *builder) knownLayer(ctx context.Context, key string, outs []Location, pack func() (v1.Layer, error)) (v1.Layer, bool) {
 	known, ok := b.known[key]
