@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/comfy-image/comfy-image/internal/parallel"
@@ -130,6 +131,10 @@ type builder struct {
 	// listed are the blobs the manifests at the output references list,
 	// by repository: a registry holds every blob its manifests list.
 	listed map[string]map[v1.Hash]bool
+	// cacheFrom are the repositories of the --cache-from images (and of
+	// their models images): a blob one lists is mounted from there into
+	// an output of the same registry rather than packed and uploaded.
+	cacheFrom []name.Repository
 	// seen are the manifest digests read at the output references (and
 	// --cache-from), by reference: a push of the same digest is a no-op.
 	seen map[string]v1.Hash

@@ -2,6 +2,8 @@ package layers_test
 
 import (
 	"context"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -88,4 +90,73 @@ func registryBase(t *testing.T, reg *testsupport.Registry) string {
 		t.Fatal(err)
 	}
 	return ref
+}
+
+// TestCacheFromAnotherRepositoryMountsItsLayers: a fresh runner pushing
+// to another repository of the registry with --cache-from an image there
+// packs nothing, downloads no model and uploads no layer: every layer the
+// --cache-from images list under its key is mounted from their repository,
+// and the pushed images hold exactly their layers.
+func TestCacheFromAnotherRepositoryMountsItsLayers(t *testing.T) {
+	v := testsupport.NewVersion(t)
+	reg := testsupport.NewScopedRegistry(t)
+	base := registryBase(t, reg)
+	lockFile := filepath.Join(testsupport.TempDir(t), "demo.lock.json")
+	withLock := func(o *layers.BuildOptions) { o.LockFile = lockFile }
+	from := reg.Host + "/comfy/t1:locked"
+	first, _ := runnerTo(t, v, reg, base, testsupport.TempDir(t), []string{from}, withLock)
+	hfBefore := len(v.HF.Requests())
+
+	second, reqs := runnerTo(t, v, reg, base, testsupport.TempDir(t), []string{reg.Host + "/comfy/other:v1"}, withLock,
+		func(o *layers.BuildOptions) { o.Locked, o.CacheFrom = true, []string{from} })
+	for _, p := range second.Parts {
+		if p.Action != plan.ReuseRegistry {
+			t.Errorf("%s: %s, want reuse-registry (mounted from %s)", p.Label(), p.Action, from)
+		}
+	}
+	if n := len(v.HF.Requests()) - hfBefore; n != 0 {
+		t.Errorf("%d requests to the model host", n)
+	}
+	configs := map[string]bool{}
+	for _, img := range []v1.Image{second.App, second.Models} {
+		d, err := img.ConfigName()
+		if err != nil {
+			t.Fatal(err)
+		}
+		configs[d.String()] = true
+	}
+	mounts := 0
+	for _, q := range reqs {
+		if !strings.HasPrefix(q.Path, "/v2/comfy/other/blobs/uploads") {
+			continue
+		}
+		if strings.Contains(q.Query, "mount=") && q.Status == http.StatusCreated {
+			mounts++
+		}
+		if q.Method == http.MethodPut {
+			d := strings.TrimPrefix(q.Query, "digest=")
+			if !configs[strings.ReplaceAll(d, "%3A", ":")] {
+				t.Errorf("uploaded a layer: %v", q)
+			}
+		}
+	}
+	if mounts == 0 {
+		t.Error("no blob was mounted")
+	}
+	for _, c := range []struct {
+		tag  string
+		want v1.Image
+	}{{"v1", first.App}, {"v1-models", first.Models}} {
+		ref, err := name.ParseReference(reg.Host + "/comfy/other:" + c.tag)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pushed, err := remote.Image(ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := layerDigests(t, pushed), layerDigests(t, c.want); strings.Join(got, " ") != strings.Join(want, " ") {
+			t.Errorf("%s layers:\n got %v\nwant %v", ref, got, want)
+		}
+	}
 }
