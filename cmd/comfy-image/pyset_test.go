@@ -4,6 +4,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"syscall"
@@ -43,7 +44,7 @@ func mirrors(t *testing.T, cache string) []string {
 // at the push reference. Only that node is cloned (for its layer and its
 // requirements); ComfyUI's and the other node's requirements come from
 // the lock's per-source records; the venv layer is reused; two blobs go up.
-func TestLockedFreshRunnerClonesOnlyTheMovedNode(t *testing.T) {
+func TestLockUpdateThenLockedBuildOnAFreshRunner(t *testing.T) {
 	v := testsupport.NewVersion(t)
 	base := testsupport.SyntheticBase(t)
 	reg := testsupport.NewRegistry(t)
@@ -87,15 +88,22 @@ func TestLockedFreshRunnerClonesOnlyTheMovedNode(t *testing.T) {
 	}
 }
 
-// A version without any Python requirement resolves to an empty set; the
-// set is resolved all the same, so a finished target stays as it is: no
-// new venv, no pip run.
-func TestEmptyPythonSetIsResolvedOnce(t *testing.T) {
+// withoutRequirements is the fixture's version with no requirements file
+// in any repository: its Python set is empty.
+func withoutRequirements(t *testing.T) *testsupport.Version {
 	v := testsupport.NewVersion(t)
 	for _, r := range []*testsupport.Repo{v.Core, v.Nodes["ComfyUI-GGUF"], v.Nodes["ComfyUI-KJNodes"]} {
 		r.Git("rm", "-q", "requirements.txt")
 		r.Git("commit", "-qm", "no requirements")
 	}
+	return v
+}
+
+// A version without any Python requirement resolves to an empty set; the
+// set is resolved all the same, so a finished target stays as it is: no
+// new venv, no pip run.
+func TestEmptyPythonSetIsResolvedOnce(t *testing.T) {
+	v := withoutRequirements(t)
 	cache := filepath.Join(v.Dir, "cache")
 	target := filepath.Join(v.Dir, "target")
 	realize := func(extra ...string) testsupport.Result {
@@ -133,3 +141,38 @@ func TestEmptyPythonSetIsResolvedOnce(t *testing.T) {
 		}
 	}
 }
+
+// The build side of an empty set: the dry run after a build plans the venv
+// as the build does (reused), and a rebuild reuses it.
+func TestEmptyPythonSetVenvIsPlannedAsReused(t *testing.T) {
+	v := withoutRequirements(t)
+	base := testsupport.SyntheticBase(t)
+	reg := testsupport.NewRegistry(t)
+	cache := filepath.Join(v.Dir, "cache")
+	args := []string{"build", "--spec", v.SpecFile, "--base", base, "--wheels-dir", v.Wheels, "--push", reg.Host + "/comfy/demo:v1"}
+	if res := testsupport.Run(t, v.Dir, v.Env(cache), args...); res.Code != 0 {
+		t.Fatal(res.Stderr)
+	}
+	plan := testsupport.Run(t, v.Dir, v.Env(cache), append(args, "--dry-run", "--locked")...)
+	if plan.Code != 0 {
+		t.Fatal(plan.Stderr)
+	}
+	venv := ""
+	for _, line := range strings.Split(plan.Stdout, "\n") {
+		if strings.Contains(line, " venv ") {
+			venv = line
+		}
+	}
+	if f := strings.Fields(venv); len(f) == 0 || !strings.HasPrefix(f[0], "reuse") {
+		t.Errorf("the dry run plans the empty venv as %q, want reused:\n%s", venv, plan.Stdout)
+	}
+	res := testsupport.Run(t, v.Dir, v.Env(cache), append(args, "--locked")...)
+	if res.Code != 0 {
+		t.Fatal(res.Stderr)
+	}
+	if strings.Contains(res.Stderr, "pip") || regexpVenvPacked.MatchString(res.Stdout+res.Stderr) {
+		t.Errorf("the rebuild resolved or packed the empty venv again:\n%s\n%s", res.Stdout, res.Stderr)
+	}
+}
+
+var regexpVenvPacked = regexp.MustCompile(`venv .*packed`)
