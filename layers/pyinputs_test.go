@@ -95,6 +95,23 @@ func TestLockedFreshRunnerClonesOnlyTheMovedNode(t *testing.T) {
 	if up := blobUploads(reqs); len(up) != 2 {
 		t.Errorf("uploaded %d blobs (%v), want 2", len(up), up)
 	}
+
+	// A lock without the records (written before them) is read as before:
+	// every source's requirements are read, and the set is kept.
+	l.Python.ImageRequirements = nil
+	if err := versions.WriteLock(lockFile, l); err != nil {
+		t.Fatal(err)
+	}
+	cache = t.TempDir()
+	res, _ = runner(t, v, reg, base, cache, withLock, locked)
+	if got := mirrorsIn(t, cache); len(got) != 3 {
+		t.Errorf("a lock without records: the cache holds the mirrors %v, want all three read", got)
+	}
+	for _, p := range res.Parts {
+		if p.Action == plan.Pack {
+			t.Errorf("a lock without records: %s packed", p.Label())
+		}
+	}
 }
 
 // Without the lock the image's python-set label carries the same records:
