@@ -550,7 +550,7 @@ func (b *builder) lockedImageSet(ctx context.Context, git *gitcache.Cache) ([]ve
 		if recs, read, err = b.requirementRecords(ctx, git); err != nil {
 			return nil, nil, err
 		}
-		b.logf("venv: requirements read again for %d of %d sources (the others' commits did not move)", read, len(recs))
+		b.logf("venv: requirements read again from %d of %d repositories (the others' commits did not move)", read, 1+len(b.lock.CustomNodes))
 		if current = resolve.RecordsDigest(recs, b.spec, target) == py.ImageInputs; current {
 			// The same lines from moved commits.
 			py.ImageSources, py.ImageRequirements, py.Overrides = sources, recs, appliedOverrides(recs)

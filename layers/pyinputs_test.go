@@ -127,7 +127,7 @@ func TestFreshRunnerReadsOnlyTheMovedNodesRequirements(t *testing.T) {
 	var log strings.Builder
 	res, reqs := runner(t, v, reg, base, t.TempDir(), func(o *layers.BuildOptions) { o.WheelsDir, o.Log = t.TempDir(), &log })
 	packedOnly(t, res, "node ComfyUI-KJNodes")
-	if !strings.Contains(log.String(), "requirements read again for 1 of 3 sources") {
+	if !strings.Contains(log.String(), "requirements read again from 1 of 3 repositories") {
 		t.Errorf("the records of the image's label were not used:\n%s", log.String())
 	}
 	if up := blobUploads(reqs); len(up) != 2 {

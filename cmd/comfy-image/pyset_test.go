@@ -83,7 +83,7 @@ func TestLockUpdateThenLockedBuildOnAFreshRunner(t *testing.T) {
 	if n, _ := reg.Uploads(); n-uploads != 2 {
 		t.Errorf("%d blobs uploaded, want 2 (the node's layer and the config)", n-uploads)
 	}
-	if strings.Contains(res.Stdout+res.Stderr, "pack           venv") || !strings.Contains(res.Stdout+res.Stderr, "requirements read again for 1 of 3 sources") {
+	if regexpVenvPacked.MatchString(res.Stdout+res.Stderr) || !strings.Contains(res.Stdout+res.Stderr, "requirements read again from 1 of 3 repositories") {
 		t.Errorf("the venv was not reused from the registry, or more than the moved node's requirements read:\n%s\n%s", res.Stdout, res.Stderr)
 	}
 }
@@ -175,4 +175,6 @@ func TestEmptyPythonSetVenvIsPlannedAsReused(t *testing.T) {
 	}
 }
 
-var regexpVenvPacked = regexp.MustCompile(`venv .*packed`)
+// regexpVenvPacked finds the venv's row of a build's table when it was
+// packed ("  5  venv  3 packages ...  1.3 KiB  sha256:0123abcd  packed").
+var regexpVenvPacked = regexp.MustCompile(`(?m)^\s*\d+\s+venv\s.*sha256:[0-9a-f]+\s+packed\s*$`)
