@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/comfy-image/comfy-image/internal/testsupport"
 	"github.com/comfy-image/comfy-image/realize/gitcache"
@@ -129,7 +130,9 @@ func TestEmptyPythonSetIsResolvedOnce(t *testing.T) {
 	}
 	made := inode()
 	for i := 0; i < 2; i++ {
+		start := time.Now()
 		res := realize("--locked")
+		t.Logf("realize --locked %d: %v (process included)", i+1, time.Since(start))
 		if res.Code != 0 {
 			t.Fatalf("realize --locked: %s", res.Stderr)
 		}
