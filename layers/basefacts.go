@@ -170,15 +170,24 @@ type pythonSet struct {
 	Inputs   string                   `json:"inputs"`
 	Sources  string                   `json:"sources"`
 	Packages []versions.LockedPackage `json:"packages"`
+	// Requirements are the per-source records of the inputs (see
+	// versions.LockedRequirements): a runner without the lock reads again
+	// only the sources whose commit moved.
+	Requirements []versions.LockedRequirements `json:"requirements,omitempty"`
 }
 
 // pythonSetLabel is the lock's set for this build's target, if it has one.
 func (b *builder) pythonSetLabel() (string, bool) {
 	py := b.lock.Python
-	if py.ImageTarget != b.targetID() || py.ImageInputs == "" || len(py.ImagePackages) == 0 {
+	// A resolved set may be empty: its inputs digest tells it resolved.
+	if py.ImageTarget != b.targetID() || py.ImageInputs == "" {
 		return "", false
 	}
-	data, _ := json.Marshal(pythonSet{Target: py.ImageTarget, Inputs: py.ImageInputs, Sources: py.ImageSources, Packages: py.ImagePackages})
+	pkgs := py.ImagePackages
+	if pkgs == nil {
+		pkgs = []versions.LockedPackage{}
+	}
+	data, _ := json.Marshal(pythonSet{Target: py.ImageTarget, Inputs: py.ImageInputs, Sources: py.ImageSources, Packages: pkgs, Requirements: py.ImageRequirements})
 	return string(data), true
 }
 
@@ -189,11 +198,16 @@ func (b *builder) learnPythonSet(cf *v1.ConfigFile) {
 		return
 	}
 	var s pythonSet
-	if json.Unmarshal([]byte(raw), &s) != nil || s.Target == "" || s.Inputs == "" || len(s.Packages) == 0 {
+	if json.Unmarshal([]byte(raw), &s) != nil || s.Target == "" || s.Inputs == "" {
 		return
 	}
 	for _, p := range s.Packages {
 		if p.Name == "" || p.Wheel == "" || len(p.SHA256) != 64 {
+			return
+		}
+	}
+	for _, r := range s.Requirements {
+		if r.Owner == "" || r.OverridesDigest == "" {
 			return
 		}
 	}
@@ -212,7 +226,7 @@ func (b *builder) learnPythonSet(cf *v1.ConfigFile) {
 // was adopted) puts the lock's own fields back.
 func (b *builder) adoptPythonSet() (restore func()) {
 	py, target := &b.lock.Python, b.targetID()
-	if b.opts.Locked || (py.ImageTarget == target && len(py.ImagePackages) > 0) {
+	if b.opts.Locked || (py.ImageTarget == target && py.ImageInputs != "") {
 		return nil
 	}
 	s, ok := b.pythonSets[target]
@@ -221,7 +235,12 @@ func (b *builder) adoptPythonSet() (restore func()) {
 	}
 	saved := *py
 	py.ImageTarget, py.ImageInputs, py.ImageSources = s.Target, s.Inputs, s.Sources
-	py.ImagePackages = append([]versions.LockedPackage(nil), s.Packages...)
+	py.ImagePackages = append([]versions.LockedPackage{}, s.Packages...)
+	if len(s.Requirements) > 0 {
+		// Facts about commits (whichever set they came with): kept when
+		// the lock's own set is put back.
+		py.ImageRequirements = append([]versions.LockedRequirements(nil), s.Requirements...)
+	}
 	b.logf("venv: the Python set of the image built before (%d packages)", len(s.Packages))
 	return func() {
 		py.ImageTarget, py.ImageInputs, py.ImageSources, py.ImagePackages = saved.ImageTarget, saved.ImageInputs, saved.ImageSources, saved.ImagePackages

@@ -20,7 +20,6 @@ import (
 
 	"github.com/comfy-image/comfy-image/internal/parallel"
 	"github.com/comfy-image/comfy-image/internal/progress"
-	"github.com/comfy-image/comfy-image/internal/reqfile"
 	"github.com/comfy-image/comfy-image/layers/assemble"
 	"github.com/comfy-image/comfy-image/layers/materialize"
 	"github.com/comfy-image/comfy-image/layers/plan"
@@ -501,40 +500,30 @@ func (b *builder) groupPart(ctx context.Context, git *gitcache.Cache, g int, mem
 }
 
 // requirements reads ComfyUI's and each node's requirements.txt (or
-// pyproject.toml dependencies) from the mirrors (no checkout needed) plus the spec's python.requirements.
+// pyproject.toml dependencies) from the mirrors (no checkout needed) plus
+// the spec's python.requirements, and records each source's lines in the
+// lock (see requirementRecords).
 func (b *builder) requirements(ctx context.Context, git *gitcache.Cache) ([]pyenv.Requirements, error) {
 	var reqs []pyenv.Requirements
-	var applied []reqfile.Applied
-	add := func(owner, repo, commit string) error {
-		r, err := checkout.OpenMirror(ctx, git, repo, commit)
+	var recs []versions.LockedRequirements
+	for _, src := range b.requirementSources() {
+		q, rec, found, err := b.loadSource(ctx, git, src)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		// The one requirements parser: no index option, local path,
-		// ${VAR} or symlink reaches pip; python.overrides applied.
-		q, a, ok, err := pyenv.LoadRepo(realize.CommitSource(r, commit), owner, b.spec.Python.Overrides)
-		if err != nil || !ok {
-			return err
+		if found {
+			reqs = append(reqs, q)
 		}
-		reqs, applied = append(reqs, q), append(applied, a...)
-		return nil
+		recs = append(recs, rec)
 	}
-	if err := add("ComfyUI", b.spec.Comfy.Repo, b.lock.Comfy.Commit); err != nil {
+	q, rec, found, err := b.specRequirements()
+	if err != nil {
 		return nil, err
 	}
-	for i, n := range b.lock.CustomNodes {
-		if err := add("node "+n.Name, checkout.NodeRepo(b.spec.CustomNodes[i], n), n.Commit); err != nil {
-			return nil, err
-		}
+	if found {
+		reqs, recs = append(reqs, q), append(recs, rec)
 	}
-	if len(b.spec.Python.Requirements) > 0 {
-		q, a, err := pyenv.SpecLines(b.spec.Python.Requirements, b.spec.Python.Overrides)
-		if err != nil {
-			return nil, err
-		}
-		reqs, applied = append(reqs, q), append(applied, a...)
-	}
-	b.lock.Python.Overrides = realize.LockedOverrides(applied)
+	b.lock.Python.ImageRequirements, b.lock.Python.Overrides = recs, appliedOverrides(recs)
 	return reqs, nil
 }
 
@@ -570,50 +559,69 @@ func (b *builder) venvKey(pkgs []versions.LockedPackage) string {
 }
 
 // lockedImageSet is the lock's set for the base's Python when it was
-// resolved from the same inputs as now (nil otherwise), and the
-// requirements when they had to be read. With --locked a set that is
-// missing, was resolved from other inputs or does not cover every
-// requirement is an error naming why.
+// resolved from the same inputs as now (nil otherwise; empty, not nil, for
+// a resolved set without packages), and the requirements when they had to
+// be read. With --locked a set that is missing, was resolved from other
+// inputs or does not cover every requirement is an error naming why.
+//
+// Only what moved is read: nothing when the commits did not move; with
+// the lock's per-source records, the requirements of the sources whose
+// commit moved; without them (older locks), every source's.
 func (b *builder) lockedImageSet(ctx context.Context, git *gitcache.Cache) ([]versions.LockedPackage, []pyenv.Requirements, error) {
 	py, target := &b.lock.Python, b.targetID()
-	var locked []versions.LockedPackage
-	if py.ImageTarget == target && py.ImageInputs != "" {
-		locked = py.ImagePackages
-	}
+	// The recorded inputs digest, not the packages, tells a resolved set:
+	// a version without Python requirements resolves to an empty one.
+	resolved := py.ImageTarget == target && py.ImageInputs != ""
 	sources := resolve.SourcesDigest(b.lock, b.spec, target)
-	current := len(locked) > 0 && py.ImageSources == sources
+	current := resolved && py.ImageSources == sources
 	var reqs []pyenv.Requirements
-	if !current && (len(locked) > 0 || b.opts.Locked) {
+	recs := py.ImageRequirements
+	switch {
+	case current:
+	case resolved && len(py.ImageRequirements) > 0:
+		var read int
+		var err error
+		if recs, read, err = b.requirementRecords(ctx, git); err != nil {
+			return nil, nil, err
+		}
+		b.logf("venv: requirements read again from %d of %d repositories (the others' commits did not move)", read, 1+len(b.lock.CustomNodes))
+		if current = resolve.RecordsDigest(recs, b.spec, target) == py.ImageInputs; current {
+			// The same lines from moved commits.
+			py.ImageSources, py.ImageRequirements, py.Overrides = sources, recs, appliedOverrides(recs)
+		}
+	case resolved || b.opts.Locked:
 		var err error
 		if reqs, err = b.requirements(ctx, git); err != nil {
 			return nil, nil, err
 		}
-		inputs, err := resolve.InputsDigest(reqs, b.spec, target)
-		if err != nil {
-			return nil, nil, err
-		}
-		if current = len(locked) > 0 && inputs == py.ImageInputs; current {
-			py.ImageSources = sources // same lines from moved commits
+		recs = py.ImageRequirements
+		if current = resolved && resolve.InputsMatch(reqs, b.spec, target, py.ImageInputs); current {
+			// The same lines (from moved commits, or digested as an older
+			// lock did): digested as the records now in the lock are.
+			py.ImageSources, py.ImageInputs = sources, resolve.RecordsDigest(recs, b.spec, target)
 		}
 	}
 	if b.opts.Locked {
 		file := b.opts.LockPath(b.spec.VersionID)
 		switch {
-		case len(locked) == 0 && hasRequirements(reqs):
+		case !resolved && hasRequirements(reqs):
 			return nil, nil, fmt.Errorf("--locked: %s holds no Python set for the base's Python (%s); run `comfy-image build` without --locked once", file, target)
-		case len(locked) > 0 && !current:
+		case resolved && !current:
 			return nil, nil, fmt.Errorf("--locked: the Python set for %s in %s was resolved from other inputs (requirements of the locked commits or the spec's python section); run without --locked to resolve it again", target, file)
 		}
-		if reqs != nil {
-			if err := resolve.CheckCoverage(locked, reqs, b.spec.Python.SystemSitePackages); err != nil {
+		if current {
+			if err := resolve.CheckRecordsCoverage(py.ImagePackages, recs, b.spec.Python.SystemSitePackages); err != nil {
 				return nil, nil, fmt.Errorf("--locked: %s: %w", file, err)
 			}
 		}
 	}
 	if !current {
-		locked = nil
+		return nil, reqs, nil
 	}
-	return locked, reqs, nil
+	if py.ImagePackages == nil {
+		return []versions.LockedPackage{}, reqs, nil
+	}
+	return py.ImagePackages, reqs, nil
 }
 
 func hasRequirements(reqs []pyenv.Requirements) bool {
@@ -634,7 +642,8 @@ func (b *builder) venvPart(ctx context.Context, git *gitcache.Cache) (plan.Part,
 	// A locked set whose layer is cached, or in every output, needs no
 	// requirements, no pip and no wheels (unless a writer asks for the
 	// lazy layer's bytes after all: then exactly the locked wheels).
-	if len(locked) > 0 {
+	// locked != nil: a resolved empty set counts too.
+	if locked != nil {
 		key := b.venvKey(locked)
 		lazy := func() (v1.Layer, error) {
 			wheels, err := b.downloadWheels(ctx, nil, locked)
@@ -651,7 +660,7 @@ func (b *builder) venvPart(ctx context.Context, git *gitcache.Cache) (plan.Part,
 	if b.dryRun {
 		// The key of a set still to resolve is known once pip chose it.
 		key := ""
-		if len(locked) > 0 {
+		if locked != nil {
 			key = b.venvKey(locked)
 		}
 		return b.venvPartOf(key, nil, plan.Pack, len(locked)), nil

@@ -492,41 +492,40 @@ func (r *realizer) venvKey(reqs []pyenv.Requirements, pkgs []versions.LockedPack
 }
 
 // lockedSet is the lock's Python set when it was resolved from the same
-// inputs as now (nil otherwise); with --locked a set that is missing, was
-// resolved from other inputs or does not cover every requirement is an
-// error naming why.
-func (r *realizer) lockedSet(ctx context.Context, reqs []pyenv.Requirements) ([]versions.LockedPackage, error) {
+// inputs as now (current false otherwise); with --locked a set that is
+// missing, was resolved from other inputs or does not cover every
+// requirement is an error naming why. A current set may be empty: a
+// version without Python requirements resolved to nothing.
+func (r *realizer) lockedSet(ctx context.Context, reqs []pyenv.Requirements) (pkgs []versions.LockedPackage, current bool, err error) {
 	py := &r.lock.Python
 	target, err := resolve.HostTarget(ctx, r.opts.Python)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
+	// The recorded inputs digest, not the packages, tells a resolved set.
+	resolved := py.Inputs != ""
 	sources := resolve.SourcesDigest(r.lock, r.spec, target)
-	current := len(py.Packages) > 0 && py.Inputs != "" && py.Sources == sources
-	if !current && len(py.Packages) > 0 && py.Inputs != "" {
-		inputs, err := resolve.InputsDigest(reqs, r.spec, target)
-		if err != nil {
-			return nil, err
-		}
-		if current = inputs == py.Inputs; current {
+	current = resolved && py.Sources == sources
+	if !current && resolved {
+		if current = resolve.InputsMatch(reqs, r.spec, target, py.Inputs); current {
 			py.Sources = sources // same lines from moved commits
 		}
 	}
 	if r.opts.Locked {
 		switch {
-		case len(py.Packages) == 0 && len(reqs) > 0:
-			return nil, fmt.Errorf("--locked: %s holds no Python set; run `comfy-image realize` without --locked once", r.lockFile)
-		case len(py.Packages) > 0 && !current:
-			return nil, fmt.Errorf("--locked: the Python set in %s was resolved from other inputs (requirements of the locked commits, the spec's python section, or python %s); run without --locked to resolve it again", r.lockFile, target)
+		case !resolved && len(reqs) > 0:
+			return nil, false, fmt.Errorf("--locked: %s holds no Python set; run `comfy-image realize` without --locked once", r.lockFile)
+		case resolved && !current:
+			return nil, false, fmt.Errorf("--locked: the Python set in %s was resolved from other inputs (requirements of the locked commits, the spec's python section, or python %s); run without --locked to resolve it again", r.lockFile, target)
 		}
 		if err := resolve.CheckCoverage(py.Packages, reqs, r.spec.Python.SystemSitePackages); err != nil {
-			return nil, fmt.Errorf("--locked: %s: %w", r.lockFile, err)
+			return nil, false, fmt.Errorf("--locked: %s: %w", r.lockFile, err)
 		}
 	}
 	if !current {
-		return nil, nil
+		return nil, false, nil
 	}
-	return py.Packages, nil
+	return py.Packages, true, nil
 }
 
 // venv makes .venv hold exactly the locked set, or, when there is none for
@@ -545,7 +544,7 @@ func (r *realizer) venv(ctx context.Context) error {
 		r.summary = append(r.summary, fmt.Sprintf("%s %s  unchanged", summaryName(".venv"), progress.Count(len(pk), "package", "packages")))
 		return nil
 	}
-	locked, err := r.lockedSet(ctx, reqs)
+	locked, current, err := r.lockedSet(ctx, reqs)
 	if err != nil {
 		return err
 	}
@@ -565,12 +564,15 @@ func (r *realizer) venv(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if len(locked) > 0 {
+	switch {
+	case current && len(locked) == 0:
+		r.logf("venv: the locked Python set is empty: nothing to install")
+	case current:
 		r.logf("venv: installing the %d locked packages", len(locked))
 		if err := v.InstallLocked(ctx, locked, r.pipOptions()); err != nil {
 			return err
 		}
-	} else {
+	default:
 		constraints, err := r.torchConstraints(ctx, v)
 		if err != nil {
 			return err
@@ -615,7 +617,8 @@ func (r *realizer) venv(ctx context.Context) error {
 func (r *realizer) venvUnchanged(reqs []pyenv.Requirements) bool {
 	v := pyenv.Venv{Dir: filepath.Join(r.target, ".venv")}
 	pk := r.lock.Python.Packages
-	return len(pk) > 0 && v.Exists() && r.state.Venv != "" && r.state.Venv == r.venvKey(reqs, pk)
+	// A resolved set (its inputs digest recorded) may be empty.
+	return r.lock.Python.Inputs != "" && v.Exists() && r.state.Venv != "" && r.state.Venv == r.venvKey(reqs, pk)
 }
 
 func (r *realizer) nodesWithInstallPy() []string {
@@ -852,6 +855,10 @@ func (r *realizer) planVenv(ctx context.Context, w io.Writer) {
 	}
 	fmt.Fprintf(w, "  venv        %s -m venv%s %s\n", r.opts.Python, flags, filepath.Join(r.target, ".venv"))
 	pip := strings.Join(r.pipOptions().IndexArgs(), " ")
+	if r.lock.Python.Inputs != "" && len(r.lock.Python.Packages) == 0 {
+		fmt.Fprintln(w, "  pip         nothing to install (the locked Python set is empty)")
+		return
+	}
 	if len(r.lock.Python.Packages) > 0 {
 		fmt.Fprintf(w, "  pip         install --no-deps %s the %d locked packages:\n", pip, len(r.lock.Python.Packages))
 		for _, p := range r.lock.Python.Packages {

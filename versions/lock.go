@@ -77,7 +77,9 @@ type LockedModel struct {
 // locked commits, the spec's python section and the target Python; Sources
 // digests the commits those lines come from (with the same python section
 // and target), so a set whose commits did not move is known current without
-// reading a requirements file.
+// reading a requirements file. A set with its Inputs digest is resolved,
+// even when it is empty (a version without Python requirements); without
+// it, it was never resolved.
 type LockedPython struct {
 	Packages      []LockedPackage `json:"packages"`
 	Inputs        string          `json:"inputs,omitempty"`
@@ -86,8 +88,28 @@ type LockedPython struct {
 	ImagePackages []LockedPackage `json:"image_packages,omitempty"`
 	ImageInputs   string          `json:"image_inputs,omitempty"`
 	ImageSources  string          `json:"image_sources,omitempty"`
+	// ImageRequirements are the inputs of the image set, one record per
+	// source of requirement lines (ComfyUI, each node, python.requirements):
+	// a build reads again only the sources whose commit moved. A lock
+	// without them (older locks) makes a build read every source.
+	ImageRequirements []LockedRequirements `json:"image_requirements,omitempty"`
 	// Overrides are the requirement lines python.overrides changed.
 	Overrides []AppliedOverride `json:"overrides,omitempty"`
+}
+
+// LockedRequirements records the requirement lines one source (Owner:
+// "ComfyUI", "node NAME" or "python.requirements") gave at Commit, loaded
+// with the python.overrides digested in OverridesDigest: Lines is the
+// sha256 of those lines ("" when the commit has no requirements file),
+// Requires the lines without an environment marker (what the set must
+// cover), Overrides what the overrides changed in them.
+type LockedRequirements struct {
+	Owner           string            `json:"owner"`
+	Commit          string            `json:"commit,omitempty"`
+	OverridesDigest string            `json:"overrides_digest"`
+	Lines           string            `json:"lines,omitempty"`
+	Requires        []string          `json:"requires,omitempty"`
+	Overrides       []AppliedOverride `json:"overrides,omitempty"`
 }
 
 // AppliedOverride is one requirement line of Owner's File (at Line) that
