@@ -146,7 +146,8 @@ func retryable(err error) bool {
 		return false
 	}
 	var damaged *DamagedError
-	if errors.Is(err, syscall.ECONNREFUSED) || errors.As(err, &damaged) {
+	var bytesBad interface{ DamagedBytes() bool }
+	if errors.Is(err, syscall.ECONNREFUSED) || errors.As(err, &damaged) || (errors.As(err, &bytesBad) && bytesBad.DamagedBytes()) {
 		return false
 	}
 	var dns *net.DNSError

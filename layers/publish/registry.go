@@ -315,7 +315,9 @@ func (e *LayerError) Unwrap() error { return e.Err }
 func (e *LayerError) Damaged() bool {
 	var terr *transport.Error
 	var damaged *DamagedError
-	return errors.As(e.Err, &damaged) || (errors.As(e.Err, &terr) && hasCode(terr, transport.DigestInvalidErrorCode))
+	var bytesBad interface{ DamagedBytes() bool }
+	return errors.As(e.Err, &damaged) || (errors.As(e.Err, &bytesBad) && bytesBad.DamagedBytes()) ||
+		(errors.As(e.Err, &terr) && hasCode(terr, transport.DigestInvalidErrorCode))
 }
 
 // challengeSeen notes whether the registry's ping asked for basic auth:
