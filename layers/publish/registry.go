@@ -160,6 +160,48 @@ func (r *Registry) Publish(ctx context.Context, img v1.Image, tag string) (name.
 	return done, r.remember(img)
 }
 
+// UploadBlobs uploads the blobs of img the repository lacks (layers and
+// config, as Publish would) without its manifest, and remembers them as
+// held so that a later Publish of img asks no more about them. A build
+// calls it for the models image while the app image is still being made:
+// the long upload of the model bytes overlaps the packing, and no tag
+// moves before both images are complete. It probes first.
+func (r *Registry) UploadBlobs(ctx context.Context, img v1.Image) error {
+	if err := r.Probe(ctx); err != nil {
+		return err
+	}
+	if err := r.uploadBlobs(ctx, img); err != nil {
+		return err
+	}
+	held, err := blobsOf(img)
+	if err != nil {
+		return err
+	}
+	r.Holds(held)
+	return nil
+}
+
+func blobsOf(img v1.Image) (map[v1.Hash]bool, error) {
+	layers, err := img.Layers()
+	if err != nil {
+		return nil, err
+	}
+	held := map[v1.Hash]bool{}
+	for _, l := range layers {
+		d, err := l.Digest()
+		if err != nil {
+			return nil, err
+		}
+		held[d] = true
+	}
+	config, err := img.ConfigName()
+	if err != nil {
+		return nil, err
+	}
+	held[config] = true
+	return held, nil
+}
+
 // uploadBlobs uploads the layers and the config in parallel, each blob
 // once; the first failure cancels the others.
 func (r *Registry) uploadBlobs(ctx context.Context, img v1.Image) error {
