@@ -160,73 +160,74 @@ func (r *Registry) Publish(ctx context.Context, img v1.Image, tag string) (name.
 	return done, r.remember(img)
 }
 
-// UploadBlobs uploads the blobs of img the repository lacks (layers and
-// config, as Publish would) without its manifest, and remembers them as
-// held so that a later Publish of img asks no more about them. A build
-// calls it for the models image while the app image is still being made:
-// the long upload of the model bytes overlaps the packing, and no tag
-// moves before both images are complete. It probes first.
-func (r *Registry) UploadBlobs(ctx context.Context, img v1.Image) error {
+// StartUploadBlobs starts uploading the blobs of img the repository lacks
+// (layers and config, as Publish would) without its manifest, and returns
+// the function that waits for them. Blobs uploaded are remembered as held,
+// so a later Publish of img asks no more about them. A build calls it for
+// the models image while the app image is still being made: the long
+// upload of the model bytes overlaps the packing, and no tag moves before
+// both images are complete. The probe and the naming of the blobs happen
+// before it returns; only the uploads run on.
+func (r *Registry) StartUploadBlobs(ctx context.Context, img v1.Image) (wait func() error) {
 	if err := r.Probe(ctx); err != nil {
-		return err
+		return func() error { return err }
 	}
-	if err := r.uploadBlobs(ctx, img); err != nil {
-		return err
-	}
-	held, err := blobsOf(img)
+	todo, err := r.blobsToUpload(img)
 	if err != nil {
-		return err
+		return func() error { return err }
 	}
-	r.Holds(held)
-	return nil
+	done := make(chan error, 1)
+	go func() {
+		err := r.uploadAll(ctx, todo)
+		if err == nil {
+			held := map[v1.Hash]bool{}
+			for _, b := range todo {
+				held[b.d] = true
+			}
+			r.Holds(held)
+		}
+		done <- err
+	}()
+	return func() error { return <-done }
 }
 
-func blobsOf(img v1.Image) (map[v1.Hash]bool, error) {
-	layers, err := img.Layers()
-	if err != nil {
-		return nil, err
-	}
-	held := map[v1.Hash]bool{}
-	for _, l := range layers {
-		d, err := l.Digest()
-		if err != nil {
-			return nil, err
-		}
-		held[d] = true
-	}
-	config, err := img.ConfigName()
-	if err != nil {
-		return nil, err
-	}
-	held[config] = true
-	return held, nil
+// blob is one blob to upload, with its name for the progress display.
+type blob struct {
+	l     v1.Layer
+	d     v1.Hash
+	label string
 }
 
 // uploadBlobs uploads the layers and the config in parallel, each blob
 // once; the first failure cancels the others.
 func (r *Registry) uploadBlobs(ctx context.Context, img v1.Image) error {
-	layers, err := img.Layers()
+	todo, err := r.blobsToUpload(img)
 	if err != nil {
 		return err
+	}
+	return r.uploadAll(ctx, todo)
+}
+
+// blobsToUpload are the layers and the config of img, each once, but
+// those a manifest in the repository lists (they are there).
+func (r *Registry) blobsToUpload(img v1.Image) ([]blob, error) {
+	layers, err := img.Layers()
+	if err != nil {
+		return nil, err
 	}
 	config, err := partial.ConfigLayer(img)
 	if err != nil {
-		return err
-	}
-	type blob struct {
-		l     v1.Layer
-		d     v1.Hash
-		label string
+		return nil, err
 	}
 	var todo []blob
 	seen := map[v1.Hash]bool{}
 	for i, l := range append(layers, config) {
 		d, err := l.Digest()
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if seen[d] || r.listed(d) {
-			continue // a manifest in the repository lists it: it is there
+			continue
 		}
 		seen[d] = true
 		label := r.o.layerName(d.String())
@@ -235,6 +236,10 @@ func (r *Registry) uploadBlobs(ctx context.Context, img v1.Image) error {
 		}
 		todo = append(todo, blob{l, d, label})
 	}
+	return todo, nil
+}
+
+func (r *Registry) uploadAll(ctx context.Context, todo []blob) error {
 	return parallel.Do(ctx, len(todo), r.o.jobs, func(ctx context.Context, i int) error {
 		return r.upload(ctx, todo[i].l, todo[i].d, todo[i].label)
 	})

@@ -12,7 +12,7 @@ import (
 	"github.com/comfy-image/comfy-image/layers/publish"
 )
 
-// UploadBlobs puts an image's blobs in the repository and moves no tag;
+// StartUploadBlobs puts an image's blobs in the repository and moves no tag;
 // the Publish that follows pushes the manifest and asks nothing more about
 // the blobs, so the early upload costs no request a plain push would not.
 func TestUploadBlobsFirstThenPublishOnlyTheManifest(t *testing.T) {
@@ -21,14 +21,14 @@ func TestUploadBlobsFirstThenPublishOnlyTheManifest(t *testing.T) {
 	img := randomImage(t, 3)
 	r := repo(t, reg.Host, "comfy/demo")
 	p := publish.NewRegistry(r)
-	if err := p.UploadBlobs(ctx, img); err != nil {
+	if err := p.StartUploadBlobs(ctx, img)(); err != nil {
 		t.Fatal(err)
 	}
 	if n, _ := reg.Uploads(); n != 4 {
 		t.Fatalf("%d blobs uploaded, want 3 layers and the config", n)
 	}
 	if _, err := remote.Head(r.Tag("v1")); err == nil {
-		t.Fatal("UploadBlobs moved the tag before the image was published")
+		t.Fatal("StartUploadBlobs moved the tag before the image was published")
 	}
 	before := len(reg.Requests())
 	p.Saw("v1", v1.Hash{}) // the build found the tag absent
@@ -42,7 +42,7 @@ func TestUploadBlobsFirstThenPublishOnlyTheManifest(t *testing.T) {
 		}
 	}
 	if len(asked) > 0 {
-		t.Errorf("Publish asked again about blobs UploadBlobs put there: %v", asked)
+		t.Errorf("Publish asked again about blobs StartUploadBlobs put there: %v", asked)
 	}
 	got, err := remote.Image(r.Tag("v1"))
 	if err != nil {
