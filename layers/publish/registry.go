@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/comfy-image/comfy-image/internal/parallel"
+	"github.com/comfy-image/comfy-image/internal/progress"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -167,8 +168,9 @@ func (r *Registry) Publish(ctx context.Context, img v1.Image, tag string) (name.
 // the models image while the app image is still being made: the long
 // upload of the model bytes overlaps the packing, and no tag moves before
 // both images are complete. The probe and the naming of the blobs happen
-// before it returns; only the uploads run on.
-func (r *Registry) StartUploadBlobs(ctx context.Context, img v1.Image) (wait func() error) {
+// before it returns; only the uploads run on. rep shows their progress
+// (nil: the publisher's reporter).
+func (r *Registry) StartUploadBlobs(ctx context.Context, img v1.Image, rep progress.Reporter) (wait func() error) {
 	if err := r.Probe(ctx); err != nil {
 		return func() error { return err }
 	}
@@ -178,7 +180,7 @@ func (r *Registry) StartUploadBlobs(ctx context.Context, img v1.Image) (wait fun
 	}
 	done := make(chan error, 1)
 	go func() {
-		err := r.uploadAll(ctx, todo)
+		err := r.uploadAll(ctx, todo, rep)
 		if err == nil {
 			held := map[v1.Hash]bool{}
 			for _, b := range todo {
@@ -205,7 +207,7 @@ func (r *Registry) uploadBlobs(ctx context.Context, img v1.Image) error {
 	if err != nil {
 		return err
 	}
-	return r.uploadAll(ctx, todo)
+	return r.uploadAll(ctx, todo, nil)
 }
 
 // blobsToUpload are the layers and the config of img, each once, but
@@ -239,14 +241,17 @@ func (r *Registry) blobsToUpload(img v1.Image) ([]blob, error) {
 	return todo, nil
 }
 
-func (r *Registry) uploadAll(ctx context.Context, todo []blob) error {
+func (r *Registry) uploadAll(ctx context.Context, todo []blob, rep progress.Reporter) error {
+	if rep == nil {
+		rep = r.o.reporter
+	}
 	return parallel.Do(ctx, len(todo), r.o.jobs, func(ctx context.Context, i int) error {
-		return r.upload(ctx, todo[i].l, todo[i].d, todo[i].label)
+		return r.upload(ctx, todo[i].l, todo[i].d, todo[i].label, rep)
 	})
 }
 
-func (r *Registry) upload(ctx context.Context, l v1.Layer, d v1.Hash, label string) error {
-	tl := &trackedLayer{Layer: l, reporter: r.o.reporter, label: label + " " + shortDigest(d)}
+func (r *Registry) upload(ctx context.Context, l v1.Layer, d v1.Hash, label string, rep progress.Reporter) error {
+	tl := &trackedLayer{Layer: l, reporter: rep, label: label + " " + shortDigest(d)}
 	var up v1.Layer = tl
 	if from, ok := r.mountFrom(l, d); ok {
 		up = &remote.MountableLayer{Layer: tl, Reference: from.Digest(d.String())}
