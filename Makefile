@@ -16,7 +16,7 @@ build:
 # package is the long pole on 2 cores).
 test: lint sweep
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 200000x ./versions
-	$(GO) test -run '^$$' -fuzz FuzzWheelUnpack -fuzztime 5000x ./layers
+	$(GO) test -run '^$$' -fuzz FuzzWheelUnpack -fuzztime 5000x ./layers/materialize
 	$(GO) test -run '^$$' -fuzz FuzzCheckoutTree -fuzztime 2000x ./realize
 
 # The whole suite (go test ./...) under the sentinel-secret sweep of issue

@@ -2,6 +2,7 @@ package layers
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 
@@ -142,7 +143,7 @@ func (b *builder) pipWheelFile(pip pyenv.Wheel) (pyenv.Wheel, error) {
 // baseRemoteOptions read a registry base through a destination's probed
 // transport when it is in the same registry (one ping, one login).
 func (b *builder) baseRemoteOptions(ctx context.Context, loc Location) []remote.Option {
-	if loc.Kind == "registry" {
+	if loc.Kind == Registry {
 		for repo, tr := range b.opts.Transports {
 			if r, err := name.NewRepository(repo, name.WeakValidation); err == nil && r.RegistryStr() == loc.Ref.Context().RegistryStr() {
 				return []remote.Option{remote.WithContext(ctx), remote.WithTransport(tr)}
@@ -220,4 +221,29 @@ func (b *builder) adoptPythonSet() (restore func()) {
 	return func() {
 		py.ImageTarget, py.ImageInputs, py.ImageSources, py.ImagePackages = saved.ImageTarget, saved.ImageInputs, saved.ImageSources, saved.ImagePackages
 	}
+}
+
+// venvPip is the base's own pip wheel when the venv needs it: pip is
+// installed from it unless the venv already sees pip in the base's site
+// packages or gets it from the requirements. nil when the base ships none
+// (then `python -m pip` does not work in the image; see README).
+func (b *builder) venvPip() *pyenv.Wheel {
+	if b.info.PipWheel == nil || (b.spec.Python.SystemSitePackages && b.info.HasPackage("pip")) {
+		return nil
+	}
+	for _, p := range b.lock.Python.ImagePackages {
+		if p.Name == "pip" {
+			return nil
+		}
+	}
+	return b.info.PipWheel
+}
+
+// basePackagesID is a short digest of the base's package set.
+func basePackagesID(pkgs []pyenv.BasePackage) string {
+	h := sha256.New()
+	for _, p := range pkgs {
+		fmt.Fprintf(h, "%s==%s\n", p.Name, p.Version)
+	}
+	return fmt.Sprintf("%x", h.Sum(nil))[:16]
 }

@@ -17,14 +17,13 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/types"
-	specs "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/comfy-image/comfy-image/internal/parallel"
 	"github.com/comfy-image/comfy-image/internal/progress"
 	"github.com/comfy-image/comfy-image/internal/reqfile"
+	"github.com/comfy-image/comfy-image/layers/assemble"
+	"github.com/comfy-image/comfy-image/layers/materialize"
+	"github.com/comfy-image/comfy-image/layers/plan"
 	"github.com/comfy-image/comfy-image/layers/worker"
 	"github.com/comfy-image/comfy-image/realize"
 	"github.com/comfy-image/comfy-image/realize/gitcache"
@@ -32,22 +31,20 @@ import (
 	"github.com/comfy-image/comfy-image/versions"
 )
 
-// Our annotation and label keys (OCI's own keys come from image-spec).
+// Our annotation and label keys (see package assemble).
 const (
-	AnnPart       = "dev.comfy-image.part" // core, node, nodes, venv, config, model
-	AnnName       = "dev.comfy-image.name"
-	AnnRepo       = "dev.comfy-image.repo"
-	AnnCommit     = "dev.comfy-image.commit"
-	AnnSHA256     = "dev.comfy-image.sha256"
-	AnnSource     = "dev.comfy-image.source"
-	AnnSpecDigest = "dev.comfy-image.spec-digest"
-	AnnNodePrefix = "dev.comfy-image.node."
-	AnnModelPfx   = "dev.comfy-image.model."
-	AnnKey        = "dev.comfy-image.key"  // a layer's cache key: what it is made from
-	AnnSize       = "dev.comfy-image.size" // a model file's size
-	// AnnModelsImage is the digest of the models image an app image was
-	// built with (--models separate).
-	AnnModelsImage = "dev.comfy-image.models-image"
+	AnnPart        = assemble.AnnPart
+	AnnName        = assemble.AnnName
+	AnnRepo        = assemble.AnnRepo
+	AnnCommit      = assemble.AnnCommit
+	AnnSHA256      = assemble.AnnSHA256
+	AnnSource      = assemble.AnnSource
+	AnnSpecDigest  = assemble.AnnSpecDigest
+	AnnNodePrefix  = assemble.AnnNodePrefix
+	AnnModelPfx    = assemble.AnnModelPfx
+	AnnKey         = assemble.AnnKey
+	AnnSize        = assemble.AnnSize
+	AnnModelsImage = assemble.AnnModelsImage
 )
 
 // Root is where a version lives inside the app image; models are at /models.
@@ -65,10 +62,10 @@ type BuildOptions struct {
 	// Base is the base image location (registry ref, oci:DIR[:TAG], tar:FILE).
 	Base string
 	// Models is separate (default), bake or skip.
-	Models string
+	Models plan.ModelsMode
 	// WheelsDir: pip gets --no-index --find-links DIR.
 	WheelsDir   string
-	Compression Compression
+	Compression materialize.Compression
 	// MaxLayers bounds base plus our layers (0: 120; containerd refuses >127).
 	MaxLayers int
 	Locked    bool
@@ -94,30 +91,11 @@ type BuildOptions struct {
 	CacheFrom []string
 }
 
-// Part is one layer we add, with what it holds.
-type Part struct {
-	Kind   string // core, node, nodes, venv, config, model
-	Name   string
-	Repo   string
-	Commit string
-	SHA256 string // models
-	Key    string
-	Packed bool // packed by this build (false: reused from the cache)
-	// Remote: the layer was not at hand; every registry output has it.
-	Remote bool
-	// Fetch: a dry run's model that is not in the model store yet (a
-	// build downloads it).
-	Fetch       bool
-	Layer       v1.Layer
-	Annotations map[string]string
-	History     string
-}
-
 // Result is what a build made.
 type Result struct {
 	App    v1.Image
-	Models v1.Image // nil unless --models separate and the spec has models
-	Parts  []Part   // app parts, then model parts
+	Models v1.Image    // nil unless --models separate and the spec has models
+	Parts  []plan.Part // app parts, then model parts
 	Lock   *versions.Lock
 	// Seen are the manifest digests the build read at registry
 	// references, by reference: publishing the same digest there again
@@ -137,7 +115,7 @@ type builder struct {
 	spec           *versions.Spec
 	opts           BuildOptions
 	lock           *versions.Lock
-	cache          Cache
+	cache          materialize.Cache
 	modTime        time.Time
 	base           v1.Image
 	modelsDigest   string // of the models image, labelled on the app image
@@ -161,10 +139,10 @@ type builder struct {
 
 func (o *BuildOptions) defaults() {
 	if o.Models == "" {
-		o.Models = "separate"
+		o.Models = plan.Separate
 	}
 	if o.Compression == "" {
-		o.Compression = Gzip
+		o.Compression = materialize.Gzip
 	}
 	if o.MaxLayers <= 0 {
 		o.MaxLayers = 120
@@ -193,7 +171,7 @@ func Build(ctx context.Context, spec *versions.Spec, opts BuildOptions) (*Result
 	if err != nil {
 		return nil, err
 	}
-	if b.lock, err = realize.LoadOrResolve(ctx, spec, b.opts.Options, realize.LockMode{Locked: b.opts.Locked, SkipModels: b.opts.Models == "skip", LookupEnv: b.opts.LookupEnv}); err != nil {
+	if b.lock, err = realize.LoadOrResolve(ctx, spec, b.opts.Options, realize.LockMode{Locked: b.opts.Locked, SkipModels: b.opts.Models == plan.Skip, LookupEnv: b.opts.LookupEnv}); err != nil {
 		return nil, err
 	}
 	parts, modelParts, err := b.parts(ctx)
@@ -202,10 +180,10 @@ func Build(ctx context.Context, spec *versions.Spec, opts BuildOptions) (*Result
 	}
 	opts = b.opts
 	res := &Result{Lock: b.lock}
-	if opts.Models == "bake" {
+	if opts.Models == plan.Bake {
 		parts = append(parts, modelParts...)
 	}
-	if opts.Models == "separate" && len(modelParts) > 0 {
+	if opts.Models == plan.Separate && len(modelParts) > 0 {
 		if res.Models, err = b.modelsImage(modelParts); err != nil {
 			return nil, err
 		}
@@ -217,7 +195,7 @@ func Build(ctx context.Context, spec *versions.Spec, opts BuildOptions) (*Result
 		return nil, err
 	}
 	res.Parts, res.Seen, res.Listed = parts, b.seen, b.listed
-	if opts.Models == "separate" {
+	if opts.Models == plan.Separate {
 		res.Parts = append(res.Parts, modelParts...)
 	}
 	b.recordLayers(res.Parts)
@@ -234,14 +212,12 @@ func Build(ctx context.Context, spec *versions.Spec, opts BuildOptions) (*Result
 // newBuilder checks the options and sets their defaults.
 func newBuilder(spec *versions.Spec, opts BuildOptions) (*builder, error) {
 	opts.defaults()
-	switch opts.Models {
-	case "separate", "bake", "skip":
-	default:
-		return nil, fmt.Errorf("--models %q: expected separate, bake or skip", opts.Models)
-	}
-	b := &builder{spec: spec, opts: opts, cache: Cache{Dir: filepath.Join(opts.CacheDir, "layers"), Log: opts.Log}}
 	var err error
-	if b.modTime, err = ModTimeFromEnv(opts.Getenv); err != nil {
+	if opts.Models, err = plan.ParseModelsMode(string(opts.Models)); err != nil {
+		return nil, err
+	}
+	b := &builder{spec: spec, opts: opts, cache: materialize.Cache{Dir: filepath.Join(opts.CacheDir, "layers"), Log: opts.Log}}
+	if b.modTime, err = materialize.ModTimeFromEnv(opts.Getenv); err != nil {
 		return nil, err
 	}
 	return b, nil
@@ -250,7 +226,7 @@ func newBuilder(spec *versions.Spec, opts BuildOptions) (*builder, error) {
 // parts decides every layer of the lock b.lock: the app parts, then the
 // model parts. A build packs what must be packed; a dry run (b.dryRun)
 // takes the same decisions and packs, fetches and downloads nothing.
-func (b *builder) parts(ctx context.Context) (app, models []Part, err error) {
+func (b *builder) parts(ctx context.Context) (app, models []plan.Part, err error) {
 	if err := b.registryCache(ctx); err != nil {
 		return nil, nil, err
 	}
@@ -269,7 +245,7 @@ func (b *builder) parts(ctx context.Context) (app, models []Part, err error) {
 		return nil, nil, err
 	}
 	slots := b.opts.MaxLayers
-	if b.opts.Models == "bake" {
+	if b.opts.Models == plan.Bake {
 		baseLayers, err := b.base.Layers()
 		if err != nil {
 			return nil, nil, err
@@ -286,21 +262,23 @@ func (b *builder) logf(format string, args ...any) {
 	fmt.Fprintf(b.opts.Log, format+"\n", args...)
 }
 
-func (b *builder) layerOpts() TarOptions { return TarOptions{ModTime: b.modTime} }
+func (b *builder) layerOpts() materialize.TarOptions {
+	return materialize.TarOptions{ModTime: b.modTime}
+}
 
 // keyOf digests the things every app layer depends on besides its content.
 func (b *builder) keyOf(parts ...string) string {
-	return Key(append([]string{layoutVersion, string(b.opts.Compression), b.modTime.String()}, parts...)...)
+	return materialize.Key(append([]string{layoutVersion, string(b.opts.Compression), b.modTime.String()}, parts...)...)
 }
 
 // appParts builds (or reuses) the core, node, venv and config layers.
-func (b *builder) appParts(ctx context.Context) ([]Part, error) {
+func (b *builder) appParts(ctx context.Context) ([]plan.Part, error) {
 	git := realize.NewGitCache(b.opts.Options)
-	core, err := b.repoPart(ctx, git, "core", "ComfyUI", b.spec.Comfy.Repo, b.lock.Comfy, versions.Node{})
+	core, err := b.repoPart(ctx, git, plan.Core, "ComfyUI", b.spec.Comfy.Repo, b.lock.Comfy, versions.Node{})
 	if err != nil {
 		return nil, err
 	}
-	parts := []Part{core}
+	parts := []plan.Part{core}
 	nodes, err := b.nodeParts(ctx, git)
 	if err != nil {
 		return nil, err
@@ -319,7 +297,7 @@ func (b *builder) appParts(ctx context.Context) ([]Part, error) {
 
 // repoEntries lists a commit's files under prefix (plus extra entries):
 // the tree a realize checks out, submodules included unless left out.
-func (b *builder) repoEntries(ctx context.Context, git *gitcache.Cache, repo, commit, prefix string, node versions.Node) ([]Entry, error) {
+func (b *builder) repoEntries(ctx context.Context, git *gitcache.Cache, repo, commit, prefix string, node versions.Node) ([]materialize.Entry, error) {
 	r, err := realize.OpenMirror(ctx, git, repo, commit)
 	if err != nil {
 		return nil, err
@@ -328,9 +306,9 @@ func (b *builder) repoEntries(ctx context.Context, git *gitcache.Cache, repo, co
 	if err != nil {
 		return nil, err
 	}
-	entries := make([]Entry, 0, len(files))
+	entries := make([]materialize.Entry, 0, len(files))
 	for _, f := range files {
-		e := Entry{Path: path.Join(prefix, f.Path), Mode: 0o644, Size: f.Size, Open: f.Open, Link: f.Link, Dir: f.Dir}
+		e := materialize.Entry{Path: path.Join(prefix, f.Path), Mode: 0o644, Size: f.Size, Open: f.Open, Link: f.Link, Dir: f.Dir}
 		if f.Executable || f.Dir {
 			e.Mode = 0o755
 		}
@@ -345,18 +323,18 @@ func treeKey(node versions.Node) string {
 	return fmt.Sprintf("tree=submodules:%v,lfs:%v", node.WantsSubmodules(), node.LFS)
 }
 
-func (b *builder) repoPart(ctx context.Context, git *gitcache.Cache, kind, name, repo string, locked versions.LockedRepo, node versions.Node) (Part, error) {
+func (b *builder) repoPart(ctx context.Context, git *gitcache.Cache, kind plan.PartKind, name, repo string, locked versions.LockedRepo, node versions.Node) (plan.Part, error) {
 	prefix := path.Join(Root, "ComfyUI")
-	if kind == "node" {
+	if kind == plan.Node {
 		prefix = path.Join(Root, "custom_nodes", name)
 	}
-	key := b.keyOf(kind, name, locked.Commit, treeKey(node))
-	layer, packed, remote, err := b.layer(ctx, key, func() ([]Entry, error) {
+	key := b.keyOf(string(kind), name, locked.Commit, treeKey(node))
+	layer, action, err := b.layer(ctx, key, func() ([]materialize.Entry, error) {
 		es, err := b.repoEntries(ctx, git, repo, locked.Commit, prefix, node)
 		if err != nil {
 			return nil, err
 		}
-		if kind == "node" {
+		if kind == plan.Node {
 			es = append(es, nodeLink(name))
 		} else if err := checkCustomNodesDir(es, prefix, locked.Commit); err != nil {
 			return nil, err
@@ -366,11 +344,11 @@ func (b *builder) repoPart(ctx context.Context, git *gitcache.Cache, kind, name,
 		return es, nil
 	})
 	if err != nil {
-		return Part{}, fmt.Errorf("%s %s: %w", kind, name, err)
+		return plan.Part{}, fmt.Errorf("%s %s: %w", kind, name, err)
 	}
-	return Part{
-		Kind: kind, Name: name, Repo: locked.Repo, Commit: locked.Commit, Key: key, Packed: packed, Remote: remote, Layer: layer,
-		Annotations: map[string]string{AnnPart: kind, AnnName: name, AnnRepo: locked.Repo, AnnCommit: locked.Commit},
+	return plan.Part{
+		Kind: kind, Name: name, Repo: locked.Repo, Commit: locked.Commit, Key: key, Action: action, Layer: layer,
+		Annotations: map[string]string{AnnPart: string(kind), AnnName: name, AnnRepo: locked.Repo, AnnCommit: locked.Commit},
 		History:     fmt.Sprintf("comfy-image: %s %s at %s", kind, name, locked.Commit),
 	}, nil
 }
@@ -386,7 +364,7 @@ func (e *CoreError) BadInput() bool { return true }
 // checkCustomNodesDir refuses a core whose custom_nodes is a link or a
 // file, as realize does: every node's link is put below it, so through a
 // link they would land wherever it points.
-func checkCustomNodesDir(es []Entry, prefix, commit string) error {
+func checkCustomNodesDir(es []materialize.Entry, prefix, commit string) error {
 	dir := path.Join(prefix, "custom_nodes")
 	for _, e := range es {
 		if e.Path == dir {
@@ -402,27 +380,27 @@ func checkCustomNodesDir(es []Entry, prefix, commit string) error {
 
 // nodeLink is ComfyUI/custom_nodes/<name> -> ../../custom_nodes/<name>,
 // in the node's own layer so adding a node changes one layer.
-func nodeLink(name string) Entry {
-	return Entry{Path: path.Join(Root, "ComfyUI", "custom_nodes", name), Link: path.Join("..", "..", "custom_nodes", name)}
+func nodeLink(name string) materialize.Entry {
+	return materialize.Entry{Path: path.Join(Root, "ComfyUI", "custom_nodes", name), Link: path.Join("..", "..", "custom_nodes", name)}
 }
 
 // nodeParts makes one layer per node, or, when the layer budget is short,
 // groups nodes by a hash of their name so unchanged groups keep digests.
-func (b *builder) nodeParts(ctx context.Context, git *gitcache.Cache) ([]Part, error) {
+func (b *builder) nodeParts(ctx context.Context, git *gitcache.Cache) ([]plan.Part, error) {
 	baseLayers, err := b.base.Layers()
 	if err != nil {
 		return nil, err
 	}
 	modelLayers := 0
-	if b.opts.Models == "bake" && len(b.spec.Models) > 0 {
+	if b.opts.Models == plan.Bake && len(b.spec.Models) > 0 {
 		modelLayers = 1 // at least one (shared) layer for the baked models
 	}
 	slots := b.opts.MaxLayers - len(baseLayers) - 3 - modelLayers // core, venv, config
 	nodes := b.lock.CustomNodes
 	if len(nodes) <= slots {
-		var parts []Part
+		var parts []plan.Part
 		for i, n := range nodes {
-			p, err := b.repoPart(ctx, git, "node", n.Name, realize.NodeRepo(b.spec.CustomNodes[i], n), n.LockedRepo, b.spec.CustomNodes[i])
+			p, err := b.repoPart(ctx, git, plan.Node, n.Name, realize.NodeRepo(b.spec.CustomNodes[i], n), n.LockedRepo, b.spec.CustomNodes[i])
 			if err != nil {
 				return nil, err
 			}
@@ -441,7 +419,7 @@ func (b *builder) nodeParts(ctx context.Context, git *gitcache.Cache) ([]Part, e
 		g := int(h.Sum32() % uint32(slots))
 		groups[g] = append(groups[g], i)
 	}
-	var parts []Part
+	var parts []plan.Part
 	for g, members := range groups {
 		if len(members) == 0 {
 			continue
@@ -455,7 +433,7 @@ func (b *builder) nodeParts(ctx context.Context, git *gitcache.Cache) ([]Part, e
 	return parts, nil
 }
 
-func (b *builder) groupPart(ctx context.Context, git *gitcache.Cache, g int, members []int) (Part, error) {
+func (b *builder) groupPart(ctx context.Context, git *gitcache.Cache, g int, members []int) (plan.Part, error) {
 	var names, keyParts []string
 	ann := map[string]string{AnnPart: "nodes"}
 	for _, i := range members {
@@ -465,8 +443,8 @@ func (b *builder) groupPart(ctx context.Context, git *gitcache.Cache, g int, mem
 		ann[AnnNodePrefix+n.Name] = n.Repo + "@" + n.Commit
 	}
 	key := b.keyOf(append([]string{"nodes"}, keyParts...)...)
-	layer, packed, remote, err := b.layer(ctx, key, func() ([]Entry, error) {
-		var all []Entry
+	layer, action, err := b.layer(ctx, key, func() ([]materialize.Entry, error) {
+		var all []materialize.Entry
 		for _, i := range members {
 			n := b.lock.CustomNodes[i]
 			es, err := b.repoEntries(ctx, git, realize.NodeRepo(b.spec.CustomNodes[i], n), n.Commit, path.Join(Root, "custom_nodes", n.Name), b.spec.CustomNodes[i])
@@ -478,10 +456,10 @@ func (b *builder) groupPart(ctx context.Context, git *gitcache.Cache, g int, mem
 		return all, nil
 	})
 	if err != nil {
-		return Part{}, err
+		return plan.Part{}, err
 	}
 	ann[AnnName] = strings.Join(names, ",")
-	return Part{Kind: "nodes", Name: fmt.Sprintf("group %d: %s", g, strings.Join(names, ", ")), Key: key, Packed: packed, Remote: remote, Layer: layer,
+	return plan.Part{Kind: plan.Nodes, Name: fmt.Sprintf("group %d: %s", g, strings.Join(names, ", ")), Key: key, Action: action, Layer: layer,
 		Annotations: ann, History: "comfy-image: nodes " + strings.Join(names, ", ")}, nil
 }
 
@@ -610,18 +588,18 @@ func hasRequirements(reqs []pyenv.Requirements) bool {
 	return false
 }
 
-func (b *builder) venvPart(ctx context.Context, git *gitcache.Cache) (Part, error) {
+func (b *builder) venvPart(ctx context.Context, git *gitcache.Cache) (plan.Part, error) {
 	restore := b.adoptPythonSet()
 	locked, reqs, err := b.lockedImageSet(ctx, git)
 	if err != nil {
-		return Part{}, err
+		return plan.Part{}, err
 	}
 	// A locked set whose layer is cached, or in every registry output,
 	// needs no requirements, no pip and no wheels.
 	if len(locked) > 0 {
 		key := b.venvKey(locked)
-		if layer, action := b.decide(ctx, key, b.appRepos); action != Pack {
-			return b.venvPartOf(key, layer, false, action == ReuseRegistry, len(locked)), nil
+		if layer, action := b.decide(ctx, key, b.appRepos); action != plan.Pack {
+			return b.venvPartOf(key, layer, action, len(locked)), nil
 		}
 	}
 	if b.dryRun {
@@ -630,7 +608,7 @@ func (b *builder) venvPart(ctx context.Context, git *gitcache.Cache) (Part, erro
 		if len(locked) > 0 {
 			key = b.venvKey(locked)
 		}
-		return b.venvPartOf(key, nil, true, false, len(locked)), nil
+		return b.venvPartOf(key, nil, plan.Pack, len(locked)), nil
 	}
 	if restore != nil {
 		// An image's set only finds its layer: a venv to pack is resolved
@@ -640,11 +618,11 @@ func (b *builder) venvPart(ctx context.Context, git *gitcache.Cache) (Part, erro
 	}
 	if reqs == nil {
 		if reqs, err = b.requirements(ctx, git); err != nil {
-			return Part{}, err
+			return plan.Part{}, err
 		}
 	}
 	if err := pyenv.CheckWheelsDir(b.opts.WheelsDir, locked); err != nil {
-		return Part{}, err
+		return plan.Part{}, err
 	}
 	opts := pyenv.Options{WheelsDir: b.opts.WheelsDir, Offline: b.opts.Offline, IndexURLs: b.spec.Python.IndexURLs, Pre: b.spec.Python.Pre, CacheDir: filepath.Join(b.opts.CacheDir, "pip"), Log: b.opts.Log}
 	if b.spec.Python.SystemSitePackages {
@@ -652,7 +630,7 @@ func (b *builder) venvPart(ctx context.Context, git *gitcache.Cache) (Part, erro
 	}
 	wheels, err := pyenv.DownloadWheels(ctx, b.opts.HostPython, b.info.Target, reqs, b.constraints(), locked, opts, filepath.Join(b.opts.CacheDir, "wheels"))
 	if err != nil {
-		return Part{}, fmt.Errorf("venv: %w", err)
+		return plan.Part{}, fmt.Errorf("venv: %w", err)
 	}
 	pkgs := make([]versions.LockedPackage, len(wheels))
 	for i, w := range wheels {
@@ -660,13 +638,13 @@ func (b *builder) venvPart(ctx context.Context, git *gitcache.Cache) (Part, erro
 	}
 	inputs, err := realize.InputsDigest(reqs, b.spec, b.targetID())
 	if err != nil {
-		return Part{}, err
+		return plan.Part{}, err
 	}
 	b.lock.Python.ImageTarget, b.lock.Python.ImagePackages = b.targetID(), pkgs
 	b.lock.Python.ImageInputs, b.lock.Python.ImageSources = inputs, realize.SourcesDigest(b.lock, b.spec, b.targetID())
 	key := b.venvKey(pkgs)
-	var tree *VenvTree
-	layer, packed, remote, err := b.layer(ctx, key, func() ([]Entry, error) {
+	var tree *materialize.VenvTree
+	layer, action, err := b.layer(ctx, key, func() ([]materialize.Entry, error) {
 		var err error
 		all := wheels
 		if pip := b.venvPip(); pip != nil {
@@ -676,7 +654,7 @@ func (b *builder) venvPart(ctx context.Context, git *gitcache.Cache) (Part, erro
 			}
 			all = append(append([]pyenv.Wheel{}, wheels...), w)
 		}
-		tree, err = BuildVenvTree(path.Join(Root, ".venv"), b.info.Target, b.spec.Python.SystemSitePackages, all)
+		tree, err = materialize.BuildVenvTree(path.Join(Root, ".venv"), b.info.Target, b.spec.Python.SystemSitePackages, all)
 		if err != nil {
 			return nil, err
 		}
@@ -686,25 +664,25 @@ func (b *builder) venvPart(ctx context.Context, git *gitcache.Cache) (Part, erro
 		tree.Close()
 	}
 	if err != nil {
-		return Part{}, fmt.Errorf("venv: %w", err)
+		return plan.Part{}, fmt.Errorf("venv: %w", err)
 	}
-	return b.venvPartOf(key, layer, packed, remote, len(wheels)), nil
+	return b.venvPartOf(key, layer, action, len(wheels)), nil
 }
 
-func (b *builder) venvPartOf(key string, layer v1.Layer, packed, remote bool, n int) Part {
-	return Part{Kind: "venv", Name: fmt.Sprintf("%d packages for python %s", n, b.info.Version), Key: key, Packed: packed, Remote: remote, Layer: layer,
+func (b *builder) venvPartOf(key string, layer v1.Layer, action plan.Action, n int) plan.Part {
+	return plan.Part{Kind: plan.Venv, Name: fmt.Sprintf("%d packages for python %s", n, b.info.Version), Key: key, Action: action, Layer: layer,
 		Annotations: map[string]string{AnnPart: "venv", AnnName: fmt.Sprintf("%d packages", n)},
 		History:     fmt.Sprintf("comfy-image: venv (%d packages, python %s)", n, b.info.Version)}
 }
 
-func (b *builder) configPart(ctx context.Context) (Part, error) {
+func (b *builder) configPart(ctx context.Context) (plan.Part, error) {
 	script, entry, manifest := worker.Paths(Root)
-	files := []Entry{
-		BytesEntry(path.Join(Root, "extra_model_paths.yaml"), 0o644, realize.ExtraModelPaths(b.spec, ModelsDir, yamlOptions()...)),
-		BytesEntry(path.Join(Root, "comfy.env"), 0o644, realize.EnvFile(b.spec, b.opts.LookupEnv)),
-		BytesEntry(entry, 0o755, worker.EntryScript),
-		BytesEntry(script, 0o644, worker.Script),
-		BytesEntry(manifest, 0o644, worker.NewManifest(b.spec).JSON()),
+	files := []materialize.Entry{
+		materialize.BytesEntry(path.Join(Root, "extra_model_paths.yaml"), 0o644, realize.ExtraModelPaths(b.spec, ModelsDir, yamlOptions()...)),
+		materialize.BytesEntry(path.Join(Root, "comfy.env"), 0o644, realize.EnvFile(b.spec, b.opts.LookupEnv)),
+		materialize.BytesEntry(entry, 0o755, worker.EntryScript),
+		materialize.BytesEntry(script, 0o644, worker.Script),
+		materialize.BytesEntry(manifest, 0o644, worker.NewManifest(b.spec).JSON()),
 	}
 	var keyParts []string
 	for _, f := range files {
@@ -713,11 +691,11 @@ func (b *builder) configPart(ctx context.Context) (Part, error) {
 		keyParts = append(keyParts, f.Path, string(data))
 	}
 	key := b.keyOf(append([]string{"config"}, keyParts...)...)
-	layer, packed, remote, err := b.layer(ctx, key, func() ([]Entry, error) { return files, nil })
+	layer, action, err := b.layer(ctx, key, func() ([]materialize.Entry, error) { return files, nil })
 	if err != nil {
-		return Part{}, fmt.Errorf("config: %w", err)
+		return plan.Part{}, fmt.Errorf("config: %w", err)
 	}
-	return Part{Kind: "config", Name: "extra_model_paths.yaml, comfy.env, entrypoint.sh, worker.py, comfy-image.json", Key: key, Packed: packed, Remote: remote, Layer: layer,
+	return plan.Part{Kind: plan.Config, Name: "extra_model_paths.yaml, comfy.env, entrypoint.sh, worker.py, comfy-image.json", Key: key, Action: action, Layer: layer,
 		Annotations: map[string]string{AnnPart: "config"}, History: "comfy-image: config"}, nil
 }
 
@@ -725,8 +703,8 @@ func (b *builder) configPart(ctx context.Context) (Part, error) {
 // <subdir>/<file> for the models image, models/<subdir>/<file> to bake.
 // slots is how many layers the models may take; when there are more files,
 // the largest keep their own layers and the small rest share one.
-func (b *builder) modelParts(ctx context.Context, slots int) ([]Part, error) {
-	if b.opts.Models == "skip" || len(b.spec.Models) == 0 {
+func (b *builder) modelParts(ctx context.Context, slots int) ([]plan.Part, error) {
+	if b.opts.Models == plan.Skip || len(b.spec.Models) == 0 {
 		return nil, nil
 	}
 	if parts, ok := b.remoteModelParts(ctx, slots); ok {
@@ -741,7 +719,7 @@ func (b *builder) modelParts(ctx context.Context, slots int) ([]Part, error) {
 	errs := make([]error, n)
 	_ = parallel.Each(ctx, n, parallel.Downloads, func(ctx context.Context, i int) error {
 		m := b.spec.Models[i]
-		observe := ModelLayerObserver(b.cache.Dir, b.modelPath(m), b.modTime, f.Store.BlobPath)
+		observe := materialize.ModelLayerObserver(b.cache.Dir, b.modelPath(m), b.modTime, f.Store.BlobPath)
 		results[i], errs[i] = realize.FetchModelObserved(ctx, f, m, b.lock, observe)
 		return nil
 	})
@@ -754,7 +732,7 @@ func (b *builder) modelParts(ctx context.Context, slots int) ([]Part, error) {
 		return nil, fmt.Errorf("layer budget: no room for the models with --max-layers %d; use --models separate or raise it", b.opts.MaxLayers)
 	}
 	groups := groupModels(results, slots)
-	parts := make([]Part, len(groups))
+	parts := make([]plan.Part, len(groups))
 	err := parallel.Do(ctx, len(groups), parallel.Packs, func(_ context.Context, g int) (err error) {
 		parts[g], err = b.modelPart(f.Store.BlobPath, groups[g], results)
 		return err
@@ -789,42 +767,42 @@ func groupModels(models []versions.LockedModel, slots int) [][]int {
 	return append(groups, rest)
 }
 
-func (b *builder) modelPart(blobPath func(string) string, members []int, results []versions.LockedModel) (Part, error) {
-	var files []ModelFile
+func (b *builder) modelPart(blobPath func(string) string, members []int, results []versions.LockedModel) (plan.Part, error) {
+	var files []materialize.ModelFile
 	var names []string
 	ann := map[string]string{AnnPart: "model"}
 	for _, i := range members {
 		m, r := b.spec.Models[i], results[i]
 		inImage := b.modelPath(m)
-		files = append(files, ModelFile{File: blobPath(r.SHA256), Path: inImage, SHA256: r.SHA256})
+		files = append(files, materialize.ModelFile{File: blobPath(r.SHA256), Path: inImage, SHA256: r.SHA256})
 		names = append(names, m.Dest())
 		ann[AnnModelPfx+m.Dest()] = r.SHA256
 	}
-	layer, err := NewModelGroupLayer(b.cache.Dir, files, b.modTime)
+	layer, err := materialize.NewModelGroupLayer(b.cache.Dir, files, b.modTime)
 	if err != nil {
-		return Part{}, fmt.Errorf("model %s: %w", strings.Join(names, ", "), err)
+		return plan.Part{}, fmt.Errorf("model %s: %w", strings.Join(names, ", "), err)
 	}
-	key := modelLayerKey(files, b.modTime)
+	key := materialize.ModelLayerKey(files, b.modTime)
 	if len(members) == 1 {
-		return b.singleModelPart(b.spec.Models[members[0]], results[members[0]], key, layer, false), nil
+		return b.singleModelPart(b.spec.Models[members[0]], results[members[0]], key, layer, plan.ReuseCache), nil
 	}
 	ann[AnnName] = strings.Join(names, ",")
-	return Part{Kind: "model", Name: "group: " + strings.Join(names, ", "), Key: key, Layer: layer, Annotations: ann,
+	return plan.Part{Kind: plan.Model, Name: "group: " + strings.Join(names, ", "), Key: key, Action: plan.ReuseCache, Layer: layer, Annotations: ann,
 		History: "comfy-image: model group " + strings.Join(names, ", ")}, nil
 }
 
 // modelPath is where a model lies in the image: <subdir>/<file> in the
 // models image, models/<subdir>/<file> when baked into the app image.
 func (b *builder) modelPath(m versions.Model) string {
-	if b.opts.Models == "bake" {
+	if b.opts.Models == plan.Bake {
 		return path.Join(strings.TrimPrefix(ModelsDir, "/"), m.Dest())
 	}
 	return m.Dest()
 }
 
-func (b *builder) singleModelPart(m versions.Model, lm versions.LockedModel, key string, layer v1.Layer, remote bool) Part {
+func (b *builder) singleModelPart(m versions.Model, lm versions.LockedModel, key string, layer v1.Layer, action plan.Action) plan.Part {
 	sha := lm.SHA256
-	return Part{Kind: "model", Name: m.Dest(), SHA256: sha, Key: key, Layer: layer, Remote: remote,
+	return plan.Part{Kind: plan.Model, Name: m.Dest(), SHA256: sha, Key: key, Layer: layer, Action: action,
 		Annotations: map[string]string{AnnPart: "model", AnnName: m.Dest(), AnnSource: m.Source, AnnSHA256: sha, AnnSize: strconv.FormatInt(lm.Size, 10)},
 		History:     fmt.Sprintf("comfy-image: model %s (sha256 %s)", m.Dest(), sha)}
 }
@@ -832,15 +810,15 @@ func (b *builder) singleModelPart(m versions.Model, lm versions.LockedModel, key
 // remoteModelParts uses the registry outputs as the cache of model layers:
 // when every model is locked and its layer is in every registry the image
 // goes to, no model is downloaded or read.
-func (b *builder) remoteModelParts(ctx context.Context, slots int) ([]Part, bool) {
+func (b *builder) remoteModelParts(ctx context.Context, slots int) ([]plan.Part, bool) {
 	repos := b.modelRepos
-	if b.opts.Models == "bake" {
+	if b.opts.Models == plan.Bake {
 		repos = b.appRepos
 	}
 	if len(repos) == 0 || len(b.spec.Models) > slots {
 		return nil, false
 	}
-	var parts []Part
+	var parts []plan.Part
 	var locked []versions.LockedModel
 	for _, m := range b.spec.Models {
 		lm, ok := realize.LockedModelFor(b.lock, m)
@@ -852,187 +830,113 @@ func (b *builder) remoteModelParts(ctx context.Context, slots int) ([]Part, bool
 			lm.Name = m.Name
 		}
 		inImage := b.modelPath(m)
-		key := modelLayerKey([]ModelFile{{Path: inImage, SHA256: lm.SHA256}}, b.modTime)
+		key := materialize.ModelLayerKey([]materialize.ModelFile{{Path: inImage, SHA256: lm.SHA256}}, b.modTime)
 		layer, ok := b.remoteLayer(ctx, key, repos)
 		if !ok {
 			return nil, false
 		}
-		parts = append(parts, b.singleModelPart(m, lm, key, layer, true))
+		parts = append(parts, b.singleModelPart(m, lm, key, layer, plan.ReuseRegistry))
 		locked = append(locked, lm)
 	}
 	b.lock.Models = locked
 	return parts, true
 }
 
-func (b *builder) labels() map[string]string {
-	l := map[string]string{
-		specs.AnnotationSource:   b.lock.Comfy.Repo,
-		specs.AnnotationRevision: b.lock.Comfy.Commit,
-		specs.AnnotationCreated:  b.modTime.Format(time.RFC3339),
-		specs.AnnotationVersion:  b.spec.VersionID,
-		specs.AnnotationTitle:    "ComfyUI " + b.spec.VersionID,
-		AnnSpecDigest:            b.spec.Digest,
-	}
-	if d, err := b.base.Digest(); err == nil {
-		l[specs.AnnotationBaseImageDigest] = d.String()
-	}
-	if loc, err := ParseLocation(b.opts.Base); err == nil && loc.Kind == "registry" {
-		l[specs.AnnotationBaseImageName] = loc.Ref.Name() // never a local path
-	}
-	if b.modelsDigest != "" {
-		l[AnnModelsImage] = b.modelsDigest
-	}
-	for _, n := range b.lock.CustomNodes {
-		l[AnnNodePrefix+n.Name] = n.Repo + "@" + n.Commit
-	}
-	// Models are labelled from this build's own resolution of the spec's
-	// models (modelParts pins each), never from pins an earlier realize
-	// left in the lock: the config must not depend on the cache.
-	if b.opts.Models != "skip" {
-		for _, m := range b.spec.Models {
-			if lm, ok := realize.LockedModelFor(b.lock, m); ok {
-				l[AnnModelPfx+m.Dest()] = lm.SHA256
-			}
-		}
-	}
-	return l
-}
-
-func addenda(parts []Part, modTime time.Time) []mutate.Addendum {
-	out := make([]mutate.Addendum, len(parts))
+// layersOf are the parts as the layers assemble appends.
+func layersOf(parts []plan.Part) []assemble.Layer {
+	out := make([]assemble.Layer, len(parts))
 	for i, p := range parts {
-		mt, _ := p.Layer.MediaType()
-		if p.Key != "" {
-			p.Annotations[AnnKey] = p.Key
-		}
-		out[i] = mutate.Addendum{Layer: p.Layer, MediaType: mt, Annotations: p.Annotations,
-			History: v1.History{Created: v1.Time{Time: modTime}, CreatedBy: p.History, Comment: "comfy-image"}}
+		out[i] = assemble.Layer{Layer: p.Layer, Key: p.Key, Annotations: p.Annotations, History: p.History}
 	}
 	return out
 }
 
-// appendOCI appends parts to base as an OCI image and returns it with a
-// copy of its config file to edit.
-func appendOCI(base v1.Image, parts []Part, modTime time.Time) (v1.Image, *v1.ConfigFile, error) {
-	img := mutate.MediaType(base, types.OCIManifestSchema1)
-	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
-	img, err := mutate.Append(img, addenda(parts, modTime)...)
-	if err != nil {
-		return nil, nil, err
+// appImage is the base with the app parts and the version's config.
+func (b *builder) appImage(parts []plan.Part) (v1.Image, error) {
+	c := assemble.AppConfig{
+		Layers:  layersOf(parts),
+		Created: b.modTime,
+		Root:    Root,
+		// Arguments after the image name are ComfyUI's; Cmd is their default.
+		Cmd: []string{"--listen", "0.0.0.0", "--port", "8188"},
+		// 8188 ComfyUI, 8000 RunPod's local test API (SERVE_API_LOCALLY=true).
+		Ports:        []string{"8188/tcp", "8000/tcp"},
+		Env:          map[string]string{},
+		VersionID:    b.spec.VersionID,
+		SpecDigest:   b.spec.Digest,
+		CoreRepo:     b.lock.Comfy.Repo,
+		CoreCommit:   b.lock.Comfy.Commit,
+		ModelsImage:  b.modelsDigest,
+		Models:       map[string]string{},
+		ConfigLabels: map[string]string{},
 	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		return nil, nil, err
-	}
-	return img, cf.DeepCopy(), nil
-}
-
-func (b *builder) appImage(parts []Part) (v1.Image, error) {
-	img, cf, err := appendOCI(b.base, parts, b.modTime)
-	if err != nil {
-		return nil, err
-	}
-	c := &cf.Config
-	venvBin := "/" + path.Join(Root, ".venv", "bin")
+	_, entry, _ := worker.Paths("/" + Root)
+	c.Entrypoint = []string{entry}
 	// No COMFY_MODELS_DIR: the entry point chooses (see layers/worker).
-	env := map[string]string{"VIRTUAL_ENV": "/" + path.Join(Root, ".venv")}
-	basePath := "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-	var kept []string
-	for _, kv := range c.Env {
-		k, v, _ := strings.Cut(kv, "=")
-		if k == "PATH" {
-			basePath = v
-			continue
-		}
-		kept = append(kept, kv)
-	}
 	values, secret := b.spec.ResolveEnv(b.opts.LookupEnv)
 	for k, v := range values {
 		if !secret[k] {
-			env[k] = v
+			c.Env[k] = v
 		}
 	}
-	keys := make([]string, 0, len(env))
-	for k := range env {
-		keys = append(keys, k)
+	if loc, err := ParseLocation(b.opts.Base); err == nil && loc.Kind == Registry {
+		c.BaseName = loc.Ref.Name() // never a local path
 	}
-	sort.Strings(keys)
-	c.Env = append([]string{"PATH=" + venvBin + ":" + basePath}, kept...)
-	for _, k := range keys {
-		c.Env = append(c.Env, k+"="+env[k])
+	for _, n := range b.lock.CustomNodes {
+		c.Nodes = append(c.Nodes, assemble.Node{Name: n.Name, Repo: n.Repo, Commit: n.Commit})
 	}
-	c.WorkingDir = "/" + Root
-	// Arguments after the image name are ComfyUI's; Cmd is their default.
-	_, entry, _ := worker.Paths("/" + Root)
-	c.Entrypoint = []string{entry}
-	c.Cmd = []string{"--listen", "0.0.0.0", "--port", "8188"}
-	// 8188 ComfyUI, 8000 RunPod's local test API (SERVE_API_LOCALLY=true).
-	c.ExposedPorts = map[string]struct{}{"8188/tcp": {}, "8000/tcp": {}}
-	if c.Labels == nil {
-		c.Labels = map[string]string{}
-	}
-	for k, v := range b.labels() {
-		c.Labels[k] = v
+	// Models are labelled from this build's own resolution of the spec's
+	// models (modelParts pins each), never from pins an earlier realize
+	// left in the lock: the config must not depend on the cache.
+	if b.opts.Models != plan.Skip {
+		for _, m := range b.spec.Models {
+			if lm, ok := realize.LockedModelFor(b.lock, m); ok {
+				c.Models[m.Dest()] = lm.SHA256
+			}
+		}
 	}
 	if d, err := b.base.Digest(); err == nil {
-		c.Labels[AnnBaseFacts] = factsOf(d, b.info).label()
+		c.ConfigLabels[AnnBaseFacts] = factsOf(d, b.info).label()
 	}
 	if set, ok := b.pythonSetLabel(); ok {
-		c.Labels[AnnPythonSet] = set
+		c.ConfigLabels[AnnPythonSet] = set
 	}
-	cf.Created = v1.Time{Time: b.modTime}
-	if img, err = mutate.ConfigFile(img, cf); err != nil {
-		return nil, err
-	}
-	return mutate.Annotations(img, b.labels()).(v1.Image), nil
+	return assemble.App(b.base, c)
 }
 
-func (b *builder) modelsImage(parts []Part) (v1.Image, error) {
-	img, cf, err := appendOCI(empty.Image, parts, b.modTime)
-	if err != nil {
-		return nil, err
-	}
+// modelsImage is the models image of the model parts, for the base's
+// platform.
+func (b *builder) modelsImage(parts []plan.Part) (v1.Image, error) {
 	baseCf, err := b.base.ConfigFile()
 	if err != nil {
 		return nil, err
 	}
-	cf.OS, cf.Architecture = baseCf.OS, baseCf.Architecture
-	cf.Created = v1.Time{Time: b.modTime}
-	ann := map[string]string{
-		specs.AnnotationVersion: b.spec.VersionID,
-		specs.AnnotationCreated: b.modTime.Format(time.RFC3339),
-		specs.AnnotationTitle:   "models of ComfyUI " + b.spec.VersionID,
-		AnnSpecDigest:           b.spec.Digest,
-		AnnPart:                 "models",
-	}
+	c := assemble.ModelsConfig{Layers: layersOf(parts), Created: b.modTime, OS: baseCf.OS, Architecture: baseCf.Architecture,
+		VersionID: b.spec.VersionID, SpecDigest: b.spec.Digest, Models: map[string]string{}}
 	for _, p := range parts {
-		ann[AnnModelPfx+p.Name] = p.SHA256
+		c.Models[p.Name] = p.SHA256
 	}
-	cf.Config.Labels = ann
-	if img, err = mutate.ConfigFile(img, cf); err != nil {
-		return nil, err
-	}
-	return mutate.Annotations(img, ann).(v1.Image), nil
+	return assemble.Models(c)
 }
 
 // recordLayers writes each layer's digest into the lock.
-func (b *builder) recordLayers(parts []Part) {
+func (b *builder) recordLayers(parts []plan.Part) {
 	b.lock.Layers = nil
 	for _, p := range parts {
 		d, _ := p.Layer.Digest()
 		diff, _ := p.Layer.DiffID()
 		size, _ := p.Layer.Size()
-		b.lock.Layers = append(b.lock.Layers, versions.LockedLayer{Part: p.Kind + " " + p.Name, Key: p.Key, Digest: d.String(), DiffID: diff.String(), Size: size})
+		b.lock.Layers = append(b.lock.Layers, versions.LockedLayer{Part: p.Label(), Key: p.Key, Digest: d.String(), DiffID: diff.String(), Size: size})
 	}
 }
 
 // ghcrLayerLimit is GHCR's per-layer size limit.
 const ghcrLayerLimit = 10 << 30
 
-func (b *builder) warnHuge(parts []Part) {
+func (b *builder) warnHuge(parts []plan.Part) {
 	for _, p := range parts {
 		if size, _ := p.Layer.Size(); size > ghcrLayerLimit {
-			b.logf("warning: layer %s %s is %s, over the 10 GB per-layer limit of some registries (GHCR)", p.Kind, p.Name, progress.Size(size))
+			b.logf("warning: layer %s is %s, over the 10 GB per-layer limit of some registries (GHCR)", p.Label(), progress.Size(size))
 		}
 	}
 }

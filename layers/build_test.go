@@ -21,6 +21,8 @@ import (
 
 	"github.com/comfy-image/comfy-image/internal/testsupport"
 	"github.com/comfy-image/comfy-image/layers"
+	"github.com/comfy-image/comfy-image/layers/materialize"
+	"github.com/comfy-image/comfy-image/layers/plan"
 	"github.com/comfy-image/comfy-image/realize"
 	"github.com/comfy-image/comfy-image/realize/models"
 	"github.com/comfy-image/comfy-image/versions"
@@ -211,7 +213,7 @@ func TestSameVersionSameDigestsFromTwoCaches(t *testing.T) {
 	v := testsupport.NewVersion(t)
 	base := testsupport.SyntheticBase(t)
 	a := build(t, v, base, testsupport.TempDir(t), nil)
-	b := build(t, v, base, testsupport.TempDir(t), func(o *layers.BuildOptions) { o.Compression = layers.Gzip })
+	b := build(t, v, base, testsupport.TempDir(t), func(o *layers.BuildOptions) { o.Compression = materialize.Gzip })
 	if digestOf(t, a.App) != digestOf(t, b.App) || digestOf(t, a.Models) != digestOf(t, b.Models) {
 		t.Fatalf("digests differ between caches:\napp %s vs %s\nmodels %s vs %s", digestOf(t, a.App), digestOf(t, b.App), digestOf(t, a.Models), digestOf(t, b.Models))
 	}
@@ -246,7 +248,7 @@ func TestOneChangedNodeRepacksAndPushesOneLayer(t *testing.T) {
 	// Unchanged: nothing is packed and no blob is uploaded.
 	again := build(t, v, base, cache, nil)
 	for _, p := range again.Parts {
-		if p.Packed {
+		if p.Action == plan.Pack {
 			t.Errorf("unchanged %s %s was packed again", p.Kind, p.Name)
 		}
 	}
@@ -272,7 +274,7 @@ func TestOneChangedNodeRepacksAndPushesOneLayer(t *testing.T) {
 	}
 	packed := 0
 	for _, p := range changed.Parts {
-		if p.Packed {
+		if p.Action == plan.Pack {
 			packed++
 			if p.Name != "ComfyUI-KJNodes" {
 				t.Errorf("%s %s was packed", p.Kind, p.Name)
@@ -296,14 +298,14 @@ func TestGzipDigestDoesNotDependOnGOMAXPROCS(t *testing.T) {
 	for i := range content {
 		content[i] = byte(i*7 + i/1000)
 	}
-	entries := func() ([]layers.Entry, error) {
-		return []layers.Entry{layers.BytesEntry("data/big.bin", 0o644, content), layers.BytesEntry("data/small.txt", 0o644, []byte("x"))}, nil
+	entries := func() ([]materialize.Entry, error) {
+		return []materialize.Entry{materialize.BytesEntry("data/big.bin", 0o644, content), materialize.BytesEntry("data/small.txt", 0o644, []byte("x"))}, nil
 	}
 	var digests []string
 	for _, procs := range []int{1, 2, 8} {
 		prev := runtime.GOMAXPROCS(procs)
-		c := layers.Cache{Dir: testsupport.TempDir(t), Jobs: procs}
-		l, _, err := c.Build(context.Background(), layers.Key("k"), layers.Gzip, layers.TarOptions{ModTime: time.Unix(0, 0)}, entries)
+		c := materialize.Cache{Dir: testsupport.TempDir(t), Jobs: procs}
+		l, _, err := c.Build(context.Background(), materialize.Key("k"), materialize.Gzip, materialize.TarOptions{ModTime: time.Unix(0, 0)}, entries)
 		runtime.GOMAXPROCS(prev)
 		if err != nil {
 			t.Fatal(err)
@@ -331,7 +333,7 @@ func TestModelLayerDigestIsRememberedNotReread(t *testing.T) {
 	os.WriteFile(file, content, 0o644)
 	sum := sha256.Sum256(content)
 	sha := hex.EncodeToString(sum[:])
-	l, err := layers.NewModelLayer(dir, file, "vae/x.safetensors", sha, time.Unix(0, 0))
+	l, err := materialize.NewModelLayer(dir, file, "vae/x.safetensors", sha, time.Unix(0, 0))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -369,7 +371,7 @@ func TestModelLayerDigestIsRememberedNotReread(t *testing.T) {
 	fi, _ := os.Stat(file)
 	os.WriteFile(file, bytes.Repeat([]byte("WEIGHTS?"), 100_000), 0o644)
 	os.Chtimes(file, fi.ModTime(), fi.ModTime())
-	again, err := layers.NewModelLayer(dir, file, "vae/x.safetensors", sha, time.Unix(0, 0))
+	again, err := materialize.NewModelLayer(dir, file, "vae/x.safetensors", sha, time.Unix(0, 0))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -538,8 +540,8 @@ func TestOfflineBuildFromCacheAndLock(t *testing.T) {
 func TestZstdLayers(t *testing.T) {
 	v := testsupport.NewVersion(t)
 	base := testsupport.SyntheticBase(t)
-	a := build(t, v, base, testsupport.TempDir(t), func(o *layers.BuildOptions) { o.Compression = layers.Zstd; o.Models = "skip" })
-	b := build(t, v, base, testsupport.TempDir(t), func(o *layers.BuildOptions) { o.Compression = layers.Zstd; o.Models = "skip" })
+	a := build(t, v, base, testsupport.TempDir(t), func(o *layers.BuildOptions) { o.Compression = materialize.Zstd; o.Models = "skip" })
+	b := build(t, v, base, testsupport.TempDir(t), func(o *layers.BuildOptions) { o.Compression = materialize.Zstd; o.Models = "skip" })
 	if digestOf(t, a.App) != digestOf(t, b.App) {
 		t.Fatal("zstd builds differ")
 	}
@@ -627,8 +629,8 @@ func TestRegistryIsTheCacheOfAFreshRunner(t *testing.T) {
 	// downloaded, and the push uploads nothing.
 	fresh := build(t, v, base, testsupport.TempDir(t), push)
 	for _, p := range fresh.Parts {
-		if p.Packed || !p.Remote {
-			t.Errorf("%s %s: packed %v, from the registry %v", p.Kind, p.Name, p.Packed, p.Remote)
+		if p.Action != plan.ReuseRegistry {
+			t.Errorf("%s %s: packed %v, from the registry %v", p.Kind, p.Name, p.Action == plan.Pack, p.Action == plan.ReuseRegistry)
 		}
 	}
 	if n := len(v.HF.Requests()); n != hfBefore {
@@ -652,7 +654,7 @@ func TestRegistryIsTheCacheOfAFreshRunner(t *testing.T) {
 		o.PushTo = []layers.Location{out, loc}
 	})
 	for _, p := range local.Parts {
-		if p.Remote {
+		if p.Action == plan.ReuseRegistry {
 			t.Errorf("%s %s came from the registry though an OCI layout is written", p.Kind, p.Name)
 		}
 	}
@@ -666,14 +668,14 @@ func TestModelLayerDigestComputedWhileDownloading(t *testing.T) {
 	f := &models.Fetcher{Store: models.Store{Dir: testsupport.TempDir(t)}, HFEndpoint: hf.URL}
 	modTime := time.Unix(0, 0)
 	_, err := f.Fetch(context.Background(), models.Request{Source: "hf://o/r/unet.safetensors",
-		Observe: layers.ModelLayerObserver(layerCache, "diffusion_models/unet.safetensors", modTime, f.Store.BlobPath)})
+		Observe: materialize.ModelLayerObserver(layerCache, "diffusion_models/unet.safetensors", modTime, f.Store.BlobPath)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	// The true digest, from a copy of the content in another cache.
 	copyFile := filepath.Join(testsupport.TempDir(t), "copy")
 	os.WriteFile(copyFile, content, 0o644)
-	truth, err := layers.NewModelLayer(testsupport.TempDir(t), copyFile, "diffusion_models/unet.safetensors", sha, modTime)
+	truth, err := materialize.NewModelLayer(testsupport.TempDir(t), copyFile, "diffusion_models/unet.safetensors", sha, modTime)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -685,7 +687,7 @@ func TestModelLayerDigestComputedWhileDownloading(t *testing.T) {
 	os.Chmod(store, 0o644)
 	os.WriteFile(store, bytes.Repeat([]byte{0xAB}, len(content)), 0o644)
 	os.Chtimes(store, fi.ModTime(), fi.ModTime())
-	l, err := layers.NewModelLayer(layerCache, store, "diffusion_models/unet.safetensors", sha, modTime)
+	l, err := materialize.NewModelLayer(layerCache, store, "diffusion_models/unet.safetensors", sha, modTime)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/comfy-image/comfy-image/internal/testsupport"
 	"github.com/comfy-image/comfy-image/layers"
+	"github.com/comfy-image/comfy-image/layers/plan"
 )
 
 // bigBase pushes the synthetic base (python, glibc) under a 50 MB layer of
@@ -156,7 +157,7 @@ func TestFreshRunnerPullsNoBaseLayer(t *testing.T) {
 		t.Errorf("fresh unchanged rebuild uploaded %v", up)
 	}
 	for _, p := range fresh.Parts {
-		if p.Packed {
+		if p.Action == plan.Pack {
 			t.Errorf("%s %s packed", p.Kind, p.Name)
 		}
 	}
@@ -175,8 +176,8 @@ func TestFreshRunnerPullsNoBaseLayer(t *testing.T) {
 	moved, reqs := runner(t, v, reg, base, t.TempDir(), noWheels)
 	var packed []string
 	for _, p := range moved.Parts {
-		if p.Packed {
-			packed = append(packed, p.Kind+" "+p.Name)
+		if p.Action == plan.Pack {
+			packed = append(packed, p.Label())
 		}
 	}
 	if len(packed) != 1 || packed[0] != "node ComfyUI-KJNodes" {
@@ -243,7 +244,7 @@ func TestFactsFromTheImageGiveTheSameVenvAsReadingTheBase(t *testing.T) {
 	fresh, _ := runner(t, v, reg, base, t.TempDir())
 	var venv v1.Layer
 	for _, p := range fresh.Parts {
-		if p.Kind == "venv" && p.Packed {
+		if p.Kind == "venv" && p.Action == plan.Pack {
 			venv = p.Layer
 		}
 	}
@@ -307,7 +308,7 @@ func TestCacheFromIsTheOnlyOtherImageTrusted(t *testing.T) {
 		t.Errorf("without --cache-from the base should be read; pulled %d bytes", n)
 	}
 	for _, p := range res.Parts {
-		if p.Remote {
+		if p.Action == plan.ReuseRegistry {
 			t.Errorf("%s %s taken from an image not named by --cache-from", p.Kind, p.Name)
 		}
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/comfy-image/comfy-image/internal/testsupport"
 	"github.com/comfy-image/comfy-image/layers"
+	"github.com/comfy-image/comfy-image/layers/plan"
 	"github.com/comfy-image/comfy-image/realize"
 	"github.com/comfy-image/comfy-image/versions"
 )
@@ -32,8 +33,8 @@ func TestConfigDoesNotDependOnTheCache(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, mode := range []string{"skip", "separate", "bake"} {
-		t.Run(mode, func(t *testing.T) {
+	for _, mode := range []plan.ModelsMode{plan.Skip, plan.Separate, plan.Bake} {
+		t.Run(string(mode), func(t *testing.T) {
 			set := func(o *layers.BuildOptions) { o.Models = mode }
 			cold := build(t, v, base, testsupport.TempDir(t), set)
 			hot := build(t, v, base, warm, set)

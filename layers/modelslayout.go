@@ -4,6 +4,7 @@ import (
 	"path"
 	"strings"
 
+	"github.com/comfy-image/comfy-image/layers/materialize"
 	"github.com/comfy-image/comfy-image/realize"
 )
 
@@ -23,8 +24,8 @@ var (
 
 // layCoreModels moves the core's files of ComfyUI/models aside and adds the
 // two links, in the core's layer.
-func layCoreModels(entries []Entry) []Entry {
-	out := make([]Entry, 0, len(entries)+2)
+func layCoreModels(entries []materialize.Entry) []materialize.Entry {
+	out := make([]materialize.Entry, 0, len(entries)+2)
 	for _, e := range entries {
 		if rel, ok := strings.CutPrefix(e.Path, coreModelsLink+"/"); ok {
 			e.Path = path.Join(coreModelFiles, rel)
@@ -34,8 +35,8 @@ func layCoreModels(entries []Entry) []Entry {
 		out = append(out, e)
 	}
 	return append(out,
-		Entry{Path: coreModelsLink, Link: path.Join("..", path.Base(modelsLink))},
-		Entry{Path: modelsLink, Link: ModelsDir},
+		materialize.Entry{Path: coreModelsLink, Link: path.Join("..", path.Base(modelsLink))},
+		materialize.Entry{Path: modelsLink, Link: ModelsDir},
 	)
 }
 

@@ -47,9 +47,9 @@ func ModelsLocation(app Location, override string) (Location, error) {
 		return ParseLocation(override)
 	}
 	switch app.Kind {
-	case "oci":
-		return Location{Kind: "oci", Path: app.Path, Tag: app.Tag + "-models"}, nil
-	case "tar":
+	case OCILayout:
+		return Location{Kind: OCILayout, Path: app.Path, Tag: app.Tag + "-models"}, nil
+	case Tarball:
 		return app, nil
 	}
 	tag := "latest"
@@ -88,9 +88,9 @@ func NewOutputs(outs []Location, versionID string, o WriteOptions) (*Outputs, er
 		}
 		var p publish.Publisher
 		switch loc.Kind {
-		case "oci":
+		case OCILayout:
 			p = publish.NewLayout(loc.Path, opts...)
-		case "tar":
+		case Tarball:
 			p = publish.NewTarball(loc.Path, versionID, opts...)
 		default:
 			p = publish.NewRegistry(loc.Ref.Context(), opts...)
@@ -118,19 +118,19 @@ func NewOutputs(outs []Location, versionID string, o WriteOptions) (*Outputs, er
 }
 
 func destination(loc Location) string {
-	if loc.Kind == "registry" {
+	if loc.Kind == Registry {
 		return loc.Ref.Context().String()
 	}
-	return loc.Kind + ":" + loc.Path
+	return string(loc.Kind) + ":" + loc.Path
 }
 
 // tagOf is the tag an image gets at loc; a tarball's images are tagged
 // ID:latest and ID:latest-models.
 func tagOf(loc Location, tarTag string) (string, error) {
 	switch loc.Kind {
-	case "oci":
+	case OCILayout:
 		return loc.Tag, nil
-	case "tar":
+	case Tarball:
 		return tarTag, nil
 	}
 	t, ok := loc.Ref.(name.Tag)

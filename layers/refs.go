@@ -15,11 +15,21 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
 
+// OutputKind is the kind of place an image is read from or written to.
+type OutputKind string
+
+// The kinds of locations.
+const (
+	Registry  OutputKind = "registry" // a registry reference
+	OCILayout OutputKind = "oci"      // oci:DIR[:TAG]
+	Tarball   OutputKind = "tar"      // tar:FILE, docker-loadable
+)
+
 // Location is where an image is read from or written to: a registry
 // reference, an OCI layout directory (oci:DIR[:TAG]) or a docker-loadable
 // tarball (tar:FILE).
 type Location struct {
-	Kind string // "registry", "oci" or "tar"
+	Kind OutputKind
 	Ref  name.Reference
 	Path string
 	Tag  string
@@ -27,9 +37,9 @@ type Location struct {
 
 func (l Location) String() string {
 	switch l.Kind {
-	case "oci":
+	case OCILayout:
 		return "oci:" + l.Path + ":" + l.Tag
-	case "tar":
+	case Tarball:
 		return "tar:" + l.Path
 	}
 	return l.Ref.String()
@@ -47,13 +57,13 @@ func ParseLocation(s string) (Location, error) {
 		if p == "" {
 			return Location{}, fmt.Errorf("%q: expected oci:DIR[:TAG]", s)
 		}
-		return Location{Kind: "oci", Path: p, Tag: tag}, nil
+		return Location{Kind: OCILayout, Path: p, Tag: tag}, nil
 	case strings.HasPrefix(s, "tar:"):
 		p := strings.TrimPrefix(s, "tar:")
 		if p == "" {
 			return Location{}, fmt.Errorf("%q: expected tar:FILE", s)
 		}
-		return Location{Kind: "tar", Path: p}, nil
+		return Location{Kind: Tarball, Path: p}, nil
 	}
 	var opts []name.Option
 	if isLocalRegistry(s) {
@@ -63,7 +73,7 @@ func ParseLocation(s string) (Location, error) {
 	if err != nil {
 		return Location{}, fmt.Errorf("%q: expected a registry reference, oci:DIR[:TAG] or tar:FILE: %w", s, err)
 	}
-	return Location{Kind: "registry", Ref: ref}, nil
+	return Location{Kind: Registry, Ref: ref}, nil
 }
 
 func isLocalRegistry(ref string) bool {
@@ -83,7 +93,7 @@ func RemoteOptions(extra ...remote.Option) []remote.Option {
 // ReadImage opens the image at a location.
 func ReadImage(loc Location, opts ...remote.Option) (v1.Image, error) {
 	switch loc.Kind {
-	case "oci":
+	case OCILayout:
 		p, err := layout.FromPath(loc.Path)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", loc, err)
@@ -109,7 +119,7 @@ func ReadImage(loc Location, opts ...remote.Option) (v1.Image, error) {
 			return nil, fmt.Errorf("%s: no image tagged %q in the layout", loc, loc.Tag)
 		}
 		return idx.Image(found[len(found)-1])
-	case "tar":
+	case Tarball:
 		tag, err := appTagIn(loc.Path)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", loc, err)

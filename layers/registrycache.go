@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 
@@ -14,6 +13,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/comfy-image/comfy-image/layers/materialize"
+	"github.com/comfy-image/comfy-image/layers/plan"
 	"github.com/comfy-image/comfy-image/versions"
 )
 
@@ -36,7 +37,7 @@ func (b *builder) registryCache(ctx context.Context) error {
 		return err
 	}
 	for _, out := range b.opts.PushTo {
-		if out.Kind != "registry" {
+		if out.Kind != Registry {
 			return nil
 		}
 	}
@@ -45,7 +46,7 @@ func (b *builder) registryCache(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("--models-ref: %w", err)
 		}
-		if models.Kind != "registry" {
+		if models.Kind != Registry {
 			b.appRepos, b.modelRepos = nil, nil
 			return nil
 		}
@@ -120,18 +121,15 @@ func (b *builder) remoteOptions(ctx context.Context, repo name.Repository) []rem
 // layer returns the app layer under key: from the local cache, else as a
 // layer every registry output already has, else packed now (in a dry run:
 // nil, to be packed).
-func (b *builder) layer(ctx context.Context, key string, entries func() ([]Entry, error)) (l v1.Layer, packed, remote bool, err error) {
-	switch l, action := b.decide(ctx, key, b.appRepos); action {
-	case ReuseCache:
-		return l, false, false, nil
-	case ReuseRegistry:
-		return l, false, true, nil
+func (b *builder) layer(ctx context.Context, key string, entries func() ([]materialize.Entry, error)) (v1.Layer, plan.Action, error) {
+	if l, action := b.decide(ctx, key, b.appRepos); action != plan.Pack || b.dryRun {
+		return l, action, nil
 	}
-	if b.dryRun {
-		return nil, true, false, nil
+	l, packed, err := b.cache.Build(ctx, key, b.opts.Compression, b.layerOpts(), entries)
+	if !packed {
+		return l, plan.ReuseCache, err // packed meanwhile by another build
 	}
-	l, packed, err = b.cache.Build(ctx, key, b.opts.Compression, b.layerOpts(), entries)
-	return l, packed, false, err
+	return l, plan.Pack, err
 }
 
 // remoteLayer is the lock's layer under key when every repository in repos
@@ -154,30 +152,10 @@ func (b *builder) remoteLayer(ctx context.Context, key string, repos []name.Repo
 			return nil, false
 		}
 	}
-	mt := b.opts.Compression.mediaType()
+	mt := b.opts.Compression.MediaType()
 	if digest == diffID {
 		mt = types.OCIUncompressedLayer // model layers are stored uncompressed
 	}
 	b.logf("%s: in the registry already, not packed", known.Part)
-	return &registryLayer{digest: digest, diffID: diffID, size: known.Size, mediaType: mt, part: known.Part}, true
+	return materialize.Known(materialize.Info{Digest: digest, DiffID: diffID, Size: known.Size, MediaType: mt}, known.Part), true
 }
-
-// registryLayer is a layer known by its digests only: its blob is in every
-// registry the image goes to, so writing the image never reads it.
-type registryLayer struct {
-	digest, diffID v1.Hash
-	size           int64
-	mediaType      types.MediaType
-	part           string
-}
-
-func (l *registryLayer) Digest() (v1.Hash, error)            { return l.digest, nil }
-func (l *registryLayer) DiffID() (v1.Hash, error)            { return l.diffID, nil }
-func (l *registryLayer) Size() (int64, error)                { return l.size, nil }
-func (l *registryLayer) MediaType() (types.MediaType, error) { return l.mediaType, nil }
-
-func (l *registryLayer) Compressed() (io.ReadCloser, error) {
-	return nil, fmt.Errorf("layer %s (%s) is only in the registry, not in this cache", l.part, l.digest)
-}
-
-func (l *registryLayer) Uncompressed() (io.ReadCloser, error) { return l.Compressed() }

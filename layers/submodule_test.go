@@ -13,7 +13,7 @@ import (
 	"testing"
 
 	"github.com/comfy-image/comfy-image/internal/testsupport"
-	"github.com/comfy-image/comfy-image/layers"
+	"github.com/comfy-image/comfy-image/layers/plan"
 )
 
 // addNode inserts a node entry at the head of the fixture spec's nodes.
@@ -79,7 +79,7 @@ func TestNodeLayerEqualsGitCloneWithSubmodules(t *testing.T) {
 			repos := testsupport.NewNestedRepos(t, filepath.Join(v.Dir, "repos", "nested"))
 			addNode(t, v, fmt.Sprintf(`{"repo": %q, "name": "usdu", "submodules": %v}`, repos.Node.FileURL(), recurse))
 			res := build(t, v, testsupport.SyntheticBase(t), testsupport.TempDir(t), nil)
-			var layer *layers.Part
+			var layer *plan.Part
 			for i, p := range res.Parts {
 				if p.Kind == "node" && p.Name == "usdu" {
 					layer = &res.Parts[i]

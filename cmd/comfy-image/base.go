@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/comfy-image/comfy-image/layers"
+	"github.com/comfy-image/comfy-image/layers/materialize"
 	"github.com/comfy-image/comfy-image/layers/publish"
 	"github.com/comfy-image/comfy-image/layers/rootfs"
 )
@@ -50,7 +51,7 @@ listed. The image's environment is PATH (--env adds or replaces variables).`,
 			if err != nil {
 				return err
 			}
-			modTime, err := layers.ModTimeFromEnv(os.Getenv)
+			modTime, err := materialize.ModTimeFromEnv(os.Getenv)
 			if err != nil {
 				return usageError{err}
 			}
@@ -111,9 +112,9 @@ func packBase(cmd *cobra.Command, dir string, loc layers.Location, opts ...rootf
 	var pub publish.Publisher
 	tag := loc.Tag
 	switch loc.Kind {
-	case "oci":
+	case layers.OCILayout:
 		pub = publish.NewLayout(loc.Path)
-	case "tar":
+	case layers.Tarball:
 		pub, tag = publish.NewTarball(loc.Path, "localhost/comfy-image-base"), "latest"
 	}
 	if _, err := pub.Publish(cmd.Context(), packed.Image, tag); err != nil {

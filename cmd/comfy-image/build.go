@@ -17,6 +17,8 @@ import (
 	"github.com/comfy-image/comfy-image/internal/progress"
 	"github.com/comfy-image/comfy-image/layers"
 	"github.com/comfy-image/comfy-image/layers/check"
+	"github.com/comfy-image/comfy-image/layers/materialize"
+	"github.com/comfy-image/comfy-image/layers/plan"
 	"github.com/comfy-image/comfy-image/layers/publish"
 	"github.com/comfy-image/comfy-image/realize"
 	"github.com/comfy-image/comfy-image/versions"
@@ -25,7 +27,7 @@ import (
 func newBuildCmd() *cobra.Command {
 	var f specFlags
 	var o layers.BuildOptions
-	var push, modelsRef, compression string
+	var push, modelsRef, compression, models string
 	var outputs []string
 	var jobs int
 	var asJSON bool
@@ -58,7 +60,7 @@ func newBuildCmd() *cobra.Command {
 			for i, out := range outputs {
 				if i == 0 && push != "" {
 					loc, err := layers.ParseLocation(out)
-					if err != nil || loc.Kind != "registry" {
+					if err != nil || loc.Kind != layers.Registry {
 						return usagef("--push %q: expected a registry reference (HOST/REPO:TAG); use --output for oci:DIR[:TAG] or tar:FILE", out)
 					}
 					outs = append(outs, loc)
@@ -71,24 +73,22 @@ func newBuildCmd() *cobra.Command {
 				outs = append(outs, loc)
 			}
 			for _, ref := range o.CacheFrom {
-				if loc, err := layers.ParseLocation(ref); err != nil || loc.Kind != "registry" {
+				if loc, err := layers.ParseLocation(ref); err != nil || loc.Kind != layers.Registry {
 					return usagef("--cache-from %q: expected a registry reference (HOST/REPO:TAG)", ref)
 				}
 			}
 			if err := checkCounts(jobs, o.MaxLayers); err != nil {
 				return err
 			}
-			if _, err := layers.ModTimeFromEnv(os.Getenv); err != nil {
+			if _, err := materialize.ModTimeFromEnv(os.Getenv); err != nil {
 				return usageError{err}
 			}
-			switch o.Models {
-			case "separate", "bake", "skip":
-			default:
-				return usagef("--models %q: expected separate, bake or skip", o.Models)
+			if o.Models, err = plan.ParseModelsMode(models); err != nil {
+				return usageError{err}
 			}
-			switch layers.Compression(compression) {
-			case layers.Gzip, layers.Zstd:
-				o.Compression = layers.Compression(compression)
+			switch materialize.Compression(compression) {
+			case materialize.Gzip, materialize.Zstd:
+				o.Compression = materialize.Compression(compression)
 			default:
 				return usagef("--compression %q: expected gzip or zstd", compression)
 			}
@@ -97,7 +97,7 @@ func newBuildCmd() *cobra.Command {
 			}
 			// A local folder or file named without oci: or tar: (a missing
 			// layout is found when the base is read).
-			if baseLoc.Kind == "registry" {
+			if baseLoc.Kind == layers.Registry {
 				if err := checkLocalImage(o.Base, baseLoc); err != nil {
 					return usagef("--base %v", err)
 				}
@@ -129,7 +129,7 @@ func newBuildCmd() *cobra.Command {
 			pushProgress := &lazyProgress{w: cmd.ErrOrStderr()}
 			wo := layers.WriteOptions{ModelsRef: modelsRef, Jobs: jobs, Reporter: pushProgress, Log: human,
 				Names: map[string]string{}, MountRecord: filepath.Join(o.CacheDir, "registry-blobs.json")}
-			if base, _ := layers.ParseLocation(o.Base); base.Kind == "registry" {
+			if base, _ := layers.ParseLocation(o.Base); base.Kind == layers.Registry {
 				wo.MountFrom = append(wo.MountFrom, base.Ref.Context())
 			}
 			dests, err := layers.NewOutputs(outs, s.VersionID, wo)
@@ -177,7 +177,7 @@ func newBuildCmd() *cobra.Command {
 			}
 			for _, p := range res.Parts {
 				if d, err := p.Layer.Digest(); err == nil {
-					wo.Names[d.String()] = p.Kind + " " + p.Name
+					wo.Names[d.String()] = p.Label()
 				}
 			}
 			written := time.Now()
@@ -201,7 +201,7 @@ func newBuildCmd() *cobra.Command {
 	fl.StringVar(&push, "push", "", "push the app image to `REF` (the models image to REF-models)")
 	fl.StringArrayVar(&o.CacheFrom, "cache-from", nil, "also trust layer keys and base facts of the image at `REF` (repeatable)")
 	fl.StringArrayVar(&outputs, "output", nil, "also write to `OUT`: oci:DIR[:TAG] or tar:FILE (repeatable)")
-	fl.StringVar(&o.Models, "models", "separate", "`MODE`: separate image, bake (in /models) or skip")
+	fl.StringVar(&models, "models", "separate", "`MODE`: separate image, bake (in /models) or skip")
 	fl.StringVar(&modelsRef, "models-ref", "", "`REF` of the models image (default: --push REF's tag + -models)")
 	fl.StringVar(&o.WheelsDir, "wheels-dir", "", "take Python wheels only from this `DIR` (pip --no-index)")
 	fl.StringVar(&compression, "compression", "gzip", "app layer compression `ALGO`: gzip or zstd")
@@ -224,7 +224,7 @@ func writeRepacking(cmd *cobra.Command, s *versions.Spec, o layers.BuildOptions,
 	if !errors.As(err, &bad) || !bad.Damaged() {
 		return err
 	}
-	if dropped, derr := layers.DropCachedLayer(cmd.Context(), o.CacheDir, bad.Digest); derr != nil || !dropped {
+	if dropped, derr := materialize.DropCachedLayer(cmd.Context(), o.CacheDir, bad.Digest); derr != nil || !dropped {
 		return err // not a cached layer: nothing to repack
 	}
 	fmt.Fprintf(cmd.ErrOrStderr(), "%s %s: the cached layer is damaged (%v); dropped from the cache, packing it again\n", bad.Layer, bad.Digest, bad.Err)
@@ -296,13 +296,13 @@ func printParts(out io.Writer, res *layers.Result) {
 		d, _ := p.Layer.Digest()
 		size, _ := p.Layer.Size()
 		state := "cached"
-		if p.Packed {
+		if p.Action == plan.Pack {
 			state = "packed"
 		}
-		if p.Kind == "model" {
+		if p.Kind == plan.Model {
 			state = "uncompressed"
 		}
-		if p.Remote {
+		if p.Action == plan.ReuseRegistry {
 			state = "in the registry"
 		}
 		fmt.Fprintf(out, "%3d  %-7s %-37s %10s  %s  %s\n", index[d.String()], p.Kind, fit(p.Name, 37), humanSize(size), d.String()[:19], state)
@@ -379,18 +379,18 @@ func newInspectCmd() *cobra.Command {
 // file that is not there. They are usage errors (exit 2).
 func checkLocalImage(arg string, loc layers.Location) error {
 	switch loc.Kind {
-	case "registry":
+	case layers.Registry:
 		if fi, err := os.Stat(arg); err == nil {
 			if fi.IsDir() {
 				return usagef("%q is a folder here, not a registry reference: did you mean oci:%s?", arg, arg)
 			}
 			return usagef("%q is a file here, not a registry reference: did you mean tar:%s?", arg, arg)
 		}
-	case "oci":
+	case layers.OCILayout:
 		if _, err := os.Stat(filepath.Join(loc.Path, "index.json")); err != nil {
 			return usagef("%q: %s is not an OCI layout (a folder with index.json, as build --output oci:DIR writes)", arg, loc.Path)
 		}
-	case "tar":
+	case layers.Tarball:
 		if fi, err := os.Stat(loc.Path); err != nil || fi.IsDir() {
 			return usagef("%q: %s is not a file (build --output tar:FILE writes one)", arg, loc.Path)
 		}

@@ -101,11 +101,11 @@ func checkOutput(out, registryHint string) (layers.Location, error) {
 		return layers.Location{}, usagef("--output %q: %s", out, forms)
 	}
 	switch loc.Kind {
-	case "oci":
+	case layers.OCILayout:
 		if fi, err := os.Stat(loc.Path); err == nil && !fi.IsDir() {
 			return loc, usagef("--output %q: %s is a file; an OCI layout is a folder", out, loc.Path)
 		}
-	case "tar":
+	case layers.Tarball:
 		if fi, err := os.Stat(loc.Path); err == nil && fi.IsDir() {
 			return loc, usagef("--output %q: %s is a folder; tar:FILE names a file", out, loc.Path)
 		}

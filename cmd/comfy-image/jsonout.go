@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/comfy-image/comfy-image/layers"
+	"github.com/comfy-image/comfy-image/layers/plan"
 	"github.com/comfy-image/comfy-image/versions"
 )
 
@@ -46,10 +47,10 @@ type resolved struct {
 }
 
 type partReport struct {
-	Part   string `json:"part"`
-	Name   string `json:"name"`
-	Digest string `json:"digest"`
-	Size   int64  `json:"size"`
+	Part   plan.PartKind `json:"part"`
+	Name   string        `json:"name"`
+	Digest string        `json:"digest"`
+	Size   int64         `json:"size"`
 	// State: packed (by this build), reused (from the cache) or in-registry
 	// (not at hand: every output registry has it, so nothing is uploaded).
 	State string `json:"state"`
@@ -66,16 +67,16 @@ type planReport struct {
 }
 
 type plannedPartRep struct {
-	Part   string        `json:"part"`
+	Part   plan.PartKind `json:"part"`
 	Name   string        `json:"name"`
 	Key    string        `json:"key,omitempty"`
 	Digest string        `json:"digest,omitempty"`
 	Size   int64         `json:"size,omitempty"`
-	Action layers.Action `json:"action"`
+	Action plan.Action   `json:"action"`
 	Upload []string      `json:"upload,omitempty"`
 }
 
-func (r *report) planFrom(p *layers.BuildPlan) {
+func (r *report) planFrom(p *plan.BuildPlan) {
 	r.Plan = &planReport{Resolve: p.Resolve, Writes: p.Writes, Parts: []plannedPartRep{}}
 	for _, pp := range p.Parts {
 		r.Plan.Parts = append(r.Plan.Parts, plannedPartRep{Part: pp.Kind, Name: pp.Name, Key: pp.Key,
@@ -121,10 +122,10 @@ func (r *report) buildFrom(res *layers.Result) {
 		d, _ := p.Layer.Digest()
 		size, _ := p.Layer.Size()
 		state := "reused"
-		switch {
-		case p.Remote:
+		switch p.Action {
+		case plan.ReuseRegistry:
 			state = "in-registry"
-		case p.Packed:
+		case plan.Pack:
 			state = "packed"
 		}
 		r.Parts = append(r.Parts, partReport{Part: p.Kind, Name: p.Name, Digest: d.String(), Size: size, State: state})

@@ -1,4 +1,4 @@
-package layers_test
+package materialize_test
 
 import (
 	"bytes"
@@ -16,11 +16,11 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
-	"github.com/comfy-image/comfy-image/layers"
+	"github.com/comfy-image/comfy-image/layers/materialize"
 )
 
 // benchEntries is 64 MiB of mixed content: half compressible text, half noise.
-func benchEntries() []layers.Entry {
+func benchEntries() []materialize.Entry {
 	text := bytes.Repeat([]byte("import torch\nclass Node:\n    def run(self, x):\n        return x * 2\n"), 500_000)[:32<<20]
 	noise := make([]byte, 32<<20)
 	x := uint64(88172645463325252)
@@ -30,7 +30,7 @@ func benchEntries() []layers.Entry {
 		x ^= x << 17
 		noise[i] = byte(x)
 	}
-	return []layers.Entry{layers.BytesEntry("opt/comfy/text.py", 0o644, text), layers.BytesEntry("opt/comfy/weights.bin", 0o644, noise)}
+	return []materialize.Entry{materialize.BytesEntry("opt/comfy/text.py", 0o644, text), materialize.BytesEntry("opt/comfy/weights.bin", 0o644, noise)}
 }
 
 // BenchmarkPackLayer packs the same layer with our parallel gzip (pgzip,
@@ -44,16 +44,16 @@ func BenchmarkPackLayer(b *testing.B) {
 	}
 	var ours, peer time.Duration
 	for i := 0; i < b.N; i++ {
-		c := layers.Cache{Dir: b.TempDir()}
+		c := materialize.Cache{Dir: b.TempDir()}
 		start := time.Now()
-		if _, _, err := c.Build(context.Background(), layers.Key("bench"), layers.Gzip, layers.TarOptions{ModTime: time.Unix(0, 0)},
-			func() ([]layers.Entry, error) { return entries, nil }); err != nil {
+		if _, _, err := c.Build(context.Background(), materialize.Key("bench"), materialize.Gzip, materialize.TarOptions{ModTime: time.Unix(0, 0)},
+			func() ([]materialize.Entry, error) { return entries, nil }); err != nil {
 			b.Fatal(err)
 		}
 		ours += time.Since(start)
 		start = time.Now()
 		zw, _ := gzip.NewWriterLevel(io.Discard, 6)
-		if err := layers.WriteTar(zw, entries, layers.TarOptions{ModTime: time.Unix(0, 0)}); err != nil {
+		if err := materialize.WriteTar(zw, entries, materialize.TarOptions{ModTime: time.Unix(0, 0)}); err != nil {
 			b.Fatal(err)
 		}
 		zw.Close()
@@ -80,7 +80,7 @@ func BenchmarkModelLayerMemory(b *testing.B) {
 		for i := 0; i < b.N; i++ {
 			runtime.GC()
 			peak := watchHeap()
-			l, err := layers.NewModelLayer(dir, file, "checkpoints/model.bin", "0", time.Unix(0, 0))
+			l, err := materialize.NewModelLayer(dir, file, "checkpoints/model.bin", "0", time.Unix(0, 0))
 			if err != nil {
 				b.Fatal(err)
 			}

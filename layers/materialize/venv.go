@@ -1,4 +1,4 @@
-package layers
+package materialize
 
 import (
 	"archive/zip"
@@ -407,29 +407,4 @@ func consoleScripts(z *zip.ReadCloser, rec record, distInfo string) ([]script, e
 		}
 	}
 	return out, nil
-}
-
-// venvPip is the base's own pip wheel when the venv needs it: pip is
-// installed from it unless the venv already sees pip in the base's site
-// packages or gets it from the requirements. nil when the base ships none
-// (then `python -m pip` does not work in the image; see README).
-func (b *builder) venvPip() *pyenv.Wheel {
-	if b.info.PipWheel == nil || (b.spec.Python.SystemSitePackages && b.info.HasPackage("pip")) {
-		return nil
-	}
-	for _, p := range b.lock.Python.ImagePackages {
-		if p.Name == "pip" {
-			return nil
-		}
-	}
-	return b.info.PipWheel
-}
-
-// basePackagesID is a short digest of the base's package set.
-func basePackagesID(pkgs []pyenv.BasePackage) string {
-	h := sha256.New()
-	for _, p := range pkgs {
-		fmt.Fprintf(h, "%s==%s\n", p.Name, p.Version)
-	}
-	return fmt.Sprintf("%x", h.Sum(nil))[:16]
 }

@@ -1,4 +1,4 @@
-package layers
+package materialize
 
 import (
 	"archive/tar"
@@ -45,7 +45,8 @@ const (
 	gzipLevel     = 6
 )
 
-func (c Compression) mediaType() types.MediaType {
+// MediaType is the media type of a layer compressed with c.
+func (c Compression) MediaType() types.MediaType {
 	if c == Zstd {
 		return types.OCILayerZStd
 	}
@@ -268,7 +269,7 @@ func (c Cache) pack(w io.Writer, entries []Entry, comp Compression, opts TarOpti
 		Digest:    hashOf(digest),
 		DiffID:    hashOf(diff),
 		Size:      counter.n,
-		MediaType: comp.mediaType(),
+		MediaType: comp.MediaType(),
 	}, nil
 }
 
@@ -440,7 +441,7 @@ func NewModelGroupLayer(cacheDir string, files []ModelFile, modTime time.Time) (
 		l.size += int64(len(p.header)) + fi.Size() + p.pad
 	}
 	l.size += tarTrailer
-	key := modelLayerKey(files, modTime)
+	key := ModelLayerKey(files, modTime)
 	l.cacheDir, l.key = cacheDir, key
 	stamps, err := stampFiles(files)
 	if err != nil {
@@ -573,15 +574,15 @@ func ModelLayerObserver(cacheDir, inImage string, modTime time.Time, storeFile f
 			if err != nil || stamps[0].Size != size {
 				return // NewModelGroupLayer will read the file
 			}
-			key := modelLayerKey([]ModelFile{file}, modTime)
+			key := ModelLayerKey([]ModelFile{file}, modTime)
 			_ = rememberModelLayer(cacheDir, key, hashOf(h), int64(len(header))+size+pad+tarTrailer, stamps)
 		}
 	}
 }
 
-// modelLayerKey names a model layer by its files' content and paths (sorted
+// ModelLayerKey names a model layer by its files' content and paths (sorted
 // by path) and the mtime: what its bytes depend on.
-func modelLayerKey(files []ModelFile, modTime time.Time) string {
+func ModelLayerKey(files []ModelFile, modTime time.Time) string {
 	files = append([]ModelFile(nil), files...)
 	sort.Slice(files, func(i, j int) bool { return files[i].Path < files[j].Path })
 	parts := []string{modTime.UTC().String()}

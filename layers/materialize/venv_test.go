@@ -1,4 +1,4 @@
-package layers_test
+package materialize_test
 
 import (
 	"archive/tar"
@@ -8,7 +8,6 @@ import (
 	"crypto/sha512"
 	"encoding/base64"
 	"fmt"
-	"github.com/comfy-image/comfy-image/internal/testsupport"
 	"io"
 	"os"
 	"path/filepath"
@@ -16,7 +15,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/comfy-image/comfy-image/layers"
+	"github.com/comfy-image/comfy-image/internal/testsupport"
+
+	"github.com/comfy-image/comfy-image/layers/materialize"
 	"github.com/comfy-image/comfy-image/realize/pyenv"
 	"github.com/comfy-image/comfy-image/versions"
 )
@@ -78,13 +79,13 @@ func writeWheel(t testing.TB, members ...member) string {
 func unpack(t testing.TB, file string) ([]string, error) {
 	t.Helper()
 	w := pyenv.Wheel{LockedPackage: versions.LockedPackage{Name: "pkg", Version: "1.0", Wheel: filepath.Base(file)}, File: file}
-	tree, err := layers.BuildVenvTree(venvRoot, py311, false, []pyenv.Wheel{w})
+	tree, err := materialize.BuildVenvTree(venvRoot, py311, false, []pyenv.Wheel{w})
 	if err != nil {
 		return nil, err
 	}
 	defer tree.Close()
 	var buf bytes.Buffer
-	if err := layers.WriteTar(&buf, tree.Entries, layers.TarOptions{ModTime: time.Unix(0, 0)}); err != nil {
+	if err := materialize.WriteTar(&buf, tree.Entries, materialize.TarOptions{ModTime: time.Unix(0, 0)}); err != nil {
 		return nil, err
 	}
 	var names []string
@@ -143,7 +144,7 @@ func TestWheelMemberOutsideItsSchemeIsRefused(t *testing.T) {
 
 func TestWriteTarRefusesNonLocalPaths(t *testing.T) {
 	for _, p := range []string{"../etc/passwd", "/etc/passwd", "opt/../../etc/passwd", ""} {
-		err := layers.WriteTar(io.Discard, []layers.Entry{layers.BytesEntry(p, 0o644, []byte("x"))}, layers.TarOptions{})
+		err := materialize.WriteTar(io.Discard, []materialize.Entry{materialize.BytesEntry(p, 0o644, []byte("x"))}, materialize.TarOptions{})
 		if err == nil {
 			t.Errorf("WriteTar accepted the path %q", p)
 		} else if p != "" && !strings.Contains(err.Error(), p) {

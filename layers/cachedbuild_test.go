@@ -14,6 +14,7 @@ import (
 
 	"github.com/comfy-image/comfy-image/internal/testsupport"
 	"github.com/comfy-image/comfy-image/layers"
+	"github.com/comfy-image/comfy-image/layers/plan"
 )
 
 // flipByte changes one byte of file in place: same size, other content.
@@ -56,7 +57,7 @@ func TestDamagedPackedLayerIsRepacked(t *testing.T) {
 	var log bytes.Buffer
 	res := build(t, v, base, cache, func(o *layers.BuildOptions) { o.Log = &log })
 	for _, p := range res.Parts {
-		if p.Kind != "model" && p.Kind != "base" && !p.Packed {
+		if p.Kind != "model" && p.Kind != "base" && p.Action != plan.Pack {
 			t.Errorf("damaged %s %s was reused", p.Kind, p.Name)
 		}
 	}
@@ -70,75 +71,6 @@ func TestDamagedPackedLayerIsRepacked(t *testing.T) {
 	}
 	if err := layers.Write(context.Background(), res, []layers.Location{out}, "demo", layers.WriteOptions{Log: io.Discard}); err != nil {
 		t.Fatalf("push after the cache was damaged: %v", err)
-	}
-}
-
-// TestCacheDropForgetsALayer drops a packed layer by its digest, as push
-// code does when a registry answers DIGEST_INVALID: the next build packs it
-// again.
-func TestCacheDropForgetsALayer(t *testing.T) {
-	dir := testsupport.TempDir(t)
-	c := layers.Cache{Dir: dir}
-	ctx := context.Background()
-	entries := func() ([]layers.Entry, error) {
-		return []layers.Entry{layers.BytesEntry("app/x.txt", 0o644, []byte("hello\n"))}, nil
-	}
-	key := layers.Key("drop-test")
-	l, packed, err := c.Build(ctx, key, layers.Gzip, layers.TarOptions{}, entries)
-	if err != nil || !packed {
-		t.Fatalf("first build: packed %v, %v", packed, err)
-	}
-	d, _ := l.Digest()
-	if _, ok := c.Lookup(key); !ok {
-		t.Fatal("a packed layer is not found")
-	}
-	n, err := c.DropDigest(ctx, d)
-	if err != nil || n != 1 {
-		t.Fatalf("DropDigest: %d dropped, %v", n, err)
-	}
-	if _, ok := c.Lookup(key); ok {
-		t.Fatal("a dropped layer is still found")
-	}
-	if _, packed, err := c.Build(ctx, key, layers.Gzip, layers.TarOptions{}, entries); err != nil || !packed {
-		t.Fatalf("build after the drop: packed %v, %v", packed, err)
-	}
-	if err := c.Drop(ctx, key); err != nil {
-		t.Fatal(err)
-	}
-	if _, ok := c.Lookup(key); ok {
-		t.Fatal("Drop left the layer")
-	}
-}
-
-// TestChangedModelFileIsNotTrusted edits a stored model file after its layer
-// digest was remembered: the remembered digest is not used; the file is read
-// again and, no longer the pinned file, is named in an error.
-func TestChangedModelFileIsNotTrusted(t *testing.T) {
-	dir := testsupport.TempDir(t)
-	file := filepath.Join(dir, "blob")
-	content := bytes.Repeat([]byte("weights!"), 10_000)
-	os.WriteFile(file, content, 0o644)
-	sum := sha256.Sum256(content)
-	sha := hex.EncodeToString(sum[:])
-	first, err := layers.NewModelLayer(dir, file, "vae/x.safetensors", sha, time.Unix(0, 0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	flipByte(t, file, 100)
-	_, err = layers.NewModelLayer(dir, file, "vae/x.safetensors", sha, time.Unix(0, 0))
-	if err == nil || !strings.Contains(err.Error(), file) {
-		t.Fatalf("a changed model file gave a layer (error %v), want an error naming %s", err, file)
-	}
-	// Put back (a new mtime, the pinned bytes): its layer is the first one.
-	flipByte(t, file, 100)
-	again, err := layers.NewModelLayer(dir, file, "vae/x.safetensors", sha, time.Unix(0, 0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	d1, _ := first.Digest()
-	d2, _ := again.Digest()
-	if d1 != d2 {
-		t.Fatalf("digest %s after the file was restored, want %s", d2, d1)
 	}
 }
 

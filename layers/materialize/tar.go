@@ -1,7 +1,4 @@
-// Package layers turns laid-out parts of a version into deterministic OCI
-// layers, assembles the app image and the models image, writes them to a
-// registry, an OCI layout or a tarball, and inspects images it made.
-package layers
+package materialize
 
 import (
 	"archive/tar"

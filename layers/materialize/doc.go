@@ -1,0 +1,7 @@
+// Package materialize turns the parts of a build into OCI layers: it packs
+// file trees into deterministic tars (WriteTar), lays out a venv from wheels
+// without running Python (BuildVenvTree), keeps packed layers in a cache
+// keyed by what they are made from (Cache), streams model files as
+// uncompressed layers (ModelLayer), and stands for a layer known only by its
+// digests (Known).
+package materialize
