@@ -27,6 +27,7 @@ import (
 	"github.com/comfy-image/comfy-image/layers/worker"
 	"github.com/comfy-image/comfy-image/realize"
 	"github.com/comfy-image/comfy-image/realize/gitcache"
+	"github.com/comfy-image/comfy-image/realize/models"
 	"github.com/comfy-image/comfy-image/realize/pyenv"
 	"github.com/comfy-image/comfy-image/versions"
 )
@@ -716,11 +717,18 @@ func (b *builder) modelParts(ctx context.Context, slots int) ([]plan.Part, error
 	f := realize.NewFetcher(b.spec, b.opts.Options, b.opts.LookupEnv, b.opts.Reporter, 0)
 	n := len(b.spec.Models)
 	results := make([]versions.LockedModel, n)
+	files := make([]materialize.ModelFile, n)
+	read := make([]bool, n) // read in place to be digested now
 	errs := make([]error, n)
 	_ = parallel.Each(ctx, n, parallel.Downloads, func(ctx context.Context, i int) error {
 		m := b.spec.Models[i]
+		if src, sha, ok := realize.LocalModel(f, m, b.lock); ok {
+			results[i], files[i], read[i], errs[i] = b.localModel(ctx, f, m, src, sha)
+			return nil
+		}
 		observe := materialize.ModelLayerObserver(b.cache.Dir, b.modelPath(m), b.modTime, f.Store.BlobPath)
 		results[i], errs[i] = realize.FetchModelObserved(ctx, f, m, b.lock, observe)
+		files[i] = materialize.ModelFile{File: f.Store.BlobPath(results[i].SHA256), Path: b.modelPath(m), SHA256: results[i].SHA256}
 		return nil
 	})
 	f.Progress.Wait()
@@ -734,7 +742,7 @@ func (b *builder) modelParts(ctx context.Context, slots int) ([]plan.Part, error
 	groups := groupModels(results, slots)
 	parts := make([]plan.Part, len(groups))
 	err := parallel.Do(ctx, len(groups), parallel.Packs, func(_ context.Context, g int) (err error) {
-		parts[g], err = b.modelPart(f.Store.BlobPath, groups[g], results)
+		parts[g], err = b.modelPart(files, read, groups[g], results)
 		return err
 	})
 	if err != nil {
@@ -767,14 +775,37 @@ func groupModels(models []versions.LockedModel, slots int) [][]int {
 	return append(groups, rest)
 }
 
-func (b *builder) modelPart(blobPath func(string) string, members []int, results []versions.LockedModel) (plan.Part, error) {
+// localModel is a file:// model, read where it lies and never copied into
+// the model store: one read gives its sha256 and its layer's digest, and
+// none is needed when the layer cache knows both for the file as it is
+// (its stamp). A file whose bytes are not the pinned ones is refused.
+func (b *builder) localModel(ctx context.Context, f *models.Fetcher, m versions.Model, src, sha string) (lm versions.LockedModel, file materialize.ModelFile, read bool, err error) {
+	file = materialize.ModelFile{File: src, Path: b.modelPath(m), SHA256: sha, InPlace: true}
+	if size, ok := materialize.KnownModelFile(b.cache.Dir, file, b.modTime); ok {
+		return realize.LocalLockedModel(m, sha, size), file, false, nil
+	}
+	digest := materialize.NewModelLayerDigest(file.Path, b.modTime)
+	lm, local, err := realize.ReadModelInPlace(ctx, f, m, b.lock, digest.Observe)
+	if err != nil {
+		return lm, file, true, err
+	}
+	file.File, file.SHA256 = local.Path, lm.SHA256
+	return lm, file, true, digest.Remember(b.cache.Dir, file, local.Stamp)
+}
+
+// modelPart is the layer of the models members (one, or a group): packed
+// when a member was read in place to be digested now, else from the cache.
+func (b *builder) modelPart(all []materialize.ModelFile, read []bool, members []int, results []versions.LockedModel) (plan.Part, error) {
 	var files []materialize.ModelFile
 	var names []string
 	ann := map[string]string{AnnPart: "model"}
+	action := plan.ReuseCache
 	for _, i := range members {
 		m, r := b.spec.Models[i], results[i]
-		inImage := b.modelPath(m)
-		files = append(files, materialize.ModelFile{File: blobPath(r.SHA256), Path: inImage, SHA256: r.SHA256})
+		files = append(files, all[i])
+		if read[i] {
+			action = plan.Pack
+		}
 		names = append(names, m.Dest())
 		ann[AnnModelPfx+m.Dest()] = r.SHA256
 	}
@@ -784,10 +815,10 @@ func (b *builder) modelPart(blobPath func(string) string, members []int, results
 	}
 	key := materialize.ModelLayerKey(files, b.modTime)
 	if len(members) == 1 {
-		return b.singleModelPart(b.spec.Models[members[0]], results[members[0]], key, layer, plan.ReuseCache), nil
+		return b.singleModelPart(b.spec.Models[members[0]], results[members[0]], key, layer, action), nil
 	}
 	ann[AnnName] = strings.Join(names, ",")
-	return plan.Part{Kind: plan.Model, Name: "group: " + strings.Join(names, ", "), Key: key, Action: plan.ReuseCache, Layer: layer, Annotations: ann,
+	return plan.Part{Kind: plan.Model, Name: "group: " + strings.Join(names, ", "), Key: key, Action: action, Layer: layer, Annotations: ann,
 		History: "comfy-image: model group " + strings.Join(names, ", ")}, nil
 }
 
