@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -90,6 +91,11 @@ type BuildOptions struct {
 	// CacheFrom are further images (registry references) whose layer
 	// keys and base facts are trusted, as those at the push reference.
 	CacheFrom []string
+	// OnModelsImage, when set, is called with the models image (--models
+	// separate) as soon as it is complete, before the app image is: the
+	// caller may upload its blobs while the app is still being made
+	// (Outputs.UploadModelsEarly). A dry run never calls it.
+	OnModelsImage func(img v1.Image, parts []plan.Part)
 }
 
 // Result is what a build made.
@@ -120,6 +126,7 @@ type builder struct {
 	modTime        time.Time
 	base           v1.Image
 	modelsDigest   string // of the models image, labelled on the app image
+	modelsImg      v1.Image
 	info           BaseInfo
 	// dryRun takes every decision of a build and carries out none: no
 	// layer is packed, no wheel or model fetched (PlanBuild).
@@ -185,12 +192,12 @@ func Build(ctx context.Context, spec *versions.Spec, opts BuildOptions) (*Result
 		parts = append(parts, modelParts...)
 	}
 	if opts.Models == plan.Separate && len(modelParts) > 0 {
-		if res.Models, err = b.modelsImage(modelParts); err != nil {
-			return nil, err
+		if b.modelsImg == nil {
+			if err := b.finishModelsImage(modelParts); err != nil {
+				return nil, err
+			}
 		}
-		if d, err := res.Models.Digest(); err == nil {
-			b.modelsDigest = d.String()
-		}
+		res.Models = b.modelsImg
 	}
 	if res.App, err = b.appImage(parts); err != nil {
 		return nil, err
@@ -213,6 +220,8 @@ func Build(ctx context.Context, spec *versions.Spec, opts BuildOptions) (*Result
 // newBuilder checks the options and sets their defaults.
 func newBuilder(spec *versions.Spec, opts BuildOptions) (*builder, error) {
 	opts.defaults()
+	// The models and the app are made side by side: one log, whole lines.
+	opts.Log = &lockedWriter{w: opts.Log}
 	var err error
 	if opts.Models, err = plan.ParseModelsMode(string(opts.Models)); err != nil {
 		return nil, err
@@ -231,17 +240,12 @@ func (b *builder) parts(ctx context.Context) (app, models []plan.Part, err error
 	if err := b.registryCache(ctx); err != nil {
 		return nil, nil, err
 	}
-	baseLoc, err := ParseLocation(b.opts.Base)
-	if err != nil {
-		return nil, nil, fmt.Errorf("--base: %w", err)
+	if b.opts.Models == plan.Separate && !b.dryRun {
+		return b.partsSideBySide(ctx)
 	}
-	if b.base, err = ReadImage(baseLoc, b.baseRemoteOptions(ctx, baseLoc)...); err != nil {
-		return nil, nil, fmt.Errorf("--base: %w", err)
+	if err := b.readBase(ctx); err != nil {
+		return nil, nil, err
 	}
-	if b.info, err = b.readBaseInfo(); err != nil {
-		return nil, nil, fmt.Errorf("--base %s: %w", b.opts.Base, err)
-	}
-	b.logf("base %s: python %s (%s), glibc %s, %s", b.opts.Base, b.info.Version, b.info.Python, b.info.Glibc, b.info.Arch)
 	if app, err = b.appParts(ctx); err != nil {
 		return nil, nil, err
 	}
@@ -751,6 +755,77 @@ func (b *builder) modelParts(ctx context.Context, slots int) ([]plan.Part, error
 	return parts, nil
 }
 
+// readBase reads the base image and its facts.
+func (b *builder) readBase(ctx context.Context) error {
+	baseLoc, err := ParseLocation(b.opts.Base)
+	if err != nil {
+		return fmt.Errorf("--base: %w", err)
+	}
+	if b.base, err = ReadImage(baseLoc, b.baseRemoteOptions(ctx, baseLoc)...); err != nil {
+		return fmt.Errorf("--base: %w", err)
+	}
+	if b.info, err = b.readBaseInfo(); err != nil {
+		return fmt.Errorf("--base %s: %w", b.opts.Base, err)
+	}
+	b.logf("base %s: python %s (%s), glibc %s, %s", b.opts.Base, b.info.Version, b.info.Python, b.info.Glibc, b.info.Arch)
+	return nil
+}
+
+// partsSideBySide makes the parts of a build with a separate models image:
+// the models (fetched or read, and digested) while the base is read and
+// the app parts are made, since neither depends on the other. The models
+// image is then made as soon as the base's platform is known, and given to
+// OnModelsImage: in a first build, reading and uploading the model bytes
+// is the longest work, and it no longer waits for the app's. The first
+// failure stops the other side.
+func (b *builder) partsSideBySide(ctx context.Context) (app, models []plan.Part, err error) {
+	baseRead := make(chan struct{})
+	err = parallel.Do(ctx, 2, 2, func(ctx context.Context, side int) error {
+		if side == 1 {
+			parts, err := b.modelParts(ctx, b.opts.MaxLayers)
+			if err != nil || len(parts) == 0 {
+				models = parts
+				return err
+			}
+			select {
+			case <-baseRead:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			models = parts
+			return b.finishModelsImage(parts)
+		}
+		if err := b.readBase(ctx); err != nil {
+			return err
+		}
+		close(baseRead)
+		app, err = b.appParts(ctx)
+		return err
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return app, models, nil
+}
+
+// finishModelsImage makes the models image of the model parts (the app
+// image labels its digest) and hands it to OnModelsImage.
+func (b *builder) finishModelsImage(parts []plan.Part) error {
+	img, err := b.modelsImage(parts)
+	if err != nil {
+		return err
+	}
+	d, err := img.Digest()
+	if err != nil {
+		return err
+	}
+	b.modelsImg, b.modelsDigest = img, d.String()
+	if b.opts.OnModelsImage != nil {
+		b.opts.OnModelsImage(img, parts)
+	}
+	return nil
+}
+
 // groupModels gives each model its own layer when they fit in slots;
 // otherwise the slots-1 largest keep theirs and the rest share the last.
 func groupModels(models []versions.LockedModel, slots int) [][]int {
@@ -970,4 +1045,16 @@ func (b *builder) warnHuge(parts []plan.Part) {
 			b.logf("warning: layer %s is %s, over the 10 GB per-layer limit of some registries (GHCR)", p.Label(), progress.Size(size))
 		}
 	}
+}
+
+// lockedWriter lets goroutines share a log: each Write goes out whole.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

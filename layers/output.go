@@ -2,6 +2,7 @@ package layers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -64,6 +65,8 @@ func ModelsLocation(app Location, override string) (Location, error) {
 type Outputs struct {
 	targets    []target
 	publishers []publish.Publisher // one per destination, in order
+	// early wait for the uploads UploadModelsEarly started.
+	early []func() error
 }
 
 // target is one output: where the app image goes and where its models
@@ -162,6 +165,9 @@ func (o *Outputs) Transports() map[string]http.RoundTripper {
 // Write publishes the app image (and the models image, when there is one)
 // to every output, then finishes them (tarballs are written at the end).
 func (o *Outputs) Write(ctx context.Context, res *Result) error {
+	if err := o.WaitEarly(); err != nil {
+		return err
+	}
 	for _, t := range o.targets {
 		sawAt(t.app, t.appTag, res)
 		sawAt(t.models, t.modelsTag, res)
@@ -176,6 +182,32 @@ func (o *Outputs) Write(ctx context.Context, res *Result) error {
 		}
 	}
 	return publish.Multi(o.publishers...).Close()
+}
+
+// UploadModelsEarly starts uploading the blobs of the models image to
+// every registry output while the build still makes the app image
+// (BuildOptions.OnModelsImage); rep shows their progress (nil: the
+// outputs' reporter). Write waits for them, then publishes both images as
+// always: no tag moves before both are complete, and the models image's
+// push sends only its manifest.
+func (o *Outputs) UploadModelsEarly(ctx context.Context, img v1.Image, rep progress.Reporter) {
+	for _, t := range o.targets {
+		if r, ok := t.models.(*publish.Registry); ok {
+			o.early = append(o.early, r.StartUploadBlobs(ctx, img, rep))
+		}
+	}
+}
+
+// WaitEarly waits for the uploads UploadModelsEarly started and returns
+// their errors; a build that failed calls it (its context cancelled) so no
+// upload outlives the command.
+func (o *Outputs) WaitEarly() error {
+	var errs []error
+	for _, wait := range o.early {
+		errs = append(errs, wait())
+	}
+	o.early = nil
+	return errors.Join(errs...)
 }
 
 // sawAt passes to a registry publisher the digest the build read at its
