@@ -12,14 +12,17 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/comfy-image/comfy-image/internal/testsupport"
 	"github.com/comfy-image/comfy-image/layers"
+	"github.com/comfy-image/comfy-image/layers/plan"
 	"github.com/comfy-image/comfy-image/realize"
 	"github.com/comfy-image/comfy-image/versions"
 )
@@ -168,4 +171,82 @@ func TestFileModelChangedSinceLockIsRefused(t *testing.T) {
 			t.Errorf("%s: a changed file:// model was not refused naming it: %v", c.name, err)
 		}
 	}
+}
+
+// The models image's blobs go up while the app image is still being made
+// (OnModelsImage, Outputs.UploadModelsEarly): when the build returns they
+// are in the registry and no tag has moved; Write then moves both tags
+// and uploads no blob twice.
+func TestModelsBlobsUploadWhileTheAppIsMade(t *testing.T) {
+	v, _, _ := localModelVersion(t, 400_000)
+	reg := testsupport.NewRegistry(t)
+	out, err := layers.ParseLocation(reg.Host + "/comfy/demo:v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	outs, err := layers.NewOutputs([]layers.Location{out}, "demo", layers.WriteOptions{Log: io.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := outs.Probe(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var early []string
+	res, err := buildErr(t, v, testsupport.SyntheticBase(t), testsupport.TempDir(t), func(o *layers.BuildOptions) {
+		o.PushTo = []layers.Location{out}
+		o.OnModelsImage = func(img v1.Image, parts []plan.Part) {
+			for _, p := range parts {
+				d, _ := p.Layer.Digest()
+				early = append(early, d.String())
+			}
+			outs.UploadModelsEarly(ctx, img, nil)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := outs.WaitEarly(); err != nil {
+		t.Fatal(err)
+	}
+	if len(early) != 1 {
+		t.Fatalf("OnModelsImage saw %d model layers, want 1", len(early))
+	}
+	_, uploaded := reg.Uploads()
+	if !slices.Contains(uploaded, early[0]) {
+		t.Fatalf("the model layer %s was not uploaded while the build ran (uploads %v)", early[0], uploaded)
+	}
+	for _, tag := range []string{"v1", "v1-models"} {
+		ref, _ := name.NewTag(reg.Host+"/comfy/demo:"+tag, name.Insecure)
+		if _, err := remote.Head(ref); err == nil {
+			t.Fatalf("tag %s moved before both images were complete", tag)
+		}
+	}
+	if err := outs.Write(ctx, res); err != nil {
+		t.Fatal(err)
+	}
+	n, all := reg.Uploads()
+	seen := map[string]bool{}
+	for _, d := range all {
+		if seen[d] {
+			t.Errorf("blob %s uploaded twice", d)
+		}
+		seen[d] = true
+	}
+	models, err := remote.Image(mustTag(t, reg.Host+"/comfy/demo:v1-models"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if digestOf(t, models) != digestOf(t, res.Models) || n == 0 {
+		t.Fatal("the models tag does not name the built models image")
+	}
+}
+
+func mustTag(t *testing.T, s string) name.Tag {
+	t.Helper()
+	ref, err := name.NewTag(s, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ref
 }
