@@ -91,11 +91,23 @@ type BuildOptions struct {
 	// CacheFrom are further images (registry references) whose layer
 	// keys and base facts are trusted, as those at the push reference.
 	CacheFrom []string
-	// OnModelsImage, when set, is called with the models image (--models
-	// separate) as soon as it is complete, before the app image is: the
-	// caller may upload its blobs while the app is still being made
-	// (Outputs.UploadModelsEarly). A dry run never calls it.
-	OnModelsImage func(img v1.Image, parts []plan.Part)
+	// Early, when set, hears of the blobs of a separate models image as
+	// soon as each is known (Outputs.EarlyUploads uploads them while the
+	// app image is still being made). A dry run tells it nothing.
+	Early EarlyBlobs
+}
+
+// EarlyBlobs hears of a models image's blobs before the build ends, in
+// this order: Known once, then each model layer, then the whole image.
+type EarlyBlobs interface {
+	// Known is what the build read at the registry outputs: the digest
+	// at each reference and the blobs their manifests list (as
+	// Result.Seen and Result.Listed), so no blob there is asked about.
+	Known(seen map[string]v1.Hash, listed map[string]map[v1.Hash]bool)
+	// ModelLayer is a model part whose layer is digested.
+	ModelLayer(p plan.Part)
+	// ModelsImage is the models image, complete.
+	ModelsImage(img v1.Image)
 }
 
 // Result is what a build made.
@@ -241,6 +253,9 @@ func (b *builder) parts(ctx context.Context) (app, models []plan.Part, err error
 		return nil, nil, err
 	}
 	if b.opts.Models == plan.Separate && !b.dryRun {
+		if b.opts.Early != nil {
+			b.opts.Early.Known(b.seen, b.listed)
+		}
 		return b.partsSideBySide(ctx)
 	}
 	if err := b.readBase(ctx); err != nil {
@@ -724,21 +739,36 @@ func (b *builder) modelParts(ctx context.Context, slots int) ([]plan.Part, error
 	files := make([]materialize.ModelFile, n)
 	read := make([]bool, n) // read in place to be digested now
 	errs := make([]error, n)
+	// When every model gets its own layer, each layer is made as soon as
+	// its model is digested, and Early hears of it (its upload starts
+	// while the other models are still read).
+	var early []plan.Part
+	if b.opts.Early != nil && b.opts.Models == plan.Separate && n <= slots {
+		early = make([]plan.Part, n)
+	}
 	_ = parallel.Each(ctx, n, parallel.Downloads, func(ctx context.Context, i int) error {
 		m := b.spec.Models[i]
 		if src, sha, ok := realize.LocalModel(f, m, b.lock); ok {
 			results[i], files[i], read[i], errs[i] = b.localModel(ctx, f, m, src, sha)
-			return nil
+		} else {
+			observe := materialize.ModelLayerObserver(b.cache.Dir, b.modelPath(m), b.modTime, f.Store.BlobPath)
+			results[i], errs[i] = realize.FetchModelObserved(ctx, f, m, b.lock, observe)
+			files[i] = materialize.ModelFile{File: f.Store.BlobPath(results[i].SHA256), Path: b.modelPath(m), SHA256: results[i].SHA256}
 		}
-		observe := materialize.ModelLayerObserver(b.cache.Dir, b.modelPath(m), b.modTime, f.Store.BlobPath)
-		results[i], errs[i] = realize.FetchModelObserved(ctx, f, m, b.lock, observe)
-		files[i] = materialize.ModelFile{File: f.Store.BlobPath(results[i].SHA256), Path: b.modelPath(m), SHA256: results[i].SHA256}
+		if early != nil && errs[i] == nil {
+			if early[i], errs[i] = b.modelPart(files, read, []int{i}, results); errs[i] == nil {
+				b.opts.Early.ModelLayer(early[i])
+			}
+		}
 		return nil
 	})
 	f.Progress.Wait()
 	realize.MergeLockedModels(b.spec, b.lock, results, errs)
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
+	}
+	if early != nil {
+		return early, nil // the groups of groupModels: one per model, in order
 	}
 	if slots < 1 {
 		return nil, fmt.Errorf("layer budget: no room for the models with --max-layers %d; use --models separate or raise it", b.opts.MaxLayers)
@@ -820,8 +850,8 @@ func (b *builder) finishModelsImage(parts []plan.Part) error {
 		return err
 	}
 	b.modelsImg, b.modelsDigest = img, d.String()
-	if b.opts.OnModelsImage != nil {
-		b.opts.OnModelsImage(img, parts)
+	if b.opts.Early != nil {
+		b.opts.Early.ModelsImage(img)
 	}
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -174,7 +175,7 @@ func TestFileModelChangedSinceLockIsRefused(t *testing.T) {
 }
 
 // The models image's blobs go up while the app image is still being made
-// (OnModelsImage, Outputs.UploadModelsEarly): when the build returns they
+// (BuildOptions.Early, Outputs.EarlyUploads): when the build returns they
 // are in the registry and no tag has moved; Write then moves both tags
 // and uploads no blob twice.
 func TestModelsBlobsUploadWhileTheAppIsMade(t *testing.T) {
@@ -192,16 +193,10 @@ func TestModelsBlobsUploadWhileTheAppIsMade(t *testing.T) {
 	if err := outs.Probe(ctx); err != nil {
 		t.Fatal(err)
 	}
-	var early []string
+	rec := &earlyRecorder{EarlyBlobs: outs.EarlyUploads(ctx, nil)}
 	res, err := buildErr(t, v, testsupport.SyntheticBase(t), testsupport.TempDir(t), func(o *layers.BuildOptions) {
 		o.PushTo = []layers.Location{out}
-		o.OnModelsImage = func(img v1.Image, parts []plan.Part) {
-			for _, p := range parts {
-				d, _ := p.Layer.Digest()
-				early = append(early, d.String())
-			}
-			outs.UploadModelsEarly(ctx, img, nil)
-		}
+		o.Early = rec
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -209,8 +204,9 @@ func TestModelsBlobsUploadWhileTheAppIsMade(t *testing.T) {
 	if err := outs.WaitEarly(); err != nil {
 		t.Fatal(err)
 	}
-	if len(early) != 1 {
-		t.Fatalf("OnModelsImage saw %d model layers, want 1", len(early))
+	early := rec.layers
+	if len(early) != 1 || !rec.image {
+		t.Fatalf("Early heard of %d model layers (and the image: %v), want 1 and the image", len(early), rec.image)
 	}
 	_, uploaded := reg.Uploads()
 	if !slices.Contains(uploaded, early[0]) {
@@ -249,4 +245,25 @@ func mustTag(t *testing.T, s string) name.Tag {
 		t.Fatal(err)
 	}
 	return ref
+}
+
+// earlyRecorder notes what a build told its EarlyBlobs.
+type earlyRecorder struct {
+	layers.EarlyBlobs
+	mu     sync.Mutex
+	layers []string
+	image  bool
+}
+
+func (r *earlyRecorder) ModelLayer(p plan.Part) {
+	d, _ := p.Layer.Digest()
+	r.mu.Lock()
+	r.layers = append(r.layers, d.String())
+	r.mu.Unlock()
+	r.EarlyBlobs.ModelLayer(p)
+}
+
+func (r *earlyRecorder) ModelsImage(img v1.Image) {
+	r.image = true
+	r.EarlyBlobs.ModelsImage(img)
 }

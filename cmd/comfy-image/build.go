@@ -154,14 +154,7 @@ func newBuildCmd() *cobra.Command {
 			early, stopEarly := context.WithCancel(cmd.Context())
 			defer stopEarly()
 			first := o
-			first.OnModelsImage = func(img v1.Image, parts []plan.Part) {
-				for _, p := range parts {
-					if d, err := p.Layer.Digest(); err == nil {
-						wo.Names[d.String()] = p.Label()
-					}
-				}
-				dests.UploadModelsEarly(early, img, progress.NewPlain(cmd.ErrOrStderr(), 10*time.Second))
-			}
+			first.Early = dests.EarlyUploads(early, progress.NewPlain(cmd.ErrOrStderr(), 10*time.Second))
 			res, err := layers.Build(cmd.Context(), s, first)
 			if err != nil {
 				stopEarly()

@@ -37,6 +37,7 @@ type Registry struct {
 	mu    sync.Mutex
 	seen  map[string]v1.Hash // by tag: digests read there by this run
 	holds map[v1.Hash]bool   // blobs a manifest read there lists
+	slots chan struct{}      // bounds the uploads StartUpload runs
 }
 
 // NewRegistry publishes to repo.
@@ -162,31 +163,90 @@ func (r *Registry) Publish(ctx context.Context, img v1.Image, tag string) (name.
 }
 
 // StartUploadBlobs starts uploading the blobs of img the repository lacks
-// (layers and config, as Publish would) without its manifest, and returns
-// the function that waits for them. Blobs uploaded are remembered as held,
-// so a later Publish of img asks no more about them. A build calls it for
-// the models image while the app image is still being made: the long
-// upload of the model bytes overlaps the packing, and no tag moves before
-// both images are complete. The probe and the naming of the blobs happen
-// before it returns; only the uploads run on. rep shows their progress
-// (nil: the publisher's reporter).
+// (layers and config, as Publish would) without its manifest: see
+// StartUpload. A build calls it for the models image while the app image
+// is still being made: the long upload of the model bytes overlaps the
+// packing, and no tag moves before both images are complete.
 func (r *Registry) StartUploadBlobs(ctx context.Context, img v1.Image, rep progress.Reporter) (wait func() error) {
-	if err := r.Probe(ctx); err != nil {
-		return func() error { return err }
-	}
 	todo, err := r.blobsToUpload(img)
 	if err != nil {
 		return func() error { return err }
 	}
+	blobs := make([]Blob, len(todo))
+	for i, b := range todo {
+		blobs[i] = Blob{Layer: b.l, Label: b.label}
+	}
+	return r.StartUpload(ctx, blobs, rep)
+}
+
+// Blob is a blob to upload on its own (StartUpload), named for the
+// progress display ("": by the publisher's layer names).
+type Blob struct {
+	Layer v1.Layer
+	Label string
+}
+
+// StartUpload starts uploading the blobs the repository lacks, without a
+// manifest, and returns the function that waits for them. They count as
+// held at once, so a Publish or another StartUpload asks no more about
+// them; one that fails is held no longer (and the failure comes out of
+// wait, which a build's Write calls before any Publish). At most the
+// publisher's jobs uploads started this way run at once, across calls.
+// The probe and the naming of the blobs happen before it returns; only the
+// uploads run on. rep shows their progress (nil: the publisher's).
+func (r *Registry) StartUpload(ctx context.Context, blobs []Blob, rep progress.Reporter) (wait func() error) {
+	if err := r.Probe(ctx); err != nil {
+		return func() error { return err }
+	}
+	var todo []blob
+	held := map[v1.Hash]bool{}
+	for _, b := range blobs {
+		d, err := b.Layer.Digest()
+		if err != nil {
+			return func() error { return err }
+		}
+		if held[d] || r.listed(d) {
+			continue
+		}
+		held[d] = true
+		label := b.Label
+		if label == "" {
+			label = r.o.layerName(d.String())
+		}
+		todo = append(todo, blob{b.Layer, d, label})
+	}
+	r.Holds(held)
+	if rep == nil {
+		rep = r.o.reporter
+	}
+	r.mu.Lock()
+	if r.slots == nil {
+		r.slots = make(chan struct{}, max(1, r.o.jobs))
+	}
+	slots := r.slots
+	r.mu.Unlock()
 	done := make(chan error, 1)
 	go func() {
-		err := r.uploadAll(ctx, todo, rep)
-		if err == nil {
-			held := map[v1.Hash]bool{}
-			for _, b := range todo {
-				held[b.d] = true
+		errs := make([]error, len(todo))
+		err := parallel.Do(ctx, len(todo), len(todo), func(ctx context.Context, i int) error {
+			select {
+			case slots <- struct{}{}:
+			case <-ctx.Done():
+				errs[i] = ctx.Err()
+				return errs[i]
 			}
-			r.Holds(held)
+			defer func() { <-slots }()
+			errs[i] = r.upload(ctx, todo[i].l, todo[i].d, todo[i].label, rep)
+			return errs[i]
+		})
+		if err != nil {
+			r.mu.Lock()
+			for i, b := range todo {
+				if errs[i] != nil || ctx.Err() != nil {
+					delete(r.holds, b.d)
+				}
+			}
+			r.mu.Unlock()
 		}
 		done <- err
 	}()
