@@ -66,6 +66,7 @@ func runner(t *testing.T, v *testsupport.Version, reg *testsupport.Registry, bas
 	}
 	res := build(t, v, base, cache, func(o *layers.BuildOptions) {
 		o.PushTo, o.Transports = []layers.Location{out}, outs.Transports()
+		o.Early = outs.EarlyUploads(ctx, nil) // as the build command: models' blobs go up early
 		for _, mod := range mods {
 			mod(o)
 		}

@@ -229,8 +229,10 @@ func (e *earlyUploads) ModelLayer(p plan.Part) {
 }
 
 func (e *earlyUploads) ModelsImage(img v1.Image) {
-	for _, r := range e.registries() {
-		e.o.addEarly(r.StartUploadBlobs(e.ctx, img, e.rep))
+	for _, t := range e.o.targets {
+		if r, ok := t.models.(*publish.Registry); ok {
+			e.o.addEarly(r.StartUploadBlobs(e.ctx, img, t.modelsTag, e.rep))
+		}
 	}
 }
 

@@ -163,11 +163,16 @@ func (r *Registry) Publish(ctx context.Context, img v1.Image, tag string) (name.
 }
 
 // StartUploadBlobs starts uploading the blobs of img the repository lacks
-// (layers and config, as Publish would) without its manifest: see
-// StartUpload. A build calls it for the models image while the app image
+// (layers and config, as Publish would) without its manifest, none when
+// the build read img at tag: see StartUpload. A build calls it for the models image while the app image
 // is still being made: the long upload of the model bytes overlaps the
 // packing, and no tag moves before both images are complete.
-func (r *Registry) StartUploadBlobs(ctx context.Context, img v1.Image, rep progress.Reporter) (wait func() error) {
+func (r *Registry) StartUploadBlobs(ctx context.Context, img v1.Image, tag string, rep progress.Reporter) (wait func() error) {
+	if at, known := r.sawAt(tag); known {
+		if d, err := img.Digest(); err == nil && d == at {
+			return func() error { return nil } // the tag holds img: every blob is there
+		}
+	}
 	todo, err := r.blobsToUpload(img)
 	if err != nil {
 		return func() error { return err }

@@ -21,7 +21,7 @@ func TestUploadBlobsFirstThenPublishOnlyTheManifest(t *testing.T) {
 	img := randomImage(t, 3)
 	r := repo(t, reg.Host, "comfy/demo")
 	p := publish.NewRegistry(r)
-	if err := p.StartUploadBlobs(ctx, img, nil)(); err != nil {
+	if err := p.StartUploadBlobs(ctx, img, "v1", nil)(); err != nil {
 		t.Fatal(err)
 	}
 	if n, _ := reg.Uploads(); n != 4 {
