@@ -139,11 +139,7 @@ type builder struct {
 	base           v1.Image
 	modelsDigest   string // of the models image, labelled on the app image
 	modelsImg      v1.Image
-	// baseRead is closed once the base is read (partsSideBySide);
-	// earlyWG counts the model layers waiting for it to tell Early.
-	baseRead chan struct{}
-	earlyWG  sync.WaitGroup
-	info     BaseInfo
+	info           BaseInfo
 	// dryRun takes every decision of a build and carries out none: no
 	// layer is packed, no wheel or model fetched (PlanBuild).
 	dryRun bool
@@ -761,7 +757,7 @@ func (b *builder) modelParts(ctx context.Context, slots int) ([]plan.Part, error
 		}
 		if early != nil && errs[i] == nil {
 			if early[i], errs[i] = b.modelPart(files, read, []int{i}, results); errs[i] == nil {
-				b.earlyLayer(ctx, early[i])
+				b.opts.Early.ModelLayer(early[i])
 			}
 		}
 		return nil
@@ -814,7 +810,6 @@ func (b *builder) readBase(ctx context.Context) error {
 // failure stops the other side.
 func (b *builder) partsSideBySide(ctx context.Context) (app, models []plan.Part, err error) {
 	baseRead := make(chan struct{})
-	b.baseRead = baseRead
 	err = parallel.Do(ctx, 2, 2, func(ctx context.Context, side int) error {
 		if side == 1 {
 			parts, err := b.modelParts(ctx, b.opts.MaxLayers)
@@ -837,32 +832,10 @@ func (b *builder) partsSideBySide(ctx context.Context) (app, models []plan.Part,
 		app, err = b.appParts(ctx)
 		return err
 	})
-	b.earlyWG.Wait() // none tells Early after the build
 	if err != nil {
 		return nil, nil, err
 	}
 	return app, models, nil
-}
-
-// earlyLayer tells Early of a digested model layer once the base is read
-// (at once if there is nothing to wait for): the base's blobs may come
-// from the registry the layer goes to, and the app's side (base, clones,
-// pip, packing) is the longer one; its start should not wait behind
-// uploads. It waits in a goroutine of its own, not in a model's slot.
-func (b *builder) earlyLayer(ctx context.Context, p plan.Part) {
-	if b.baseRead == nil {
-		b.opts.Early.ModelLayer(p)
-		return
-	}
-	b.earlyWG.Add(1)
-	go func() {
-		defer b.earlyWG.Done()
-		select {
-		case <-b.baseRead:
-			b.opts.Early.ModelLayer(p)
-		case <-ctx.Done():
-		}
-	}()
 }
 
 // finishModelsImage makes the models image of the model parts (the app
@@ -878,7 +851,6 @@ func (b *builder) finishModelsImage(parts []plan.Part) error {
 	}
 	b.modelsImg, b.modelsDigest = img, d.String()
 	if b.opts.Early != nil {
-		b.earlyWG.Wait() // every layer told first (the order EarlyBlobs promises)
 		b.opts.Early.ModelsImage(img)
 	}
 	return nil
