@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -92,6 +93,23 @@ type BuildOptions struct {
 	// CacheFrom are further images (registry references) whose layer
 	// keys and base facts are trusted, as those at the push reference.
 	CacheFrom []string
+	// Early, when set, hears of the blobs of a separate models image as
+	// soon as each is known (Outputs.EarlyUploads uploads them while the
+	// app image is still being made). A dry run tells it nothing.
+	Early EarlyBlobs
+}
+
+// EarlyBlobs hears of a models image's blobs before the build ends, in
+// this order: Known once, then each model layer, then the whole image.
+type EarlyBlobs interface {
+	// Known is what the build read at the registry outputs: the digest
+	// at each reference and the blobs their manifests list (as
+	// Result.Seen and Result.Listed), so no blob there is asked about.
+	Known(seen map[string]v1.Hash, listed map[string]map[v1.Hash]bool)
+	// ModelLayer is a model part whose layer is digested.
+	ModelLayer(p plan.Part)
+	// ModelsImage is the models image, complete.
+	ModelsImage(img v1.Image)
 }
 
 // Result is what a build made.
@@ -122,6 +140,7 @@ type builder struct {
 	modTime        time.Time
 	base           v1.Image
 	modelsDigest   string // of the models image, labelled on the app image
+	modelsImg      v1.Image
 	info           BaseInfo
 	// dryRun takes every decision of a build and carries out none: no
 	// layer is packed, no wheel or model fetched (PlanBuild).
@@ -191,12 +210,12 @@ func Build(ctx context.Context, spec *versions.Spec, opts BuildOptions) (*Result
 		parts = append(parts, modelParts...)
 	}
 	if opts.Models == plan.Separate && len(modelParts) > 0 {
-		if res.Models, err = b.modelsImage(modelParts); err != nil {
-			return nil, err
+		if b.modelsImg == nil {
+			if err := b.finishModelsImage(modelParts); err != nil {
+				return nil, err
+			}
 		}
-		if d, err := res.Models.Digest(); err == nil {
-			b.modelsDigest = d.String()
-		}
+		res.Models = b.modelsImg
 	}
 	if res.App, err = b.appImage(parts); err != nil {
 		return nil, err
@@ -219,6 +238,8 @@ func Build(ctx context.Context, spec *versions.Spec, opts BuildOptions) (*Result
 // newBuilder checks the options and sets their defaults.
 func newBuilder(spec *versions.Spec, opts BuildOptions) (*builder, error) {
 	opts.defaults()
+	// The models and the app are made side by side: one log, whole lines.
+	opts.Log = &lockedWriter{w: opts.Log}
 	var err error
 	if opts.Models, err = plan.ParseModelsMode(string(opts.Models)); err != nil {
 		return nil, err
@@ -237,20 +258,15 @@ func (b *builder) parts(ctx context.Context) (app, models []plan.Part, err error
 	if err := b.registryCache(ctx); err != nil {
 		return nil, nil, err
 	}
-	baseLoc, err := ParseLocation(b.opts.Base)
-	if err != nil {
-		return nil, nil, fmt.Errorf("--base: %w", err)
+	if b.opts.Models == plan.Separate && !b.dryRun {
+		if b.opts.Early != nil {
+			b.opts.Early.Known(b.seen, b.listed)
+		}
+		return b.partsSideBySide(ctx)
 	}
-	if b.base, err = ReadImage(baseLoc, b.baseRemoteOptions(ctx, baseLoc)...); err != nil {
-		return nil, nil, fmt.Errorf("--base: %w", err)
+	if err := b.readBase(ctx); err != nil {
+		return nil, nil, err
 	}
-	if baseLoc.Kind == Registry && b.opts.CacheDir != "" {
-		b.base = withBlobCache(b.base, BaseBlobsDir(b.opts.CacheDir))
-	}
-	if b.info, err = b.readBaseInfo(); err != nil {
-		return nil, nil, fmt.Errorf("--base %s: %w", b.opts.Base, err)
-	}
-	b.logf("base %s: python %s (%s), glibc %s, %s", b.opts.Base, b.info.Version, b.info.Python, b.info.Glibc, b.info.Arch)
 	if app, err = b.appParts(ctx); err != nil {
 		return nil, nil, err
 	}
@@ -790,11 +806,30 @@ func (b *builder) modelParts(ctx context.Context, slots int) ([]plan.Part, error
 	f := models.ForSpec(b.spec, models.Setup{CacheDir: b.opts.CacheDir, Offline: b.opts.Offline, Log: b.opts.Log, LookupEnv: b.opts.LookupEnv, Progress: b.opts.Reporter})
 	n := len(b.spec.Models)
 	results := make([]versions.LockedModel, n)
+	files := make([]materialize.ModelFile, n)
+	read := make([]bool, n) // read in place to be digested now
 	errs := make([]error, n)
+	// When every model gets its own layer, each layer is made as soon as
+	// its model is digested, and Early hears of it (its upload starts
+	// while the other models are still read).
+	var early []plan.Part
+	if b.opts.Early != nil && b.opts.Models == plan.Separate && n <= slots {
+		early = make([]plan.Part, n)
+	}
 	_ = parallel.Each(ctx, n, parallel.Downloads, func(ctx context.Context, i int) error {
 		m := b.spec.Models[i]
-		observe := materialize.ModelLayerObserver(b.cache.Dir, b.modelPath(m), b.modTime, f.Store.BlobPath)
-		results[i], errs[i] = models.FetchLockedObserved(ctx, f, m, b.lock, observe)
+		if src, sha, ok := models.LocalModel(f, m, b.lock); ok {
+			results[i], files[i], read[i], errs[i] = b.localModel(ctx, f, m, src, sha)
+		} else {
+			observe := materialize.ModelLayerObserver(b.cache.Dir, b.modelPath(m), b.modTime, f.Store.BlobPath)
+			results[i], errs[i] = models.FetchLockedObserved(ctx, f, m, b.lock, observe)
+			files[i] = materialize.ModelFile{File: f.Store.BlobPath(results[i].SHA256), Path: b.modelPath(m), SHA256: results[i].SHA256}
+		}
+		if early != nil && errs[i] == nil {
+			if early[i], errs[i] = b.modelPart(files, read, []int{i}, results); errs[i] == nil {
+				b.opts.Early.ModelLayer(early[i])
+			}
+		}
 		return nil
 	})
 	f.Progress.Wait()
@@ -802,19 +837,96 @@ func (b *builder) modelParts(ctx context.Context, slots int) ([]plan.Part, error
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
+	if early != nil {
+		return early, nil // the groups of groupModels: one per model, in order
+	}
 	if slots < 1 {
 		return nil, fmt.Errorf("layer budget: no room for the models with --max-layers %d; use --models separate or raise it", b.opts.MaxLayers)
 	}
 	groups := groupModels(results, slots)
 	parts := make([]plan.Part, len(groups))
 	err := parallel.Do(ctx, len(groups), parallel.Packs, func(_ context.Context, g int) (err error) {
-		parts[g], err = b.modelPart(f.Store.BlobPath, groups[g], results)
+		parts[g], err = b.modelPart(files, read, groups[g], results)
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
 	return parts, nil
+}
+
+// readBase reads the base image and its facts.
+func (b *builder) readBase(ctx context.Context) error {
+	baseLoc, err := ParseLocation(b.opts.Base)
+	if err != nil {
+		return fmt.Errorf("--base: %w", err)
+	}
+	if b.base, err = ReadImage(baseLoc, b.baseRemoteOptions(ctx, baseLoc)...); err != nil {
+		return fmt.Errorf("--base: %w", err)
+	}
+	if baseLoc.Kind == Registry && b.opts.CacheDir != "" {
+		b.base = withBlobCache(b.base, BaseBlobsDir(b.opts.CacheDir))
+	}
+	if b.info, err = b.readBaseInfo(); err != nil {
+		return fmt.Errorf("--base %s: %w", b.opts.Base, err)
+	}
+	b.logf("base %s: python %s (%s), glibc %s, %s", b.opts.Base, b.info.Version, b.info.Python, b.info.Glibc, b.info.Arch)
+	return nil
+}
+
+// partsSideBySide makes the parts of a build with a separate models image:
+// the models (fetched or read, and digested) while the base is read and
+// the app parts are made, since neither depends on the other. The models
+// image is then made as soon as the base's platform is known, and given to
+// OnModelsImage: in a first build, reading and uploading the model bytes
+// is the longest work, and it no longer waits for the app's. The first
+// failure stops the other side.
+func (b *builder) partsSideBySide(ctx context.Context) (app, models []plan.Part, err error) {
+	baseRead := make(chan struct{})
+	err = parallel.Do(ctx, 2, 2, func(ctx context.Context, side int) error {
+		if side == 1 {
+			parts, err := b.modelParts(ctx, b.opts.MaxLayers)
+			if err != nil || len(parts) == 0 {
+				models = parts
+				return err
+			}
+			select {
+			case <-baseRead:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			models = parts
+			return b.finishModelsImage(parts)
+		}
+		if err := b.readBase(ctx); err != nil {
+			return err
+		}
+		close(baseRead)
+		app, err = b.appParts(ctx)
+		return err
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return app, models, nil
+}
+
+// finishModelsImage makes the models image of the model parts (the app
+// image labels its digest) and hands it to OnModelsImage.
+func (b *builder) finishModelsImage(parts []plan.Part) error {
+	img, err := b.modelsImage(parts)
+	if err != nil {
+		return err
+	}
+	d, err := img.Digest()
+	if err != nil {
+		return err
+	}
+	b.modelsImg, b.modelsDigest = img, d.String()
+	if b.opts.Early != nil {
+		b.opts.Early.ModelsImage(img)
+	}
+	return nil
 }
 
 // groupModels gives each model its own layer when they fit in slots;
@@ -841,14 +953,37 @@ func groupModels(models []versions.LockedModel, slots int) [][]int {
 	return append(groups, rest)
 }
 
-func (b *builder) modelPart(blobPath func(string) string, members []int, results []versions.LockedModel) (plan.Part, error) {
+// localModel is a file:// model, read where it lies and never copied into
+// the model store: one read gives its sha256 and its layer's digest, and
+// none is needed when the layer cache knows both for the file as it is
+// (its stamp). A file whose bytes are not the pinned ones is refused.
+func (b *builder) localModel(ctx context.Context, f *models.Fetcher, m versions.Model, src, sha string) (lm versions.LockedModel, file materialize.ModelFile, read bool, err error) {
+	file = materialize.ModelFile{File: src, Path: b.modelPath(m), SHA256: sha, InPlace: true}
+	if size, ok := materialize.KnownModelFile(b.cache.Dir, file, b.modTime); ok {
+		return models.LocalLockedModel(m, sha, size), file, false, nil
+	}
+	digest := materialize.NewModelLayerDigest(file.Path, b.modTime)
+	lm, local, err := models.ReadModelInPlace(ctx, f, m, b.lock, digest.Observe)
+	if err != nil {
+		return lm, file, true, err
+	}
+	file.File, file.SHA256 = local.Path, lm.SHA256
+	return lm, file, true, digest.Remember(b.cache.Dir, file, local.Stamp)
+}
+
+// modelPart is the layer of the models members (one, or a group): packed
+// when a member was read in place to be digested now, else from the cache.
+func (b *builder) modelPart(all []materialize.ModelFile, read []bool, members []int, results []versions.LockedModel) (plan.Part, error) {
 	var files []materialize.ModelFile
 	var names []string
 	ann := map[string]string{AnnPart: "model"}
+	action := plan.ReuseCache
 	for _, i := range members {
 		m, r := b.spec.Models[i], results[i]
-		inImage := b.modelPath(m)
-		files = append(files, materialize.ModelFile{File: blobPath(r.SHA256), Path: inImage, SHA256: r.SHA256})
+		files = append(files, all[i])
+		if read[i] {
+			action = plan.Pack
+		}
 		names = append(names, m.Dest())
 		ann[AnnModelPfx+m.Dest()] = r.SHA256
 	}
@@ -858,10 +993,10 @@ func (b *builder) modelPart(blobPath func(string) string, members []int, results
 	}
 	key := materialize.ModelLayerKey(files, b.modTime)
 	if len(members) == 1 {
-		return b.singleModelPart(b.spec.Models[members[0]], results[members[0]], key, layer, plan.ReuseCache), nil
+		return b.singleModelPart(b.spec.Models[members[0]], results[members[0]], key, layer, action), nil
 	}
 	ann[AnnName] = strings.Join(names, ",")
-	return plan.Part{Kind: plan.Model, Name: "group: " + strings.Join(names, ", "), Key: key, Action: plan.ReuseCache, Layer: layer, Annotations: ann,
+	return plan.Part{Kind: plan.Model, Name: "group: " + strings.Join(names, ", "), Key: key, Action: action, Layer: layer, Annotations: ann,
 		History: "comfy-image: model group " + strings.Join(names, ", ")}, nil
 }
 
@@ -1027,4 +1162,16 @@ func (b *builder) warnHuge(parts []plan.Part) {
 			b.logf("warning: layer %s is %s, over the 10 GB per-layer limit of some registries (GHCR)", p.Label(), progress.Size(size))
 		}
 	}
+}
+
+// lockedWriter lets goroutines share a log: each Write goes out whole.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

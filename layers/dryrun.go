@@ -4,10 +4,10 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"path/filepath"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/comfy-image/comfy-image/internal/progress"
 	"github.com/comfy-image/comfy-image/layers/materialize"
 	"github.com/comfy-image/comfy-image/layers/plan"
 	"github.com/comfy-image/comfy-image/realize/models"
@@ -109,15 +109,23 @@ func (b *builder) planned(ctx context.Context, p plan.Part, modelsImage bool) pl
 }
 
 // plannedModelParts are a dry run's model parts: one per model, to
-// download unless the model store has the locked file.
+// download unless the model store has the locked file; a file:// model to
+// be read in place and digested, unless the layer cache knows it as it is.
 func (b *builder) plannedModelParts() []plan.Part {
-	store := models.Store{Dir: filepath.Join(b.opts.CacheDir, "models")}
+	f := models.ForSpec(b.spec, models.Setup{CacheDir: b.opts.CacheDir, Offline: b.opts.Offline, Log: b.opts.Log, LookupEnv: b.opts.LookupEnv, Progress: progress.Discard()})
 	var parts []plan.Part
 	for _, m := range b.spec.Models {
 		lm, ok := models.LockedFor(b.lock, m)
-		_, stored := store.Has(lm.SHA256)
+		_, stored := f.Store.Has(lm.SHA256)
 		p := plan.Part{Kind: plan.Model, Name: m.Dest(), SHA256: lm.SHA256, Action: plan.ReuseCache}
-		if !(ok && stored) {
+		if src, sha, local := models.LocalModel(f, m, b.lock); local {
+			// A file:// model is read where it lies (never downloaded):
+			// only to be digested, unless the layer cache knows it as it is.
+			file := materialize.ModelFile{File: src, Path: b.modelPath(m), SHA256: sha, InPlace: true}
+			if _, known := materialize.KnownModelFile(b.cache.Dir, file, b.modTime); !known {
+				p.Action = plan.Pack
+			}
+		} else if !(ok && stored) {
 			p.Action = plan.Download
 		}
 		if ok {

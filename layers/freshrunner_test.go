@@ -76,6 +76,7 @@ func runnerTo(t *testing.T, v *testsupport.Version, reg *testsupport.Registry, b
 	}
 	res := build(t, v, base, cache, func(o *layers.BuildOptions) {
 		o.PushTo, o.Transports = locs, dests.Transports()
+		o.Early = dests.EarlyUploads(ctx, nil) // as the build command: models' blobs go up early
 		for _, mod := range mods {
 			mod(o)
 		}

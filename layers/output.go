@@ -2,6 +2,7 @@ package layers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
 	"github.com/comfy-image/comfy-image/internal/progress"
+	"github.com/comfy-image/comfy-image/layers/plan"
 	"github.com/comfy-image/comfy-image/layers/publish"
 )
 
@@ -64,6 +66,9 @@ func ModelsLocation(app Location, override string) (Location, error) {
 type Outputs struct {
 	targets    []target
 	publishers []publish.Publisher // one per destination, in order
+	// early wait for the uploads EarlyUploads started.
+	mu    sync.Mutex
+	early []func() error
 }
 
 // target is one output: where the app image goes and where its models
@@ -162,6 +167,9 @@ func (o *Outputs) Transports() map[string]http.RoundTripper {
 // Write publishes the app image (and the models image, when there is one)
 // to every output, then finishes them (tarballs are written at the end).
 func (o *Outputs) Write(ctx context.Context, res *Result) error {
+	if err := o.WaitEarly(); err != nil {
+		return err
+	}
 	for _, t := range o.targets {
 		sawAt(t.app, t.appTag, res)
 		sawAt(t.models, t.modelsTag, res)
@@ -176,6 +184,79 @@ func (o *Outputs) Write(ctx context.Context, res *Result) error {
 		}
 	}
 	return publish.Multi(o.publishers...).Close()
+}
+
+// EarlyUploads is the BuildOptions.Early of a build writing to o: it
+// uploads each blob of the models image to every registry output as soon
+// as the build knows it (each model layer once digested, the config once
+// the image is complete) while the app image is still being made; rep
+// shows their progress (nil: the outputs' reporter). Write waits for them,
+// then publishes both images as always: no tag moves before both are
+// complete, and the models image's push sends only its manifest.
+func (o *Outputs) EarlyUploads(ctx context.Context, rep progress.Reporter) EarlyBlobs {
+	return &earlyUploads{o: o, ctx: ctx, rep: rep}
+}
+
+type earlyUploads struct {
+	o   *Outputs
+	ctx context.Context
+	rep progress.Reporter
+}
+
+func (e *earlyUploads) registries() []*publish.Registry {
+	var out []*publish.Registry
+	for _, t := range e.o.targets {
+		if r, ok := t.models.(*publish.Registry); ok {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// Known passes what the build read at the outputs to the models
+// publishers, as Write does: nothing there is asked about again.
+func (e *earlyUploads) Known(seen map[string]v1.Hash, listed map[string]map[v1.Hash]bool) {
+	res := &Result{Seen: seen, Listed: listed}
+	for _, t := range e.o.targets {
+		sawAt(t.models, t.modelsTag, res)
+	}
+}
+
+func (e *earlyUploads) ModelLayer(p plan.Part) {
+	for _, r := range e.registries() {
+		e.o.addEarly(r.StartUpload(e.ctx, []publish.Blob{{Layer: p.Layer, Label: p.Label()}}, e.rep))
+	}
+}
+
+func (e *earlyUploads) ModelsImage(img v1.Image) {
+	for _, t := range e.o.targets {
+		if r, ok := t.models.(*publish.Registry); ok {
+			e.o.addEarly(r.StartUploadBlobs(e.ctx, img, t.modelsTag, e.rep))
+		}
+	}
+}
+
+// WaitEarly waits for the uploads EarlyUploads started and returns
+// their errors; a build that failed calls it (its context cancelled) so no
+// upload outlives the command.
+func (o *Outputs) WaitEarly() error {
+	o.mu.Lock()
+	early := o.early
+	o.early = nil
+	o.mu.Unlock()
+	var errs []error
+	for _, wait := range early {
+		errs = append(errs, wait())
+	}
+	return errors.Join(errs...)
+}
+
+// addEarly keeps the wait of an upload started early (model layers are
+// digested, and their uploads started, side by side).
+func (o *Outputs) addEarly(wait func() error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.early = append(o.early, wait)
 }
 
 // sawAt passes to a registry publisher the digest the build read at its

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -154,8 +155,17 @@ func newBuildCmd() *cobra.Command {
 				return err
 			}
 			defer release()
-			res, err := layers.Build(cmd.Context(), s, o)
+			// The models image's blobs go up while the app image is still
+			// made, shown as plain lines beside the build's own output;
+			// the tags move at the end, when both images are complete.
+			early, stopEarly := context.WithCancel(cmd.Context())
+			defer stopEarly()
+			first := o
+			first.Early = dests.EarlyUploads(early, progress.NewPlain(cmd.ErrOrStderr(), 10*time.Second))
+			res, err := layers.Build(cmd.Context(), s, first)
 			if err != nil {
+				stopEarly()
+				_ = dests.WaitEarly() // the build's error is the one to tell
 				return err
 			}
 			if err := realize.RecordUse(o.CacheDir, res.Lock); err != nil {

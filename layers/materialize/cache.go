@@ -25,8 +25,10 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/klauspost/pgzip"
 
+	"github.com/comfy-image/comfy-image/internal/fanout"
 	"github.com/comfy-image/comfy-image/internal/fileutil"
 	"github.com/comfy-image/comfy-image/internal/parallel"
+	"github.com/comfy-image/comfy-image/realize/models"
 )
 
 // Compression of app layers.
@@ -346,11 +348,28 @@ func (r *verifiedReader) Read(p []byte) (int, error) {
 	r.h.Write(p[:n])
 	if err == io.EOF {
 		if got := hashOf(r.h); got != r.want {
-			return n, r.bad(got)
+			return n, &DamagedError{r.bad(got)}
 		}
 	}
 	return n, err
 }
+
+// DamagedError is a layer stream whose bytes turned out other than its
+// digest's. It reports DamagedBytes, which a publisher takes as damage:
+// no retry, and the build makes the layer again.
+type DamagedError struct{ Err error }
+
+func (e *DamagedError) Error() string      { return e.Err.Error() }
+func (e *DamagedError) Unwrap() error      { return e.Err }
+func (e *DamagedError) DamagedBytes() bool { return true }
+
+// VerifiesStream: Compressed checks the blob's bytes against its digest
+// (publish.SelfVerifying), so an upload need not hash them again.
+func (l *fileLayer) VerifiesStream() bool { return true }
+
+// VerifiesStream: the stream checks its bytes against the layer's digest
+// (publish.SelfVerifying), so an upload need not hash them again.
+func (l *ModelLayer) VerifiesStream() bool { return true }
 
 func (l *fileLayer) Uncompressed() (io.ReadCloser, error) {
 	f, err := os.Open(l.path)
@@ -383,11 +402,17 @@ type readCloser struct {
 
 func (rc readCloser) Close() error { return rc.f.Close() }
 
-// ModelFile is one stored model file and its path inside an image.
+// ModelFile is one model file and its path inside an image.
 type ModelFile struct {
-	File   string // the store's file
+	File   string // the store's file, or the user's (InPlace)
 	Path   string // path inside the image ("vae/x.safetensors")
 	SHA256 string
+	// InPlace: File is a file:// model read where it lies, not a store
+	// file. Its stamp then holds its inode and ctime too: a user's file
+	// rewritten with its size and mtime put back is still seen changed.
+	// (A store file is read-only and hard linked into targets, which moves
+	// its ctime: its size and mtime are what tell.)
+	InPlace bool
 }
 
 // ModelLayer is an uncompressed layer holding model files (one, or several
@@ -407,8 +432,11 @@ type ModelLayer struct {
 
 type piece struct {
 	header []byte
-	file   string
-	pad    int64
+	file   ModelFile
+	// stamp is the file's when the layer's digest was taken or found:
+	// streaming it again first checks the file still has it.
+	stamp models.Stamp
+	pad   int64
 }
 
 // tarTrailer is what ends a tar: two zero blocks.
@@ -436,7 +464,7 @@ func NewModelGroupLayer(cacheDir string, files []ModelFile, modTime time.Time) (
 		if err != nil {
 			return nil, err
 		}
-		p := piece{header: header, file: f.File, pad: (512 - fi.Size()%512) % 512}
+		p := piece{header: header, file: f, pad: (512 - fi.Size()%512) % 512}
 		l.pieces = append(l.pieces, p)
 		l.size += int64(len(p.header)) + fi.Size() + p.pad
 	}
@@ -446,6 +474,9 @@ func NewModelGroupLayer(cacheDir string, files []ModelFile, modTime time.Time) (
 	stamps, err := stampFiles(files)
 	if err != nil {
 		return nil, err
+	}
+	for i := range l.pieces {
+		l.pieces[i].stamp = stamps[i]
 	}
 	if known, ok := knownModelLayer(cacheDir, key); ok && known.Size == l.size && slices.Equal(known.Files, stamps) {
 		l.digest = known.Digest
@@ -465,19 +496,25 @@ func (l *ModelLayer) hash() (v1.Hash, error) {
 	h := sha256.New()
 	for i, p := range l.pieces {
 		h.Write(p.header)
-		f, err := os.Open(p.file)
+		f, err := os.Open(p.file.File)
 		if err != nil {
 			return v1.Hash{}, err
 		}
+		// The layer's hash and the file's run side by side: one read,
+		// and on two cores the time of one hash.
 		fh := sha256.New()
-		_, err = io.Copy(io.MultiWriter(h, fh), f)
+		_, err = fanout.Copy(f, h, fh)
 		f.Close()
 		if err != nil {
-			return v1.Hash{}, fmt.Errorf("%s: %w", p.file, err)
+			return v1.Hash{}, fmt.Errorf("%s: %w", p.file.File, err)
 		}
 		if want := l.Files[i].SHA256; want != "" && hex.EncodeToString(fh.Sum(nil)) != want {
-			return v1.Hash{}, fmt.Errorf("%s (%s) has sha256 %s, expected %s: the stored file changed; remove it to fetch it again",
-				p.file, l.Files[i].Path, hex.EncodeToString(fh.Sum(nil)), want)
+			fix := "the stored file changed; remove it to fetch it again"
+			if p.file.InPlace {
+				fix = "the file changed since it was pinned (by the spec or the lock); put the pinned file back, or lock again to take the new one"
+			}
+			return v1.Hash{}, fmt.Errorf("%s (%s) has sha256 %s, expected %s: %s",
+				p.file.File, l.Files[i].Path, hex.EncodeToString(fh.Sum(nil)), want, fix)
 		}
 		io.CopyN(h, zeros{}, p.pad)
 	}
@@ -485,23 +522,28 @@ func (l *ModelLayer) hash() (v1.Hash, error) {
 	return hashOf(h), nil
 }
 
-// fileStamp is a file's size and mtime: when both are as recorded, the
-// file is taken as unchanged and not read again.
-type fileStamp struct {
-	Size  int64 `json:"size"`
-	MTime int64 `json:"mtime_ns"`
-}
-
-func stampFiles(files []ModelFile) ([]fileStamp, error) {
-	stamps := make([]fileStamp, len(files))
+// stampFiles are the files' stamps: when each is as recorded, the files
+// are taken as unchanged and not read again.
+func stampFiles(files []ModelFile) ([]models.Stamp, error) {
+	stamps := make([]models.Stamp, len(files))
 	for i, f := range files {
 		fi, err := os.Stat(f.File)
 		if err != nil {
 			return nil, err
 		}
-		stamps[i] = fileStamp{Size: fi.Size(), MTime: fi.ModTime().UnixNano()}
+		stamps[i] = stampOf(fi, f)
 	}
 	return stamps, nil
+}
+
+// stampOf is a store file's size and mtime, or all of an in-place file's
+// stamp (see ModelFile.InPlace).
+func stampOf(fi os.FileInfo, f ModelFile) models.Stamp {
+	st := models.StampOf(fi)
+	if !f.InPlace {
+		st = models.Stamp{Size: st.Size, MtimeNs: st.MtimeNs}
+	}
+	return st
 }
 
 // fileHeaders are the tar header blocks of a model file at p (and of its
@@ -537,7 +579,7 @@ func modelLayerMeta(cacheDir, key string) string {
 // files (sorted by path in the image) when it was computed.
 type modelLayerInfo struct {
 	Info
-	Files []fileStamp `json:"files,omitempty"`
+	Files []models.Stamp `json:"files,omitempty"`
 }
 
 func knownModelLayer(cacheDir, key string) (modelLayerInfo, bool) {
@@ -546,7 +588,7 @@ func knownModelLayer(cacheDir, key string) (modelLayerInfo, bool) {
 	return known, err == nil && json.Unmarshal(data, &known) == nil
 }
 
-func rememberModelLayer(cacheDir, key string, digest v1.Hash, size int64, stamps []fileStamp) error {
+func rememberModelLayer(cacheDir, key string, digest v1.Hash, size int64, stamps []models.Stamp) error {
 	data, _ := json.Marshal(modelLayerInfo{
 		Info:  Info{Digest: digest, DiffID: digest, Size: size, MediaType: types.OCIUncompressedLayer},
 		Files: stamps,
@@ -603,7 +645,7 @@ func (l *ModelLayer) Compressed() (io.ReadCloser, error)  { return l.Uncompresse
 func (l *ModelLayer) Uncompressed() (io.ReadCloser, error) {
 	var readers []io.Reader
 	for _, p := range l.pieces {
-		readers = append(readers, bytes.NewReader(p.header), &lazyFile{path: p.file}, io.LimitReader(zeros{}, p.pad))
+		readers = append(readers, bytes.NewReader(p.header), &lazyFile{file: p.file, stamp: p.stamp}, io.LimitReader(zeros{}, p.pad))
 	}
 	readers = append(readers, io.LimitReader(zeros{}, tarTrailer))
 	lr := &layerReader{Reader: io.MultiReader(readers...), readers: readers}
@@ -624,11 +666,13 @@ func (l *ModelLayer) names() string {
 	return strings.Join(files, ", ")
 }
 
-// lazyFile opens its file on first read and closes it at EOF.
+// lazyFile opens its file on first read, checking it still has the
+// stamp its layer's digest was taken with, and closes it at EOF.
 type lazyFile struct {
-	path string
-	f    *os.File
-	done bool
+	file  ModelFile
+	stamp models.Stamp
+	f     *os.File
+	done  bool
 }
 
 func (z *lazyFile) Read(p []byte) (int, error) {
@@ -636,8 +680,12 @@ func (z *lazyFile) Read(p []byte) (int, error) {
 		return 0, io.EOF
 	}
 	if z.f == nil {
-		f, err := os.Open(z.path)
+		f, err := os.Open(z.file.File)
 		if err != nil {
+			return 0, err
+		}
+		if err := checkStamp(f, z.file, z.stamp); err != nil {
+			f.Close()
 			return 0, err
 		}
 		z.f = f

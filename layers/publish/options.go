@@ -2,10 +2,13 @@ package publish
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"syscall"
 	"time"
 
@@ -133,17 +136,22 @@ func (o options) layerName(digest string) string {
 // retryable says whether a failed request is worth another attempt: network
 // errors (a cut upload, a reset) and the registry's temporary answers are;
 // DIGEST_INVALID too, since bytes can be damaged on the way. A refused
-// connection or an unknown host is not: the registry is not there.
+// connection or an unknown host is not: the registry is not there. Nor is
+// a TLS handshake that met a plain-HTTP server or a certificate that does
+// not verify: the same answer comes again. (go-containerregistry pings a
+// localhost or insecure registry over https and http at once; a retried
+// https attempt held every such ping for its 300 ms fallback delay.)
 func retryable(err error) bool {
 	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return false
 	}
 	var damaged *DamagedError
-	if errors.Is(err, syscall.ECONNREFUSED) || errors.As(err, &damaged) {
+	var bytesBad interface{ DamagedBytes() bool }
+	if errors.Is(err, syscall.ECONNREFUSED) || errors.As(err, &damaged) || (errors.As(err, &bytesBad) && bytesBad.DamagedBytes()) {
 		return false
 	}
 	var dns *net.DNSError
-	if errors.As(err, &dns) {
+	if errors.As(err, &dns) || tlsWillFailAgain(err) {
 		return false
 	}
 	var terr *transport.Error
@@ -151,6 +159,20 @@ func retryable(err error) bool {
 		return terr.Temporary() || hasCode(terr, transport.DigestInvalidErrorCode)
 	}
 	return true
+}
+
+// tlsWillFailAgain is an https request that a plain-HTTP server answered,
+// or a certificate that does not verify.
+func tlsWillFailAgain(err error) bool {
+	var record tls.RecordHeaderError
+	var verify *tls.CertificateVerificationError
+	var unknown x509.UnknownAuthorityError
+	var host x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	return errors.As(err, &record) || errors.As(err, &verify) || errors.As(err, &unknown) ||
+		errors.As(err, &host) || errors.As(err, &invalid) ||
+		// net/http says so in words only (transport.go).
+		strings.Contains(err.Error(), "server gave HTTP response to HTTPS client")
 }
 
 func hasCode(terr *transport.Error, code transport.ErrorCode) bool {

@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/comfy-image/comfy-image/internal/parallel"
+	"github.com/comfy-image/comfy-image/internal/progress"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -36,6 +37,7 @@ type Registry struct {
 	mu    sync.Mutex
 	seen  map[string]v1.Hash // by tag: digests read there by this run
 	holds map[v1.Hash]bool   // blobs a manifest read there lists
+	slots chan struct{}      // bounds the uploads StartUpload runs
 }
 
 // NewRegistry publishes to repo.
@@ -160,31 +162,139 @@ func (r *Registry) Publish(ctx context.Context, img v1.Image, tag string) (name.
 	return done, r.remember(img)
 }
 
+// StartUploadBlobs starts uploading the blobs of img the repository lacks
+// (layers and config, as Publish would) without its manifest, none when
+// the build read img at tag: see StartUpload. A build calls it for the models image while the app image
+// is still being made: the long upload of the model bytes overlaps the
+// packing, and no tag moves before both images are complete.
+func (r *Registry) StartUploadBlobs(ctx context.Context, img v1.Image, tag string, rep progress.Reporter) (wait func() error) {
+	if at, known := r.sawAt(tag); known {
+		if d, err := img.Digest(); err == nil && d == at {
+			return func() error { return nil } // the tag holds img: every blob is there
+		}
+	}
+	todo, err := r.blobsToUpload(img)
+	if err != nil {
+		return func() error { return err }
+	}
+	blobs := make([]Blob, len(todo))
+	for i, b := range todo {
+		blobs[i] = Blob{Layer: b.l, Label: b.label}
+	}
+	return r.StartUpload(ctx, blobs, rep)
+}
+
+// Blob is a blob to upload on its own (StartUpload), named for the
+// progress display ("": by the publisher's layer names).
+type Blob struct {
+	Layer v1.Layer
+	Label string
+}
+
+// StartUpload starts uploading the blobs the repository lacks, without a
+// manifest, and returns the function that waits for them. They count as
+// held at once, so a Publish or another StartUpload asks no more about
+// them; one that fails is held no longer (and the failure comes out of
+// wait, which a build's Write calls before any Publish). At most the
+// publisher's jobs uploads started this way run at once, across calls.
+// The probe and the naming of the blobs happen before it returns; only the
+// uploads run on. rep shows their progress (nil: the publisher's).
+func (r *Registry) StartUpload(ctx context.Context, blobs []Blob, rep progress.Reporter) (wait func() error) {
+	if err := r.Probe(ctx); err != nil {
+		return func() error { return err }
+	}
+	var todo []blob
+	held := map[v1.Hash]bool{}
+	for _, b := range blobs {
+		d, err := b.Layer.Digest()
+		if err != nil {
+			return func() error { return err }
+		}
+		if held[d] || r.listed(d) {
+			continue
+		}
+		held[d] = true
+		label := b.Label
+		if label == "" {
+			label = r.o.layerName(d.String())
+		}
+		todo = append(todo, blob{b.Layer, d, label})
+	}
+	r.Holds(held)
+	if rep == nil {
+		rep = r.o.reporter
+	}
+	r.mu.Lock()
+	if r.slots == nil {
+		r.slots = make(chan struct{}, max(1, r.o.jobs))
+	}
+	slots := r.slots
+	r.mu.Unlock()
+	done := make(chan error, 1)
+	go func() {
+		errs := make([]error, len(todo))
+		err := parallel.Do(ctx, len(todo), len(todo), func(ctx context.Context, i int) error {
+			select {
+			case slots <- struct{}{}:
+			case <-ctx.Done():
+				errs[i] = ctx.Err()
+				return errs[i]
+			}
+			defer func() { <-slots }()
+			errs[i] = r.upload(ctx, todo[i].l, todo[i].d, todo[i].label, rep)
+			return errs[i]
+		})
+		if err != nil {
+			r.mu.Lock()
+			for i, b := range todo {
+				if errs[i] != nil || ctx.Err() != nil {
+					delete(r.holds, b.d)
+				}
+			}
+			r.mu.Unlock()
+		}
+		done <- err
+	}()
+	return func() error { return <-done }
+}
+
+// blob is one blob to upload, with its name for the progress display.
+type blob struct {
+	l     v1.Layer
+	d     v1.Hash
+	label string
+}
+
 // uploadBlobs uploads the layers and the config in parallel, each blob
 // once; the first failure cancels the others.
 func (r *Registry) uploadBlobs(ctx context.Context, img v1.Image) error {
-	layers, err := img.Layers()
+	todo, err := r.blobsToUpload(img)
 	if err != nil {
 		return err
+	}
+	return r.uploadAll(ctx, todo, nil)
+}
+
+// blobsToUpload are the layers and the config of img, each once, but
+// those a manifest in the repository lists (they are there).
+func (r *Registry) blobsToUpload(img v1.Image) ([]blob, error) {
+	layers, err := img.Layers()
+	if err != nil {
+		return nil, err
 	}
 	config, err := partial.ConfigLayer(img)
 	if err != nil {
-		return err
-	}
-	type blob struct {
-		l     v1.Layer
-		d     v1.Hash
-		label string
+		return nil, err
 	}
 	var todo []blob
 	seen := map[v1.Hash]bool{}
 	for i, l := range append(layers, config) {
 		d, err := l.Digest()
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if seen[d] || r.listed(d) {
-			continue // a manifest in the repository lists it: it is there
+			continue
 		}
 		seen[d] = true
 		label := r.o.layerName(d.String())
@@ -193,13 +303,20 @@ func (r *Registry) uploadBlobs(ctx context.Context, img v1.Image) error {
 		}
 		todo = append(todo, blob{l, d, label})
 	}
+	return todo, nil
+}
+
+func (r *Registry) uploadAll(ctx context.Context, todo []blob, rep progress.Reporter) error {
+	if rep == nil {
+		rep = r.o.reporter
+	}
 	return parallel.Do(ctx, len(todo), r.o.jobs, func(ctx context.Context, i int) error {
-		return r.upload(ctx, todo[i].l, todo[i].d, todo[i].label)
+		return r.upload(ctx, todo[i].l, todo[i].d, todo[i].label, rep)
 	})
 }
 
-func (r *Registry) upload(ctx context.Context, l v1.Layer, d v1.Hash, label string) error {
-	tl := &trackedLayer{Layer: l, reporter: r.o.reporter, label: label + " " + shortDigest(d)}
+func (r *Registry) upload(ctx context.Context, l v1.Layer, d v1.Hash, label string, rep progress.Reporter) error {
+	tl := &trackedLayer{Layer: l, reporter: rep, label: label + " " + shortDigest(d)}
 	var up v1.Layer = tl
 	if from, ok := r.mountFrom(l, d); ok {
 		up = &remote.MountableLayer{Layer: tl, Reference: from.Digest(d.String())}
@@ -315,7 +432,9 @@ func (e *LayerError) Unwrap() error { return e.Err }
 func (e *LayerError) Damaged() bool {
 	var terr *transport.Error
 	var damaged *DamagedError
-	return errors.As(e.Err, &damaged) || (errors.As(e.Err, &terr) && hasCode(terr, transport.DigestInvalidErrorCode))
+	var bytesBad interface{ DamagedBytes() bool }
+	return errors.As(e.Err, &damaged) || (errors.As(e.Err, &bytesBad) && bytesBad.DamagedBytes()) ||
+		(errors.As(e.Err, &terr) && hasCode(terr, transport.DigestInvalidErrorCode))
 }
 
 // challengeSeen notes whether the registry's ping asked for basic auth:

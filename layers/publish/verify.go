@@ -21,6 +21,16 @@ func (e *DamagedError) Error() string {
 	return fmt.Sprintf("the local bytes of %s hash to %s: damaged", e.Digest, e.Got)
 }
 
+// SelfVerifying is a layer whose stream hashes its own bytes and fails at
+// its end, before the registry is asked to commit them, when they are not
+// its digest's (the cached and model layers of layers/materialize). An
+// upload does not hash such a stream a second time: for a models image
+// that is a whole SHA-256 pass over every model byte saved. Its error
+// should report DamagedBytes, so the build packs the layer again.
+type SelfVerifying interface {
+	VerifiesStream() bool
+}
+
 // verifyingReader hashes a blob as it is uploaded and fails the upload at
 // its end when the bytes are not the digest's, before the registry is
 // asked to commit them.

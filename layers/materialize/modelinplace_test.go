@@ -1,0 +1,94 @@
+package materialize_test
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/comfy-image/comfy-image/internal/fanout"
+	"github.com/comfy-image/comfy-image/internal/testsupport"
+	"github.com/comfy-image/comfy-image/layers/materialize"
+	"github.com/comfy-image/comfy-image/realize/models"
+)
+
+// A user's file read in place: the digest computed from the one read (the
+// Observe of the sha256 read) is the layer's, is remembered with the
+// file's stamp, and is not trusted once the file is rewritten, even with
+// its size and mtime put back (its ctime moved). Streaming the layer then
+// fails at once, naming the file, before a byte is sent.
+func TestInPlaceModelFileDigestAndChange(t *testing.T) {
+	dir := testsupport.TempDir(t)
+	file := filepath.Join(dir, "mine.safetensors")
+	content := make([]byte, 1<<20+333)
+	rand.Read(content)
+	if err := os.WriteFile(file, content, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	modTime := time.Unix(0, 0)
+	before, err := models.StampFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := materialize.NewModelLayerDigest("checkpoints/mine.safetensors", modTime)
+	w, done := d.Observe(int64(len(content)))
+	fileHash := sha256.New()
+	if _, err := fanout.Copy(bytes.NewReader(content), fileHash, w); err != nil {
+		t.Fatal(err)
+	}
+	sha := hex.EncodeToString(fileHash.Sum(nil))
+	done(sha)
+	mf := materialize.ModelFile{File: file, Path: "checkpoints/mine.safetensors", SHA256: sha, InPlace: true}
+	if err := d.Remember(dir, mf, before); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := materialize.KnownModelFile(dir, mf, modTime); !ok {
+		t.Fatal("the digest of an unchanged file is not known")
+	}
+	l, err := materialize.NewModelGroupLayer(dir, []materialize.ModelFile{mf}, modTime)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := l.Uncompressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(stream)
+	if got, _ := l.Digest(); got.Hex != hex.EncodeToString(sum[:]) {
+		t.Fatalf("the observed digest %s is not the layer stream's sha256:%x", got, sum)
+	}
+
+	fi, _ := os.Stat(file)
+	other := append([]byte{content[0] ^ 0xff}, content[1:]...)
+	if err := os.WriteFile(file, other, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.Chtimes(file, fi.ModTime(), fi.ModTime())
+	if _, ok := materialize.KnownModelFile(dir, mf, modTime); ok {
+		t.Fatal("a rewritten file (size and mtime put back) is still taken as digested")
+	}
+	rc, err = l.Uncompressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := io.Copy(io.Discard, rc)
+	rc.Close()
+	var changed *materialize.ChangedError
+	if !errors.As(err, &changed) || changed.File != file || n > 2048 {
+		t.Fatalf("streaming the layer of a changed file: %d bytes, %v; want a ChangedError naming %s before the file's bytes", n, err, file)
+	}
+	if _, err := materialize.NewModelGroupLayer(dir, []materialize.ModelFile{mf}, modTime); err == nil {
+		t.Fatal("a layer was made of a file whose bytes are not the pinned ones")
+	}
+}

@@ -1,0 +1,74 @@
+package models_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/comfy-image/comfy-image/internal/testsupport"
+	"github.com/comfy-image/comfy-image/realize/models"
+)
+
+// A file:// model is read where it lies: the sha256 is the file's, the
+// observer sees every byte once, and nothing is written to the store.
+func TestReadLocalReadsInPlaceAndWritesNoStore(t *testing.T) {
+	content := randomBytes(t, 3<<20+17)
+	src := filepath.Join(testsupport.TempDir(t), "local.safetensors")
+	if err := os.WriteFile(src, content, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f := &models.Fetcher{Store: models.Store{Dir: filepath.Join(testsupport.TempDir(t), "models")}}
+	var seen bytes.Buffer
+	var doneSHA string
+	res, err := f.ReadLocal(context.Background(), models.Request{Source: "file://" + src, Observe: func(size int64) (io.Writer, func(string)) {
+		if size != int64(len(content)) {
+			t.Errorf("observer told size %d, want %d", size, len(content))
+		}
+		return &seen, func(sha string) { doneSHA = sha }
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(content)
+	want := hex.EncodeToString(sum[:])
+	if res.SHA256 != want || res.Size != int64(len(content)) || res.Path != src || doneSHA != want {
+		t.Fatalf("ReadLocal = %+v (observer done with %q), want sha %s size %d path %s", res, doneSHA, want, len(content), src)
+	}
+	if !bytes.Equal(seen.Bytes(), content) {
+		t.Fatal("the observer saw other bytes than the file's")
+	}
+	if st, _ := models.StampFile(src); st != res.Stamp {
+		t.Fatalf("stamp %+v, the file's is %+v", res.Stamp, st)
+	}
+	if _, err := os.Stat(f.Store.Dir); !os.IsNotExist(err) {
+		left, _ := filepath.Glob(filepath.Join(f.Store.Dir, "*", "*"))
+		t.Fatalf("the store was written for a file:// model read in place: %v", left)
+	}
+}
+
+// A file whose bytes changed since they were pinned (same size, other
+// bytes) is refused, naming the source and both sha256s.
+func TestReadLocalRefusesAnotherFileThanPinned(t *testing.T) {
+	src := filepath.Join(testsupport.TempDir(t), "m.safetensors")
+	old := randomBytes(t, 4096)
+	sum := sha256.Sum256(old)
+	pinned := hex.EncodeToString(sum[:])
+	changed := append([]byte{old[0] ^ 0xff}, old[1:]...)
+	if err := os.WriteFile(src, changed, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f := &models.Fetcher{Store: models.Store{Dir: testsupport.TempDir(t)}}
+	_, err := f.ReadLocal(context.Background(), models.Request{Source: "file://" + src, SHA256: pinned})
+	if err == nil || !strings.Contains(err.Error(), src) || !strings.Contains(err.Error(), pinned) {
+		t.Fatalf("a changed file:// model was not refused naming it and the pinned sha256: %v", err)
+	}
+	if _, err := f.ReadLocal(context.Background(), models.Request{Source: "https://example.invalid/m.safetensors"}); err == nil {
+		t.Fatal("ReadLocal read a non-file source")
+	}
+}
