@@ -18,6 +18,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/comfy-image/comfy-image/internal/parallel"
 	"github.com/comfy-image/comfy-image/internal/progress"
@@ -882,33 +883,48 @@ func (b *builder) readBase(ctx context.Context) error {
 // is the longest work, and it no longer waits for the app's. The first
 // failure stops the other side.
 func (b *builder) partsSideBySide(ctx context.Context) (app, models []plan.Part, err error) {
+	// Not parallel.Do: its context ends when it returns, and the lazy
+	// layers made on both sides keep theirs to pack later, when a writer
+	// asks for their bytes. sides ends only when one side fails.
+	sides, fail := context.WithCancelCause(ctx)
 	baseRead := make(chan struct{})
-	err = parallel.Do(ctx, 2, 2, func(ctx context.Context, side int) error {
-		if side == 1 {
-			parts, err := b.modelParts(ctx, b.opts.MaxLayers)
-			if err != nil || len(parts) == 0 {
-				models = parts
-				return err
-			}
-			select {
-			case <-baseRead:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
+	var g errgroup.Group
+	g.Go(func() error {
+		parts, err := b.modelParts(sides, b.opts.MaxLayers)
+		if err != nil || len(parts) == 0 {
 			models = parts
-			return b.finishModelsImage(parts)
+			return failSides(fail, err)
 		}
-		if err := b.readBase(ctx); err != nil {
-			return err
+		select {
+		case <-baseRead:
+		case <-sides.Done():
+			return context.Cause(sides)
+		}
+		models = parts
+		return failSides(fail, b.finishModelsImage(parts))
+	})
+	g.Go(func() error {
+		if err := b.readBase(sides); err != nil {
+			return failSides(fail, err)
 		}
 		close(baseRead)
-		app, err = b.appParts(ctx)
-		return err
+		var err error
+		app, err = b.appParts(sides)
+		return failSides(fail, err)
 	})
-	if err != nil {
+	if err := g.Wait(); err != nil {
 		return nil, nil, err
 	}
 	return app, models, nil
+}
+
+// failSides ends the sides' context with err when there is one, so the other
+// side stops early, and returns err.
+func failSides(fail context.CancelCauseFunc, err error) error {
+	if err != nil {
+		fail(err)
+	}
+	return err
 }
 
 // finishModelsImage makes the models image of the model parts (the app

@@ -42,7 +42,8 @@ func Limit(n, def int) int {
 // cancels the context the others run with, no further work starts, and
 // that error is returned: the right behaviour when one failure makes the
 // whole result useless (a layer that cannot be packed, a ref that cannot
-// be resolved).
+// be resolved). The context fn gets ends when Do returns: what outlives
+// Do (a lazy layer that packs later) must not keep it.
 func Do(ctx context.Context, n, limit int, fn func(ctx context.Context, i int) error) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(max(1, limit))
