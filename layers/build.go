@@ -1049,11 +1049,9 @@ func (b *builder) remoteModelParts(ctx context.Context, slots int) ([]plan.Part,
 	for _, m := range b.spec.Models {
 		lm, ok := models.LockedFor(b.lock, m)
 		if !ok {
-			lm, ok = b.registryModels[m.Dest()]
-			if !ok || lm.Source != m.Source || (m.SHA256 != "" && m.SHA256 != lm.SHA256) {
+			if lm, ok = b.registryModel(ctx, m); !ok {
 				return nil, false
 			}
-			lm.Name = m.Name
 		}
 		inImage := b.modelPath(m)
 		key := materialize.ModelLayerKey([]materialize.ModelFile{{Path: inImage, SHA256: lm.SHA256}}, b.modTime)
@@ -1066,6 +1064,35 @@ func (b *builder) remoteModelParts(ctx context.Context, slots int) ([]plan.Part,
 	}
 	b.lock.Models = locked
 	return parts, true
+}
+
+// registryModel is model m as the image at a push reference (or
+// --cache-from) records it, when that record may stand for m without
+// reading m: the spec pins its sha256, or the hub says m's revision holds
+// those bytes now (one HEAD: the lock rule's fresh resolution). A file://,
+// plain https or other model the lock does not pin is read or downloaded
+// instead: its bytes may have changed since that image was built, and the
+// result must not depend on which outputs a build has.
+func (b *builder) registryModel(ctx context.Context, m versions.Model) (versions.LockedModel, bool) {
+	lm, ok := b.registryModels[m.Dest()]
+	if !ok || lm.Source != m.Source || (m.SHA256 != "" && m.SHA256 != lm.SHA256) {
+		return versions.LockedModel{}, false
+	}
+	lm.Name = m.Name
+	if m.SHA256 != "" {
+		return lm, true
+	}
+	src, err := versions.ParseSource(m.Source)
+	if err != nil || src.Scheme != "hf" || b.opts.Offline {
+		return versions.LockedModel{}, false
+	}
+	f := models.ForSpec(b.spec, models.Setup{CacheDir: b.opts.CacheDir, Log: b.opts.Log, LookupEnv: b.opts.LookupEnv, Progress: progress.Discard()})
+	rev, sha, size, err := f.Current(ctx, models.RequestFor(m))
+	if err != nil || sha != lm.SHA256 {
+		return versions.LockedModel{}, false
+	}
+	lm.Revision, lm.Size = rev, size
+	return lm, true
 }
 
 // fetchModelLayer downloads the pinned model lm (unless the model store

@@ -267,3 +267,42 @@ func (r *earlyRecorder) ModelsImage(img v1.Image) {
 	r.image = true
 	r.EarlyBlobs.ModelsImage(img)
 }
+
+// A file:// model that no lock pins is read by every build: the image at
+// the push reference records its sha256 from when it was built, but the
+// file may have changed since (same size), and the result must be what
+// an OCI-layout-only build of the same spec gives (review of issue 9).
+func TestUnpinnedFileModelIsReadNotTakenFromTheRegistry(t *testing.T) {
+	v, file, content := localModelVersion(t, 100_003)
+	reg := testsupport.NewRegistry(t)
+	base := registryBase(t, reg)
+	first, _ := runner(t, v, reg, base, testsupport.TempDir(t))
+	if got, want := first.Lock.Models[0].SHA256, sha256Hex(content); got != want {
+		t.Fatalf("first build pinned %s, want %s", got, want)
+	}
+
+	changed := slices.Clone(content)
+	for i := range 9 {
+		changed[i] ^= 0xff
+	}
+	if err := os.WriteFile(file, changed, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// A fresh runner (no lock, no cache) pushing to the same reference.
+	again, _ := runner(t, v, reg, base, testsupport.TempDir(t))
+	if got, want := again.Lock.Models[0].SHA256, sha256Hex(changed); got != want {
+		t.Fatalf("the rebuild took sha256 %s (the registry's record of the old file); the file's bytes are %s", got, want)
+	}
+	layoutOnly, err := buildErr(t, v, base, testsupport.TempDir(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, b := again.Lock.Models[0].SHA256, layoutOnly.Lock.Models[0].SHA256; a != b {
+		t.Fatalf("the registry build pinned %s, a build without a registry %s", a, b)
+	}
+}
+
+func sha256Hex(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
