@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sync"
 
+	"github.com/comfy-image/comfy-image/internal/fileutil"
 	"github.com/gofrs/flock"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
@@ -191,23 +192,14 @@ func (l *cachedLayer) pull(file string, d v1.Hash, size int64) error {
 		return fmt.Errorf("base layer %s: %w", d, err)
 	}
 	defer rc.Close()
-	tmp, err := os.CreateTemp(filepath.Dir(file), ".pull-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name()) // after the rename: nothing
-	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(tmp, h), rc)
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	var bad *fileutil.MismatchError
+	switch err := fileutil.WriteChecked(file, rc, d.Hex, size); {
+	case errors.As(err, &bad):
+		return fmt.Errorf("base layer %s: the registry sent %d bytes with digest sha256:%s", d, bad.Size, bad.SHA256)
+	case err != nil:
 		return fmt.Errorf("base layer %s: %w", d, err)
 	}
-	if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); got != d.String() || n != size {
-		return fmt.Errorf("base layer %s: the registry sent %d bytes with digest %s", d, n, got)
-	}
-	return os.Rename(tmp.Name(), file)
+	return nil
 }
 
 // checkFile checks that file holds size bytes of digest d.

@@ -3,8 +3,6 @@ package publish
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -156,23 +154,14 @@ func (l *Layout) writeLayer(layer v1.Layer) error {
 		return fmt.Errorf("layer %s: %w", d, err)
 	}
 	defer rc.Close()
-	tmp, err := os.CreateTemp(dir, d.Hex+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name()) // after the rename: nothing
-	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(tmp, h), rc)
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	var bad *fileutil.MismatchError
+	switch err := fileutil.WriteChecked(filepath.Join(dir, d.Hex), rc, d.Hex, size); {
+	case errors.As(err, &bad):
+		return fmt.Errorf("layer %s: its bytes are %d with sha256:%s, expected %d", d, bad.Size, bad.SHA256, size)
+	case err != nil:
 		return fmt.Errorf("layer %s: %w", d, err)
 	}
-	if got := hex.EncodeToString(h.Sum(nil)); got != d.Hex || n != size {
-		return fmt.Errorf("layer %s: its bytes are %d with sha256:%s, expected %d", d, n, got, size)
-	}
-	return os.Rename(tmp.Name(), filepath.Join(dir, d.Hex))
+	return nil
 }
 
 // open opens the layout, making an empty one in a folder without an
