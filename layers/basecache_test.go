@@ -102,7 +102,7 @@ func TestBaseLayersArePulledOnce(t *testing.T) {
 	// Damage one cached base layer: it is pulled again, once.
 	d, _ := baseLayers[0].Digest()
 	cached := filepath.Join(layers.BaseBlobsDir(cache), "sha256", d.Hex)
-	flipByte(t, cached, 10)
+	testsupport.FlipByte(t, cached, 10)
 	outs = outputs()
 	_, reqs = runnerTo(t, v, reg, base, cache, outs)
 	if got := layerGETs(reqs); len(got) != 1 || got[d.String()] != 1 {

@@ -10,33 +10,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/comfy-image/comfy-image/internal/testsupport"
 	"github.com/comfy-image/comfy-image/layers"
 	"github.com/comfy-image/comfy-image/layers/plan"
 )
-
-// flipByte changes one byte of file in place: same size, other content.
-func flipByte(t *testing.T, file string, at int64) {
-	t.Helper()
-	f, err := os.OpenFile(file, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	b := make([]byte, 1)
-	if _, err := f.ReadAt(b, at); err != nil {
-		t.Fatal(err)
-	}
-	b[0] ^= 0xFF
-	if _, err := f.WriteAt(b, at); err != nil {
-		t.Fatal(err)
-	}
-	// A second later, so the change shows on filesystems with coarse times.
-	later := time.Now().Add(time.Second)
-	os.Chtimes(file, later, later)
-}
 
 // TestDamagedPackedLayerIsRepacked damages every packed layer in the cache
 // (same size, one byte flipped) and pushes the next build to a registry
@@ -52,7 +30,7 @@ func TestDamagedPackedLayerIsRepacked(t *testing.T) {
 		t.Fatal("no packed layer in the cache")
 	}
 	for _, b := range blobs {
-		flipByte(t, b, 40)
+		testsupport.FlipByte(t, b, 40)
 	}
 	var log bytes.Buffer
 	res := build(t, v, base, cache, func(o *layers.BuildOptions) { o.Log = &log })
@@ -86,7 +64,7 @@ func TestBitRotInACachedLayerIsCaught(t *testing.T) {
 	blobs, _ := filepath.Glob(filepath.Join(cache, "layers", "??", "*.blob"))
 	for _, b := range blobs {
 		fi, _ := os.Stat(b)
-		flipByte(t, b, 40)
+		testsupport.FlipByte(t, b, 40)
 		os.Chtimes(b, fi.ModTime(), fi.ModTime())
 	}
 	dir := filepath.Join(testsupport.TempDir(t), "layout")

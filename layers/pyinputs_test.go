@@ -1,10 +1,7 @@
 package layers_test
 
 import (
-	"io/fs"
-	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
 
@@ -14,30 +11,6 @@ import (
 	"github.com/comfy-image/comfy-image/realize/gitcache"
 	"github.com/comfy-image/comfy-image/versions"
 )
-
-// mirrorsIn names the bare mirrors a cache holds (their folder names).
-func mirrorsIn(t *testing.T, cache string) []string {
-	t.Helper()
-	var out []string
-	err := filepath.WalkDir(gitcache.Folder(cache), func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if os.IsNotExist(err) {
-				return filepath.SkipDir
-			}
-			return err
-		}
-		if d.IsDir() && strings.HasSuffix(p, ".git") {
-			out = append(out, strings.TrimSuffix(d.Name(), ".git"))
-			return filepath.SkipDir
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sort.Strings(out)
-	return out
-}
 
 // packedOnly fails unless the moved node is the one part packed (the venv
 // came from the registry).
@@ -89,7 +62,7 @@ func TestLockedFreshRunnerClonesOnlyTheMovedNode(t *testing.T) {
 	locked := func(o *layers.BuildOptions) { o.Locked, o.WheelsDir = true, t.TempDir() }
 	res, reqs := runner(t, v, reg, base, cache, withLock, locked)
 	packedOnly(t, res, "node ComfyUI-KJNodes")
-	if got := mirrorsIn(t, cache); len(got) != 1 || got[0] != "ComfyUI-KJNodes" {
+	if got := testsupport.Mirrors(t, gitcache.Folder(cache)); len(got) != 1 || got[0] != "ComfyUI-KJNodes" {
 		t.Errorf("the fresh cache holds the mirrors %v, want only the moved node's", got)
 	}
 	if up := blobUploads(reqs); len(up) != 2 {
@@ -104,7 +77,7 @@ func TestLockedFreshRunnerClonesOnlyTheMovedNode(t *testing.T) {
 	}
 	cache = t.TempDir()
 	res, _ = runner(t, v, reg, base, cache, withLock, locked)
-	if got := mirrorsIn(t, cache); len(got) != 3 {
+	if got := testsupport.Mirrors(t, gitcache.Folder(cache)); len(got) != 3 {
 		t.Errorf("a lock without records: the cache holds the mirrors %v, want all three read", got)
 	}
 	for _, p := range res.Parts {

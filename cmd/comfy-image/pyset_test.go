@@ -1,11 +1,9 @@
 package main
 
 import (
-	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
-	"sort"
 	"strings"
 	"syscall"
 	"testing"
@@ -15,30 +13,6 @@ import (
 	"github.com/comfy-image/comfy-image/realize/gitcache"
 	"github.com/comfy-image/comfy-image/versions"
 )
-
-// mirrors names the bare mirrors a cache holds (their folder names).
-func mirrors(t *testing.T, cache string) []string {
-	t.Helper()
-	var out []string
-	err := filepath.WalkDir(gitcache.Folder(cache), func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if os.IsNotExist(err) {
-				return filepath.SkipDir
-			}
-			return err
-		}
-		if d.IsDir() && strings.HasSuffix(p, ".git") {
-			out = append(out, strings.TrimSuffix(d.Name(), ".git"))
-			return filepath.SkipDir
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sort.Strings(out)
-	return out
-}
 
 // The fresh CI runner: the committed lock moves one node (its
 // requirements unchanged), the cache is empty, the image built before is
@@ -78,7 +52,7 @@ func TestLockUpdateThenLockedBuildOnAFreshRunner(t *testing.T) {
 	if res.Code != 0 {
 		t.Fatalf("CI build: %s\n%s", res.Stdout, res.Stderr)
 	}
-	if got := mirrors(t, ci); strings.Join(got, " ") != "KJNodes" && strings.Join(got, " ") != "ComfyUI-KJNodes" {
+	if got := testsupport.Mirrors(t, gitcache.Folder(ci)); strings.Join(got, " ") != "KJNodes" && strings.Join(got, " ") != "ComfyUI-KJNodes" {
 		t.Errorf("the CI cache holds the mirrors %v, want only the moved node's", got)
 	}
 	if n, _ := reg.Uploads(); n-uploads != 2 {

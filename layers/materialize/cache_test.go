@@ -15,27 +15,6 @@ import (
 	"github.com/comfy-image/comfy-image/layers/materialize"
 )
 
-// flipByte changes one byte of file in place: same size, other content.
-func flipByte(t *testing.T, file string, at int64) {
-	t.Helper()
-	f, err := os.OpenFile(file, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	b := make([]byte, 1)
-	if _, err := f.ReadAt(b, at); err != nil {
-		t.Fatal(err)
-	}
-	b[0] ^= 0xFF
-	if _, err := f.WriteAt(b, at); err != nil {
-		t.Fatal(err)
-	}
-	// A second later, so the change shows on filesystems with coarse times.
-	later := time.Now().Add(time.Second)
-	os.Chtimes(file, later, later)
-}
-
 // TestCacheDropForgetsALayer drops a packed layer by its digest, as push
 // code does when a registry answers DIGEST_INVALID: the next build packs it
 // again.
@@ -87,13 +66,13 @@ func TestChangedModelFileIsNotTrusted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	flipByte(t, file, 100)
+	testsupport.FlipByte(t, file, 100)
 	_, err = materialize.NewModelLayer(dir, file, "vae/x.safetensors", sha, time.Unix(0, 0))
 	if err == nil || !strings.Contains(err.Error(), file) {
 		t.Fatalf("a changed model file gave a layer (error %v), want an error naming %s", err, file)
 	}
 	// Put back (a new mtime, the pinned bytes): its layer is the first one.
-	flipByte(t, file, 100)
+	testsupport.FlipByte(t, file, 100)
 	again, err := materialize.NewModelLayer(dir, file, "vae/x.safetensors", sha, time.Unix(0, 0))
 	if err != nil {
 		t.Fatal(err)
