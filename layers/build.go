@@ -126,6 +126,7 @@ type builder struct {
 	// dryRun takes every decision of a build and carries out none: no
 	// layer is packed, no wheel or model fetched (PlanBuild).
 	dryRun bool
+	dry    dryState // what a dry run learns beside its parts
 
 	// listed are the blobs the manifests at the output references list,
 	// by repository: a registry holds every blob its manifests list.
@@ -472,13 +473,13 @@ func (b *builder) requirements(ctx context.Context, git *gitcache.Cache) ([]pyen
 	var reqs []pyenv.Requirements
 	var applied []reqfile.Applied
 	add := func(owner, repo, commit string) error {
-		r, err := checkout.OpenMirror(ctx, git, repo, commit)
+		src, err := b.commitSource(ctx, git, owner, repo, commit)
 		if err != nil {
 			return err
 		}
 		// The one requirements parser: no index option, local path,
 		// ${VAR} or symlink reaches pip; python.overrides applied.
-		q, a, ok, err := pyenv.LoadRepo(realize.CommitSource(r, commit), owner, b.spec.Python.Overrides)
+		q, a, ok, err := pyenv.LoadRepo(src, owner, b.spec.Python.Overrides)
 		if err != nil || !ok {
 			return err
 		}

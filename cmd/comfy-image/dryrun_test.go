@@ -1,6 +1,8 @@
 package main
 
 import (
+	"fmt"
+	"io/fs"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -88,6 +90,20 @@ func TestBuildDoesWhatItsDryRunPlanned(t *testing.T) {
 	v.Nodes["ComfyUI-KJNodes"].Commit("fix", map[string]string{"fix.py": "1"})
 	lock()
 	round("one node moved", map[string]int{"pack": 1, "reuse-cache": 4, "reuse-registry": 2})
+	// The default branch moves and nothing locks it: an online build
+	// resolves it afresh, so its dry run must plan the new commit (a
+	// fetch and a pack), not the locked one's cached layer; the venv
+	// stays (the node's requirements did not change).
+	moved := v.Nodes["ComfyUI-KJNodes"].Commit("fix 2", map[string]string{"fix.py": "2"})
+	cache := treeState(t, filepath.Join(v.Dir, "cache"))
+	text := testsupport.Run(t, v.Dir, env, append(args[:1:1], append(args[2:], "--dry-run")...)...)
+	if !strings.Contains(text.Stdout, moved) || !strings.Contains(text.Stdout, "as if the requirement lines of node ComfyUI-KJNodes") {
+		t.Errorf("ref moved: the dry run does not name the new commit %s and what it assumes of the venv:\n%s%s", moved, text.Stdout, text.Stderr)
+	}
+	if now := treeState(t, filepath.Join(v.Dir, "cache")); now != cache {
+		t.Errorf("ref moved: the dry run changed the cache (mirror or lock):\nbefore %s\nafter  %s", cache, now)
+	}
+	round("ref moved, not locked", map[string]int{"pack": 1, "reuse-cache": 4, "reuse-registry": 2})
 }
 
 // TestRealizeDoesWhatItsDryRunPlanned runs realize --dry-run, then
@@ -151,4 +167,26 @@ func TestRealizeDoesWhatItsDryRunPlanned(t *testing.T) {
 		t.Fatalf("lock: %s", r.Stderr)
 	}
 	round("one node moved", 5)
+}
+
+// treeState lists every file under dir with its size and modification
+// time: two equal states mean nothing was written.
+func treeState(t *testing.T, dir string) string {
+	t.Helper()
+	var b strings.Builder
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(&b, "%s %d %d\n", path, info.Size(), info.ModTime().UnixNano())
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
 }

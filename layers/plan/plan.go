@@ -107,6 +107,13 @@ type BuildPlan struct {
 	// resolve first (Resolve lists the repositories), and Parts is empty.
 	LockProblem error
 	Resolve     []string
+	// LockChanges are what the build's resolution would move against the
+	// lock file (online: every ref is listed afresh).
+	LockChanges []string
+	// VenvAssumes are the requirement files a dry run could not read (the
+	// mirror lacks the new commit; a dry run fetches nothing): the venv
+	// is planned as if their lines did not change.
+	VenvAssumes []string
 	BaseLayers  int
 	Parts       []PlannedPart
 	// Writes are the outputs that are no registry (every layer is written).
@@ -124,6 +131,9 @@ func (p *BuildPlan) Print(w io.Writer) {
 		fmt.Fprintln(w, "  layers: core, one per custom node, venv, config (commits not known before the lock)")
 		return
 	}
+	for _, line := range p.LockChanges {
+		fmt.Fprintf(w, "  lock: %s\n", line)
+	}
 	fmt.Fprintf(w, "  base: %d layers\n", p.BaseLayers)
 	for _, pp := range p.Parts {
 		detail := ""
@@ -131,6 +141,11 @@ func (p *BuildPlan) Print(w io.Writer) {
 			detail = fmt.Sprintf(" %s (%s)", pp.Digest, progress.Size(pp.Size))
 		}
 		fmt.Fprintf(w, "  %-14s %-6s %s%s\n", pp.Action, pp.Kind, pp.Name, detail)
+		if pp.Kind == Venv {
+			for _, a := range p.VenvAssumes {
+				fmt.Fprintf(w, "  %-14s %-6s as if the requirement lines of %s did not change; if they did, the venv is resolved and packed\n", "assume", pp.Kind, a)
+			}
+		}
 		for _, repo := range pp.Upload {
 			fmt.Fprintf(w, "  %-14s %-6s %s to %s\n", "upload", pp.Kind, pp.Name, repo)
 		}
