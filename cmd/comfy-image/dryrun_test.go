@@ -167,6 +167,18 @@ func TestRealizeDoesWhatItsDryRunPlanned(t *testing.T) {
 		t.Fatalf("lock: %s", r.Stderr)
 	}
 	round("one node moved", 5)
+	// The tag moves and nothing locks it: realize resolves it afresh, so
+	// its dry run must plan the new commit's checkout, writing nothing.
+	moved := s.gguf.Commit("fix 2", map[string]string{"fix.py": "x = 2"})
+	s.gguf.Git("tag", "-f", "-a", "v0.1", "-m", "v0.1")
+	cache := treeState(t, s.cache)
+	if plan := s.realize(t, target, "--dry-run"); !strings.Contains(plan.Stdout, "custom_nodes/gguf at "+moved) {
+		t.Errorf("tag moved: the dry run does not plan the new commit %s:\n%s%s", moved, plan.Stdout, plan.Stderr)
+	}
+	if now := treeState(t, s.cache); now != cache {
+		t.Errorf("tag moved: the dry run changed the cache (mirror or lock):\nbefore %s\nafter  %s", cache, now)
+	}
+	round("tag moved, not locked", 5)
 }
 
 // treeState lists every file under dir with its size and modification
