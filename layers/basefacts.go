@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	specs "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/comfy-image/comfy-image/internal/progress"
 	"github.com/comfy-image/comfy-image/realize/pyenv"
 	"github.com/comfy-image/comfy-image/versions"
 )
@@ -217,7 +218,7 @@ func (b *builder) adoptPythonSet() (restore func()) {
 	saved := *py
 	py.ImageTarget, py.ImageInputs, py.ImageSources = s.Target, s.Inputs, s.Sources
 	py.ImagePackages = append([]versions.LockedPackage(nil), s.Packages...)
-	b.logf("venv: the Python set of the image built before (%d packages)", len(s.Packages))
+	b.logf("venv: the Python set of the image built before (%s)", progress.Count(len(s.Packages), "package", "packages"))
 	return func() {
 		py.ImageTarget, py.ImageInputs, py.ImageSources, py.ImagePackages = saved.ImageTarget, saved.ImageInputs, saved.ImageSources, saved.ImagePackages
 	}

@@ -13,6 +13,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/comfy-image/comfy-image/internal/progress"
 )
 
 // OutputKind is the kind of place an image is read from or written to.
@@ -155,5 +157,5 @@ func appTagIn(file string) (*name.Tag, error) {
 			}
 		}
 	}
-	return nil, fmt.Errorf("%d images and none is an app image", len(m))
+	return nil, fmt.Errorf("%s and none is an app image", progress.Count(len(m), "image", "images"))
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/comfy-image/comfy-image/internal/progress"
 	"github.com/comfy-image/comfy-image/realize/resolve"
 	"github.com/comfy-image/comfy-image/versions"
 )
@@ -53,7 +54,7 @@ func newLockCmd() *cobra.Command {
 				if err != nil {
 					return fmt.Errorf("--locked: %w", err)
 				}
-				fmt.Fprintf(out, "lock %s covers the spec (core %s, %d nodes, %d models)\n", file, l.Comfy.Commit, len(l.CustomNodes), len(l.Models))
+				fmt.Fprintf(out, "lock %s covers the spec (core %s, %s, %s)\n", file, l.Comfy.Commit, progress.Count(len(l.CustomNodes), "node", "nodes"), progress.Count(len(l.Models), "model", "models"))
 				return done(l)
 			}
 			if f.dryRun {
