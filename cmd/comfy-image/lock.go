@@ -83,12 +83,17 @@ func newLockCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := resolve.WriteIfChanged(file, old, l); err != nil {
+			wrote, err := resolve.WriteChanged(file, old, l)
+			if err != nil {
 				return fmt.Errorf("write lock: %w", err)
 			}
 			printLock(out, l)
 			printChanges(out, changes)
-			fmt.Fprintf(out, "wrote %s\n", file)
+			if wrote {
+				fmt.Fprintf(out, "wrote %s\n", file)
+			} else {
+				fmt.Fprintf(out, "%s unchanged, not written\n", file)
+			}
 			return done(l)
 		},
 	}

@@ -49,8 +49,8 @@ func TestUnchangedOnlineLockOnlyListsRefs(t *testing.T) {
 		t.Fatal(res.Stderr)
 	}
 	onlyListings(t, since(p.srv, n), projectRepos...)
-	if !strings.Contains(res.Stdout, "changes: none") {
-		t.Errorf("an unchanged lock does not say so:\n%s", res.Stdout)
+	if !strings.Contains(res.Stdout, "changes: none") || !strings.Contains(res.Stdout, file+" unchanged, not written") || strings.Contains(res.Stdout, "wrote ") {
+		t.Errorf("an unchanged lock does not say it left the file as it was:\n%s", res.Stdout)
 	}
 	if after, _ := os.Stat(file); !after.ModTime().Equal(before.ModTime()) {
 		t.Error("an unchanged lock was rewritten")
