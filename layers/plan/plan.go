@@ -78,8 +78,14 @@ type Part struct {
 	History     string
 }
 
-// Label is the part as a person reads it: "node gguf".
-func (p Part) Label() string { return string(p.Kind) + " " + p.Name }
+// Label is the part as a person reads it: "node gguf"; "config" for a
+// part without a name.
+func (p Part) Label() string {
+	if p.Name == "" {
+		return string(p.Kind)
+	}
+	return string(p.Kind) + " " + p.Name
+}
 
 // PlannedPart is one layer of a build plan.
 type PlannedPart struct {
