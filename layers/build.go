@@ -15,7 +15,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/comfy-image/comfy-image/internal/parallel"
@@ -76,8 +75,9 @@ type BuildOptions struct {
 	HostPython string
 	LookupEnv  func(string) (string, bool)
 	Getenv     func(string) string
-	// PushTo are the registry outputs when every output is a registry: a
-	// layer the lock knows and all of them already hold is neither packed
+	// PushTo are the outputs (registries, OCI layouts, tarballs): a layer
+	// whose digest is known (the lock, or an image at a registry output or
+	// --cache-from) and which every output already holds is neither packed
 	// nor fetched (the registry is the cache of a fresh CI runner).
 	PushTo    []Location
 	ModelsRef string
@@ -109,12 +109,12 @@ type Result struct {
 }
 
 type builder struct {
-	// known are the layers the lock recorded, by key; appRepos and
-	// modelRepos are where the images go when all outputs are registries.
+	// known are the layers the lock recorded, by key; appOuts and
+	// modelOuts are where the images go (asked whether they hold a layer).
 	known          map[string]versions.LockedLayer
 	registryModels map[string]versions.LockedModel // by destination
-	appRepos       []name.Repository
-	modelRepos     []name.Repository
+	appOuts        []Location
+	modelOuts      []Location
 	spec           *versions.Spec
 	opts           BuildOptions
 	lock           *versions.Lock
@@ -333,7 +333,7 @@ func (b *builder) repoPart(ctx context.Context, git *gitcache.Cache, kind plan.P
 		prefix = path.Join(Root, "custom_nodes", name)
 	}
 	key := b.keyOf(string(kind), name, locked.Commit, treeKey(node))
-	layer, action, err := b.layer(ctx, key, func() ([]materialize.Entry, error) {
+	layer, action, err := b.layer(ctx, key, b.entriesPacker(ctx, key, func() ([]materialize.Entry, error) {
 		es, err := b.repoEntries(ctx, git, repo, locked.Commit, prefix, node)
 		if err != nil {
 			return nil, err
@@ -346,15 +346,36 @@ func (b *builder) repoPart(ctx context.Context, git *gitcache.Cache, kind plan.P
 			es = layCoreModels(es)
 		}
 		return es, nil
-	})
+	}))
 	if err != nil {
 		return plan.Part{}, fmt.Errorf("%s %s: %w", kind, name, err)
 	}
 	return plan.Part{
 		Kind: kind, Name: name, Repo: locked.Repo, Commit: locked.Commit, Key: key, Action: action, Layer: layer,
+		Fetch:       b.fetches(action, git, mirrorWant{url: repo, shown: locked.Repo, commit: locked.Commit}),
 		Annotations: map[string]string{AnnPart: string(kind), AnnName: name, AnnRepo: locked.Repo, AnnCommit: locked.Commit},
 		History:     fmt.Sprintf("comfy-image: %s %s at %s", kind, name, locked.Commit),
 	}, nil
+}
+
+// mirrorWant is a commit a part is packed from: url is fetched, shown
+// is how the lock records the repository.
+type mirrorWant struct{ url, shown, commit string }
+
+// fetches are the repositories a dry run's part to pack must fetch first:
+// those whose mirror in the cache lacks the commit (nil in a build, and
+// for a part not packed).
+func (b *builder) fetches(action plan.Action, git *gitcache.Cache, wants ...mirrorWant) []string {
+	if !b.dryRun || action != plan.Pack {
+		return nil
+	}
+	var out []string
+	for _, w := range wants {
+		if _, ok, err := git.Peek(w.url, "", w.commit); !ok || err != nil {
+			out = append(out, w.shown)
+		}
+	}
+	return out
 }
 
 // CoreError is a core commit the image cannot be built on (bad input).
@@ -447,7 +468,7 @@ func (b *builder) groupPart(ctx context.Context, git *gitcache.Cache, g int, mem
 		ann[AnnNodePrefix+n.Name] = n.Repo + "@" + n.Commit
 	}
 	key := b.keyOf(append([]string{"nodes"}, keyParts...)...)
-	layer, action, err := b.layer(ctx, key, func() ([]materialize.Entry, error) {
+	layer, action, err := b.layer(ctx, key, b.entriesPacker(ctx, key, func() ([]materialize.Entry, error) {
 		var all []materialize.Entry
 		for _, i := range members {
 			n := b.lock.CustomNodes[i]
@@ -458,12 +479,17 @@ func (b *builder) groupPart(ctx context.Context, git *gitcache.Cache, g int, mem
 			all = append(append(all, es...), nodeLink(n.Name))
 		}
 		return all, nil
-	})
+	}))
 	if err != nil {
 		return plan.Part{}, err
 	}
 	ann[AnnName] = strings.Join(names, ",")
-	return plan.Part{Kind: plan.Nodes, Name: fmt.Sprintf("group %d: %s", g, strings.Join(names, ", ")), Key: key, Action: action, Layer: layer,
+	var wants []mirrorWant
+	for _, i := range members {
+		n := b.lock.CustomNodes[i]
+		wants = append(wants, mirrorWant{url: checkout.NodeRepo(b.spec.CustomNodes[i], n), shown: n.Repo, commit: n.Commit})
+	}
+	return plan.Part{Kind: plan.Nodes, Name: fmt.Sprintf("group %d: %s", g, strings.Join(names, ", ")), Key: key, Action: action, Fetch: b.fetches(action, git, wants...), Layer: layer,
 		Annotations: ann, History: "comfy-image: nodes " + strings.Join(names, ", ")}, nil
 }
 
@@ -598,11 +624,20 @@ func (b *builder) venvPart(ctx context.Context, git *gitcache.Cache) (plan.Part,
 	if err != nil {
 		return plan.Part{}, err
 	}
-	// A locked set whose layer is cached, or in every registry output,
-	// needs no requirements, no pip and no wheels.
+	// A locked set whose layer is cached, or in every output, needs no
+	// requirements, no pip and no wheels (unless a writer asks for the
+	// lazy layer's bytes after all: then exactly the locked wheels).
 	if len(locked) > 0 {
 		key := b.venvKey(locked)
-		if layer, action := b.decide(ctx, key, b.appRepos); action != plan.Pack {
+		lazy := func() (v1.Layer, error) {
+			wheels, err := b.downloadWheels(ctx, nil, locked)
+			if err != nil {
+				return nil, err
+			}
+			l, _, err := b.venvPacker(ctx, key, wheels)()
+			return l, err
+		}
+		if layer, action := b.decide(ctx, key, b.appOuts, lazy); action != plan.Pack {
 			return b.venvPartOf(key, layer, action, len(locked)), nil
 		}
 	}
@@ -625,16 +660,9 @@ func (b *builder) venvPart(ctx context.Context, git *gitcache.Cache) (plan.Part,
 			return plan.Part{}, err
 		}
 	}
-	if err := pyenv.CheckWheelsDir(b.opts.WheelsDir, locked); err != nil {
-		return plan.Part{}, err
-	}
-	opts := pyenv.Options{WheelsDir: b.opts.WheelsDir, Offline: b.opts.Offline, IndexURLs: b.spec.Python.IndexURLs, Pre: b.spec.Python.Pre, CacheDir: filepath.Join(b.opts.CacheDir, "pip"), Log: b.opts.Log}
-	if b.spec.Python.SystemSitePackages {
-		opts.BasePackages = append([]pyenv.BasePackage{}, b.info.Packages...)
-	}
-	wheels, err := pyenv.DownloadWheels(ctx, b.opts.HostPython, b.info.Target, reqs, b.constraints(), locked, opts, filepath.Join(b.opts.CacheDir, "wheels"))
+	wheels, err := b.downloadWheels(ctx, reqs, locked)
 	if err != nil {
-		return plan.Part{}, fmt.Errorf("venv: %w", err)
+		return plan.Part{}, err
 	}
 	pkgs := make([]versions.LockedPackage, len(wheels))
 	for i, w := range wheels {
@@ -647,30 +675,56 @@ func (b *builder) venvPart(ctx context.Context, git *gitcache.Cache) (plan.Part,
 	b.lock.Python.ImageTarget, b.lock.Python.ImagePackages = b.targetID(), pkgs
 	b.lock.Python.ImageInputs, b.lock.Python.ImageSources = inputs, resolve.SourcesDigest(b.lock, b.spec, b.targetID())
 	key := b.venvKey(pkgs)
-	var tree *materialize.VenvTree
-	layer, action, err := b.layer(ctx, key, func() ([]materialize.Entry, error) {
-		var err error
-		all := wheels
-		if pip := b.venvPip(); pip != nil {
-			w, err := b.pipWheelFile(*pip)
-			if err != nil {
-				return nil, err
-			}
-			all = append(append([]pyenv.Wheel{}, wheels...), w)
-		}
-		tree, err = materialize.BuildVenvTree(path.Join(Root, ".venv"), b.info.Target, b.spec.Python.SystemSitePackages, all)
-		if err != nil {
-			return nil, err
-		}
-		return tree.Entries, nil
-	})
-	if tree != nil {
-		tree.Close()
-	}
+	layer, action, err := b.layer(ctx, key, b.venvPacker(ctx, key, wheels))
 	if err != nil {
 		return plan.Part{}, fmt.Errorf("venv: %w", err)
 	}
 	return b.venvPartOf(key, layer, action, len(wheels)), nil
+}
+
+// downloadWheels fetches the wheels of the locked set, or has pip resolve
+// reqs when there is none.
+func (b *builder) downloadWheels(ctx context.Context, reqs []pyenv.Requirements, locked []versions.LockedPackage) ([]pyenv.Wheel, error) {
+	if err := pyenv.CheckWheelsDir(b.opts.WheelsDir, locked); err != nil {
+		return nil, err
+	}
+	opts := pyenv.Options{WheelsDir: b.opts.WheelsDir, Offline: b.opts.Offline, IndexURLs: b.spec.Python.IndexURLs, Pre: b.spec.Python.Pre, CacheDir: filepath.Join(b.opts.CacheDir, "pip"), Log: b.opts.Log}
+	if b.spec.Python.SystemSitePackages {
+		opts.BasePackages = append([]pyenv.BasePackage{}, b.info.Packages...)
+	}
+	wheels, err := pyenv.DownloadWheels(ctx, b.opts.HostPython, b.info.Target, reqs, b.constraints(), locked, opts, filepath.Join(b.opts.CacheDir, "wheels"))
+	if err != nil {
+		return nil, fmt.Errorf("venv: %w", err)
+	}
+	return wheels, nil
+}
+
+// venvPacker packs the venv of wheels (and the base's pip when the venv
+// needs it) into the layer cache under key.
+func (b *builder) venvPacker(ctx context.Context, key string, wheels []pyenv.Wheel) packer {
+	return func() (v1.Layer, bool, error) {
+		var tree *materialize.VenvTree
+		l, packed, err := b.cache.Build(ctx, key, b.opts.Compression, b.layerOpts(), func() ([]materialize.Entry, error) {
+			all := wheels
+			if pip := b.venvPip(); pip != nil {
+				w, err := b.pipWheelFile(*pip)
+				if err != nil {
+					return nil, err
+				}
+				all = append(append([]pyenv.Wheel{}, wheels...), w)
+			}
+			var err error
+			tree, err = materialize.BuildVenvTree(path.Join(Root, ".venv"), b.info.Target, b.spec.Python.SystemSitePackages, all)
+			if err != nil {
+				return nil, err
+			}
+			return tree.Entries, nil
+		})
+		if tree != nil {
+			tree.Close()
+		}
+		return l, packed, err
+	}
 }
 
 func (b *builder) venvPartOf(key string, layer v1.Layer, action plan.Action, n int) plan.Part {
@@ -695,7 +749,7 @@ func (b *builder) configPart(ctx context.Context) (plan.Part, error) {
 		keyParts = append(keyParts, f.Path, string(data))
 	}
 	key := b.keyOf(append([]string{"config"}, keyParts...)...)
-	layer, action, err := b.layer(ctx, key, func() ([]materialize.Entry, error) { return files, nil })
+	layer, action, err := b.layer(ctx, key, b.entriesPacker(ctx, key, func() ([]materialize.Entry, error) { return files, nil }))
 	if err != nil {
 		return plan.Part{}, fmt.Errorf("config: %w", err)
 	}
@@ -811,15 +865,16 @@ func (b *builder) singleModelPart(m versions.Model, lm versions.LockedModel, key
 		History:     fmt.Sprintf("comfy-image: model %s (sha256 %s)", m.Dest(), sha)}
 }
 
-// remoteModelParts uses the registry outputs as the cache of model layers:
-// when every model is locked and its layer is in every registry the image
-// goes to, no model is downloaded or read.
+// remoteModelParts uses the outputs as the cache of model layers: when
+// every model is pinned (by the lock or the image at a registry output)
+// and its layer is in every output the image goes to, no model is
+// downloaded or read (a lazy layer downloads it if a writer asks).
 func (b *builder) remoteModelParts(ctx context.Context, slots int) ([]plan.Part, bool) {
-	repos := b.modelRepos
+	outs := b.modelOuts
 	if b.opts.Models == plan.Bake {
-		repos = b.appRepos
+		outs = b.appOuts
 	}
-	if len(repos) == 0 || len(b.spec.Models) > slots {
+	if len(outs) == 0 || len(b.spec.Models) > slots {
 		return nil, false
 	}
 	var parts []plan.Part
@@ -835,7 +890,7 @@ func (b *builder) remoteModelParts(ctx context.Context, slots int) ([]plan.Part,
 		}
 		inImage := b.modelPath(m)
 		key := materialize.ModelLayerKey([]materialize.ModelFile{{Path: inImage, SHA256: lm.SHA256}}, b.modTime)
-		layer, ok := b.remoteLayer(ctx, key, repos)
+		layer, ok := b.knownLayer(ctx, key, outs, func() (v1.Layer, error) { return b.fetchModelLayer(ctx, m, lm, inImage) })
 		if !ok {
 			return nil, false
 		}
@@ -844,6 +899,19 @@ func (b *builder) remoteModelParts(ctx context.Context, slots int) ([]plan.Part,
 	}
 	b.lock.Models = locked
 	return parts, true
+}
+
+// fetchModelLayer downloads the pinned model lm (unless the model store
+// has it) and makes its layer: the bytes of a lazy model layer.
+func (b *builder) fetchModelLayer(ctx context.Context, m versions.Model, lm versions.LockedModel, inImage string) (v1.Layer, error) {
+	f := models.ForSpec(b.spec, models.Setup{CacheDir: b.opts.CacheDir, Offline: b.opts.Offline, Log: b.opts.Log, LookupEnv: b.opts.LookupEnv, Progress: b.opts.Reporter})
+	observe := materialize.ModelLayerObserver(b.cache.Dir, inImage, b.modTime, f.Store.BlobPath)
+	got, err := models.FetchLockedObserved(ctx, f, m, &versions.Lock{Models: []versions.LockedModel{lm}}, observe)
+	f.Progress.Wait()
+	if err != nil {
+		return nil, err
+	}
+	return materialize.NewModelGroupLayer(b.cache.Dir, []materialize.ModelFile{{File: f.Store.BlobPath(got.SHA256), Path: inImage, SHA256: got.SHA256}}, b.modTime)
 }
 
 // layersOf are the parts as the layers assemble appends.

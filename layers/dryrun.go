@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 
 	"github.com/go-git/go-git/v5/plumbing"
-	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/comfy-image/comfy-image/internal/repourl"
@@ -22,14 +21,16 @@ import (
 	"github.com/comfy-image/comfy-image/versions"
 )
 
-// decide is the one decision of where an app layer comes from, taken by
-// the build (builder.layer, venvPart) and by its dry run alike: the local
-// cache, else the registry outputs when every one holds it, else packing.
-func (b *builder) decide(ctx context.Context, key string, repos []name.Repository) (v1.Layer, plan.Action) {
+// decide is the one decision of where a layer comes from, taken by the
+// build (builder.layer, venvPart, remoteModelParts) and by its dry run
+// alike: the local cache, else a lazy layer when every output in outs
+// already holds it (pack makes its bytes if a writer asks after all),
+// else packing.
+func (b *builder) decide(ctx context.Context, key string, outs []Location, pack func() (v1.Layer, error)) (v1.Layer, plan.Action) {
 	if l, ok := b.cache.Lookup(key); ok {
 		return l, plan.ReuseCache
 	}
-	if l, ok := b.remoteLayer(ctx, key, repos); ok {
+	if l, ok := b.knownLayer(ctx, key, outs, pack); ok {
 		return l, plan.ReuseRegistry
 	}
 	return nil, plan.Pack
@@ -38,6 +39,9 @@ func (b *builder) decide(ctx context.Context, key string, repos []name.Repositor
 // PlanBuild takes every decision Build takes, with the same code, and
 // carries out none: nothing is packed, fetched, uploaded or written.
 func PlanBuild(ctx context.Context, spec *versions.Spec, opts BuildOptions, outs []Location) (*plan.BuildPlan, error) {
+	if len(opts.PushTo) == 0 {
+		opts.PushTo = outs
+	}
 	b, err := newBuilder(spec, opts)
 	if err != nil {
 		return nil, err
@@ -68,10 +72,10 @@ func PlanBuild(ctx context.Context, spec *versions.Spec, opts BuildOptions, outs
 		if p.Kind == plan.Venv && len(b.dry.assumed) > 0 {
 			bp.VenvAssumes = b.dry.assumed
 		}
-		bp.Parts = append(bp.Parts, b.planned(ctx, p, outs, false))
+		bp.Parts = append(bp.Parts, b.planned(ctx, p, false))
 	}
 	for _, p := range modelParts {
-		bp.Parts = append(bp.Parts, b.planned(ctx, p, outs, b.opts.Models == plan.Separate))
+		bp.Parts = append(bp.Parts, b.planned(ctx, p, b.opts.Models == plan.Separate))
 	}
 	return bp, nil
 }
@@ -149,9 +153,11 @@ func (d dryState) oldCommit(owner string) string {
 	return ""
 }
 
-// planned is the plan entry of a dry run's part.
-func (b *builder) planned(ctx context.Context, p plan.Part, outs []Location, modelsImage bool) plan.PlannedPart {
-	pp := plan.PlannedPart{Kind: p.Kind, Name: p.Name, Key: p.Key, Action: p.Action}
+// planned is the plan entry of a dry run's part: its decision, and the
+// outputs that lack its blob (registries it would be uploaded to, layouts
+// and tarballs it would be written to).
+func (b *builder) planned(ctx context.Context, p plan.Part, modelsImage bool) plan.PlannedPart {
+	pp := plan.PlannedPart{Kind: p.Kind, Name: p.Name, Key: p.Key, Action: p.Action, Fetch: p.Fetch}
 	if p.Layer != nil {
 		if d, err := p.Layer.Digest(); err == nil {
 			pp.Digest = d.String()
@@ -161,39 +167,24 @@ func (b *builder) planned(ctx context.Context, p plan.Part, outs []Location, mod
 		pp.Digest, pp.Size = known.Digest, known.Size
 	}
 	if pp.Action == plan.ReuseRegistry {
-		return pp // every registry output holds it
+		return pp // every output holds it
 	}
+	outs := b.appOuts
+	if modelsImage {
+		outs = b.modelOuts
+	}
+	d, err := v1.NewHash(pp.Digest) // none yet for a layer to pack: no output has it
 	for _, out := range outs {
-		if out.Kind != Registry {
+		if err == nil && b.holds(ctx, out, d, pp.Size) {
 			continue
 		}
-		repo := out.Ref.Context()
-		if modelsImage {
-			loc, err := ModelsLocation(out, b.opts.ModelsRef)
-			if err != nil || loc.Kind != Registry {
-				continue
-			}
-			repo = loc.Ref.Context()
-		}
-		if !b.holds(ctx, repo, pp.Digest) {
-			pp.Upload = append(pp.Upload, repo.String())
+		if out.Kind == Registry {
+			pp.Upload = append(pp.Upload, out.Ref.Context().String())
+		} else {
+			pp.Write = append(pp.Write, out.String())
 		}
 	}
 	return pp
-}
-
-// holds tells whether repo has the blob digest, as the publisher asks
-// before an upload ("": a layer still to pack, which it has not).
-func (b *builder) holds(ctx context.Context, repo name.Repository, digest string) bool {
-	h, err := v1.NewHash(digest)
-	if err != nil {
-		return false
-	}
-	if b.listed[repo.String()][h] {
-		return true
-	}
-	has, err := BlobExists(ctx, repo, h, b.opts.Transports[repo.String()])
-	return err == nil && has
 }
 
 // plannedModelParts are a dry run's model parts: one per model, to

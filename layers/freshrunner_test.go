@@ -50,27 +50,37 @@ func bigBase(t *testing.T, reg *testsupport.Registry) (string, string) {
 // It returns the build and the registry requests the run made.
 func runner(t *testing.T, v *testsupport.Version, reg *testsupport.Registry, base, cache string, mods ...func(*layers.BuildOptions)) (*layers.Result, []testsupport.Request) {
 	t.Helper()
+	return runnerTo(t, v, reg, base, cache, []string{reg.Host + "/comfy/demo:v1"}, mods...)
+}
+
+// runnerTo is one CI run writing to every output in outs.
+func runnerTo(t *testing.T, v *testsupport.Version, reg *testsupport.Registry, base, cache string, outs []string, mods ...func(*layers.BuildOptions)) (*layers.Result, []testsupport.Request) {
+	t.Helper()
 	ctx := context.Background()
-	out, err := layers.ParseLocation(reg.Host + "/comfy/demo:v1")
-	if err != nil {
-		t.Fatal(err)
+	var locs []layers.Location
+	for _, o := range outs {
+		loc, err := layers.ParseLocation(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		locs = append(locs, loc)
 	}
 	baseLoc, _ := layers.ParseLocation(base)
 	start := len(reg.Requests())
-	outs, err := layers.NewOutputs([]layers.Location{out}, "demo", layers.WriteOptions{Log: io.Discard, MountFrom: []name.Repository{baseLoc.Ref.Context()}})
+	dests, err := layers.NewOutputs(locs, "demo", layers.WriteOptions{Log: io.Discard, MountFrom: []name.Repository{baseLoc.Ref.Context()}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := outs.Probe(ctx); err != nil {
+	if err := dests.Probe(ctx); err != nil {
 		t.Fatal(err)
 	}
 	res := build(t, v, base, cache, func(o *layers.BuildOptions) {
-		o.PushTo, o.Transports = []layers.Location{out}, outs.Transports()
+		o.PushTo, o.Transports = locs, dests.Transports()
 		for _, mod := range mods {
 			mod(o)
 		}
 	})
-	if err := outs.Write(ctx, res); err != nil {
+	if err := dests.Write(ctx, res); err != nil {
 		t.Fatal(err)
 	}
 	return res, reg.Requests()[start:]

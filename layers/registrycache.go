@@ -15,14 +15,16 @@ import (
 
 	"github.com/comfy-image/comfy-image/layers/materialize"
 	"github.com/comfy-image/comfy-image/layers/plan"
+	"github.com/comfy-image/comfy-image/layers/publish"
 	"github.com/comfy-image/comfy-image/versions"
 )
 
 // registryCache prepares the registry-as-cache: the layers the lock knows,
-// the repositories of the outputs (only when every output is a registry:
-// an OCI layout or a tarball needs every layer's bytes), and what the
-// images already at those references say of their layers, so a fresh CI
-// runner with no lock and no cache packs and downloads only what changed.
+// the outputs the images go to (each asked whether it holds a layer's
+// blob before that layer is packed), and what the images already at the
+// registry references (and --cache-from) say of their layers, so a fresh
+// CI runner with no lock and no cache packs and downloads only what
+// changed, whether it writes to registries, OCI layouts or both.
 func (b *builder) registryCache(ctx context.Context) error {
 	b.known = map[string]versions.LockedLayer{}
 	b.registryModels = map[string]versions.LockedModel{}
@@ -37,25 +39,39 @@ func (b *builder) registryCache(ctx context.Context) error {
 		return err
 	}
 	for _, out := range b.opts.PushTo {
-		if out.Kind != Registry {
-			return nil
-		}
-	}
-	for _, out := range b.opts.PushTo {
 		models, err := ModelsLocation(out, b.opts.ModelsRef)
 		if err != nil {
 			return fmt.Errorf("--models-ref: %w", err)
 		}
-		if models.Kind != Registry {
-			b.appRepos, b.modelRepos = nil, nil
-			return nil
+		b.appOuts = append(b.appOuts, out)
+		b.modelOuts = append(b.modelOuts, models)
+		for _, loc := range []Location{out, models} {
+			if loc.Kind == Registry {
+				b.learn(ctx, loc.Ref)
+			}
 		}
-		b.appRepos = append(b.appRepos, out.Ref.Context())
-		b.modelRepos = append(b.modelRepos, models.Ref.Context())
-		b.learn(ctx, out.Ref)
-		b.learn(ctx, models.Ref)
 	}
 	return nil
+}
+
+// holds tells whether the output at loc already holds the blob d of size
+// bytes, as its publisher will find: a registry repository when a manifest
+// read there lists it or a HEAD finds it, an OCI layout when its blob file
+// is there with that size (go-containerregistry's layout writer checks no
+// more). A tarball holds nothing: all its bytes are written.
+func (b *builder) holds(ctx context.Context, loc Location, d v1.Hash, size int64) bool {
+	switch loc.Kind {
+	case Registry:
+		repo := loc.Ref.Context()
+		if b.listed[repo.String()][d] {
+			return true
+		}
+		has, err := BlobExists(ctx, repo, d, b.opts.Transports[repo.String()])
+		return err == nil && has
+	case OCILayout:
+		return publish.LayoutHolds(loc.Path, d, size)
+	}
+	return false
 }
 
 // learn reads the keys of the layers of the image at ref, if there is one.
@@ -118,25 +134,41 @@ func (b *builder) remoteOptions(ctx context.Context, repo name.Repository) []rem
 	return RemoteOptions(remote.WithContext(ctx))
 }
 
+// packer packs a layer into the layer cache; packed reports whether it
+// was packed now (false: another build packed it meanwhile).
+type packer func() (l v1.Layer, packed bool, err error)
+
+// entriesPacker packs entries into the layer cache under key.
+func (b *builder) entriesPacker(ctx context.Context, key string, entries func() ([]materialize.Entry, error)) packer {
+	return func() (v1.Layer, bool, error) {
+		return b.cache.Build(ctx, key, b.opts.Compression, b.layerOpts(), entries)
+	}
+}
+
 // layer returns the app layer under key: from the local cache, else as a
-// layer every registry output already has, else packed now (in a dry run:
-// nil, to be packed).
-func (b *builder) layer(ctx context.Context, key string, entries func() ([]materialize.Entry, error)) (v1.Layer, plan.Action, error) {
-	if l, action := b.decide(ctx, key, b.appRepos); action != plan.Pack || b.dryRun {
+// lazy layer when every output already holds it, else packed now (in a
+// dry run: nil, to be packed).
+func (b *builder) layer(ctx context.Context, key string, pack packer) (v1.Layer, plan.Action, error) {
+	lazy := func() (v1.Layer, error) {
+		l, _, err := pack()
+		return l, err
+	}
+	if l, action := b.decide(ctx, key, b.appOuts, lazy); action != plan.Pack || b.dryRun {
 		return l, action, nil
 	}
-	l, packed, err := b.cache.Build(ctx, key, b.opts.Compression, b.layerOpts(), entries)
+	l, packed, err := pack()
 	if !packed {
 		return l, plan.ReuseCache, err // packed meanwhile by another build
 	}
 	return l, plan.Pack, err
 }
 
-// remoteLayer is the lock's layer under key when every repository in repos
-// holds its blob.
-func (b *builder) remoteLayer(ctx context.Context, key string, repos []name.Repository) (v1.Layer, bool) {
+// knownLayer is the layer recorded under key (by the lock, or an image at
+// the push reference or --cache-from) when every output in outs holds its
+// blob: a lazy layer, packed by pack only if a writer asks for its bytes.
+func (b *builder) knownLayer(ctx context.Context, key string, outs []Location, pack func() (v1.Layer, error)) (v1.Layer, bool) {
 	known, ok := b.known[key]
-	if !ok || len(repos) == 0 {
+	if !ok || len(outs) == 0 {
 		return nil, false
 	}
 	digest, err1 := v1.NewHash(known.Digest)
@@ -144,11 +176,8 @@ func (b *builder) remoteLayer(ctx context.Context, key string, repos []name.Repo
 	if err1 != nil || err2 != nil {
 		return nil, false
 	}
-	for _, repo := range repos {
-		if b.listed[repo.String()][digest] {
-			continue // a manifest there lists it: no need to ask
-		}
-		if has, err := BlobExists(ctx, repo, digest, b.opts.Transports[repo.String()]); err != nil || !has {
+	for _, out := range outs {
+		if !b.holds(ctx, out, digest, known.Size) {
 			return nil, false
 		}
 	}
@@ -156,6 +185,6 @@ func (b *builder) remoteLayer(ctx context.Context, key string, repos []name.Repo
 	if digest == diffID {
 		mt = types.OCIUncompressedLayer // model layers are stored uncompressed
 	}
-	b.logf("%s: in the registry already, not packed", known.Part)
-	return materialize.Known(materialize.Info{Digest: digest, DiffID: diffID, Size: known.Size, MediaType: mt}, known.Part), true
+	b.logf("%s: in every output already, not packed", known.Part)
+	return materialize.Lazy(materialize.Info{Digest: digest, DiffID: diffID, Size: known.Size, MediaType: mt}, known.Part, pack), true
 }

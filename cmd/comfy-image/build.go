@@ -303,7 +303,7 @@ func printParts(out io.Writer, res *layers.Result) {
 			state = "uncompressed"
 		}
 		if p.Action == plan.ReuseRegistry {
-			state = "in the registry"
+			state = "in every output"
 		}
 		fmt.Fprintf(out, "%3d  %-7s %-37s %10s  %s  %s\n", index[d.String()], p.Kind, fit(p.Name, 37), humanSize(size), d.String()[:19], state)
 	}

@@ -73,14 +73,16 @@ type plannedPartRep struct {
 	Digest string        `json:"digest,omitempty"`
 	Size   int64         `json:"size,omitempty"`
 	Action plan.Action   `json:"action"`
+	Fetch  []string      `json:"fetch,omitempty"`
 	Upload []string      `json:"upload,omitempty"`
+	Write  []string      `json:"write,omitempty"`
 }
 
 func (r *report) planFrom(p *plan.BuildPlan) {
 	r.Plan = &planReport{Resolve: p.Resolve, Writes: p.Writes, Parts: []plannedPartRep{}}
 	for _, pp := range p.Parts {
 		r.Plan.Parts = append(r.Plan.Parts, plannedPartRep{Part: pp.Kind, Name: pp.Name, Key: pp.Key,
-			Digest: pp.Digest, Size: pp.Size, Action: pp.Action, Upload: pp.Upload})
+			Digest: pp.Digest, Size: pp.Size, Action: pp.Action, Fetch: pp.Fetch, Upload: pp.Upload, Write: pp.Write})
 	}
 }
 

@@ -72,6 +72,9 @@ type Part struct {
 	// registry output has it), Pack (packed by this build) or, in a dry
 	// run, Download (a model not in the model store yet).
 	Action Action
+	// Fetch are the repositories a dry run's part to pack must fetch
+	// first (their mirror in the cache lacks the commit).
+	Fetch []string
 	// Layer is nil in a dry run for a part still to pack or download.
 	Layer       v1.Layer
 	Annotations map[string]string
@@ -99,9 +102,15 @@ type PlannedPart struct {
 	Digest string
 	Size   int64
 	Action Action
+	// Fetch are the repositories packing it would fetch first (clone, or
+	// fetch into a mirror that lacks the commit).
+	Fetch []string
 	// Upload are the registry repositories the layer's blob would be
 	// uploaded to (those that do not hold it yet).
 	Upload []string
+	// Write are the OCI layouts (that lack the blob) and tarballs the
+	// layer's bytes would be written to.
+	Write []string
 }
 
 // BuildPlan is what `build --dry-run` prints: the parts the build would
@@ -122,7 +131,8 @@ type BuildPlan struct {
 	VenvAssumes []string
 	BaseLayers  int
 	Parts       []PlannedPart
-	// Writes are the outputs that are no registry (every layer is written).
+	// Writes are the outputs that are no registry: each gets the images,
+	// and the blobs it lacks (PlannedPart.Write).
 	Writes []string
 }
 
@@ -147,6 +157,9 @@ func (p *BuildPlan) Print(w io.Writer) {
 			detail = fmt.Sprintf(" %s (%s)", pp.Digest, progress.Size(pp.Size))
 		}
 		fmt.Fprintf(w, "  %-14s %-6s %s%s\n", pp.Action, pp.Kind, pp.Name, detail)
+		for _, repo := range pp.Fetch {
+			fmt.Fprintf(w, "  %-14s %-6s %s from %s\n", "fetch", pp.Kind, pp.Name, repo)
+		}
 		if pp.Kind == Venv {
 			for _, a := range p.VenvAssumes {
 				fmt.Fprintf(w, "  %-14s %-6s as if the requirement lines of %s did not change; if they did, the venv is resolved and packed\n", "assume", pp.Kind, a)
@@ -154,6 +167,9 @@ func (p *BuildPlan) Print(w io.Writer) {
 		}
 		for _, repo := range pp.Upload {
 			fmt.Fprintf(w, "  %-14s %-6s %s to %s\n", "upload", pp.Kind, pp.Name, repo)
+		}
+		for _, out := range pp.Write {
+			fmt.Fprintf(w, "  %-14s %-6s %s to %s\n", "write", pp.Kind, pp.Name, out)
 		}
 	}
 	for _, out := range p.Writes {

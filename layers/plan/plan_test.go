@@ -28,11 +28,12 @@ func TestPrint(t *testing.T) {
 	(&plan.BuildPlan{VersionID: "demo", SpecFile: "demo.json", Base: "oci:/base", Models: plan.Separate, BaseLayers: 3,
 		Parts: []plan.PlannedPart{
 			{Kind: plan.Core, Name: "ComfyUI", Action: plan.ReuseCache, Digest: "sha256:aaaa", Size: 2048},
-			{Kind: plan.Node, Name: "gguf", Action: plan.Pack, Upload: []string{"localhost:5000/comfy"}},
+			{Kind: plan.Node, Name: "gguf", Action: plan.Pack, Fetch: []string{"https://example.com/gguf"}, Upload: []string{"localhost:5000/comfy"}, Write: []string{"oci:/out:demo"}},
 		},
 		Writes: []string{"oci:/out:demo"}}).Print(&out)
 	for _, want := range []string{"build demo (demo.json) on oci:/base, models separate", "base: 3 layers",
 		"reuse-cache    core   ComfyUI sha256:aaaa (2.0 KiB)", "pack           node   gguf", "upload         node   gguf to localhost:5000/comfy",
+		"fetch          node   gguf from https://example.com/gguf", "write          node   gguf to oci:/out:demo",
 		"write   oci:/out:demo"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("plan lacks %q:\n%s", want, out.String())

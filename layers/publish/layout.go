@@ -1,10 +1,14 @@
 package publish
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -17,6 +21,7 @@ import (
 	specs "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/comfy-image/comfy-image/internal/fileutil"
+	"github.com/comfy-image/comfy-image/internal/parallel"
 )
 
 // Layout publishes into an OCI image layout directory, tagging images with
@@ -52,7 +57,7 @@ func (l *Layout) Publish(ctx context.Context, img v1.Image, tag string) (name.Re
 	if err != nil {
 		return nil, fmt.Errorf("oci:%s: %w", l.dir, err)
 	}
-	if err := p.WriteImage(img); err != nil {
+	if err := l.writeImage(ctx, p, img); err != nil {
 		return nil, fmt.Errorf("oci:%s: %w", l.dir, err)
 	}
 	desc, err := l.tag(p, img, tag)
@@ -62,6 +67,112 @@ func (l *Layout) Publish(ctx context.Context, img v1.Image, tag string) (name.Re
 	fmt.Fprintf(l.o.log, "wrote oci:%s:%s@%s\n", l.dir, tag, desc.Digest)
 	// A layout has no registry: the reference only carries the digest.
 	return name.NewDigest("oci-layout@"+desc.Digest.String(), name.WithDefaultRegistry("local"))
+}
+
+// LayoutHolds tells whether the OCI layout at dir holds the blob d of size
+// bytes: its file is there with that size, the check go-containerregistry's
+// layout writer makes before it writes a blob.
+func LayoutHolds(dir string, d v1.Hash, size int64) bool {
+	fi, err := os.Stat(filepath.Join(dir, "blobs", d.Algorithm, d.Hex))
+	return err == nil && fi.Mode().IsRegular() && fi.Size() == size
+}
+
+// writeImage writes the blobs of img the layout lacks, then its config and
+// manifest. layout.Path.WriteImage opens every layer's stream before it
+// looks for the blob file, which makes a lazy layer pack; here a layer
+// whose blob is there is never asked for its bytes, and those written
+// (at most parallel.Packs at once: each may pack as it is read) go
+// through a temporary file checked against the layer's digest.
+func (l *Layout) writeImage(ctx context.Context, p layout.Path, img v1.Image) error {
+	layers, err := img.Layers()
+	if err != nil {
+		return err
+	}
+	var todo []v1.Layer
+	seen := map[v1.Hash]bool{}
+	for _, layer := range layers {
+		d, err := layer.Digest()
+		if err != nil {
+			return err
+		}
+		size, err := layer.Size()
+		if err != nil {
+			return err
+		}
+		if seen[d] || LayoutHolds(l.dir, d, size) {
+			continue
+		}
+		seen[d] = true
+		todo = append(todo, layer)
+	}
+	// Every layer is tried, as layout.WriteImage does: a damaged cached
+	// layer is dropped when it is read, so one run finds them all.
+	err = parallel.Each(ctx, len(todo), parallel.Packs, func(_ context.Context, i int) error {
+		return l.writeLayer(todo[i])
+	})
+	if err != nil {
+		return err
+	}
+	cfgName, err := img.ConfigName()
+	if err != nil {
+		return err
+	}
+	cfg, err := img.RawConfigFile()
+	if err != nil {
+		return err
+	}
+	if err := p.WriteBlob(cfgName, io.NopCloser(bytes.NewReader(cfg))); err != nil {
+		return err
+	}
+	d, err := img.Digest()
+	if err != nil {
+		return err
+	}
+	manifest, err := img.RawManifest()
+	if err != nil {
+		return err
+	}
+	return p.WriteBlob(d, io.NopCloser(bytes.NewReader(manifest)))
+}
+
+// writeLayer writes a layer's compressed bytes to its blob file through
+// a temporary file, renamed only when the bytes have the layer's digest
+// and size: no blob is ever under a digest it does not have.
+func (l *Layout) writeLayer(layer v1.Layer) error {
+	d, err := layer.Digest()
+	if err != nil {
+		return err
+	}
+	size, err := layer.Size()
+	if err != nil {
+		return err
+	}
+	dir := filepath.Join(l.dir, "blobs", d.Algorithm)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	rc, err := layer.Compressed()
+	if err != nil {
+		return fmt.Errorf("layer %s: %w", d, err)
+	}
+	defer rc.Close()
+	tmp, err := os.CreateTemp(dir, d.Hex+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name()) // after the rename: nothing
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(tmp, h), rc)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("layer %s: %w", d, err)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != d.Hex || n != size {
+		return fmt.Errorf("layer %s: its bytes are %d with sha256:%s, expected %d", d, n, got, size)
+	}
+	return os.Rename(tmp.Name(), filepath.Join(dir, d.Hex))
 }
 
 // open opens the layout, making an empty one in a folder without an
