@@ -97,8 +97,9 @@ func TestBuildDoesWhatItsDryRunPlanned(t *testing.T) {
 	moved := v.Nodes["ComfyUI-KJNodes"].Commit("fix 2", map[string]string{"fix.py": "2"})
 	cache := treeState(t, filepath.Join(v.Dir, "cache"))
 	text := testsupport.Run(t, v.Dir, env, append(args[:1:1], append(args[2:], "--dry-run")...)...)
-	if !strings.Contains(text.Stdout, moved) || !strings.Contains(text.Stdout, "as if the requirement lines of node ComfyUI-KJNodes") {
-		t.Errorf("ref moved: the dry run does not name the new commit %s and what it assumes of the venv:\n%s%s", moved, text.Stdout, text.Stderr)
+	fetch := regexp.MustCompile(`(?m)^  fetch\s+node\s+ComfyUI-KJNodes from `)
+	if !strings.Contains(text.Stdout, moved) || !fetch.MatchString(text.Stdout) || !strings.Contains(text.Stdout, "as if the requirement lines of node ComfyUI-KJNodes") {
+		t.Errorf("ref moved: the dry run does not name the new commit %s, its fetch and what it assumes of the venv:\n%s%s", moved, text.Stdout, text.Stderr)
 	}
 	if now := treeState(t, filepath.Join(v.Dir, "cache")); now != cache {
 		t.Errorf("ref moved: the dry run changed the cache (mirror or lock):\nbefore %s\nafter  %s", cache, now)
