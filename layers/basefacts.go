@@ -122,6 +122,9 @@ func (b *builder) readBaseInfo() (BaseInfo, error) {
 		b.logf("base %s: facts from the image built on it before, no base layer read", digest)
 		return f.info(), nil
 	}
+	if b.dryRun {
+		return ReadBaseReadOnly(b.base, b.opts.CacheDir)
+	}
 	return ReadBase(b.base, b.opts.CacheDir)
 }
 

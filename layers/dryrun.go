@@ -97,6 +97,9 @@ func (b *builder) planLock(ctx context.Context) (*versions.Lock, []string, error
 	l, changes, err := resolve.Resolve(ctx, b.spec, old, append(b.opts.ResolveOptions(),
 		resolve.WithReadOnly(true), resolve.WithLockName(file),
 		resolve.WithoutModels(b.opts.Models == plan.Skip), resolve.WithLookupEnv(b.opts.LookupEnv))...)
+	if err == nil && changes.First {
+		return l, []string{"none yet: the build writes " + file}, nil
+	}
 	return l, changes.Lines, err
 }
 

@@ -802,11 +802,13 @@ func (r *realizer) plan(ctx context.Context) error {
 		if commit == "" {
 			commit = "(commit from the lock above)"
 		}
-		what := "check out"
+		what, fetch := "check out", ""
 		if r.partUnchanged(ctx, i, p) {
 			what = "unchanged"
+		} else if fetch = r.planFetch(i, p); fetch != "" {
+			fetch = " (" + fetch + " first)"
 		}
-		fmt.Fprintf(w, "  %-10s  %s at %s into %s\n", what, p.key, commit, filepath.Join(r.target, p.key))
+		fmt.Fprintf(w, "  %-10s  %s at %s into %s%s\n", what, p.key, commit, filepath.Join(r.target, p.key), fetch)
 	}
 	for _, n := range r.lock.CustomNodes {
 		fmt.Fprintf(w, "  link        ComfyUI/custom_nodes/%s -> ../../custom_nodes/%s\n", n.Name, n.Name)
@@ -836,6 +838,24 @@ func (r *realizer) planLock(ctx context.Context) (*versions.Lock, resolve.Change
 	r.planOld = planOld{old}
 	return resolve.Resolve(ctx, r.spec, old, append(r.opts.ResolveOptions(), resolve.WithReadOnly(true),
 		resolve.WithLockName(r.lockFile), resolve.WithoutModels(r.opts.SkipModels), resolve.WithLookupEnv(r.opts.LookupEnv))...)
+}
+
+// planFetch is what a checkout of p needs from its remote first: "clone
+// REPO" without a mirror, "fetch REPO" when the mirror lacks the commit,
+// "" when it has it (registry nodes: "").
+func (r *realizer) planFetch(i int, p part) string {
+	repo := r.repoURL(i)
+	if p.repo.Commit == "" || strings.HasPrefix(repo, "comfy-registry://") {
+		return ""
+	}
+	_, ok, err := r.cache.Peek(repo, "", p.repo.Commit)
+	switch {
+	case !ok:
+		return "clone " + repourl.Redact(repo)
+	case err != nil:
+		return "fetch " + repourl.Redact(repo)
+	}
+	return ""
 }
 
 // changesText says whether a resolution moves anything.

@@ -15,7 +15,8 @@ import (
 // planOut is build --dry-run --json's document.
 type planOut struct {
 	Plan struct {
-		Parts []struct {
+		LockChanges []string `json:"lock_changes"`
+		Parts       []struct {
 			Part, Name, Key, Digest, Action string
 			Upload                          []string
 		}
@@ -103,6 +104,11 @@ func TestBuildDoesWhatItsDryRunPlanned(t *testing.T) {
 	}
 	if now := treeState(t, filepath.Join(v.Dir, "cache")); now != cache {
 		t.Errorf("ref moved: the dry run changed the cache (mirror or lock):\nbefore %s\nafter  %s", cache, now)
+	}
+	var moves planOut
+	jsonDoc(t, sch, testsupport.Run(t, v.Dir, env, append(args, "--dry-run")...), &moves)
+	if len(moves.Plan.LockChanges) != 1 || !strings.Contains(moves.Plan.LockChanges[0], "node ComfyUI-KJNodes: ") || !strings.HasSuffix(moves.Plan.LockChanges[0], moved+" (refs/heads/main)") {
+		t.Errorf("ref moved: the JSON plan's lock_changes %q, want the node's move to %s", moves.Plan.LockChanges, moved)
 	}
 	round("ref moved, not locked", map[string]int{"pack": 1, "reuse-cache": 4, "reuse-registry": 2})
 }
