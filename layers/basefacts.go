@@ -105,6 +105,11 @@ func (b *builder) learnCacheFrom(ctx context.Context) error {
 			return fmt.Errorf("--cache-from %q: %w", ref, err)
 		}
 		b.learn(ctx, r)
+		b.cacheFrom = append(b.cacheFrom, r.Context())
+		// Its models image, where a build with separate models put it.
+		if loc, err := ModelsLocation(Location{Kind: Registry, Ref: r}, ""); err == nil && loc.Kind == Registry {
+			b.learn(ctx, loc.Ref)
+		}
 	}
 	return nil
 }

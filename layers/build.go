@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/comfy-image/comfy-image/internal/parallel"
@@ -76,8 +77,8 @@ type BuildOptions struct {
 	LookupEnv  func(string) (string, bool)
 	Getenv     func(string) string
 	// PushTo are the outputs (registries, OCI layouts, tarballs): a layer
-	// whose digest is known (the lock, or an image at a registry output or
-	// --cache-from) and which every output already holds is neither packed
+	// whose digest is known (from an image at a registry output or
+	// --cache-from; never from the lock alone) and which every output already holds is neither packed
 	// nor fetched (the registry is the cache of a fresh CI runner).
 	PushTo    []Location
 	ModelsRef string
@@ -109,7 +110,7 @@ type Result struct {
 }
 
 type builder struct {
-	// known are the layers the lock recorded, by key; appOuts and
+	// known are the layers trusted images list, by key; appOuts and
 	// modelOuts are where the images go (asked whether they hold a layer).
 	known          map[string]versions.LockedLayer
 	registryModels map[string]versions.LockedModel // by destination
@@ -131,6 +132,10 @@ type builder struct {
 	// listed are the blobs the manifests at the output references list,
 	// by repository: a registry holds every blob its manifests list.
 	listed map[string]map[v1.Hash]bool
+	// cacheFrom are the repositories of the --cache-from images (and of
+	// their models images): a blob one lists is mounted from there into
+	// an output of the same registry rather than packed and uploaded.
+	cacheFrom []name.Repository
 	// seen are the manifest digests read at the output references (and
 	// --cache-from), by reference: a push of the same digest is a no-op.
 	seen map[string]v1.Hash
@@ -240,6 +245,9 @@ func (b *builder) parts(ctx context.Context) (app, models []plan.Part, err error
 	}
 	if b.base, err = ReadImage(baseLoc, b.baseRemoteOptions(ctx, baseLoc)...); err != nil {
 		return nil, nil, fmt.Errorf("--base: %w", err)
+	}
+	if baseLoc.Kind == Registry && b.opts.CacheDir != "" {
+		b.base = withBlobCache(b.base, BaseBlobsDir(b.opts.CacheDir))
 	}
 	if b.info, err = b.readBaseInfo(); err != nil {
 		return nil, nil, fmt.Errorf("--base %s: %w", b.opts.Base, err)

@@ -19,8 +19,7 @@ import (
 	"github.com/comfy-image/comfy-image/versions"
 )
 
-// registryCache prepares the registry-as-cache: the layers the lock knows,
-// the outputs the images go to (each asked whether it holds a layer's
+// registryCache prepares the registry-as-cache: the outputs the images go to (each asked whether it holds a layer's
 // blob before that layer is packed), and what the images already at the
 // registry references (and --cache-from) say of their layers, so a fresh
 // CI runner with no lock and no cache packs and downloads only what
@@ -30,11 +29,12 @@ func (b *builder) registryCache(ctx context.Context) error {
 	b.registryModels = map[string]versions.LockedModel{}
 	b.listed = map[string]map[v1.Hash]bool{}
 	b.seen = map[string]v1.Hash{}
-	for _, l := range b.lock.Layers {
-		if l.Key != "" {
-			b.known[l.Key] = l
-		}
-	}
+	// The lock's layers are a record of what was built, never a source of
+	// reuse: a lock is a file anyone can edit, and an entry naming another
+	// layer's digest under this key would put that blob in the image.
+	// Only the images at the push references and --cache-from (learnt
+	// below) are trusted for layer keys; the local cache speaks for what
+	// it packed itself.
 	if err := b.learnCacheFrom(ctx); err != nil {
 		return err
 	}
@@ -163,8 +163,8 @@ func (b *builder) layer(ctx context.Context, key string, pack packer) (v1.Layer,
 	return l, plan.Pack, err
 }
 
-// knownLayer is the layer recorded under key (by the lock, or an image at
-// the push reference or --cache-from) when every output in outs holds its
+// knownLayer is the layer recorded under key by a trusted image (at the
+// push reference or --cache-from) when every output in outs holds its
 // blob: a lazy layer, packed by pack only if a writer asks for its bytes.
 func (b *builder) knownLayer(ctx context.Context, key string, outs []Location, pack func() (v1.Layer, error)) (v1.Layer, bool) {
 	known, ok := b.known[key]
@@ -176,15 +176,62 @@ func (b *builder) knownLayer(ctx context.Context, key string, outs []Location, p
 	if err1 != nil || err2 != nil {
 		return nil, false
 	}
-	for _, out := range outs {
-		if !b.holds(ctx, out, digest, known.Size) {
-			return nil, false
-		}
+	origin, ok := b.mountOrigin(ctx, outs, digest, known.Size)
+	if !ok {
+		return nil, false
 	}
 	mt := b.opts.Compression.MediaType()
 	if digest == diffID {
 		mt = types.OCIUncompressedLayer // model layers are stored uncompressed
 	}
-	b.logf("%s: in every output already, not packed", known.Part)
-	return materialize.Lazy(materialize.Info{Digest: digest, DiffID: diffID, Size: known.Size, MediaType: mt}, known.Part, pack), true
+	layer := materialize.Lazy(materialize.Info{Digest: digest, DiffID: diffID, Size: known.Size, MediaType: mt}, known.Part, pack)
+	if origin == nil {
+		b.logf("%s: in every output already, not packed", known.Part)
+		return layer, true
+	}
+	// The publisher mounts a layer from its origin (remote.MountableLayer)
+	// when the origin is another repository of the destination's registry;
+	// a registry that refuses the mount gets the bytes, packed and checked.
+	b.logf("%s: mounted from %s, not packed", known.Part, origin)
+	return &remote.MountableLayer{Layer: layer, Reference: origin.Digest(digest.String())}, true
+}
+
+// mountOrigin tells whether every output in outs holds the blob d or can
+// mount it from a --cache-from repository of its registry that lists it;
+// origin is that repository (nil: every output holds the blob). Only one
+// origin is used, so every output that lacks the blob must be in its
+// registry.
+func (b *builder) mountOrigin(ctx context.Context, outs []Location, d v1.Hash, size int64) (origin *name.Repository, ok bool) {
+	for _, out := range outs {
+		if b.holds(ctx, out, d, size) {
+			continue
+		}
+		if out.Kind != Registry {
+			return nil, false
+		}
+		dest := out.Ref.Context()
+		if origin != nil {
+			if origin.RegistryStr() != dest.RegistryStr() {
+				return nil, false
+			}
+			continue
+		}
+		from, found := b.cacheFromHolding(dest, d)
+		if !found {
+			return nil, false
+		}
+		origin = &from
+	}
+	return origin, true
+}
+
+// cacheFromHolding is a --cache-from repository of dest's registry, other
+// than dest, whose image lists the blob d.
+func (b *builder) cacheFromHolding(dest name.Repository, d v1.Hash) (name.Repository, bool) {
+	for _, from := range b.cacheFrom {
+		if from.RegistryStr() == dest.RegistryStr() && from.RepositoryStr() != dest.RepositoryStr() && b.listed[from.String()][d] {
+			return from, true
+		}
+	}
+	return name.Repository{}, false
 }

@@ -29,6 +29,11 @@ const (
 	KindPartial = "partial downloads"
 	KindLayer   = "layers"
 	KindWheel   = "wheels"
+	// KindBaseLayer are the compressed layers of registry base images
+	// (bases/blobs/sha256/<hex>, layers.BaseBlobsDir): no lock names a
+	// base, so no version uses them and prune removes them (a later build
+	// pulls them again).
+	KindBaseLayer = "base layers"
 )
 
 // CacheEntry is one thing the cache holds that a lock can use.
@@ -117,7 +122,7 @@ func ScanCache(cacheDir string, locks []*versions.Lock) (*CacheUsage, error) {
 	}
 	users := usersOf(cacheDir, locks)
 	u := &CacheUsage{Dir: cacheDir, Versions: users.versions}
-	scanners := []func(string, *lockUsers) ([]CacheEntry, error){scanMirrors, scanModels, scanPartials, scanLayers, scanWheels}
+	scanners := []func(string, *lockUsers) ([]CacheEntry, error){scanMirrors, scanModels, scanPartials, scanLayers, scanWheels, scanBaseLayers}
 	for _, scan := range scanners {
 		es, err := scan(cacheDir, users)
 		if err != nil {
@@ -338,6 +343,20 @@ func scanWheels(cacheDir string, users *lockUsers) ([]CacheEntry, error) {
 	return out, nil
 }
 
+// scanBaseLayers finds the cached layers of base images.
+func scanBaseLayers(cacheDir string, _ *lockUsers) ([]CacheEntry, error) {
+	files, _ := filepath.Glob(filepath.Join(cacheDir, "bases", "blobs", "sha256", "*"))
+	var out []CacheEntry
+	for _, f := range files {
+		fi, err := os.Stat(f)
+		if err != nil || !fi.Mode().IsRegular() || strings.Contains(filepath.Base(f), ".") {
+			continue // a lock or a pull under way
+		}
+		out = append(out, CacheEntry{Kind: KindBaseLayer, Name: "sha256:" + filepath.Base(f), Paths: []string{rel(cacheDir, f)}, Size: fi.Size()})
+	}
+	return out, nil
+}
+
 func rel(base, p string) string {
 	r, err := filepath.Rel(base, p)
 	if err != nil {
@@ -443,6 +462,8 @@ func removeEntry(cacheDir string, e CacheEntry) error {
 		if len(e.Paths) > 1 {
 			lockFile = filepath.Join(cacheDir, e.Paths[1]) + ".lock" // layers.Cache's per-blob lock
 		}
+	case KindBaseLayer:
+		lockFile = first + ".lock" // the pull's lock
 	case KindPartial:
 		lockFile = strings.TrimSuffix(first, ".part") + ".lock" // the download's lock
 	}

@@ -132,6 +132,13 @@ func newBuildCmd() *cobra.Command {
 			if base, _ := layers.ParseLocation(o.Base); base.Kind == layers.Registry {
 				wo.MountFrom = append(wo.MountFrom, base.Ref.Context())
 			}
+			// Layers a --cache-from image lists are mounted from its
+			// repository: the probe asks pull access to it too.
+			for _, ref := range o.CacheFrom {
+				if loc, _ := layers.ParseLocation(ref); loc.Kind == layers.Registry {
+					wo.MountFrom = append(wo.MountFrom, loc.Ref.Context())
+				}
+			}
 			dests, err := layers.NewOutputs(outs, s.VersionID, wo)
 			if err != nil {
 				return usageError{err}

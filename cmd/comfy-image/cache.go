@@ -123,7 +123,7 @@ func printUsage(out io.Writer, u *realize.CacheUsage) {
 		total += e.Size
 	}
 	fmt.Fprintf(out, "cache %s: %s (%s, %s other)\n", u.Dir, humanSize(total+u.Other), count(len(u.Entries), "entry", "entries"), humanSize(u.Other))
-	for _, kind := range []string{realize.KindMirror, realize.KindModel, realize.KindPartial, realize.KindLayer, realize.KindWheel} {
+	for _, kind := range []string{realize.KindMirror, realize.KindModel, realize.KindPartial, realize.KindLayer, realize.KindWheel, realize.KindBaseLayer} {
 		var es []realize.CacheEntry
 		var size int64
 		for _, e := range u.Entries {

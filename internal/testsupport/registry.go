@@ -26,6 +26,9 @@ type Registry struct {
 	uploads int
 	puts    []string
 	reqs    []Request
+	// links are the blobs each repository holds (NewScopedRegistry), by
+	// repository; nil: every repository holds every blob.
+	links map[string]map[string]bool
 }
 
 // Request is one request a test registry answered.
@@ -99,6 +102,9 @@ func NewRegistryWithAuth(t testing.TB, user, password string) *Registry {
 			http.Error(w, "authentication required", http.StatusUnauthorized)
 			return
 		}
+		if r.links != nil && !r.scope(w, req) {
+			return
+		}
 		if req.Method == http.MethodPut && strings.Contains(req.URL.Path, "/blobs/uploads/") {
 			r.mu.Lock()
 			r.uploads++
@@ -147,4 +153,59 @@ func writeSimpleTar(file string, files map[string]string) error {
 		}
 	}
 	return tw.Close()
+}
+
+// NewScopedRegistry is NewRegistry whose repositories hold only the blobs
+// pushed or mounted into them, as a distribution registry links blobs to
+// repositories: a blob of another repository is unknown here (404) until
+// it is uploaded or mounted (POST ?mount=D&from=REPO, answered 201 when
+// REPO holds it, else an upload session opens, 202). A manifest is not
+// checked against the links.
+func NewScopedRegistry(t testing.TB) *Registry {
+	r := NewRegistry(t)
+	r.mu.Lock()
+	r.links = map[string]map[string]bool{}
+	r.mu.Unlock()
+	return r
+}
+
+// scope answers what a repository-scoped registry answers differently
+// and records the links; false: the request was answered.
+func (r *Registry) scope(w http.ResponseWriter, req *http.Request) bool {
+	repo, rest, ok := strings.Cut(strings.TrimPrefix(req.URL.Path, "/v2/"), "/blobs/")
+	if !ok {
+		return true
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	link := func(repo, digest string) {
+		if r.links[repo] == nil {
+			r.links[repo] = map[string]bool{}
+		}
+		r.links[repo][digest] = true
+	}
+	q := req.URL.Query()
+	switch {
+	case req.Method == http.MethodPost && q.Get("mount") != "":
+		if d := q.Get("mount"); r.links[q.Get("from")][d] {
+			// The in-process registry ignores mounts (it holds every blob
+			// everywhere): answer as a distribution registry does.
+			link(repo, d)
+			w.Header().Set("Location", "/v2/"+repo+"/blobs/"+d)
+			w.Header().Set("Docker-Content-Digest", d)
+			w.WriteHeader(http.StatusCreated)
+			return false
+		}
+		q.Del("mount")
+		q.Del("from")
+		req.URL.RawQuery = q.Encode() // an upload session, 202
+	case req.Method == http.MethodPut && strings.HasPrefix(rest, "uploads/") && q.Get("digest") != "":
+		link(repo, q.Get("digest")) // a failed upload leaves a link no test reads
+	case (req.Method == http.MethodGet || req.Method == http.MethodHead) && strings.HasPrefix(rest, "sha256:"):
+		if !r.links[repo][rest] {
+			http.Error(w, `{"errors":[{"code":"BLOB_UNKNOWN"}]}`, http.StatusNotFound)
+			return false
+		}
+	}
+	return true
 }

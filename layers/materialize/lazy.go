@@ -10,7 +10,7 @@ import (
 )
 
 // Lazy is the layer of a part whose digests are already known (from the
-// layer cache's record, the lock, or the labels of an image at the push
+// layer cache's record, or the labels of an image at the push
 // reference or --cache-from): Digest, DiffID, Size and MediaType answer
 // from info without packing, so a publisher whose destination holds the
 // blob asks for no bytes. Compressed or Uncompressed packs the part the
@@ -75,7 +75,7 @@ func (l *lazyLayer) layer() (v1.Layer, error) {
 			return
 		}
 		if d != l.info.Digest || diff != l.info.DiffID {
-			l.err = fmt.Errorf("%s packed as %s (diff id %s), but the image names it %s (diff id %s): its sources or the packer changed since it was recorded; rebuild without the record (remove the lock's layers or push anew)",
+			l.err = fmt.Errorf("%s packed as %s (diff id %s), but the image names it %s (diff id %s): its sources or the packer changed since it was recorded; rebuild without the record (push anew, without --cache-from)",
 				l.part, d, diff, l.info.Digest, l.info.DiffID)
 			return
 		}
