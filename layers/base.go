@@ -77,7 +77,7 @@ func ReadBase(img v1.Image, cacheDir string) (BaseInfo, error) {
 	}
 	dir := filepath.Join(cacheDir, "bases")
 	meta := filepath.Join(dir, digest.Hex+"."+baseMetaVersion+".json")
-	if info, ok := cachedBase(meta); ok {
+	if info, ok := cachedBaseInfo(meta); ok {
 		return info, nil
 	}
 	var info BaseInfo
@@ -102,8 +102,8 @@ func ReadBase(img v1.Image, cacheDir string) (BaseInfo, error) {
 	return info, fileutil.WriteAtomic(meta, data, 0o644)
 }
 
-// cachedBase is the BaseInfo cached in meta, when it is whole.
-func cachedBase(meta string) (BaseInfo, bool) {
+// cachedBaseInfo is the BaseInfo cached in meta, when it is whole.
+func cachedBaseInfo(meta string) (BaseInfo, bool) {
 	var info BaseInfo
 	data, err := os.ReadFile(meta)
 	ok := err == nil && json.Unmarshal(data, &info) == nil && info.Python != "" && pipWheelIntact(info.PipWheel)
@@ -118,7 +118,7 @@ func ReadBaseReadOnly(img v1.Image, cacheDir string) (BaseInfo, error) {
 	if err != nil {
 		return BaseInfo{}, err
 	}
-	if info, ok := cachedBase(filepath.Join(cacheDir, "bases", digest.Hex+"."+baseMetaVersion+".json")); ok {
+	if info, ok := cachedBaseInfo(filepath.Join(cacheDir, "bases", digest.Hex+"."+baseMetaVersion+".json")); ok {
 		return info, nil
 	}
 	tmp, err := os.MkdirTemp("", "comfy-image-base-")

@@ -246,7 +246,7 @@ func (b *builder) parts(ctx context.Context) (app, models []plan.Part, err error
 	if b.base, err = ReadImage(baseLoc, b.baseRemoteOptions(ctx, baseLoc)...); err != nil {
 		return nil, nil, fmt.Errorf("--base: %w", err)
 	}
-	if baseLoc.Kind == Registry && b.opts.CacheDir != "" {
+	if baseLoc.Kind == Registry && b.opts.CacheDir != "" && !b.dryRun { // a dry run writes nothing
 		b.base = withBlobCache(b.base, BaseBlobsDir(b.opts.CacheDir))
 	}
 	if b.info, err = b.readBaseInfo(); err != nil {

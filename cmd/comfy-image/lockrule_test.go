@@ -287,7 +287,7 @@ func TestChangedWheelInWheelsDirIsNamed(t *testing.T) {
 	wheel := testsupport.BuildWheel(t, s.wheels, testsupport.Wheel{Name: "gamma", Version: "2.0", Files: map[string]string{"evil.py": "x = 1\n"}})
 	for _, flags := range [][]string{{"--locked"}, {}} {
 		res := s.realize(t, filepath.Join(s.dir, "second"), append([]string{"--skip-models"}, flags...)...)
-		if res.Code != 1 || !strings.Contains(res.Stderr, wheel) || !strings.Contains(res.Stderr, "differ from the lock") {
+		if res.Code != 1 || !strings.Contains(res.Stderr, wheel) || !strings.Contains(res.Stderr, "1 wheel differs from the lock") {
 			t.Fatalf("%v: changed wheel: exit %d\n%s", flags, res.Code, res.Stderr)
 		}
 	}
