@@ -77,10 +77,10 @@ func ReadBase(img v1.Image, cacheDir string) (BaseInfo, error) {
 	}
 	dir := filepath.Join(cacheDir, "bases")
 	meta := filepath.Join(dir, digest.Hex+"."+baseMetaVersion+".json")
-	var info BaseInfo
-	if data, err := os.ReadFile(meta); err == nil && json.Unmarshal(data, &info) == nil && info.Python != "" && pipWheelIntact(info.PipWheel) {
+	if info, ok := cachedBaseInfo(meta); ok {
 		return info, nil
 	}
+	var info BaseInfo
 	cf, err := img.ConfigFile()
 	if err != nil {
 		return BaseInfo{}, err
@@ -100,6 +100,33 @@ func ReadBase(img v1.Image, cacheDir string) (BaseInfo, error) {
 	}
 	data, _ := json.Marshal(info)
 	return info, fileutil.WriteAtomic(meta, data, 0o644)
+}
+
+// cachedBaseInfo is the BaseInfo cached in meta, when it is whole.
+func cachedBaseInfo(meta string) (BaseInfo, bool) {
+	var info BaseInfo
+	data, err := os.ReadFile(meta)
+	ok := err == nil && json.Unmarshal(data, &info) == nil && info.Python != "" && pipWheelIntact(info.PipWheel)
+	return info, ok
+}
+
+// ReadBaseReadOnly is ReadBase writing nothing under cacheDir (a dry
+// run): the cached answer when there is one, else the base read into a
+// temporary folder removed after (the info's pip wheel is gone then).
+func ReadBaseReadOnly(img v1.Image, cacheDir string) (BaseInfo, error) {
+	digest, err := img.Digest()
+	if err != nil {
+		return BaseInfo{}, err
+	}
+	if info, ok := cachedBaseInfo(filepath.Join(cacheDir, "bases", digest.Hex+"."+baseMetaVersion+".json")); ok {
+		return info, nil
+	}
+	tmp, err := os.MkdirTemp("", "comfy-image-base-")
+	if err != nil {
+		return BaseInfo{}, err
+	}
+	defer os.RemoveAll(tmp)
+	return ReadBase(img, tmp)
 }
 
 func archOf(goArch string) string {

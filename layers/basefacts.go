@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	specs "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/comfy-image/comfy-image/internal/progress"
 	"github.com/comfy-image/comfy-image/realize/pyenv"
 	"github.com/comfy-image/comfy-image/versions"
 )
@@ -125,6 +126,9 @@ func (b *builder) readBaseInfo() (BaseInfo, error) {
 	if f, ok := b.baseFacts[digest.String()]; ok {
 		b.logf("base %s: facts from the image built on it before, no base layer read", digest)
 		return f.info(), nil
+	}
+	if b.dryRun {
+		return ReadBaseReadOnly(b.base, b.opts.CacheDir)
 	}
 	return ReadBase(b.base, b.opts.CacheDir)
 }
@@ -241,7 +245,7 @@ func (b *builder) adoptPythonSet() (restore func()) {
 		// the lock's own set is put back.
 		py.ImageRequirements = append([]versions.LockedRequirements(nil), s.Requirements...)
 	}
-	b.logf("venv: the Python set of the image built before (%d packages)", len(s.Packages))
+	b.logf("venv: the Python set of the image built before (%s)", progress.Count(len(s.Packages), "package", "packages"))
 	return func() {
 		py.ImageTarget, py.ImageInputs, py.ImageSources, py.ImagePackages = saved.ImageTarget, saved.ImageInputs, saved.ImageSources, saved.ImagePackages
 	}

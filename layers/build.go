@@ -146,6 +146,7 @@ type builder struct {
 	// dryRun takes every decision of a build and carries out none: no
 	// layer is packed, no wheel or model fetched (PlanBuild).
 	dryRun bool
+	dry    dryState // what a dry run learns beside its parts
 
 	// listed are the blobs the manifests at the output references list,
 	// by repository: a registry holds every blob its manifests list.
@@ -865,7 +866,7 @@ func (b *builder) readBase(ctx context.Context) error {
 	if b.base, err = ReadImage(baseLoc, b.baseRemoteOptions(ctx, baseLoc)...); err != nil {
 		return fmt.Errorf("--base: %w", err)
 	}
-	if baseLoc.Kind == Registry && b.opts.CacheDir != "" {
+	if baseLoc.Kind == Registry && b.opts.CacheDir != "" && !b.dryRun { // a dry run writes nothing
 		b.base = withBlobCache(b.base, BaseBlobsDir(b.opts.CacheDir))
 	}
 	if b.info, err = b.readBaseInfo(); err != nil {

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"testing"
@@ -628,7 +629,13 @@ func TestRegistryIsTheCacheOfAFreshRunner(t *testing.T) {
 	hfBefore := len(v.HF.Requests())
 	// A new runner: empty cache, no lock. Nothing is packed, no model is
 	// downloaded, and the push uploads nothing.
-	fresh := build(t, v, base, testsupport.TempDir(t), push)
+	var log bytes.Buffer
+	fresh := build(t, v, base, testsupport.TempDir(t), func(o *layers.BuildOptions) { push(o); o.Log = &log })
+	// Each reused part is named in the log; the config part, which has
+	// no name, as "config", not "config " before the colon.
+	if !regexp.MustCompile(`(?m)^config: in `).MatchString(log.String()) || strings.Contains(log.String(), " : ") {
+		t.Errorf("the log names a reused part without its name:\n%s", log.String())
+	}
 	for _, p := range fresh.Parts {
 		if p.Action != plan.ReuseRegistry {
 			t.Errorf("%s %s: packed %v, from the registry %v", p.Kind, p.Name, p.Action == plan.Pack, p.Action == plan.ReuseRegistry)

@@ -5,11 +5,17 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/go-git/go-git/v5/plumbing"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/comfy-image/comfy-image/internal/progress"
+	"github.com/comfy-image/comfy-image/internal/repourl"
+	"github.com/comfy-image/comfy-image/internal/reqfile"
 	"github.com/comfy-image/comfy-image/layers/materialize"
 	"github.com/comfy-image/comfy-image/layers/plan"
+	"github.com/comfy-image/comfy-image/realize"
+	"github.com/comfy-image/comfy-image/realize/checkout"
+	"github.com/comfy-image/comfy-image/realize/gitcache"
 	"github.com/comfy-image/comfy-image/realize/models"
 	"github.com/comfy-image/comfy-image/realize/resolve"
 	"github.com/comfy-image/comfy-image/versions"
@@ -48,10 +54,7 @@ func PlanBuild(ctx context.Context, spec *versions.Spec, opts BuildOptions, outs
 			bp.Writes = append(bp.Writes, out.String())
 		}
 	}
-	// Models the lock lacks are planned as downloads (a build pins them
-	// as it fetches them); with --locked the lock must hold them.
-	skipModels := b.opts.Models == plan.Skip || !b.opts.Locked
-	if b.lock, err = resolve.ReadCovering(spec, b.opts.LockPath(spec.VersionID), skipModels); err != nil {
+	if b.lock, bp.LockChanges, err = b.planLock(ctx); err != nil {
 		if b.opts.Locked {
 			return nil, fmt.Errorf("--locked: %w", err)
 		}
@@ -66,12 +69,91 @@ func PlanBuild(ctx context.Context, spec *versions.Spec, opts BuildOptions, outs
 		bp.BaseLayers = len(baseLayers)
 	}
 	for _, p := range app {
+		if p.Kind == plan.Venv && len(b.dry.assumed) > 0 {
+			bp.VenvAssumes = b.dry.assumed
+		}
 		bp.Parts = append(bp.Parts, b.planned(ctx, p, false))
 	}
 	for _, p := range modelParts {
 		bp.Parts = append(bp.Parts, b.planned(ctx, p, b.opts.Models == plan.Separate))
 	}
 	return bp, nil
+}
+
+// planLock is the lock the build would use. Locked or offline, the lock
+// file as it is (models it lacks are planned as downloads unless
+// --locked). Online, the resolution the build makes, read-only: each ref
+// listed afresh (one listing per repository, in parallel; nothing fetched
+// or written), so the plan names the commits the build then uses; lines
+// are the changes against the lock file.
+func (b *builder) planLock(ctx context.Context) (*versions.Lock, []string, error) {
+	file := b.opts.LockPath(b.spec.VersionID)
+	if b.opts.Locked || b.opts.Offline {
+		l, err := resolve.ReadCovering(b.spec, file, b.opts.Models == plan.Skip || !b.opts.Locked)
+		return l, nil, err
+	}
+	old, _ := versions.ReadLock(file) // a damaged lock is resolved again, as the build does
+	b.dry.old = old
+	l, changes, err := resolve.Resolve(ctx, b.spec, old, append(b.opts.ResolveOptions(),
+		resolve.WithReadOnly(true), resolve.WithLockName(file),
+		resolve.WithoutModels(b.opts.Models == plan.Skip), resolve.WithLookupEnv(b.opts.LookupEnv))...)
+	if err == nil && changes.First {
+		return l, []string{"none yet: the build writes " + file}, nil
+	}
+	return l, changes.Lines, err
+}
+
+// dryState is what a dry run learns beside its parts.
+type dryState struct {
+	// old is the lock file's lock (online).
+	old *versions.Lock
+	// assumed are the repositories whose requirement lines at the new
+	// commit the plan took to be those at the old one: the mirror lacks
+	// the commit, and a dry run fetches nothing.
+	assumed []string
+}
+
+// commitSource reads a commit's requirement files from its mirror. A dry
+// run fetches nothing: a commit the mirror lacks is read at the commit the
+// lock file held for the same owner (the venv is planned as if its
+// requirement lines did not change, and the plan says so).
+func (b *builder) commitSource(ctx context.Context, git *gitcache.Cache, owner, repo, commit string) (reqfile.Source, error) {
+	if b.dryRun {
+		if r, err := git.Open(repo); err == nil {
+			if _, err := r.CommitObject(plumbing.NewHash(commit)); err == nil {
+				return realize.CommitSource(r, commit), nil
+			}
+			if was := b.dry.oldCommit(owner); was != "" {
+				if _, err := r.CommitObject(plumbing.NewHash(was)); err == nil {
+					b.dry.assumed = append(b.dry.assumed, fmt.Sprintf("%s at %s (read at %s)", owner, commit, was))
+					return realize.CommitSource(r, was), nil
+				}
+			}
+		}
+		return nil, fmt.Errorf("%s: the mirror of %s lacks commit %s, and a dry run fetches nothing", owner, repourl.Redact(repo), commit)
+	}
+	r, err := checkout.OpenMirror(ctx, git, repo, commit)
+	if err != nil {
+		return nil, err
+	}
+	return realize.CommitSource(r, commit), nil
+}
+
+// oldCommit is the commit the lock file held for owner ("ComfyUI" or
+// "node NAME"), "" when none.
+func (d dryState) oldCommit(owner string) string {
+	if d.old == nil {
+		return ""
+	}
+	if owner == "ComfyUI" {
+		return d.old.Comfy.Commit
+	}
+	for _, n := range d.old.CustomNodes {
+		if "node "+n.Name == owner {
+			return n.Commit
+		}
+	}
+	return ""
 }
 
 // planned is the plan entry of a dry run's part: its decision, and the

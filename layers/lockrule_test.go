@@ -65,7 +65,7 @@ func TestLockedBuildRefusesAChangedWheel(t *testing.T) {
 		Getenv: func(string) string { return "" },
 	}
 	_, err := layers.Build(context.Background(), load(t, v), o)
-	if err == nil || !strings.Contains(err.Error(), wheel) || !strings.Contains(err.Error(), "differ from the lock") {
+	if err == nil || !strings.Contains(err.Error(), wheel) || !strings.Contains(err.Error(), "1 wheel differs from the lock") {
 		t.Fatalf("changed wheel: %v", err)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
+	"github.com/comfy-image/comfy-image/internal/plainhttp"
 	"github.com/comfy-image/comfy-image/internal/progress"
 	"github.com/comfy-image/comfy-image/layers/plan"
 	"github.com/comfy-image/comfy-image/layers/publish"
@@ -318,7 +319,7 @@ func blobChecker(ctx context.Context, repo name.Repository, tr http.RoundTripper
 	}
 	base := tr
 	if base == nil {
-		base = remote.DefaultTransport
+		base = plainhttp.Guard(remote.DefaultTransport, plainhttp.Allowed())
 	}
 	auth, err := authn.DefaultKeychain.Resolve(repo.Registry)
 	if err != nil {

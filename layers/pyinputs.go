@@ -30,11 +30,11 @@ func (b *builder) requirementSources() []requirementSource {
 // ${VAR} or symlink reaches pip; python.overrides applied. found is false
 // when the commit has no requirements file.
 func (b *builder) loadSource(ctx context.Context, git *gitcache.Cache, src requirementSource) (q pyenv.Requirements, rec versions.LockedRequirements, found bool, err error) {
-	r, err := checkout.OpenMirror(ctx, git, src.repo, src.commit)
+	files, err := b.commitSource(ctx, git, src.owner, src.repo, src.commit)
 	if err != nil {
 		return q, rec, false, err
 	}
-	q, applied, found, err := pyenv.LoadRepo(realize.CommitSource(r, src.commit), src.owner, b.spec.Python.Overrides)
+	q, applied, found, err := pyenv.LoadRepo(files, src.owner, b.spec.Python.Overrides)
 	if err != nil {
 		return q, rec, false, err
 	}

@@ -13,6 +13,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/comfy-image/comfy-image/internal/plainhttp"
+	"github.com/comfy-image/comfy-image/internal/progress"
 )
 
 // OutputKind is the kind of place an image is read from or written to.
@@ -46,7 +49,8 @@ func (l Location) String() string {
 }
 
 // ParseLocation parses oci:DIR[:TAG], tar:FILE or a registry reference.
-// Plain HTTP is allowed only for registries on localhost or 127.0.0.1.
+// Plain HTTP is allowed only for registries on localhost or a loopback
+// address, and those named in COMFY_INSECURE_REGISTRIES (plainhttp).
 func ParseLocation(s string) (Location, error) {
 	switch {
 	case strings.HasPrefix(s, "oci:"):
@@ -66,7 +70,7 @@ func ParseLocation(s string) (Location, error) {
 		return Location{Kind: Tarball, Path: p}, nil
 	}
 	var opts []name.Option
-	if isLocalRegistry(s) {
+	if host := strings.SplitN(s, "/", 2)[0]; isLocalRegistry(s) || plainhttp.Permitted(host, plainhttp.Allowed()) {
 		opts = append(opts, name.Insecure)
 	}
 	ref, err := name.ParseReference(s, opts...)
@@ -85,9 +89,12 @@ func isLocalRegistry(ref string) bool {
 }
 
 // RemoteOptions are the go-containerregistry options for registry access:
-// credentials from the Docker config and the standard keychain.
+// credentials from the Docker config and the standard keychain, and no
+// plain HTTP but to this machine (plainhttp.Guard; a transport in extra
+// replaces it: the probed ones are guarded too).
 func RemoteOptions(extra ...remote.Option) []remote.Option {
-	return append([]remote.Option{remote.WithAuthFromKeychain(authn.DefaultKeychain)}, extra...)
+	return append([]remote.Option{remote.WithAuthFromKeychain(authn.DefaultKeychain),
+		remote.WithTransport(plainhttp.Guard(remote.DefaultTransport, plainhttp.Allowed()))}, extra...)
 }
 
 // ReadImage opens the image at a location.
@@ -155,5 +162,5 @@ func appTagIn(file string) (*name.Tag, error) {
 			}
 		}
 	}
-	return nil, fmt.Errorf("%d images and none is an app image", len(m))
+	return nil, fmt.Errorf("%s and none is an app image", progress.Count(len(m), "image", "images"))
 }

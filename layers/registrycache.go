@@ -115,7 +115,7 @@ func (b *builder) learn(ctx context.Context, ref name.Reference) {
 			continue
 		}
 		if _, ok := b.known[key]; !ok {
-			b.known[key] = versions.LockedLayer{Part: a[AnnPart] + " " + a[AnnName], Key: key,
+			b.known[key] = versions.LockedLayer{Part: plan.Part{Kind: plan.PartKind(a[AnnPart]), Name: a[AnnName]}.Label(), Key: key,
 				Digest: l.Digest.String(), DiffID: cf.RootFS.DiffIDs[i].String(), Size: l.Size}
 		}
 		if a[AnnPart] == "model" && a[AnnSHA256] != "" {

@@ -92,6 +92,7 @@ type realizer struct {
 	modelsDir string
 	lock      *versions.Lock
 	lockFile  string
+	planOld   planOld // the lock file's lock, in an online dry run
 	state     *targetState
 	stateFile string
 	cache     *gitcache.Cache
@@ -776,7 +777,7 @@ func (r *realizer) plan(ctx context.Context) error {
 	w := r.out()
 	fmt.Fprintf(w, "dry run: realize %s (%s)\n", r.spec.VersionID, r.spec.File)
 	fmt.Fprintf(w, "  target      %s\n  models dir  %s\n", r.target, r.modelsDir)
-	l, err := resolve.ReadCovering(r.spec, r.lockFile, r.opts.SkipModels)
+	l, changes, err := r.planLock(ctx)
 	if err != nil {
 		if r.opts.Locked {
 			return fmt.Errorf("--locked: %w", err)
@@ -792,7 +793,10 @@ func (r *realizer) plan(ctx context.Context) error {
 	} else if r.opts.Locked || r.opts.Offline {
 		fmt.Fprintf(w, "  lock        %s (covers the spec; used as it is)\n", r.lockFile)
 	} else {
-		fmt.Fprintf(w, "  lock        %s covers the spec; each ref would be listed again (one request per repository) and moved if its branch or tag moved\n", r.lockFile)
+		fmt.Fprintf(w, "  lock        %s: each ref listed again (one request per repository); %s\n", r.lockFile, changesText(changes))
+		for _, line := range changes.Lines {
+			fmt.Fprintf(w, "  lock:       %s\n", line)
+		}
 	}
 	r.lock = l
 	r.loadStateReadOnly()
@@ -801,11 +805,13 @@ func (r *realizer) plan(ctx context.Context) error {
 		if commit == "" {
 			commit = "(commit from the lock above)"
 		}
-		what := "check out"
+		what, fetch := "check out", ""
 		if r.partUnchanged(ctx, i, p) {
 			what = "unchanged"
+		} else if fetch = r.planFetch(i, p); fetch != "" {
+			fetch = " (" + fetch + " first)"
 		}
-		fmt.Fprintf(w, "  %-10s  %s at %s into %s\n", what, p.key, commit, filepath.Join(r.target, p.key))
+		fmt.Fprintf(w, "  %-10s  %s at %s into %s%s\n", what, p.key, commit, filepath.Join(r.target, p.key), fetch)
 	}
 	for _, n := range r.lock.CustomNodes {
 		fmt.Fprintf(w, "  link        ComfyUI/custom_nodes/%s -> ../../custom_nodes/%s\n", n.Name, n.Name)
@@ -821,6 +827,71 @@ func (r *realizer) plan(ctx context.Context) error {
 	return nil
 }
 
+// planLock is the lock a realize would use. Locked or offline, the lock
+// file as it is. Online, the resolution a realize makes, read-only: every
+// ref listed afresh (one listing per repository, in parallel; nothing
+// fetched or written), so the plan names the commits the realize then
+// checks out.
+func (r *realizer) planLock(ctx context.Context) (*versions.Lock, resolve.Changes, error) {
+	if r.opts.Locked || r.opts.Offline {
+		l, err := resolve.ReadCovering(r.spec, r.lockFile, r.opts.SkipModels)
+		return l, resolve.Changes{}, err
+	}
+	old, _ := versions.ReadLock(r.lockFile) // a damaged lock is resolved again, as realize does
+	r.planOld = planOld{old}
+	return resolve.Resolve(ctx, r.spec, old, append(r.opts.ResolveOptions(), resolve.WithReadOnly(true),
+		resolve.WithLockName(r.lockFile), resolve.WithoutModels(r.opts.SkipModels), resolve.WithLookupEnv(r.opts.LookupEnv))...)
+}
+
+// planFetch is what a checkout of p needs from its remote first: "clone
+// REPO" without a mirror, "fetch REPO" when the mirror lacks the commit,
+// "" when it has it (registry nodes: "").
+func (r *realizer) planFetch(i int, p part) string {
+	repo := r.repoURL(i)
+	if p.repo.Commit == "" || strings.HasPrefix(repo, "comfy-registry://") {
+		return ""
+	}
+	_, ok, err := r.cache.Peek(repo, "", p.repo.Commit)
+	switch {
+	case !ok:
+		return "clone " + repourl.Redact(repo)
+	case err != nil:
+		return "fetch " + repourl.Redact(repo)
+	}
+	return ""
+}
+
+// changesText says whether a resolution moves anything.
+func changesText(c resolve.Changes) string {
+	switch {
+	case c.First:
+		return "no lock yet, it would be written"
+	case c.None():
+		return "nothing moved, the lock stays as it is"
+	}
+	return "it would be rewritten:"
+}
+
+// planOld is the lock file's lock in an online dry run.
+type planOld struct{ l *versions.Lock }
+
+// commitOf is the commit the old lock held for the part at key
+// ("ComfyUI", "custom_nodes/NAME"), "" when none.
+func (o planOld) commitOf(key string) string {
+	if o.l == nil {
+		return ""
+	}
+	if key == "ComfyUI" {
+		return o.l.Comfy.Commit
+	}
+	for _, n := range o.l.CustomNodes {
+		if "custom_nodes/"+n.Name == key {
+			return n.Commit
+		}
+	}
+	return ""
+}
+
 func (r *realizer) loadStateReadOnly() {
 	r.state = &targetState{Parts: map[string]*checkout.Checkout{}, Models: map[string]placedModel{}}
 	if data, err := os.ReadFile(r.stateFile); err == nil {
@@ -832,6 +903,7 @@ func (r *realizer) planVenv(ctx context.Context, w io.Writer) {
 	// The requirements a realize reads after its checkouts: from the
 	// target for a part in place, else from the mirror at the locked
 	// commit (read only; a mirror without it means "install").
+	var assumed []string
 	reqs, _, err := r.requirementsFrom(func(i int, p part) (reqfile.Source, error) {
 		if r.partUnchanged(ctx, i, p) {
 			return reqfile.DirSource(filepath.Join(r.target, filepath.FromSlash(p.key))), nil
@@ -841,10 +913,20 @@ func (r *realizer) planVenv(ctx context.Context, w io.Writer) {
 			return nil, err
 		}
 		if _, err := g.CommitObject(plumbing.NewHash(p.repo.Commit)); err != nil {
-			return nil, err
+			// A commit the mirror lacks (a moved ref; a dry run
+			// fetches nothing) is read where the lock file had it.
+			was := r.planOld.commitOf(p.key)
+			if _, err := g.CommitObject(plumbing.NewHash(was)); was == "" || err != nil {
+				return nil, err
+			}
+			assumed = append(assumed, fmt.Sprintf("%s at %s (read at %s)", p.key, p.repo.Commit, was))
+			return CommitSource(g, was), nil
 		}
 		return CommitSource(g, p.repo.Commit), nil
 	})
+	for _, a := range assumed {
+		fmt.Fprintf(w, "  assume      the requirement lines of %s did not change; if they did, the venv is made again\n", a)
+	}
 	if err == nil && r.venvUnchanged(reqs) {
 		fmt.Fprintf(w, "  unchanged   %s (%s)\n", filepath.Join(r.target, ".venv"), progress.Count(len(r.lock.Python.Packages), "package", "packages"))
 		return

@@ -3,9 +3,11 @@ package versions
 import (
 	"errors"
 	"fmt"
+	"regexp"
 	"sort"
 	"strings"
 
+	"github.com/comfy-image/comfy-image/internal/progress"
 	"github.com/comfy-image/comfy-image/internal/repourl"
 )
 
@@ -13,12 +15,39 @@ import (
 type CoverageError struct {
 	File     string
 	Problems []string
+	// Repos: some problems are the core's or nodes' (not only models'),
+	// which `comfy-image lock` resolves. Each model problem says itself
+	// what pins the model.
+	Repos bool
 }
 
 func (e *CoverageError) Error() string {
-	return fmt.Sprintf("%s does not cover the spec (%d problems; run `comfy-image lock` without --locked to resolve them):\n  %s",
-		e.File, len(e.Problems), strings.Join(e.Problems, "\n  "))
+	advice := "each says what pins it"
+	if e.Repos {
+		advice = "`comfy-image lock` without --locked resolves the core and nodes"
+	}
+	return fmt.Sprintf("%s does not cover the spec (%s; %s):\n  %s",
+		e.File, progress.Count(len(e.Problems), "problem", "problems"), advice, strings.Join(e.Problems, "\n  "))
 }
+
+// pinAdvice says what pins model m in a lock: `lock --update NAME` asks
+// the hub for an hf:// model on a branch or tag (one request); `lock`
+// downloads nothing, so any other model (a file, an https or civitai URL,
+// a commit or sha256 pin) is pinned by the realize or build that
+// downloads it.
+func pinAdvice(m Model) string {
+	src, err := ParseSource(m.Source)
+	if err == nil && src.Scheme == "hf" && m.SHA256 == "" && !fullCommit.MatchString(src.Revision) {
+		name := m.Name
+		if name == "" {
+			name = m.Dest()
+		}
+		return fmt.Sprintf("`comfy-image lock --update %s` pins it (one request to the hub), as does `comfy-image realize` or `comfy-image build` without --locked", name)
+	}
+	return "`comfy-image realize` or `comfy-image build` without --locked downloads it and pins its sha256 (lock downloads no model)"
+}
+
+var fullCommit = regexp.MustCompile(`^[0-9a-f]{40}$`)
 
 // Covers checks that the lock answers everything spec s asks for: the same
 // version, the core and every node (same repository or registry id, the
@@ -26,8 +55,14 @@ func (e *CoverageError) Error() string {
 // every model (its sha256 when the spec pins one). Extra entries in the
 // lock (a node the spec dropped) are allowed: ForSpec leaves them out.
 // file names the lock in the error.
-func (l *Lock) Covers(s *Spec, file string, skipModels bool) error {
+func (l *Lock) Covers(s *Spec, file string, skipModels bool) (err error) {
 	var probs []string
+	modelProbs := 0
+	defer func() {
+		if len(probs) > 0 {
+			err = &CoverageError{File: file, Problems: probs, Repos: modelProbs < len(probs)}
+		}
+	}()
 	if l.VersionID != s.VersionID {
 		probs = append(probs, fmt.Sprintf("the lock is for version %q, the spec %s is %q", l.VersionID, s.File, s.VersionID))
 	}
@@ -59,14 +94,13 @@ func (l *Lock) Covers(s *Spec, file string, skipModels bool) error {
 			lm, ok := l.model(m)
 			switch {
 			case !ok:
-				probs = append(probs, fmt.Sprintf("models[%d] (%s): not in the lock", i, m.Dest()))
+				probs = append(probs, fmt.Sprintf("models[%d] (%s): not in the lock; %s", i, m.Dest(), pinAdvice(m)))
+				modelProbs++
 			case m.SHA256 != "" && m.SHA256 != lm.SHA256:
-				probs = append(probs, fmt.Sprintf("models[%d] (%s): sha256 %s, the lock has %s", i, m.Dest(), m.SHA256, lm.SHA256))
+				probs = append(probs, fmt.Sprintf("models[%d] (%s): sha256 %s, the lock has %s; %s", i, m.Dest(), m.SHA256, lm.SHA256, pinAdvice(m)))
+				modelProbs++
 			}
 		}
-	}
-	if len(probs) > 0 {
-		return &CoverageError{File: file, Problems: probs}
 	}
 	return nil
 }

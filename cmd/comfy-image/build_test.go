@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -27,13 +28,15 @@ func TestBuildDryRunWritesNothing(t *testing.T) {
 	reg := testsupport.NewRegistry(t)
 	ref := reg.Host + "/comfy/demo:v1"
 	args := []string{"build", "--spec", v.SpecFile, "--base", base, "--wheels-dir", v.Wheels, "--push", ref}
-	// Before any lock: the plan says what would be resolved.
+	// Before any lock: the refs are listed, and the plan says each
+	// repository is fetched and packed, and the lock written.
 	res := testsupport.Run(t, v.Dir, v.Env(cache), append(args, "--dry-run")...)
-	if res.Code != 0 || !strings.Contains(res.Stdout, "would clone") {
+	fetched := regexp.MustCompile(`(?m)^  fetch\s+core\s+ComfyUI from file://`)
+	if res.Code != 0 || !fetched.MatchString(res.Stdout) || !strings.Contains(res.Stdout, "lock: none yet: the build writes ") {
 		t.Fatalf("exit %d\n%s\n%s", res.Code, res.Stdout, res.Stderr)
 	}
 	if _, err := os.Stat(cache); !os.IsNotExist(err) {
-		t.Fatal("--dry-run created the cache")
+		t.Fatalf("--dry-run created the cache: %s", treeState(t, cache))
 	}
 	if res := testsupport.Run(t, v.Dir, v.Env(cache), args...); res.Code != 0 {
 		t.Fatalf("build: %s", res.Stderr)

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"fmt"
+	"io/fs"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -13,7 +15,8 @@ import (
 // planOut is build --dry-run --json's document.
 type planOut struct {
 	Plan struct {
-		Parts []struct {
+		LockChanges []string `json:"lock_changes"`
+		Parts       []struct {
 			Part, Name, Key, Digest, Action string
 			Upload                          []string
 		}
@@ -88,6 +91,26 @@ func TestBuildDoesWhatItsDryRunPlanned(t *testing.T) {
 	v.Nodes["ComfyUI-KJNodes"].Commit("fix", map[string]string{"fix.py": "1"})
 	lock()
 	round("one node moved", map[string]int{"pack": 1, "reuse-cache": 4, "reuse-registry": 2})
+	// The default branch moves and nothing locks it: an online build
+	// resolves it afresh, so its dry run must plan the new commit (a
+	// fetch and a pack), not the locked one's cached layer; the venv
+	// stays (the node's requirements did not change).
+	moved := v.Nodes["ComfyUI-KJNodes"].Commit("fix 2", map[string]string{"fix.py": "2"})
+	cache := treeState(t, filepath.Join(v.Dir, "cache"))
+	text := testsupport.Run(t, v.Dir, env, append(args[:1:1], append(args[2:], "--dry-run")...)...)
+	fetch := regexp.MustCompile(`(?m)^  fetch\s+node\s+ComfyUI-KJNodes from `)
+	if !strings.Contains(text.Stdout, moved) || !fetch.MatchString(text.Stdout) || !strings.Contains(text.Stdout, "as if the requirement lines of node ComfyUI-KJNodes") {
+		t.Errorf("ref moved: the dry run does not name the new commit %s, its fetch and what it assumes of the venv:\n%s%s", moved, text.Stdout, text.Stderr)
+	}
+	if now := treeState(t, filepath.Join(v.Dir, "cache")); now != cache {
+		t.Errorf("ref moved: the dry run changed the cache (mirror or lock):\nbefore %s\nafter  %s", cache, now)
+	}
+	var moves planOut
+	jsonDoc(t, sch, testsupport.Run(t, v.Dir, env, append(args, "--dry-run")...), &moves)
+	if len(moves.Plan.LockChanges) != 1 || !strings.Contains(moves.Plan.LockChanges[0], "node ComfyUI-KJNodes: ") || !strings.HasSuffix(moves.Plan.LockChanges[0], moved+" (refs/heads/main)") {
+		t.Errorf("ref moved: the JSON plan's lock_changes %q, want the node's move to %s", moves.Plan.LockChanges, moved)
+	}
+	round("ref moved, not locked", map[string]int{"pack": 1, "reuse-cache": 4, "reuse-registry": 2})
 }
 
 // TestRealizeDoesWhatItsDryRunPlanned runs realize --dry-run, then
@@ -151,4 +174,38 @@ func TestRealizeDoesWhatItsDryRunPlanned(t *testing.T) {
 		t.Fatalf("lock: %s", r.Stderr)
 	}
 	round("one node moved", 5)
+	// The tag moves and nothing locks it: realize resolves it afresh, so
+	// its dry run must plan the new commit's checkout, writing nothing.
+	moved := s.gguf.Commit("fix 2", map[string]string{"fix.py": "x = 2"})
+	s.gguf.Git("tag", "-f", "-a", "v0.1", "-m", "v0.1")
+	cache := treeState(t, s.cache)
+	if plan := s.realize(t, target, "--dry-run"); !strings.Contains(plan.Stdout, "custom_nodes/gguf at "+moved) {
+		t.Errorf("tag moved: the dry run does not plan the new commit %s:\n%s%s", moved, plan.Stdout, plan.Stderr)
+	}
+	if now := treeState(t, s.cache); now != cache {
+		t.Errorf("tag moved: the dry run changed the cache (mirror or lock):\nbefore %s\nafter  %s", cache, now)
+	}
+	round("tag moved, not locked", 5)
+}
+
+// treeState lists every file under dir with its size and modification
+// time: two equal states mean nothing was written.
+func treeState(t *testing.T, dir string) string {
+	t.Helper()
+	var b strings.Builder
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(&b, "%s %d %d\n", path, info.Size(), info.ModTime().UnixNano())
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
 }

@@ -61,9 +61,15 @@ type partReport struct {
 type planReport struct {
 	// Resolve is set when the lock cannot be used as it is: the build
 	// would resolve these repositories first (parts are then unknown).
-	Resolve []string         `json:"resolve,omitempty"`
-	Parts   []plannedPartRep `json:"parts"`
-	Writes  []string         `json:"writes,omitempty"`
+	Resolve []string `json:"resolve,omitempty"`
+	// LockChanges are what the build's resolution moves against the lock
+	// file (online, every ref is listed afresh).
+	LockChanges []string `json:"lock_changes,omitempty"`
+	// VenvAssumes are the requirement files the plan could not read (the
+	// mirror lacks the new commit): the venv is planned as if unchanged.
+	VenvAssumes []string         `json:"venv_assumes,omitempty"`
+	Parts       []plannedPartRep `json:"parts"`
+	Writes      []string         `json:"writes,omitempty"`
 }
 
 type plannedPartRep struct {
@@ -79,7 +85,7 @@ type plannedPartRep struct {
 }
 
 func (r *report) planFrom(p *plan.BuildPlan) {
-	r.Plan = &planReport{Resolve: p.Resolve, Writes: p.Writes, Parts: []plannedPartRep{}}
+	r.Plan = &planReport{Resolve: p.Resolve, LockChanges: p.LockChanges, VenvAssumes: p.VenvAssumes, Writes: p.Writes, Parts: []plannedPartRep{}}
 	for _, pp := range p.Parts {
 		r.Plan.Parts = append(r.Plan.Parts, plannedPartRep{Part: pp.Kind, Name: pp.Name, Key: pp.Key,
 			Digest: pp.Digest, Size: pp.Size, Action: pp.Action, Fetch: pp.Fetch, Upload: pp.Upload, Write: pp.Write})

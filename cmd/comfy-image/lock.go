@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/comfy-image/comfy-image/internal/progress"
 	"github.com/comfy-image/comfy-image/realize/resolve"
 	"github.com/comfy-image/comfy-image/versions"
 )
@@ -53,7 +54,7 @@ func newLockCmd() *cobra.Command {
 				if err != nil {
 					return fmt.Errorf("--locked: %w", err)
 				}
-				fmt.Fprintf(out, "lock %s covers the spec (core %s, %d nodes, %d models)\n", file, l.Comfy.Commit, len(l.CustomNodes), len(l.Models))
+				fmt.Fprintf(out, "lock %s covers the spec (core %s, %s, %s)\n", file, l.Comfy.Commit, progress.Count(len(l.CustomNodes), "node", "nodes"), progress.Count(len(l.Models), "model", "models"))
 				return done(l)
 			}
 			if f.dryRun {
@@ -82,12 +83,17 @@ func newLockCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := resolve.WriteIfChanged(file, old, l); err != nil {
+			wrote, err := resolve.WriteChanged(file, old, l)
+			if err != nil {
 				return fmt.Errorf("write lock: %w", err)
 			}
 			printLock(out, l)
 			printChanges(out, changes)
-			fmt.Fprintf(out, "wrote %s\n", file)
+			if wrote {
+				fmt.Fprintf(out, "wrote %s\n", file)
+			} else {
+				fmt.Fprintf(out, "%s unchanged, not written\n", file)
+			}
 			return done(l)
 		},
 	}

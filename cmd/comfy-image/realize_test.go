@@ -287,7 +287,7 @@ func TestDryRunChangesNothing(t *testing.T) {
 			t.Fatalf("--dry-run created %s", p)
 		}
 	}
-	for _, want := range []string{"would clone", "python3 -m venv", "--find-links " + s.wheels, "download    hf://Comfy-Org/Wan/split/unet/wan_unet.gguf (390.6 KiB)", "diffusion_models: |", "ComfyUI/custom_nodes/gguf -> ../../custom_nodes/gguf"} {
+	for _, want := range []string{"(clone " + s.srv.RepoURL("city96/ComfyUI-GGUF") + " first)", "no lock yet, it would be written", "python3 -m venv", "--find-links " + s.wheels, "download    hf://Comfy-Org/Wan/split/unet/wan_unet.gguf (390.6 KiB)", "diffusion_models: |", "ComfyUI/custom_nodes/gguf -> ../../custom_nodes/gguf"} {
 		if !strings.Contains(res.Stdout, want) {
 			t.Errorf("plan lacks %q:\n%s", want, res.Stdout)
 		}

@@ -81,8 +81,14 @@ type Part struct {
 	History     string
 }
 
-// Label is the part as a person reads it: "node gguf".
-func (p Part) Label() string { return string(p.Kind) + " " + p.Name }
+// Label is the part as a person reads it: "node gguf"; "config" for a
+// part without a name.
+func (p Part) Label() string {
+	if p.Name == "" {
+		return string(p.Kind)
+	}
+	return string(p.Kind) + " " + p.Name
+}
 
 // PlannedPart is one layer of a build plan.
 type PlannedPart struct {
@@ -116,6 +122,13 @@ type BuildPlan struct {
 	// resolve first (Resolve lists the repositories), and Parts is empty.
 	LockProblem error
 	Resolve     []string
+	// LockChanges are what the build's resolution would move against the
+	// lock file (online: every ref is listed afresh).
+	LockChanges []string
+	// VenvAssumes are the requirement files a dry run could not read (the
+	// mirror lacks the new commit; a dry run fetches nothing): the venv
+	// is planned as if their lines did not change.
+	VenvAssumes []string
 	BaseLayers  int
 	Parts       []PlannedPart
 	// Writes are the outputs that are no registry: each gets the images,
@@ -134,6 +147,9 @@ func (p *BuildPlan) Print(w io.Writer) {
 		fmt.Fprintln(w, "  layers: core, one per custom node, venv, config (commits not known before the lock)")
 		return
 	}
+	for _, line := range p.LockChanges {
+		fmt.Fprintf(w, "  lock: %s\n", line)
+	}
 	fmt.Fprintf(w, "  base: %d layers\n", p.BaseLayers)
 	for _, pp := range p.Parts {
 		detail := ""
@@ -143,6 +159,11 @@ func (p *BuildPlan) Print(w io.Writer) {
 		fmt.Fprintf(w, "  %-14s %-6s %s%s\n", pp.Action, pp.Kind, pp.Name, detail)
 		for _, repo := range pp.Fetch {
 			fmt.Fprintf(w, "  %-14s %-6s %s from %s\n", "fetch", pp.Kind, pp.Name, repo)
+		}
+		if pp.Kind == Venv {
+			for _, a := range p.VenvAssumes {
+				fmt.Fprintf(w, "  %-14s %-6s as if the requirement lines of %s did not change; if they did, the venv is resolved and packed\n", "assume", pp.Kind, a)
+			}
 		}
 		for _, repo := range pp.Upload {
 			fmt.Fprintf(w, "  %-14s %-6s %s to %s\n", "upload", pp.Kind, pp.Name, repo)

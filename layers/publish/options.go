@@ -18,6 +18,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
 	"github.com/comfy-image/comfy-image/internal/parallel"
+	"github.com/comfy-image/comfy-image/internal/plainhttp"
 	"github.com/comfy-image/comfy-image/internal/progress"
 )
 
@@ -55,10 +56,15 @@ func makeOptions(opts ...Option) options {
 	for _, opt := range opts {
 		opt(&o)
 	}
+	// Credentials never go over plain HTTP to another machine, whatever
+	// transport is given, unless the user allows the registry.
+	o.transport = plainhttp.Guard(o.transport, plainhttp.Allowed())
 	return o
 }
 
-// WithTransport sets the HTTP transport under auth and retries.
+// WithTransport sets the HTTP transport under auth and retries (plain
+// HTTP stays refused but to localhost and the registries named in
+// plainhttp.EnvAllow).
 func WithTransport(t http.RoundTripper) Option {
 	return func(o *options) {
 		if t != nil {
@@ -147,7 +153,8 @@ func retryable(err error) bool {
 	}
 	var damaged *DamagedError
 	var bytesBad interface{ DamagedBytes() bool }
-	if errors.Is(err, syscall.ECONNREFUSED) || errors.As(err, &damaged) || (errors.As(err, &bytesBad) && bytesBad.DamagedBytes()) {
+	var plain *plainhttp.Error
+	if errors.Is(err, syscall.ECONNREFUSED) || errors.As(err, &damaged) || (errors.As(err, &bytesBad) && bytesBad.DamagedBytes()) || errors.As(err, &plain) {
 		return false
 	}
 	var dns *net.DNSError

@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/comfy-image/comfy-image/internal/parallel"
+	"github.com/comfy-image/comfy-image/internal/plainhttp"
 	"github.com/comfy-image/comfy-image/internal/progress"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -469,7 +470,10 @@ func checkBasic(ctx context.Context, repo name.Repository, tr http.RoundTripper)
 // explain adds what a user should check to the errors a probe meets.
 func explain(err error) error {
 	var terr *transport.Error
+	var plain *plainhttp.Error
 	switch {
+	case errors.As(err, &plain):
+		return fmt.Errorf("%v (every attempt: %w)", plain, err)
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return fmt.Errorf("not reachable (connection refused): %w", err)
 	case errors.Is(err, context.DeadlineExceeded):

@@ -11,6 +11,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/comfy-image/comfy-image/internal/progress"
 )
 
 // Tarball collects images and writes them, at Close, into one
@@ -62,7 +64,7 @@ func (t *Tarball) Close() error {
 	if err := os.Rename(tmp.Name(), t.file); err != nil {
 		return fmt.Errorf("tar:%s: %w", t.file, err)
 	}
-	fmt.Fprintf(t.o.log, "wrote tar:%s (%d images)\n", t.file, len(t.refs))
+	fmt.Fprintf(t.o.log, "wrote tar:%s (%s)\n", t.file, progress.Count(len(t.refs), "image", "images"))
 	t.refs = map[name.Reference]v1.Image{}
 	return nil
 }

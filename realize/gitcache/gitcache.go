@@ -22,6 +22,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
+	"github.com/go-git/go-git/v5/storage/memory"
 	"github.com/gofrs/flock"
 
 	"github.com/comfy-image/comfy-image/internal/repourl"
@@ -504,4 +505,87 @@ func (c *Cache) Peek(repo, ref, commit string) (res Resolved, ok bool, err error
 	}
 	res, err = resolveIn(r, ref, commit)
 	return res, true, err
+}
+
+// Lookup resolves what Resolve would resolve online, with one listing of
+// the remote's refs and nothing else: no object is fetched and nothing is
+// written (no mirror, no lock file), for a dry run. A ref (or, without one,
+// the remote's default branch) is looked up in the listing, an annotated
+// tag by its peeled commit. A commit is used as given when it is a full
+// hash; a short one must be in the mirror. InMirror tells whether the
+// mirror already holds the commit (else a build fetches it first).
+func (c *Cache) Lookup(ctx context.Context, repo, ref, commit string) (res Resolved, inMirror bool, err error) {
+	shown := repourl.Redact(repo)
+	if commit != "" {
+		return c.lookupCommit(repo, commit)
+	}
+	remote := git.NewRemote(memory.NewStorage(), &config.RemoteConfig{Name: "origin", URLs: []string{shown}})
+	auth, err := c.credentials(repo)
+	if err != nil {
+		return Resolved{}, false, err
+	}
+	refs, err := remote.ListContext(ctx, &git.ListOptions{Auth: auth, PeelingOption: git.AppendPeeled})
+	if err != nil {
+		return Resolved{}, false, listError(err, repo)
+	}
+	res, err = resolveListed(refs, ref)
+	if err != nil {
+		return Resolved{}, false, fmt.Errorf("repo %s: %w", shown, err)
+	}
+	if r, err := c.Open(repo); err == nil {
+		if h, err := peel(r, plumbing.NewHash(res.Commit)); err == nil {
+			return Resolved{Commit: h.String(), Ref: res.Ref}, true, nil
+		}
+	}
+	return res, false, nil
+}
+
+// lookupCommit is a commit the spec pins, as Resolve would use it.
+func (c *Cache) lookupCommit(repo, commit string) (Resolved, bool, error) {
+	if res, ok, err := c.Peek(repo, "", commit); ok && err == nil {
+		return res, true, nil
+	}
+	if len(commit) == 40 && hexCommit.MatchString(commit) {
+		return Resolved{Commit: commit}, false, nil
+	}
+	return Resolved{}, false, fmt.Errorf("repo %s: commit %s: not in the mirror, and a short commit cannot be looked up without fetching", repourl.Redact(repo), commit)
+}
+
+// resolveListed finds ref (or the default branch) in a listing of the
+// remote's refs, in git rev-parse order as resolveIn does; an annotated
+// tag resolves to its peeled commit ("<tag>^{}").
+func resolveListed(refs []*plumbing.Reference, ref string) (Resolved, error) {
+	byName := map[plumbing.ReferenceName]*plumbing.Reference{}
+	for _, r := range refs {
+		byName[r.Name()] = r
+	}
+	if ref == "" {
+		head, ok := byName[plumbing.HEAD]
+		switch {
+		case !ok:
+			return Resolved{}, errors.New("default branch (HEAD): the remote does not list it")
+		case head.Type() == plumbing.HashReference:
+			return Resolved{Commit: head.Hash().String(), Ref: "HEAD"}, nil
+		}
+		ref = head.Target().String()
+	}
+	for _, name := range []plumbing.ReferenceName{
+		plumbing.ReferenceName(ref),
+		plumbing.ReferenceName("refs/" + ref),
+		plumbing.NewTagReferenceName(ref),
+		plumbing.NewBranchReferenceName(ref),
+	} {
+		got, ok := byName[name]
+		if !strings.HasPrefix(name.String(), "refs/") || !ok || got.Type() != plumbing.HashReference {
+			continue
+		}
+		if peeled, ok := byName[name+"^{}"]; ok {
+			got = peeled
+		}
+		return Resolved{Commit: got.Hash().String(), Ref: name.String()}, nil
+	}
+	if hexCommit.MatchString(ref) {
+		return Resolved{}, fmt.Errorf("ref %s: not a branch or tag; a commit named in \"ref\" is looked up in the mirror by a fetch, which a dry run does not do", ref)
+	}
+	return Resolved{}, fmt.Errorf("ref %s: no such branch or tag", ref)
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/comfy-image/comfy-image/internal/fileutil"
+	"github.com/comfy-image/comfy-image/internal/progress"
 	"github.com/comfy-image/comfy-image/versions"
 )
 
@@ -37,8 +38,8 @@ func CheckWheelsDir(dir string, locked []versions.LockedPackage) error {
 		}
 	}
 	if len(bad) > 0 {
-		return fmt.Errorf("--wheels-dir: %d wheels differ from the lock (a rebuilt or replaced wheel; restore it, or run `comfy-image lock --update python` to resolve the set again): %s",
-			len(bad), strings.Join(bad, "; "))
+		return fmt.Errorf("--wheels-dir: %s from the lock (a rebuilt or replaced wheel; restore it, or run `comfy-image lock --update python` to resolve the set again): %s",
+			progress.Count(len(bad), "wheel differs", "wheels differ"), strings.Join(bad, "; "))
 	}
 	return nil
 }

@@ -62,12 +62,18 @@ func ReadCovering(spec *versions.Spec, file string, skipModels bool) (*versions.
 // content, so an unchanged rerun writes nothing and a committed lock stays
 // untouched.
 func WriteIfChanged(file string, old, l *versions.Lock) error {
+	_, err := WriteChanged(file, old, l)
+	return err
+}
+
+// WriteChanged is WriteIfChanged telling whether it wrote the file.
+func WriteChanged(file string, old, l *versions.Lock) (wrote bool, err error) {
 	if old != nil {
 		a, _ := json.Marshal(old)
 		b, _ := json.Marshal(l)
 		if bytes.Equal(a, b) {
-			return nil
+			return false, nil
 		}
 	}
-	return versions.WriteLock(file, l)
+	return true, versions.WriteLock(file, l)
 }

@@ -23,6 +23,7 @@ type options struct {
 	lookupEnv  func(string) (string, bool)
 	skipModels bool
 	lockName   string
+	readOnly   bool
 }
 
 func defaults() options {
@@ -103,6 +104,15 @@ func WithLookupEnv(lookup func(string) (string, bool)) Option {
 		}
 	}
 }
+
+// WithReadOnly resolves as an online resolution would, for a dry run,
+// from one ref listing per repository (in parallel) and nothing else: no
+// object is fetched and nothing is written (no mirror, no registry zip, no
+// lock). A commit the mirror lacks is locked all the same (the build
+// fetches it); its submodules are those old recorded for the same commit,
+// and a registry node old does not pin is locked without a commit (its zip
+// is not fetched).
+func WithReadOnly(readOnly bool) Option { return func(o *options) { o.readOnly = readOnly } }
 
 // WithoutModels leaves the models' pins as they are, and lets a locked
 // resolution accept a lock that pins no model.

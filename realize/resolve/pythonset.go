@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/comfy-image/comfy-image/internal/childproc"
+	"github.com/comfy-image/comfy-image/internal/progress"
 	"github.com/comfy-image/comfy-image/realize/pyenv"
 	"github.com/comfy-image/comfy-image/versions"
 )
@@ -146,7 +147,7 @@ func CheckRecordsCoverage(pkgs []versions.LockedPackage, recs []versions.LockedR
 		return nil
 	}
 	sort.Strings(missing)
-	return fmt.Errorf("the locked Python set (%d packages) does not cover: %s", len(pkgs), strings.Join(missing, "; "))
+	return fmt.Errorf("the locked Python set (%s) does not cover: %s", progress.Count(len(pkgs), "package", "packages"), strings.Join(missing, "; "))
 }
 
 // HostTarget names the host Python a venv is made with: its version and

@@ -125,6 +125,11 @@ func (o options) resolveRepos(ctx context.Context, s *versions.Spec, old *versio
 			registry[i], locked[i] = was, was.LockedRepo
 			return nil
 		}
+		if o.readOnly && !o.offline {
+			ln, err := o.lookUp(ctx, cache, w, old)
+			registry[i], locked[i] = ln, ln.LockedRepo
+			return err
+		}
 		if w.node != nil {
 			ln, err := o.resolveRegistryNode(ctx, *w.node)
 			registry[i], locked[i] = ln, ln.LockedRepo
@@ -168,6 +173,47 @@ func (o options) resolveRepos(ctx context.Context, s *versions.Spec, old *versio
 		l.CustomNodes = append(l.CustomNodes, ln)
 	}
 	return l, nil
+}
+
+// lookUp is the entry of w as an online resolution would lock it, from one
+// ref listing and nothing else (WithReadOnly).
+func (o options) lookUp(ctx context.Context, cache *gitcache.Cache, w repoWant, old *versions.Lock) (versions.LockedNode, error) {
+	if w.node != nil {
+		v, err := registryInstall(ctx, checkout.RegistryBase(), w.node.Registry, w.node.Version)
+		if err != nil {
+			return versions.LockedNode{}, fmt.Errorf("%s: registry node %s: %w", w.label, w.node.Registry, err)
+		}
+		ln := versions.LockedNode{Name: w.node.Name, Registry: w.node.Registry, Version: v.Version}
+		ln.Repo = "https://registry.comfy.org/nodes/" + w.node.Registry
+		ln.Ref, ln.ResolvedRef = w.node.Version, "registry "+w.node.Registry+"@"+v.Version
+		return ln, nil
+	}
+	res, _, err := cache.Lookup(ctx, w.repo.Repo, w.repo.Ref, w.repo.Commit)
+	if err != nil {
+		return versions.LockedNode{}, fmt.Errorf("%s: %w", w.label, err)
+	}
+	lr := versions.LockedRepo{Repo: repourl.Redact(w.repo.Repo), Ref: w.repo.Ref, ResolvedRef: res.Ref, Commit: res.Commit}
+	if was, ok := lockedRepoOf(old, w); ok && was.Commit == res.Commit {
+		lr.Submodules = was.Submodules
+	}
+	return versions.LockedNode{LockedRepo: lr}, nil
+}
+
+// lockedRepoOf is old's entry for w's repository (the core, or the node of
+// the same name and repository).
+func lockedRepoOf(old *versions.Lock, w repoWant) (versions.LockedRepo, bool) {
+	if old == nil {
+		return versions.LockedRepo{}, false
+	}
+	if w.spec.Name == "" {
+		return old.Comfy, old.Comfy.Repo == repourl.Redact(w.repo.Repo)
+	}
+	for _, n := range old.CustomNodes {
+		if n.Name == w.spec.Name && n.Repo == repourl.Redact(w.repo.Repo) {
+			return n.LockedRepo, true
+		}
+	}
+	return versions.LockedRepo{}, false
 }
 
 // Plan describes what Resolve would do with the repositories of s, from

@@ -211,3 +211,43 @@ func TestLFSPointersAreWarnedAbout(t *testing.T) {
 		t.Errorf("warning does not name the pointer file (only):\n%s", log.String())
 	}
 }
+
+// WithReadOnly locks what an online resolution locks, moved refs included,
+// from one ref listing per repository: no object is fetched and no mirror
+// changes, so a dry run plans with the commits the build then uses.
+func TestReadOnlySeesMovedRefsAndWritesNothing(t *testing.T) {
+	p := newProject(t)
+	old, _ := p.resolve(t, nil)
+	dev := p.dev.Commit("dev 2", map[string]string{"__init__.py": "dev 2\n"})
+	mirror := p.cacheDir + "/git/" + strings.ReplaceAll(strings.TrimPrefix(p.srv.URL, "http://"), ":", "_") + "/org/dev.git"
+	before := testsupport.Git(t, mirror, "rev-parse", "refs/heads/dev")
+	served := len(p.srv.RequestLog())
+
+	dry, changes := p.resolve(t, old, resolve.WithReadOnly(true))
+	want := []string{fmt.Sprintf("node dev: %s -> %s (refs/heads/dev)", old.CustomNodes[0].Commit, dev)}
+	if fmt.Sprint(changes.Lines) != fmt.Sprint(want) {
+		t.Errorf("read-only changes %q, want %q", changes.Lines, want)
+	}
+	reqs := p.srv.RequestLog()[served:]
+	if len(reqs) != 3 { // core, dev, tagged; "at" pins a commit
+		t.Errorf("read-only resolution made %d requests, want one ref listing for each of 3 repositories: %q", len(reqs), reqs)
+	}
+	for _, r := range reqs {
+		if !strings.Contains(r, "/info/refs") {
+			t.Errorf("read-only resolution asked more than a ref listing: %s", r)
+		}
+	}
+	if now := testsupport.Git(t, mirror, "rev-parse", "refs/heads/dev"); now != before {
+		t.Errorf("the mirror's dev moved from %s to %s", before, now)
+	}
+
+	real, _ := p.resolve(t, old)
+	for i, n := range real.CustomNodes {
+		if dry.CustomNodes[i].Commit != n.Commit || dry.CustomNodes[i].ResolvedRef != n.ResolvedRef {
+			t.Errorf("node %s: read-only locked %s (%s), the resolution %s (%s)", n.Name, dry.CustomNodes[i].Commit, dry.CustomNodes[i].ResolvedRef, n.Commit, n.ResolvedRef)
+		}
+	}
+	if dry.Comfy.Commit != real.Comfy.Commit {
+		t.Errorf("core: read-only %s, resolution %s", dry.Comfy.Commit, real.Comfy.Commit)
+	}
+}
