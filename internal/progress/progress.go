@@ -70,9 +70,25 @@ func (b *bars) area() *mpb.Progress {
 	return b.p
 }
 
+// maxBarName bounds a bar's name: the names share one column (their
+// widest sets it), and a terminal cuts what does not fit at the end of
+// the line, the counters and the bar, not the name.
+const maxBarName = 48
+
+// barName is name shortened to maxBarName runes in its middle, so its
+// start (what it is) and its end (a digest) stay readable.
+func barName(name string) string {
+	r := []rune(name)
+	if len(r) <= maxBarName {
+		return name
+	}
+	tail := 16
+	return string(r[:maxBarName-tail-1]) + "…" + string(r[len(r)-tail:])
+}
+
 func (b *bars) Start(name string, total int64) Tracker {
 	bar := b.area().AddBar(total,
-		mpb.PrependDecorators(decor.Name(name, decor.WCSyncSpaceR), decor.Counters(decor.SizeB1024(0), "% .1f / % .1f")),
+		mpb.PrependDecorators(decor.Name(barName(name), decor.WCSyncSpaceR), decor.Counters(decor.SizeB1024(0), "% .1f / % .1f")),
 		mpb.AppendDecorators(decor.EwmaSpeed(decor.SizeB1024(0), "% .1f", 30), decor.Name(" "), decor.EwmaETA(decor.ET_STYLE_GO, 30)),
 	)
 	return &barTracker{bar: bar, last: time.Now()}

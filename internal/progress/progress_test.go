@@ -42,3 +42,17 @@ func TestSize(t *testing.T) {
 		}
 	}
 }
+
+func TestBarNamesStayShortAndKeepBothEnds(t *testing.T) {
+	long := "upload config extra_model_paths.yaml, comfy.env, entrypoint.sh, worker.py, comfy-image.json 5b328fb09330"
+	got := barName(long)
+	if n := len([]rune(got)); n != maxBarName {
+		t.Fatalf("%q is %d runes, want %d", got, n, maxBarName)
+	}
+	if !strings.HasPrefix(got, "upload config") || !strings.HasSuffix(got, "5b328fb09330") {
+		t.Fatalf("%q lost its start or its digest", got)
+	}
+	if short := "upload core ComfyUI 95be42860f24"; barName(short) != short {
+		t.Fatalf("a short name changed: %q", barName(short))
+	}
+}
