@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/go-git/go-git/v5/plumbing"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -142,18 +143,11 @@ func (b *builder) commitSource(ctx context.Context, git *gitcache.Cache, owner, 
 // oldCommit is the commit the lock file held for owner ("ComfyUI" or
 // "node NAME"), "" when none.
 func (d dryState) oldCommit(owner string) string {
-	if d.old == nil {
-		return ""
+	name, isNode := strings.CutPrefix(owner, "node ")
+	if !isNode {
+		name = "" // the core
 	}
-	if owner == "ComfyUI" {
-		return d.old.Comfy.Commit
-	}
-	for _, n := range d.old.CustomNodes {
-		if "node "+n.Name == owner {
-			return n.Commit
-		}
-	}
-	return ""
+	return d.old.CommitOf(name)
 }
 
 // planned is the plan entry of a dry run's part: its decision, and the

@@ -878,18 +878,11 @@ type planOld struct{ l *versions.Lock }
 // commitOf is the commit the old lock held for the part at key
 // ("ComfyUI", "custom_nodes/NAME"), "" when none.
 func (o planOld) commitOf(key string) string {
-	if o.l == nil {
-		return ""
+	name, isNode := strings.CutPrefix(key, "custom_nodes/")
+	if !isNode {
+		name = "" // the core
 	}
-	if key == "ComfyUI" {
-		return o.l.Comfy.Commit
-	}
-	for _, n := range o.l.CustomNodes {
-		if "custom_nodes/"+n.Name == key {
-			return n.Commit
-		}
-	}
-	return ""
+	return o.l.CommitOf(name)
 }
 
 func (r *realizer) loadStateReadOnly() {

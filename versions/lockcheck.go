@@ -132,6 +132,19 @@ func orDefault(ref string) string {
 	return ref
 }
 
+// CommitOf is the commit l holds for the custom node name, or for the
+// core when name is ""; "" when l is nil or holds no such node.
+func (l *Lock) CommitOf(name string) string {
+	if l == nil {
+		return ""
+	}
+	if name == "" {
+		return l.Comfy.Commit
+	}
+	n, _ := l.node(name)
+	return n.Commit
+}
+
 func (l *Lock) node(name string) (LockedNode, bool) {
 	for _, n := range l.CustomNodes {
 		if n.Name == name {
