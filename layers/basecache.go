@@ -1,6 +1,7 @@
 package layers
 
 import (
+	"bufio"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -17,6 +18,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/klauspost/compress/gzip"
 )
 
 // BaseBlobsDir is where a cache keeps the compressed layers of registry
@@ -142,13 +144,45 @@ func (l *cachedLayer) Compressed() (io.ReadCloser, error) {
 }
 
 // Uncompressed decompresses the cached bytes (gzip or zstd, as the
-// layer's bytes say), caching nothing more.
+// layer's bytes say), caching nothing more. gzip, by far the most common
+// and the one a build reads a whole base through for its facts, goes
+// through klauspost's decoder: it takes about half the CPU of the
+// standard library's (go-containerregistry's), which on a 2-core runner
+// is time the uploads beside it get back.
 func (l *cachedLayer) Uncompressed() (io.ReadCloser, error) {
+	rc, err := l.Compressed()
+	if err != nil {
+		return nil, err
+	}
+	br := bufio.NewReaderSize(rc, 1<<16)
+	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			rc.Close()
+			return nil, fmt.Errorf("base layer: %w", err)
+		}
+		return &gunzipReader{Reader: zr, compressed: rc}, nil
+	}
+	rc.Close()
 	ul, err := partial.CompressedToLayer(compressedOnly{l})
 	if err != nil {
 		return nil, err
 	}
 	return ul.Uncompressed()
+}
+
+// gunzipReader is the decompressed stream of a cache file. The gzip
+// reader (multistream) reads its source to the end before it gives EOF,
+// so the trailer's CRC and size and the file's digest (verifyingReader)
+// are both checked by then.
+type gunzipReader struct {
+	*gzip.Reader
+	compressed io.ReadCloser
+}
+
+func (r *gunzipReader) Close() error {
+	r.Reader.Close()
+	return r.compressed.Close()
 }
 
 // compressedOnly hides Uncompressed, so partial derives it from
