@@ -10,6 +10,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -163,6 +164,8 @@ type builder struct {
 	baseFacts map[string]baseFacts
 	// pythonSets are the Python sets those images record, by target.
 	pythonSets map[string]pythonSet
+	// learnt is the background reading of the outputs and the base.
+	learnt *learning
 }
 
 func (o *BuildOptions) defaults() {
@@ -199,11 +202,17 @@ func Build(ctx context.Context, spec *versions.Spec, opts BuildOptions) (*Result
 	if err != nil {
 		return nil, err
 	}
+	// What the outputs hold and the base's facts do not depend on the
+	// lock: they are read while it is resolved (in a first build the base
+	// read is the longest step before the venv).
+	stopLearning := b.startLearning(ctx)
 	if b.lock, _, err = resolve.InFile(ctx, spec, b.opts.LockPath(spec.VersionID), append(b.opts.ResolveOptions(), resolve.WithLocked(b.opts.Locked), resolve.WithoutModels(b.opts.Models == plan.Skip), resolve.WithLookupEnv(b.opts.LookupEnv))...); err != nil {
+		stopLearning(err)
 		return nil, err
 	}
 	parts, modelParts, err := b.parts(ctx)
 	if err != nil {
+		stopLearning(err)
 		return nil, err
 	}
 	opts = b.opts
@@ -257,7 +266,8 @@ func newBuilder(spec *versions.Spec, opts BuildOptions) (*builder, error) {
 // model parts. A build packs what must be packed; a dry run (b.dryRun)
 // takes the same decisions and packs, fetches and downloads nothing.
 func (b *builder) parts(ctx context.Context) (app, models []plan.Part, err error) {
-	if err := b.registryCache(ctx); err != nil {
+	b.startLearning(ctx)
+	if err := b.learnt.outputs.wait(ctx); err != nil {
 		return nil, nil, err
 	}
 	if b.opts.Models == plan.Separate && !b.dryRun {
@@ -266,7 +276,7 @@ func (b *builder) parts(ctx context.Context) (app, models []plan.Part, err error
 		}
 		return b.partsSideBySide(ctx)
 	}
-	if err := b.readBase(ctx); err != nil {
+	if err := b.learnt.facts.wait(ctx); err != nil {
 		return nil, nil, err
 	}
 	if app, err = b.appParts(ctx); err != nil {
@@ -300,18 +310,20 @@ func (b *builder) keyOf(parts ...string) string {
 }
 
 // appParts builds (or reuses) the core, node, venv and config layers.
+// The core and the nodes need only the base's layer count: they are made
+// while the base's facts, which the venv needs, may still be read.
 func (b *builder) appParts(ctx context.Context) ([]plan.Part, error) {
+	if err := b.learnt.base.wait(ctx); err != nil {
+		return nil, err
+	}
 	git := checkout.NewGitCache(b.opts.CacheDir, b.opts.Offline, b.opts.Log)
-	core, err := b.repoPart(ctx, git, plan.Core, "ComfyUI", b.spec.Comfy.Repo, b.lock.Comfy, versions.Node{})
+	parts, err := b.repoParts(ctx, git)
 	if err != nil {
 		return nil, err
 	}
-	parts := []plan.Part{core}
-	nodes, err := b.nodeParts(ctx, git)
-	if err != nil {
+	if err := b.learnt.facts.wait(ctx); err != nil {
 		return nil, err
 	}
-	parts = append(parts, nodes...)
 	venv, err := b.venvPart(ctx, git)
 	if err != nil {
 		return nil, err
@@ -435,6 +447,27 @@ func nodeLink(name string) materialize.Entry {
 
 // nodeParts makes one layer per node, or, when the layer budget is short,
 // groups nodes by a hash of their name so unchanged groups keep digests.
+// repoParts makes the core's part and the nodes' side by side. Each part
+// is given ctx, not the group's context: a lazy layer keeps the context it
+// was made with, to pack later, and the group's ends when it returns.
+func (b *builder) repoParts(ctx context.Context, git *gitcache.Cache) ([]plan.Part, error) {
+	var core plan.Part
+	var nodes []plan.Part
+	var g errgroup.Group
+	g.Go(func() (err error) {
+		core, err = b.repoPart(ctx, git, plan.Core, "ComfyUI", b.spec.Comfy.Repo, b.lock.Comfy, versions.Node{})
+		return err
+	})
+	g.Go(func() (err error) {
+		nodes, err = b.nodeParts(ctx, git)
+		return err
+	})
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	return append([]plan.Part{core}, nodes...), nil
+}
+
 func (b *builder) nodeParts(ctx context.Context, git *gitcache.Cache) ([]plan.Part, error) {
 	baseLayers, err := b.base.Layers()
 	if err != nil {
@@ -447,15 +480,13 @@ func (b *builder) nodeParts(ctx context.Context, git *gitcache.Cache) ([]plan.Pa
 	slots := b.opts.MaxLayers - len(baseLayers) - 3 - modelLayers // core, venv, config
 	nodes := b.lock.CustomNodes
 	if len(nodes) <= slots {
-		var parts []plan.Part
-		for i, n := range nodes {
-			p, err := b.repoPart(ctx, git, plan.Node, n.Name, checkout.NodeRepo(b.spec.CustomNodes[i], n), n.LockedRepo, b.spec.CustomNodes[i])
-			if err != nil {
-				return nil, err
-			}
-			parts = append(parts, p)
-		}
-		return parts, nil
+		parts := make([]plan.Part, len(nodes))
+		err := parallel.Do(ctx, len(nodes), parallel.AppPacks, func(_ context.Context, i int) (err error) {
+			n := nodes[i]
+			parts[i], err = b.repoPart(ctx, git, plan.Node, n.Name, checkout.NodeRepo(b.spec.CustomNodes[i], n), n.LockedRepo, b.spec.CustomNodes[i])
+			return err
+		})
+		return parts, err
 	}
 	if slots < 1 {
 		return nil, fmt.Errorf("layer budget: the base has %d layers; with --max-layers %d there is no room for the custom nodes", len(baseLayers), b.opts.MaxLayers)
@@ -468,18 +499,17 @@ func (b *builder) nodeParts(ctx context.Context, git *gitcache.Cache) ([]plan.Pa
 		g := int(h.Sum32() % uint32(slots))
 		groups[g] = append(groups[g], i)
 	}
-	var parts []plan.Part
-	for g, members := range groups {
-		if len(members) == 0 {
-			continue
+	parts := make([]plan.Part, len(groups))
+	err = parallel.Do(ctx, len(groups), parallel.AppPacks, func(_ context.Context, g int) (err error) {
+		if len(groups[g]) > 0 {
+			parts[g], err = b.groupPart(ctx, git, g, groups[g])
 		}
-		p, err := b.groupPart(ctx, git, g, members)
-		if err != nil {
-			return nil, err
-		}
-		parts = append(parts, p)
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
-	return parts, nil
+	return slices.DeleteFunc(parts, func(p plan.Part) bool { return p.Kind == "" }), nil
 }
 
 func (b *builder) groupPart(ctx context.Context, git *gitcache.Cache, g int, members []int) (plan.Part, error) {
@@ -857,8 +887,8 @@ func (b *builder) modelParts(ctx context.Context, slots int) ([]plan.Part, error
 	return parts, nil
 }
 
-// readBase reads the base image and its facts.
-func (b *builder) readBase(ctx context.Context) error {
+// openBase reads the base image's manifest and config.
+func (b *builder) openBase(ctx context.Context) error {
 	baseLoc, err := ParseLocation(b.opts.Base)
 	if err != nil {
 		return fmt.Errorf("--base: %w", err)
@@ -869,11 +899,82 @@ func (b *builder) readBase(ctx context.Context) error {
 	if baseLoc.Kind == Registry && b.opts.CacheDir != "" && !b.dryRun { // a dry run writes nothing
 		b.base = withBlobCache(b.base, BaseBlobsDir(b.opts.CacheDir))
 	}
+	return nil
+}
+
+// readBaseFacts learns the base's facts (readBaseInfo).
+func (b *builder) readBaseFacts() (err error) {
 	if b.info, err = b.readBaseInfo(); err != nil {
 		return fmt.Errorf("--base %s: %w", b.opts.Base, err)
 	}
 	b.logf("base %s: python %s (%s), glibc %s, %s", b.opts.Base, b.info.Version, b.info.Python, b.info.Glibc, b.info.Arch)
 	return nil
+}
+
+// learning is the reading, in the background, of what the outputs hold
+// (registryCache), then of the base image (its manifest and config), then
+// of the base's facts: none needs the lock, so Build starts it before
+// resolving, and each part waits only for the step it needs (the core
+// and the nodes for the base's layer count, the models image for its
+// platform, the venv for its Python).
+type learning struct {
+	outputs, base, facts step
+}
+
+// step is one background step: done is closed once err is set.
+type step struct {
+	done chan struct{}
+	err  error
+}
+
+// wait is the step's error once it is done, or the context's cause if
+// that ends first.
+func (s *step) wait(ctx context.Context) error {
+	select {
+	case <-s.done:
+		return s.err
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+}
+
+// startLearning starts the learning once (a dry run's parts start it
+// there) and returns the stop a failed build calls: it ends the
+// learning's context and waits for it, so nothing is left running
+// behind the error. A build that goes on keeps the context alive: the
+// base's lazy layers are read with it later.
+func (b *builder) startLearning(ctx context.Context) (stop func(error)) {
+	if b.learnt != nil {
+		return func(error) {}
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	l := &learning{}
+	steps := []struct {
+		*step
+		run func() error
+	}{
+		{&l.outputs, func() error { return b.registryCache(ctx) }},
+		{&l.base, func() error { return b.openBase(ctx) }},
+		{&l.facts, b.readBaseFacts},
+	}
+	for _, s := range steps {
+		s.done = make(chan struct{})
+	}
+	b.learnt = l
+	go func() {
+		var err error
+		for _, s := range steps {
+			if err == nil {
+				err = s.run()
+			}
+			s.err = err // a step after a failed one fails with it
+			close(s.done)
+		}
+	}()
+	return func(err error) {
+		cancel(err)
+		<-l.facts.done
+	}
 }
 
 // partsSideBySide makes the parts of a build with a separate models image:
@@ -888,7 +989,6 @@ func (b *builder) partsSideBySide(ctx context.Context) (app, models []plan.Part,
 	// layers made on both sides keep theirs to pack later, when a writer
 	// asks for their bytes. sides ends only when one side fails.
 	sides, fail := context.WithCancelCause(ctx)
-	baseRead := make(chan struct{})
 	var g errgroup.Group
 	g.Go(func() error {
 		parts, err := b.modelParts(sides, b.opts.MaxLayers)
@@ -896,19 +996,13 @@ func (b *builder) partsSideBySide(ctx context.Context) (app, models []plan.Part,
 			models = parts
 			return failSides(fail, err)
 		}
-		select {
-		case <-baseRead:
-		case <-sides.Done():
-			return context.Cause(sides)
+		if err := b.learnt.base.wait(sides); err != nil {
+			return failSides(fail, err)
 		}
 		models = parts
 		return failSides(fail, b.finishModelsImage(parts))
 	})
 	g.Go(func() error {
-		if err := b.readBase(sides); err != nil {
-			return failSides(fail, err)
-		}
-		close(baseRead)
 		var err error
 		app, err = b.appParts(sides)
 		return failSides(fail, err)

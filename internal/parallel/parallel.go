@@ -24,6 +24,10 @@ const (
 	Uploads = 4
 	// Packs bounds model layers digested at once (each reads whole files).
 	Packs = 2
+	// AppPacks bounds app layers (core, nodes) packed at once: small
+	// trees read from git mirrors, each ending in a cache write, so a few
+	// at once keep the cores busy while others wait on the disk.
+	AppPacks = 4
 )
 
 // CPUs is the default for CPU-bound work (compression, hashing).
