@@ -641,14 +641,10 @@ func (l *ModelLayer) MediaType() (types.MediaType, error) { return types.OCIUnco
 func (l *ModelLayer) Compressed() (io.ReadCloser, error)  { return l.Uncompressed() }
 
 // Uncompressed streams headers, files and padding without buffering a file;
-// files are opened one at a time as the stream reaches them.
+// files are opened one at a time as the stream reaches them. The stream
+// hashes its bytes and fails at its end when they are not the digest's.
 func (l *ModelLayer) Uncompressed() (io.ReadCloser, error) {
-	var readers []io.Reader
-	for _, p := range l.pieces {
-		readers = append(readers, bytes.NewReader(p.header), &lazyFile{file: p.file, stamp: p.stamp}, io.LimitReader(zeros{}, p.pad))
-	}
-	readers = append(readers, io.LimitReader(zeros{}, tarTrailer))
-	lr := &layerReader{Reader: io.MultiReader(readers...), readers: readers}
+	lr, _ := l.CompressedUnchecked()
 	return &verifiedReader{ReadCloser: lr, h: sha256.New(), want: l.digest, bad: func(got v1.Hash) error {
 		if l.cacheDir != "" {
 			os.Remove(modelLayerMeta(l.cacheDir, l.key))
@@ -656,6 +652,23 @@ func (l *ModelLayer) Uncompressed() (io.ReadCloser, error) {
 		return fmt.Errorf("model layer %s (%s): its files changed while in use (the bytes hash to %s); run again",
 			l.digest, l.names(), got)
 	}}, nil
+}
+
+// CompressedUnchecked is the layer's stream without the hash over every
+// byte (publish.UncheckedStreamer), for a destination that hashes what it
+// receives itself: a registry refuses an upload that is not its digest's
+// (DIGEST_INVALID), an OCI layout's writer renames no such file. For a
+// models image that is a whole SHA-256 pass over every model byte less.
+// Each file is still checked against the size and mtime its digest was
+// taken with, when it is opened and when it ends (ChangedError): the check
+// by which a later build reuses a model layer's digest at all.
+func (l *ModelLayer) CompressedUnchecked() (io.ReadCloser, error) {
+	var readers []io.Reader
+	for _, p := range l.pieces {
+		readers = append(readers, bytes.NewReader(p.header), &lazyFile{file: p.file, stamp: p.stamp}, io.LimitReader(zeros{}, p.pad))
+	}
+	readers = append(readers, io.LimitReader(zeros{}, tarTrailer))
+	return &layerReader{Reader: io.MultiReader(readers...), readers: readers}, nil
 }
 
 func (l *ModelLayer) names() string {
@@ -667,7 +680,8 @@ func (l *ModelLayer) names() string {
 }
 
 // lazyFile opens its file on first read, checking it still has the
-// stamp its layer's digest was taken with, and closes it at EOF.
+// stamp its layer's digest was taken with, and checks it again at EOF
+// (a write while it was read moves the mtime), then closes it.
 type lazyFile struct {
 	file  ModelFile
 	stamp models.Stamp
@@ -692,6 +706,9 @@ func (z *lazyFile) Read(p []byte) (int, error) {
 	}
 	n, err := z.f.Read(p)
 	if err == io.EOF {
+		if serr := checkStamp(z.f, z.file, z.stamp); serr != nil {
+			err = serr
+		}
 		z.f.Close()
 		z.f, z.done = nil, true
 	}

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -90,5 +91,59 @@ func TestInPlaceModelFileDigestAndChange(t *testing.T) {
 	}
 	if _, err := materialize.NewModelGroupLayer(dir, []materialize.ModelFile{mf}, modTime); err == nil {
 		t.Fatal("a layer was made of a file whose bytes are not the pinned ones")
+	}
+}
+
+// The unchecked stream of a model layer (for destinations that hash what
+// they receive) gives the layer's bytes, and still fails, naming the file,
+// when the file is written while it is read: the stamp is checked again
+// at the file's end.
+func TestUncheckedModelStreamSeesAWriteDuringTheRead(t *testing.T) {
+	dir := testsupport.TempDir(t)
+	file := filepath.Join(dir, "mine.safetensors")
+	content := make([]byte, 4<<20)
+	rand.Read(content)
+	if err := os.WriteFile(file, content, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(content)
+	mf := materialize.ModelFile{File: file, Path: "checkpoints/mine.safetensors", SHA256: hex.EncodeToString(sum[:]), InPlace: true}
+	l, err := materialize.NewModelGroupLayer(dir, []materialize.ModelFile{mf}, time.Unix(0, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := l.CompressedUnchecked()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := l.Digest(); d.Hex != fmt.Sprintf("%x", sha256.Sum256(stream)) {
+		t.Fatalf("the unchecked stream is not the layer's bytes (digest %s)", d)
+	}
+
+	rc, err = l.CompressedUnchecked()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	if _, err := io.CopyN(io.Discard, rc, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(file, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, _ := f.Stat()
+	f.WriteAt([]byte{content[3<<20] ^ 0xff}, 3<<20) // ahead of the reader: the stream would carry it
+	f.Close()
+	os.Chtimes(file, fi.ModTime(), fi.ModTime())
+	_, err = io.Copy(io.Discard, rc)
+	var changed *materialize.ChangedError
+	if !errors.As(err, &changed) || changed.File != file {
+		t.Fatalf("a file written while its layer streamed: %v; want a ChangedError naming %s", err, file)
 	}
 }

@@ -149,7 +149,11 @@ func (l *Layout) writeLayer(layer v1.Layer) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	rc, err := layer.Compressed()
+	open := layer.Compressed
+	if us, ok := layer.(UncheckedStreamer); ok {
+		open = us.CompressedUnchecked // WriteChecked hashes the bytes
+	}
+	rc, err := open()
 	if err != nil {
 		return fmt.Errorf("layer %s: %w", d, err)
 	}

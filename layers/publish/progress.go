@@ -20,8 +20,15 @@ type trackedLayer struct {
 	tracker progress.Tracker
 }
 
+// Compressed is the stream of a blob uploaded to a registry: unchecked
+// when the layer offers one (the registry hashes the bytes it receives),
+// else hashed on the way unless the layer's stream checks itself.
 func (l *trackedLayer) Compressed() (io.ReadCloser, error) {
-	rc, err := l.Layer.Compressed()
+	open := l.Layer.Compressed
+	if us, ok := l.Layer.(UncheckedStreamer); ok {
+		open = us.CompressedUnchecked
+	}
+	rc, err := open()
 	if err != nil {
 		return nil, err
 	}
@@ -32,7 +39,8 @@ func (l *trackedLayer) Compressed() (io.ReadCloser, error) {
 		l.tracker = l.reporter.Start("upload "+l.label, size)
 	}
 	l.tracker.SetCurrent(0) // a retry starts over
-	if sv, ok := l.Layer.(SelfVerifying); ok && sv.VerifiesStream() {
+	_, unchecked := l.Layer.(UncheckedStreamer)
+	if sv, ok := l.Layer.(SelfVerifying); unchecked || (ok && sv.VerifiesStream()) {
 		return trackedReader{rc, l.tracker}, nil
 	}
 	d, err := l.Layer.Digest()

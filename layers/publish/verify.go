@@ -31,6 +31,18 @@ type SelfVerifying interface {
 	VerifiesStream() bool
 }
 
+// UncheckedStreamer is a layer that can also stream its bytes without
+// hashing them, for a destination that hashes them itself: a registry
+// refuses an upload whose bytes are not its digest's (DIGEST_INVALID,
+// which a LayerError reports as damage), and an OCI layout's writer
+// (fileutil.WriteChecked) renames no blob file whose bytes are not its
+// name's. The model layers of layers/materialize are such layers: for a
+// models image that is a whole SHA-256 pass over every model byte saved.
+// A tarball, which checks nothing, reads the layer's checked stream.
+type UncheckedStreamer interface {
+	CompressedUnchecked() (io.ReadCloser, error)
+}
+
 // verifyingReader hashes a blob as it is uploaded and fails the upload at
 // its end when the bytes are not the digest's, before the registry is
 // asked to commit them.
