@@ -149,6 +149,13 @@ func scanRootfs(img v1.Image, info *BaseInfo, wheelDir string) error {
 	for {
 		hdr, err := tr.Next()
 		if errors.Is(err, io.EOF) {
+			// mutate.Extract ends its tar cleanly before it reports an
+			// error met between two files (a layer that cannot be
+			// opened): the rest of the stream holds that error. Facts of
+			// a half-read base would be cached under its digest.
+			if _, err := io.Copy(io.Discard, rc); err != nil {
+				return fmt.Errorf("read base filesystem: %w", err)
+			}
 			break
 		}
 		if err != nil {

@@ -241,7 +241,10 @@ func writeRepacking(cmd *cobra.Command, s *versions.Spec, o layers.BuildOptions,
 	if !errors.As(err, &bad) || !bad.Damaged() {
 		return err
 	}
-	if dropped, derr := materialize.DropCachedLayer(cmd.Context(), o.CacheDir, bad.Digest); derr != nil || !dropped {
+	// A model layer's checked stream forgets its digest itself when its
+	// bytes are found damaged (materialize.DamagedError): repack it too.
+	var forgot *materialize.DamagedError
+	if dropped, derr := materialize.DropCachedLayer(cmd.Context(), o.CacheDir, bad.Digest); derr != nil || (!dropped && !errors.As(err, &forgot)) {
 		return err // not a cached layer: nothing to repack
 	}
 	fmt.Fprintf(cmd.ErrOrStderr(), "%s %s: the cached layer is damaged (%v); dropped from the cache, packing it again\n", bad.Layer, bad.Digest, bad.Err)

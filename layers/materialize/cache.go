@@ -666,14 +666,25 @@ func (l *ModelLayer) Compressed() (io.ReadCloser, error)  { return l.Uncompresse
 // hashes its bytes and fails at its end when they are not the digest's.
 func (l *ModelLayer) Uncompressed() (io.ReadCloser, error) {
 	lr, _ := l.CompressedUnchecked()
-	return &verifiedReader{ReadCloser: lr, h: sha256.New(), want: l.digest, bad: func(got v1.Hash) error {
-		if l.cacheDir != "" {
-			os.Remove(modelLayerMeta(l.cacheDir, l.key))
-		}
-		return fmt.Errorf("model layer %s (%s): its files changed while in use (the bytes hash to %s); run again",
-			l.digest, l.names(), got)
-	}}, nil
+	return &verifiedReader{ReadCloser: lr, h: sha256.New(), want: l.digest, bad: l.damaged}, nil
 }
+
+// damaged forgets the layer's remembered digest, which its bytes (hashing
+// to got) do not have, so the next build reads its files again, and says
+// which files changed.
+func (l *ModelLayer) damaged(got v1.Hash) error {
+	if l.cacheDir != "" {
+		os.Remove(modelLayerMeta(l.cacheDir, l.key))
+	}
+	return fmt.Errorf("model layer %s (%s): its files changed while in use (the bytes hash to %s); run again",
+		l.digest, l.names(), got)
+}
+
+// StreamDamaged is what a destination that hashed the unchecked stream
+// (publish.StreamDamage) reports when the bytes hash to got, not to the
+// layer's digest: as the checked stream would, the files are named and
+// the remembered digest is forgotten.
+func (l *ModelLayer) StreamDamaged(got v1.Hash) error { return &DamagedError{l.damaged(got)} }
 
 // CompressedUnchecked is the layer's stream without the hash over every
 // byte (publish.UncheckedStreamer), for a destination that hashes what it

@@ -150,7 +150,8 @@ func (l *Layout) writeLayer(layer v1.Layer) error {
 		return err
 	}
 	open := layer.Compressed
-	if us, ok := layer.(UncheckedStreamer); ok {
+	us, unchecked := layer.(UncheckedStreamer)
+	if unchecked {
 		open = us.CompressedUnchecked // WriteChecked hashes the bytes
 	}
 	rc, err := open()
@@ -161,6 +162,13 @@ func (l *Layout) writeLayer(layer v1.Layer) error {
 	var bad *fileutil.MismatchError
 	switch err := fileutil.WriteChecked(filepath.Join(dir, d.Hex), rc, d.Hex, size); {
 	case errors.As(err, &bad):
+		// The unchecked stream's own account: the files named, the
+		// wrong digest forgotten (else every run trusts it again).
+		if sd, ok := layer.(StreamDamage); ok && unchecked {
+			if got, herr := v1.NewHash("sha256:" + bad.SHA256); herr == nil {
+				return fmt.Errorf("layer %s: %w", d, sd.StreamDamaged(got))
+			}
+		}
 		return fmt.Errorf("layer %s: its bytes are %d with sha256:%s, expected %d", d, bad.Size, bad.SHA256, size)
 	case err != nil:
 		return fmt.Errorf("layer %s: %w", d, err)

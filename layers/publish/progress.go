@@ -18,14 +18,25 @@ type trackedLayer struct {
 
 	mu      sync.Mutex
 	tracker progress.Tracker
+	// opened counts the streams asked for: one per attempt.
+	opened int
 }
 
 // Compressed is the stream of a blob uploaded to a registry: unchecked
 // when the layer offers one (the registry hashes the bytes it receives),
-// else hashed on the way unless the layer's stream checks itself.
+// else hashed on the way unless the layer's stream checks itself. Only
+// the first attempt is unchecked: a retry follows a cut upload or the
+// registry's DIGEST_INVALID, and damaged local bytes must then fail as
+// damage at once (the checked stream's own error), not be sent again at
+// every attempt.
 func (l *trackedLayer) Compressed() (io.ReadCloser, error) {
+	l.mu.Lock()
+	l.opened++
+	first := l.opened == 1
+	l.mu.Unlock()
 	open := l.Layer.Compressed
-	if us, ok := l.Layer.(UncheckedStreamer); ok {
+	us, unchecked := l.Layer.(UncheckedStreamer)
+	if unchecked && first {
 		open = us.CompressedUnchecked
 	}
 	rc, err := open()
@@ -39,8 +50,7 @@ func (l *trackedLayer) Compressed() (io.ReadCloser, error) {
 		l.tracker = l.reporter.Start("upload "+l.label, size)
 	}
 	l.tracker.SetCurrent(0) // a retry starts over
-	_, unchecked := l.Layer.(UncheckedStreamer)
-	if sv, ok := l.Layer.(SelfVerifying); unchecked || (ok && sv.VerifiesStream()) {
+	if sv, ok := l.Layer.(SelfVerifying); (unchecked && first) || (ok && sv.VerifiesStream()) {
 		return trackedReader{rc, l.tracker}, nil
 	}
 	d, err := l.Layer.Digest()

@@ -90,6 +90,12 @@ func (l *uncheckedOnly) CompressedUnchecked() (io.ReadCloser, error) {
 	return io.NopCloser(bytes.NewReader(l.data)), nil
 }
 
+// Compressed reads the same bytes (one source): a retry reads them
+// checked (against the digest, by the publisher).
+func (l *uncheckedOnly) Compressed() (io.ReadCloser, error) {
+	return io.NopCloser(bytes.NewReader(l.data)), nil
+}
+
 // A layer streamed unchecked is never taken in under its digest with other
 // bytes: the registry hashes what it receives and refuses it (reported as
 // damage), the layout's writer renames no such blob file. And the bytes

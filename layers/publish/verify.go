@@ -43,6 +43,15 @@ type UncheckedStreamer interface {
 	CompressedUnchecked() (io.ReadCloser, error)
 }
 
+// StreamDamage is an UncheckedStreamer that can say what it means when a
+// destination found its unchecked bytes to hash to got, not to its
+// digest: the error to report (naming its files), once it has forgotten
+// what made it trust the digest, so that the next build reads them again.
+// Without it the wrong digest would be trusted again on every run.
+type StreamDamage interface {
+	StreamDamaged(got v1.Hash) error
+}
+
 // verifyingReader hashes a blob as it is uploaded and fails the upload at
 // its end when the bytes are not the digest's, before the registry is
 // asked to commit them.
