@@ -2,6 +2,7 @@ package layers
 
 import (
 	"archive/tar"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -69,8 +70,9 @@ const baseMetaVersion = "v2"
 
 // ReadBase finds the base's python3.X (preferring /usr/local/bin, then the
 // newest), its glibc version (for manylinux tags) and its architecture. The
-// answer is cached by the base's digest under cacheDir.
-func ReadBase(img v1.Image, cacheDir string) (BaseInfo, error) {
+// answer is cached by the base's digest under cacheDir. The read stops
+// when ctx ends.
+func ReadBase(ctx context.Context, img v1.Image, cacheDir string) (BaseInfo, error) {
 	digest, err := img.Digest()
 	if err != nil {
 		return BaseInfo{}, err
@@ -89,7 +91,7 @@ func ReadBase(img v1.Image, cacheDir string) (BaseInfo, error) {
 	if info.Arch == "" {
 		return BaseInfo{}, fmt.Errorf("base image architecture %q: expected amd64 or arm64", cf.Architecture)
 	}
-	if err := scanRootfs(img, &info, filepath.Join(dir, digest.Hex+"-wheels")); err != nil {
+	if err := scanRootfs(ctx, img, &info, filepath.Join(dir, digest.Hex+"-wheels")); err != nil {
 		return BaseInfo{}, err
 	}
 	if info.Python == "" {
@@ -113,7 +115,7 @@ func cachedBaseInfo(meta string) (BaseInfo, bool) {
 // ReadBaseReadOnly is ReadBase writing nothing under cacheDir (a dry
 // run): the cached answer when there is one, else the base read into a
 // temporary folder removed after (the info's pip wheel is gone then).
-func ReadBaseReadOnly(img v1.Image, cacheDir string) (BaseInfo, error) {
+func ReadBaseReadOnly(ctx context.Context, img v1.Image, cacheDir string) (BaseInfo, error) {
 	digest, err := img.Digest()
 	if err != nil {
 		return BaseInfo{}, err
@@ -126,7 +128,7 @@ func ReadBaseReadOnly(img v1.Image, cacheDir string) (BaseInfo, error) {
 		return BaseInfo{}, err
 	}
 	defer os.RemoveAll(tmp)
-	return ReadBase(img, tmp)
+	return ReadBase(ctx, img, tmp)
 }
 
 func archOf(goArch string) string {
@@ -139,11 +141,13 @@ func archOf(goArch string) string {
 	return ""
 }
 
-// scanRootfs reads the flattened filesystem once (whiteouts applied).
-func scanRootfs(img v1.Image, info *BaseInfo, wheelDir string) error {
+// scanRootfs reads the flattened filesystem once (whiteouts applied),
+// stopping when ctx ends (a build whose lock failed to resolve does not
+// wait for a base read to its end).
+func scanRootfs(ctx context.Context, img v1.Image, info *BaseInfo, wheelDir string) error {
 	rc := mutate.Extract(img)
 	defer rc.Close()
-	tr := tar.NewReader(rc)
+	tr := tar.NewReader(ctxReader{ctx, rc})
 	best := -1
 	pkgs := map[string]*sitePkg{} // by metadata path
 	for {
@@ -355,4 +359,17 @@ func pipWheelIntact(w *pyenv.Wheel) bool {
 	}
 	sum, err := fileutil.SHA256(w.File)
 	return err == nil && sum == w.SHA256
+}
+
+// ctxReader reads r until ctx ends, then gives ctx's cause.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if c.ctx.Err() != nil {
+		return 0, context.Cause(c.ctx)
+	}
+	return c.r.Read(p)
 }

@@ -118,7 +118,7 @@ func (b *builder) learnCacheFrom(ctx context.Context) error {
 // (the push reference, --cache-from) that was built on the same base
 // digest, pulling no base layer; else by reading the base (cached by its
 // digest).
-func (b *builder) readBaseInfo() (BaseInfo, error) {
+func (b *builder) readBaseInfo(ctx context.Context) (BaseInfo, error) {
 	digest, err := b.base.Digest()
 	if err != nil {
 		return BaseInfo{}, err
@@ -128,18 +128,18 @@ func (b *builder) readBaseInfo() (BaseInfo, error) {
 		return f.info(), nil
 	}
 	if b.dryRun {
-		return ReadBaseReadOnly(b.base, b.opts.CacheDir)
+		return ReadBaseReadOnly(ctx, b.base, b.opts.CacheDir)
 	}
-	return ReadBase(b.base, b.opts.CacheDir)
+	return ReadBase(ctx, b.base, b.opts.CacheDir)
 }
 
 // pipWheelFile is the base's pip wheel with its file, reading the base
 // when the facts came from a label (only a venv being packed needs it).
-func (b *builder) pipWheelFile(pip pyenv.Wheel) (pyenv.Wheel, error) {
+func (b *builder) pipWheelFile(ctx context.Context, pip pyenv.Wheel) (pyenv.Wheel, error) {
 	if pip.File != "" {
 		return pip, nil
 	}
-	info, err := ReadBase(b.base, b.opts.CacheDir)
+	info, err := ReadBase(ctx, b.base, b.opts.CacheDir)
 	if err != nil {
 		return pyenv.Wheel{}, fmt.Errorf("read the base for its pip wheel: %w", err)
 	}

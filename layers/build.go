@@ -1,6 +1,7 @@
 package layers
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -448,21 +449,25 @@ func nodeLink(name string) materialize.Entry {
 // nodeParts makes one layer per node, or, when the layer budget is short,
 // groups nodes by a hash of their name so unchanged groups keep digests.
 // repoParts makes the core's part and the nodes' side by side. Each part
-// is given ctx, not the group's context: a lazy layer keeps the context it
-// was made with, to pack later, and the group's ends when it returns.
+// is given ctx, not a group's context: a lazy layer keeps the context it
+// was made with, to pack later, and a group's ends when it returns. The
+// error is the core's if it has one, else the nodes' (each failing node
+// named, in the spec's order): the same message whatever finished first.
 func (b *builder) repoParts(ctx context.Context, git *gitcache.Cache) ([]plan.Part, error) {
 	var core plan.Part
 	var nodes []plan.Part
+	var coreErr, nodesErr error
 	var g errgroup.Group
-	g.Go(func() (err error) {
-		core, err = b.repoPart(ctx, git, plan.Core, "ComfyUI", b.spec.Comfy.Repo, b.lock.Comfy, versions.Node{})
-		return err
+	g.Go(func() error {
+		core, coreErr = b.repoPart(ctx, git, plan.Core, "ComfyUI", b.spec.Comfy.Repo, b.lock.Comfy, versions.Node{})
+		return nil
 	})
-	g.Go(func() (err error) {
-		nodes, err = b.nodeParts(ctx, git)
-		return err
+	g.Go(func() error {
+		nodes, nodesErr = b.nodeParts(ctx, git)
+		return nil
 	})
-	if err := g.Wait(); err != nil {
+	_ = g.Wait()
+	if err := cmp.Or(coreErr, nodesErr); err != nil {
 		return nil, err
 	}
 	return append([]plan.Part{core}, nodes...), nil
@@ -481,7 +486,7 @@ func (b *builder) nodeParts(ctx context.Context, git *gitcache.Cache) ([]plan.Pa
 	nodes := b.lock.CustomNodes
 	if len(nodes) <= slots {
 		parts := make([]plan.Part, len(nodes))
-		err := parallel.Do(ctx, len(nodes), parallel.AppPacks, func(_ context.Context, i int) (err error) {
+		err := parallel.Each(ctx, len(nodes), parallel.AppPacks, func(_ context.Context, i int) (err error) {
 			n := nodes[i]
 			parts[i], err = b.repoPart(ctx, git, plan.Node, n.Name, checkout.NodeRepo(b.spec.CustomNodes[i], n), n.LockedRepo, b.spec.CustomNodes[i])
 			return err
@@ -500,7 +505,7 @@ func (b *builder) nodeParts(ctx context.Context, git *gitcache.Cache) ([]plan.Pa
 		groups[g] = append(groups[g], i)
 	}
 	parts := make([]plan.Part, len(groups))
-	err = parallel.Do(ctx, len(groups), parallel.AppPacks, func(_ context.Context, g int) (err error) {
+	err = parallel.Each(ctx, len(groups), parallel.AppPacks, func(_ context.Context, g int) (err error) {
 		if len(groups[g]) > 0 {
 			parts[g], err = b.groupPart(ctx, git, g, groups[g])
 		}
@@ -771,7 +776,7 @@ func (b *builder) venvPacker(ctx context.Context, key string, wheels []pyenv.Whe
 		l, packed, err := b.cache.Build(ctx, key, b.opts.Compression, b.layerOpts(), func() ([]materialize.Entry, error) {
 			all := wheels
 			if pip := b.venvPip(); pip != nil {
-				w, err := b.pipWheelFile(*pip)
+				w, err := b.pipWheelFile(ctx, *pip)
 				if err != nil {
 					return nil, err
 				}
@@ -903,8 +908,8 @@ func (b *builder) openBase(ctx context.Context) error {
 }
 
 // readBaseFacts learns the base's facts (readBaseInfo).
-func (b *builder) readBaseFacts() (err error) {
-	if b.info, err = b.readBaseInfo(); err != nil {
+func (b *builder) readBaseFacts(ctx context.Context) (err error) {
+	if b.info, err = b.readBaseInfo(ctx); err != nil {
 		return fmt.Errorf("--base %s: %w", b.opts.Base, err)
 	}
 	b.logf("base %s: python %s (%s), glibc %s, %s", b.opts.Base, b.info.Version, b.info.Python, b.info.Glibc, b.info.Arch)
@@ -955,7 +960,7 @@ func (b *builder) startLearning(ctx context.Context) (stop func(error)) {
 	}{
 		{&l.outputs, func() error { return b.registryCache(ctx) }},
 		{&l.base, func() error { return b.openBase(ctx) }},
-		{&l.facts, b.readBaseFacts},
+		{&l.facts, func() error { return b.readBaseFacts(ctx) }},
 	}
 	for _, s := range steps {
 		s.done = make(chan struct{})
@@ -964,6 +969,9 @@ func (b *builder) startLearning(ctx context.Context) (stop func(error)) {
 	go func() {
 		var err error
 		for _, s := range steps {
+			if err == nil && ctx.Err() != nil {
+				err = context.Cause(ctx)
+			}
 			if err == nil {
 				err = s.run()
 			}

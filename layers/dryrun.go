@@ -62,8 +62,10 @@ func PlanBuild(ctx context.Context, spec *versions.Spec, opts BuildOptions, outs
 		bp.LockProblem, bp.Resolve = err, resolve.Plan(spec, b.opts.ResolveOptions()...)
 		return bp, nil
 	}
+	stopLearning := b.startLearning(ctx)
 	app, modelParts, err := b.parts(ctx)
 	if err != nil {
+		stopLearning(err)
 		return nil, err
 	}
 	if baseLayers, err := b.base.Layers(); err == nil {

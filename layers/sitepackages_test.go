@@ -124,7 +124,7 @@ func TestReadBaseFindsThePackagesItsPythonSees(t *testing.T) {
 		"usr/lib/python3/dist-packages/evil-1.0.dist-info/METADATA":           "Name: ../../evil\nVersion: 1.0\n",
 		"usr/share/python-wheels/pip-23.0.1-py3-none-any.whl":                 "not really a wheel",
 	})
-	info, err := layers.ReadBase(testsupport.SyntheticBaseImage(t, loc), testsupport.TempDir(t))
+	info, err := layers.ReadBase(context.Background(), testsupport.SyntheticBaseImage(t, loc), testsupport.TempDir(t))
 	if err != nil {
 		t.Fatal(err)
 	}

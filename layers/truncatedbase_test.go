@@ -133,7 +133,7 @@ func TestUnreadableBaseLayerFailsTheFacts(t *testing.T) {
 		d, _ := bottom[0].Digest()
 		if !cut {
 			// Read whole, the facts list numpy.
-			info, err := layers.ReadBase(img, testsupport.TempDir(t))
+			info, err := layers.ReadBase(context.Background(), img, testsupport.TempDir(t))
 			if err != nil || !info.HasPackage("numpy") {
 				t.Fatalf("facts of the whole base: %+v, %v; want numpy listed", info.Packages, err)
 			}
