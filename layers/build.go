@@ -277,9 +277,8 @@ func (b *builder) parts(ctx context.Context) (app, models []plan.Part, err error
 		}
 		return b.partsSideBySide(ctx)
 	}
-	if err := b.learnt.facts.wait(ctx); err != nil {
-		return nil, nil, err
-	}
+	// appParts waits for the base and its facts as the side-by-side
+	// build's app side does: the same errors come first in both.
 	if app, err = b.appParts(ctx); err != nil {
 		return nil, nil, err
 	}
