@@ -1,10 +1,6 @@
 package main
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -30,24 +26,7 @@ func TestPushOfAModelLayerWithAWrongRememberedDigestRecovers(t *testing.T) {
 	if res := testsupport.Run(t, v.Dir, v.Env(cache), args...); res.Code != 0 {
 		t.Fatalf("build: %s", res.Stderr)
 	}
-	metas, _ := filepath.Glob(filepath.Join(cache, "layers", "model-layers", "*.json"))
-	if len(metas) == 0 {
-		t.Fatal("no model layer digest remembered")
-	}
-	for _, m := range metas {
-		data, err := os.ReadFile(m)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var meta struct {
-			Digest string `json:"digest"`
-		}
-		if err := json.Unmarshal(data, &meta); err != nil || meta.Digest == "" {
-			t.Fatalf("%s: %s", m, data)
-		}
-		wrong := sha256.Sum256([]byte(m))
-		os.WriteFile(m, []byte(strings.ReplaceAll(string(data), meta.Digest, "sha256:"+hex.EncodeToString(wrong[:]))), 0o644)
-	}
+	testsupport.ForgeModelLayerDigests(t, cache)
 	reg := testsupport.NewRegistry(t)
 	ref := reg.Host + "/comfy/demo:v1"
 	res := testsupport.Run(t, v.Dir, v.Env(cache), append(args, "--push", ref)...)

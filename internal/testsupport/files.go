@@ -1,6 +1,9 @@
 package testsupport
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -55,4 +58,34 @@ func Mirrors(t testing.TB, dir string) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// ForgeModelLayerDigests rewrites every model layer digest the cache at
+// cache remembers (layers/model-layers/*.json) to one its bytes do not
+// have, keeping every other field (the files' stamps): a damaged or
+// hostile cache. It returns the files rewritten; none is a test failure.
+func ForgeModelLayerDigests(t testing.TB, cache string) []string {
+	t.Helper()
+	metas, _ := filepath.Glob(filepath.Join(cache, "layers", "model-layers", "*.json"))
+	if len(metas) == 0 {
+		t.Fatal("no model layer digest remembered in " + cache)
+	}
+	for _, m := range metas {
+		data, err := os.ReadFile(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var meta struct {
+			Digest string `json:"digest"`
+		}
+		if err := json.Unmarshal(data, &meta); err != nil || meta.Digest == "" {
+			t.Fatalf("model layer meta %s: %s", m, data)
+		}
+		wrong := sha256.Sum256([]byte(m))
+		forged := strings.ReplaceAll(string(data), meta.Digest, "sha256:"+hex.EncodeToString(wrong[:]))
+		if err := os.WriteFile(m, []byte(forged), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return metas
 }

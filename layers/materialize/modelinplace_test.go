@@ -56,16 +56,7 @@ func TestInPlaceModelFileDigestAndChange(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rc, err := l.Uncompressed()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stream, err := io.ReadAll(rc)
-	rc.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(stream)
+	sum := sha256.Sum256(readStream(t, l.Uncompressed))
 	if got, _ := l.Digest(); got.Hex != hex.EncodeToString(sum[:]) {
 		t.Fatalf("the observed digest %s is not the layer stream's sha256:%x", got, sum)
 	}
@@ -79,7 +70,7 @@ func TestInPlaceModelFileDigestAndChange(t *testing.T) {
 	if _, ok := materialize.KnownModelFile(dir, mf, modTime); ok {
 		t.Fatal("a rewritten file (size and mtime put back) is still taken as digested")
 	}
-	rc, err = l.Uncompressed()
+	rc, err := l.Uncompressed()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,20 +103,11 @@ func TestUncheckedModelStreamSeesAWriteDuringTheRead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rc, err := l.CompressedUnchecked()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stream, err := io.ReadAll(rc)
-	rc.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if d, _ := l.Digest(); d.Hex != fmt.Sprintf("%x", sha256.Sum256(stream)) {
+	if d, _ := l.Digest(); d.Hex != fmt.Sprintf("%x", sha256.Sum256(readStream(t, l.CompressedUnchecked))) {
 		t.Fatalf("the unchecked stream is not the layer's bytes (digest %s)", d)
 	}
 
-	rc, err = l.CompressedUnchecked()
+	rc, err := l.CompressedUnchecked()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,4 +128,19 @@ func TestUncheckedModelStreamSeesAWriteDuringTheRead(t *testing.T) {
 	if !errors.As(err, &changed) || changed.File != file {
 		t.Fatalf("a file written while its layer streamed: %v; want a ChangedError naming %s", err, file)
 	}
+}
+
+// readStream reads the whole stream open gives.
+func readStream(t *testing.T, open func() (io.ReadCloser, error)) []byte {
+	t.Helper()
+	rc, err := open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	data, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
 }

@@ -50,31 +50,39 @@ func (*changedBytes) DamagedBytes() bool { return true }
 // and its damage is reported as damage (the build packs it again), with
 // the layer's own words and without retries.
 func TestSelfVerifyingLayerDamageIsNotRetried(t *testing.T) {
+	patches, err := pushDamaged(t, func(src v1.Layer, data []byte) v1.Layer { return &selfChecked{Layer: src, data: data} })
+	var le *publish.LayerError
+	var changed *changedBytes
+	if !errors.As(err, &le) || !le.Damaged() || !errors.As(err, &changed) {
+		t.Fatalf("push of a self-verifying layer whose bytes changed: %v", err)
+	}
+	if patches > 1 {
+		t.Errorf("damaged bytes were sent %d times", patches)
+	}
+}
+
+// pushDamaged pushes, through a fault proxy, the layer wrap makes of a
+// random layer and its bytes with one flipped: the push's error and how
+// many PATCHes (bodies sent) the registry saw.
+func pushDamaged(t *testing.T, wrap func(src v1.Layer, data []byte) v1.Layer) (patches int, err error) {
+	t.Helper()
 	reg := testsupport.NewRegistry(t)
 	proxy := testsupport.NewFaultProxy(t, reg.Host)
 	src, _ := random.Layer(8192, types.OCILayer)
 	rc, _ := src.Compressed()
 	data, _ := io.ReadAll(rc)
 	data[len(data)/2] ^= 0xFF
-	img, err := mutate.AppendLayers(empty.Image, &selfChecked{Layer: src, data: data})
+	img, err := mutate.AppendLayers(empty.Image, wrap(src, data))
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, err = publish.NewRegistry(repo(t, proxy.Host, "comfy/demo"), fastRetries, publish.WithJobs(1)).Publish(context.Background(), img, "v1")
-	var le *publish.LayerError
-	var changed *changedBytes
-	if !errors.As(err, &le) || !le.Damaged() || !errors.As(err, &changed) {
-		t.Fatalf("push of a self-verifying layer whose bytes changed: %v", err)
-	}
-	patches := 0
 	for _, r := range proxy.Requests() {
 		if r.Method == http.MethodPatch {
 			patches++
 		}
 	}
-	if patches > 1 {
-		t.Errorf("damaged bytes were sent %d times", patches)
-	}
+	return patches, err
 }
 
 // uncheckedOnly is a layer offering an unchecked stream (as the model
