@@ -839,7 +839,7 @@ func (b *builder) modelParts(ctx context.Context, slots int) ([]plan.Part, error
 	if b.dryRun {
 		return b.plannedModelParts(), nil
 	}
-	f := models.ForSpec(b.spec, models.Setup{CacheDir: b.opts.CacheDir, Offline: b.opts.Offline, Log: b.opts.Log, LookupEnv: b.opts.LookupEnv, Progress: b.opts.Reporter})
+	f := b.modelFetcher()
 	n := len(b.spec.Models)
 	results := make([]versions.LockedModel, n)
 	files := make([]materialize.ModelFile, n)
@@ -1138,6 +1138,28 @@ func (b *builder) singleModelPart(m versions.Model, lm versions.LockedModel, key
 // every model is pinned (by the lock or the image at a registry output)
 // and its layer is in every output the image goes to, no model is
 // downloaded or read (a lazy layer downloads it if a writer asks).
+// modelFetcher fetches and reads the spec's models with the build's
+// settings.
+func (b *builder) modelFetcher() *models.Fetcher {
+	return models.ForSpec(b.spec, models.Setup{CacheDir: b.opts.CacheDir, Offline: b.opts.Offline, Log: b.opts.Log, LookupEnv: b.opts.LookupEnv, Progress: b.opts.Reporter})
+}
+
+// localModelAsLocked says whether a file:// model the spec does not pin is
+// still the file the lock recorded: the cache digested it and its stamp
+// (size, mtime, inode, ctime) has not moved since. Otherwise the lock's
+// sha256, and the registry's layer of it, say nothing of the file as it
+// is now: the model is read (and refused if it is not the locked bytes)
+// rather than the old layer kept. Other models, and file:// ones the spec
+// pins, are as their pin says.
+func (b *builder) localModelAsLocked(f *models.Fetcher, m versions.Model, lm versions.LockedModel, inImage string) bool {
+	src, _, local := models.LocalModel(f, m, b.lock)
+	if !local || m.SHA256 != "" {
+		return true
+	}
+	_, ok := materialize.KnownModelFile(b.cache.Dir, materialize.ModelFile{File: src, Path: inImage, SHA256: lm.SHA256, InPlace: true}, b.modTime)
+	return ok
+}
+
 func (b *builder) remoteModelParts(ctx context.Context, slots int) ([]plan.Part, bool) {
 	outs := b.modelOuts
 	if b.opts.Models == plan.Bake {
@@ -1148,6 +1170,7 @@ func (b *builder) remoteModelParts(ctx context.Context, slots int) ([]plan.Part,
 	}
 	var parts []plan.Part
 	var locked []versions.LockedModel
+	f := b.modelFetcher()
 	for _, m := range b.spec.Models {
 		lm, ok := models.LockedFor(b.lock, m)
 		if !ok {
@@ -1156,6 +1179,9 @@ func (b *builder) remoteModelParts(ctx context.Context, slots int) ([]plan.Part,
 			}
 		}
 		inImage := b.modelPath(m)
+		if !b.localModelAsLocked(f, m, lm, inImage) {
+			return nil, false
+		}
 		key := materialize.ModelLayerKey([]materialize.ModelFile{{Path: inImage, SHA256: lm.SHA256}}, b.modTime)
 		layer, ok := b.knownLayer(ctx, key, outs, func() (v1.Layer, error) { return b.fetchModelLayer(ctx, m, lm, inImage) })
 		if !ok {

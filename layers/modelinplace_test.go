@@ -306,3 +306,33 @@ func sha256Hex(b []byte) string {
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
 }
+
+// A file:// model edited since the lock pinned it is refused naming it
+// (as TestFileModelChangedSinceLockIsRefused) also when the push
+// reference's image lists the lock's layer: the registry's knowledge of
+// the old bytes must not stand for a file that is no longer them, or the
+// image would silently keep the old model.
+func TestEditedFileModelIsNotTakenFromTheRegistry(t *testing.T) {
+	v, file, content := localModelVersion(t, 200_003)
+	reg := testsupport.NewRegistry(t)
+	base := registryBase(t, reg)
+	cache := testsupport.TempDir(t)
+	runner(t, v, reg, base, cache)
+	out, err := layers.ParseLocation(reg.Host + "/comfy/demo:v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	push := func(o *layers.BuildOptions) { o.PushTo = []layers.Location{out} }
+	if res, err := buildErr(t, v, base, cache, push); err != nil || res.Parts[len(res.Parts)-1].Action != plan.ReuseRegistry {
+		t.Fatalf("unchanged rebuild: %v; want the model's layer from the registry", err)
+	}
+	edited := slices.Clone(content)
+	edited[1000] ^= 0xff
+	if err := os.WriteFile(file, edited, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = buildErr(t, v, base, cache, push)
+	if err == nil || !strings.Contains(err.Error(), "checkpoints/local.safetensors") || !strings.Contains(err.Error(), file) {
+		t.Fatalf("rebuild after the model file was edited: %v; want it refused naming the model and the file", err)
+	}
+}

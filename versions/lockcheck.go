@@ -259,6 +259,8 @@ func (l *Lock) Diff(old *Lock) []string {
 		switch {
 		case !ok:
 			out = append(out, fmt.Sprintf("model %s: added, sha256 %s", m.Dest, m.SHA256))
+		case o.Revision == "" && m.Revision == "" && o.SHA256 != m.SHA256: // a file, or a URL: no revision
+			out = append(out, fmt.Sprintf("model %s: sha256 %s -> %s", m.Dest, o.SHA256, m.SHA256))
 		case o.SHA256 != m.SHA256 || o.Revision != m.Revision:
 			out = append(out, fmt.Sprintf("model %s: sha256 %s -> %s, revision %s -> %s", m.Dest, o.SHA256, m.SHA256, orDash(o.Revision), orDash(m.Revision)))
 		}

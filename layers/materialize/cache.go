@@ -532,7 +532,7 @@ func (l *ModelLayer) hash() (v1.Hash, error) {
 		if want := l.Files[i].SHA256; want != "" && hex.EncodeToString(fh.Sum(nil)) != want {
 			fix := "the stored file changed; remove it to fetch it again"
 			if p.file.InPlace {
-				fix = "the file changed since it was pinned (by the spec or the lock); put the pinned file back, or lock again to take the new one"
+				fix = "the file changed since it was pinned (by the spec or the lock); put the pinned file back, or take the new one with `comfy-image lock --update MODEL`"
 			}
 			return v1.Hash{}, fmt.Errorf("%s (%s) has sha256 %s, expected %s: %s",
 				p.file.File, l.Files[i].Path, hex.EncodeToString(fh.Sum(nil)), want, fix)

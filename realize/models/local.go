@@ -109,7 +109,7 @@ func (f *Fetcher) ReadLocal(ctx context.Context, req Request) (Local, error) {
 	sum := hex.EncodeToString(h.Sum(nil))
 	if req.SHA256 != "" && sum != req.SHA256 {
 		return Local{}, fmt.Errorf("model %s: %s has sha256 %s, but %s is pinned (by the spec or the lock): the file changed; "+
-			"put the pinned file back, or lock again to take the new one", req.Source, src, sum, req.SHA256)
+			"put the pinned file back, or take the new one with `comfy-image lock --update MODEL` (or a new sha256 in the spec, when it pins one)", req.Source, src, sum, req.SHA256)
 	}
 	if observed != nil {
 		observed(sum)

@@ -34,18 +34,27 @@ func (o options) named(m versions.Model) bool {
 // named model whose content cannot move (a commit or sha256 pin) keeps
 // its pin; one from another source keeps it too, and is checked when it is
 // next downloaded.
+//
+// A file:// model the spec does not pin is pinned by the lock to the bytes
+// it had when first read; WithUpdate naming it reads the file again (the
+// way to take an edited file).
 func (o options) resolveModels(ctx context.Context, s *versions.Spec, l *versions.Lock) error {
 	type job struct {
 		m      versions.Model
 		pinned bool
 		lm     versions.LockedModel
+		local  bool // a file:// model to read again
 	}
+	f := models.ForSpec(s, models.Setup{CacheDir: o.cacheDir, Offline: o.offline, Log: o.log, LookupEnv: o.lookupEnv})
 	var jobs []job
 	for _, m := range s.Models {
 		lm, pinned := models.LockedFor(l, m)
+		_, local := f.LocalPath(models.RequestFor(m))
 		switch {
+		case local && m.SHA256 == "" && o.named(m):
+			jobs = append(jobs, job{m, pinned, lm, true})
 		case movableModel(m) && o.moves(m.Name, m.Dest()) && (pinned || o.named(m)):
-			jobs = append(jobs, job{m, pinned, lm})
+			jobs = append(jobs, job{m, pinned, lm, false})
 		case o.named(m) && !movableModel(m) && pinned:
 			fmt.Fprintf(o.log, "model %s: its content is pinned (a commit, a sha256 or a source that is not a Hugging Face branch); keeping sha256 %s\n", m.Dest(), lm.SHA256)
 		}
@@ -53,13 +62,20 @@ func (o options) resolveModels(ctx context.Context, s *versions.Spec, l *version
 	if len(jobs) == 0 {
 		return nil
 	}
-	f := models.ForSpec(s, models.Setup{CacheDir: o.cacheDir, Offline: o.offline, Log: o.log, LookupEnv: o.lookupEnv})
 	got := make([]versions.LockedModel, len(jobs))
 	// Each: a model whose revision cannot be asked for keeps its pin (or,
 	// named, fails the resolution); the others still move.
 	err := parallel.Each(ctx, len(jobs), o.jobs, func(ctx context.Context, k int) error {
 		j := jobs[k]
 		got[k] = j.lm
+		if j.local {
+			res, err := f.ReadLocal(ctx, models.RequestFor(j.m))
+			if err != nil {
+				return fmt.Errorf("--update %s: %w", j.m.Name, err)
+			}
+			got[k] = models.LocalLockedModel(j.m, res.SHA256, res.Size)
+			return nil
+		}
 		rev, sha, size, err := f.Current(ctx, models.RequestFor(j.m))
 		switch {
 		case err != nil && o.named(j.m):

@@ -3,7 +3,12 @@ package resolve_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -101,5 +106,41 @@ func TestUpdateModelResolvesItAgain(t *testing.T) {
 	kept, _, err := resolve.Resolve(context.Background(), spec, l, opts...)
 	if err != nil || fmt.Sprint(kept.Models) != fmt.Sprint(l.Models) || !strings.Contains(log.String(), "warning: model unet/wan_unet.gguf: cannot ask for its current revision") {
 		t.Errorf("hub down, nothing named: %v, models %+v\n%s", err, kept.Models, log.String())
+	}
+}
+
+// A file:// model the spec does not pin keeps the lock's pin on a plain
+// lock (the file is read by realize and build, which refuse an edited
+// one); `lock --update` naming it reads the file again: the way to take
+// an edited file, shown as a change of its sha256.
+func TestUpdateReadsAnEditedFileModelAgain(t *testing.T) {
+	srv := testsupport.NewGitServer(t)
+	core := srv.NewRepo(t, "comfyanonymous/ComfyUI")
+	core.Commit("core", map[string]string{"main.py": "\n"})
+	file := filepath.Join(testsupport.TempDir(t), "mine.safetensors")
+	if err := os.WriteFile(file, []byte("first weights"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	spec := parseSpec(t, fmt.Sprintf(`{"schema_version": 2, "version_id": "demo", "comfy": {"repo": %q}, "models": [
+	  {"source": %q, "target_subdir": "loras"}]}`, srv.RepoURL("comfyanonymous/ComfyUI"), "file://"+file))
+	opts := []resolve.Option{resolve.WithCacheDir(testsupport.TempDir(t)), resolve.WithLog(io.Discard)}
+	first := sha256.Sum256([]byte("first weights"))
+	old, _, err := resolve.Resolve(context.Background(), spec, nil, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old.Models = []versions.LockedModel{{Name: spec.Models[0].Name, Source: spec.Models[0].Source, Dest: "loras/mine.safetensors", URL: spec.Models[0].Source, Size: 13, SHA256: hex.EncodeToString(first[:])}}
+	if err := os.WriteFile(file, []byte("second weights, retrained"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	kept, changes, err := resolve.Resolve(context.Background(), spec, old, opts...)
+	if err != nil || kept.Models[0].SHA256 != old.Models[0].SHA256 || len(changes.Lines) != 0 {
+		t.Fatalf("a plain lock moved the file's pin: %+v, %q, %v", kept.Models, changes.Lines, err)
+	}
+	second := sha256.Sum256([]byte("second weights, retrained"))
+	moved, changes, err := resolve.Resolve(context.Background(), spec, old, append(opts, resolve.WithUpdate("loras/mine.safetensors"))...)
+	want := fmt.Sprintf("model loras/mine.safetensors: sha256 %x -> %x", first, second)
+	if err != nil || moved.Models[0].SHA256 != hex.EncodeToString(second[:]) || moved.Models[0].Size != 25 || len(changes.Lines) != 1 || changes.Lines[0] != want {
+		t.Fatalf("lock --update of an edited file model: %+v, %q, %v; want %q", moved.Models, changes.Lines, err, want)
 	}
 }
