@@ -687,12 +687,19 @@ func (r *realizer) models(ctx context.Context) error {
 // it was already in place.
 func (r *realizer) model(ctx context.Context, f *models.Fetcher, m versions.Model) (versions.LockedModel, *placedModel, error) {
 	dest := filepath.Join(r.modelsDir, filepath.FromSlash(m.Dest()))
-	if lm, ok := r.modelInPlace(m); ok {
+	// A file:// model placed before is still checked against its file (a
+	// stamp, or a read if it moved): an edited file is refused rather than
+	// the target silently keeping the old bytes.
+	_, _, local := models.LocalModel(f, m, r.lock)
+	if lm, ok := r.modelInPlace(m); ok && !local {
 		return lm, nil, nil
 	}
 	out, err := models.FetchLocked(ctx, f, m, r.lock)
 	if err != nil {
 		return versions.LockedModel{}, nil, err
+	}
+	if lm, ok := r.modelInPlace(m); ok && local {
+		return lm, nil, nil
 	}
 	force := r.opts.Force
 	if st, ok := r.state.Models[m.Dest()]; ok && st.SHA256 != out.SHA256 {

@@ -129,7 +129,7 @@ func (f *Fetcher) Fetch(ctx context.Context, req Request) (Result, error) {
 	if ok {
 		return res, nil
 	}
-	if f.Offline {
+	if _, local := f.LocalPath(req); f.Offline && !local { // reading a local file is no download
 		if damaged != nil {
 			return Result{}, fmt.Errorf("model %s: %w; --offline forbids downloading it again", req.Source, damaged)
 		}
@@ -175,6 +175,9 @@ func (f *Fetcher) Fetch(ctx context.Context, req Request) (Result, error) {
 // fromStore returns the stored, verified file of req. damaged is set when
 // the store held it but its content had changed (it is gone now).
 func (f *Fetcher) fromStore(req Request) (res Result, ok bool, damaged error) {
+	if !f.localStored(req) {
+		return Result{}, false, nil
+	}
 	if _, has := f.Store.Has(req.SHA256); has {
 		res = Result{SHA256: req.SHA256, URL: req.URL}
 	} else if k, has := f.Store.Lookup(req.Source); has && (req.SHA256 == "" || req.SHA256 == k.SHA256) {
@@ -196,6 +199,23 @@ func (f *Fetcher) fromStore(req Request) (res Result, ok bool, damaged error) {
 	}
 	res.Size = fi.Size()
 	return res, true, nil
+}
+
+// localStored says whether the store's copy may stand for req: always for
+// a download (its bytes are pinned by sha256), and for a file:// source
+// only while the file has the stamp it had when copied in (Known.Stamp):
+// a file edited since must be read again, not answered with its old bytes.
+func (f *Fetcher) localStored(req Request) bool {
+	src, local := f.LocalPath(req)
+	if !local {
+		return true
+	}
+	k, ok := f.Store.Lookup(req.Source)
+	if !ok || k.Stamp == nil || (req.SHA256 != "" && k.SHA256 != req.SHA256) {
+		return false
+	}
+	now, err := StampFile(src)
+	return err == nil && now == *k.Stamp
 }
 
 func (f *Fetcher) logf(format string, args ...any) {
@@ -645,6 +665,7 @@ func (f *Fetcher) copyLocal(req Request, src, part string) (Result, error) {
 	if !fi.Mode().IsRegular() {
 		return Result{}, fmt.Errorf("model %s: %s is not a regular file", req.Source, src)
 	}
+	before := StampOf(fi)
 	tracker := f.reporter().Start(filepath.Base(src), fi.Size())
 	out, err := os.OpenFile(part, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
 	if err != nil {
@@ -673,8 +694,14 @@ func (f *Fetcher) copyLocal(req Request, src, part string) (Result, error) {
 		return Result{}, fmt.Errorf("model %s: copy: %w", req.Source, err)
 	}
 	sum := hex.EncodeToString(h.Sum(nil))
-	if err := f.verify(req, sum, req.SHA256, part); err != nil {
-		return Result{}, fmt.Errorf("model %s: %w", req.Source, err)
+	if after, err := StampFile(src); err != nil || after != before || n != before.Size {
+		discardPart(part)
+		return Result{}, fmt.Errorf("model %s: %s changed while it was read; run again once it is complete", req.Source, src)
+	}
+	if req.SHA256 != "" && sum != req.SHA256 {
+		discardPart(part)
+		return Result{}, fmt.Errorf("model %s: %s has sha256 %s, but %s is pinned (by the spec or the lock): the file changed; "+
+			"put the pinned file back, or take the new one with `comfy-image lock --update MODEL` (or a new sha256 in the spec, when it pins one)", req.Source, src, sum, req.SHA256)
 	}
 	if err := f.Store.adopt(part, sum, fi.Mode().Perm()&0o444); err != nil {
 		return Result{}, fmt.Errorf("model %s: %w", req.Source, diskError(f.Store.BlobPath(sum), err))
@@ -682,7 +709,7 @@ func (f *Fetcher) copyLocal(req Request, src, part string) (Result, error) {
 	if observed != nil {
 		observed(sum)
 	}
-	k := Known{Source: req.Source, URL: req.Source, Size: n, SHA256: sum}
+	k := Known{Source: req.Source, URL: req.Source, Size: n, SHA256: sum, Stamp: &before}
 	return Result{SHA256: sum, URL: k.URL, Size: n}, f.Store.remember(k)
 }
 

@@ -47,6 +47,10 @@ type Known struct {
 	ETag     string `json:"etag,omitempty"`
 	Size     int64  `json:"size"`
 	SHA256   string `json:"sha256"`
+	// Stamp is, for a file:// source, the stamp its file had when it was
+	// copied in: the stored copy stands for the file only while the file
+	// still has it (an edited file is read again, and refused if pinned).
+	Stamp *Stamp `json:"stamp,omitempty"`
 }
 
 func (s Store) sourceKey(source string) string {
