@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/url"
 
 	"github.com/comfy-image/comfy-image/internal/repourl"
 	"github.com/comfy-image/comfy-image/versions"
@@ -17,9 +18,25 @@ func pinnedModelRequest(m versions.Model, l *versions.Lock) (Request, versions.L
 	lm, haveLock := LockedFor(l, m)
 	pinned := haveLock && (m.SHA256 == "" || m.SHA256 == lm.SHA256)
 	if pinned {
-		req.SHA256, req.URL = lm.SHA256, lm.URL
+		req.SHA256, req.URL = lm.SHA256, lockedURL(m, lm)
 	}
 	return req, lm, pinned
+}
+
+// lockedURL is the URL of the lock's entry lm to fetch m from, when the
+// lock may say it: the lock is read from the cache or --lock FILE, and
+// its url must not turn a download into the read of a local file (nor
+// move a file:// model to another file). A file:// model is read from the
+// spec's path; another from the lock's http(s) URL (an hf:// one pinned
+// to its commit), else from its source.
+func lockedURL(m versions.Model, lm versions.LockedModel) string {
+	if src, err := versions.ParseSource(m.Source); err == nil && src.Scheme == "file" {
+		return ""
+	}
+	if u, err := url.Parse(lm.URL); err == nil && (u.Scheme == "https" || u.Scheme == "http") {
+		return lm.URL
+	}
+	return ""
 }
 
 // LocalModel says whether m, pinned by l, is a file:// model, which an

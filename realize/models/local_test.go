@@ -13,6 +13,7 @@ import (
 
 	"github.com/comfy-image/comfy-image/internal/testsupport"
 	"github.com/comfy-image/comfy-image/realize/models"
+	"github.com/comfy-image/comfy-image/versions"
 )
 
 // A file:// model is read where it lies: the sha256 is the file's, the
@@ -70,5 +71,37 @@ func TestReadLocalRefusesAnotherFileThanPinned(t *testing.T) {
 	}
 	if _, err := f.ReadLocal(context.Background(), models.Request{Source: "https://example.invalid/m.safetensors"}); err == nil {
 		t.Fatal("ReadLocal read a non-file source")
+	}
+}
+
+// A lock is read from the cache or --lock FILE: its url for a model whose
+// source is not a file must not make the fetch read a local file (and a
+// refusal must not print that file's sha256). The pin still holds: the
+// model comes from its source, or is refused there.
+func TestLockURLDoesNotTurnADownloadIntoALocalRead(t *testing.T) {
+	hf := testsupport.NewHFServer(t)
+	sha := hf.Add("o/r/m.bin", []byte("hub weights"))
+	secret := filepath.Join(testsupport.TempDir(t), "id_ed25519")
+	if err := os.WriteFile(secret, []byte("-----BEGIN OPENSSH PRIVATE KEY-----"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	secretSum := sha256.Sum256([]byte("-----BEGIN OPENSSH PRIVATE KEY-----"))
+	f := newFetcher(t, hf)
+	m := versions.Model{Source: "hf://o/r/m.bin", TargetSubdir: "loras"}
+	for _, pin := range []string{sha, hex.EncodeToString(secretSum[:])} {
+		lock := &versions.Lock{Models: []versions.LockedModel{{Source: m.Source, Dest: m.Dest(), URL: "file://" + secret, SHA256: pin, Size: 11}}}
+		got, err := models.FetchLocked(context.Background(), f, m, lock)
+		if err == nil && got.SHA256 == hex.EncodeToString(secretSum[:]) {
+			t.Fatalf("a lock's file:// url read %s for an hf:// model", secret)
+		}
+		if err != nil && (strings.Contains(err.Error(), hex.EncodeToString(secretSum[:])) && pin == sha || strings.Contains(err.Error(), "OPENSSH")) {
+			t.Fatalf("the error tells of the local file: %v", err)
+		}
+		if _, has := f.Store.Has(hex.EncodeToString(secretSum[:])); has {
+			t.Fatalf("the store took a copy of %s", secret)
+		}
+		if pin == sha && (err != nil || got.SHA256 != sha) {
+			t.Fatalf("the pinned hub model: %+v, %v; want it fetched from its source", got, err)
+		}
 	}
 }

@@ -125,13 +125,8 @@ func FetchLocked(ctx context.Context, f *Fetcher, m versions.Model, l *versions.
 // FetchLockedObserved is FetchLocked with an observer of the downloaded
 // bytes (see Request.Observe).
 func FetchLockedObserved(ctx context.Context, f *Fetcher, m versions.Model, l *versions.Lock, observe func(int64) (io.Writer, func(string))) (versions.LockedModel, error) {
-	req := RequestFor(m)
+	req, lm, pinned := pinnedModelRequest(m, l)
 	req.Observe = observe
-	lm, haveLock := LockedFor(l, m)
-	pinned := haveLock && (m.SHA256 == "" || m.SHA256 == lm.SHA256)
-	if pinned {
-		req.SHA256, req.URL = lm.SHA256, lm.URL
-	}
 	res, err := f.Fetch(ctx, req)
 	if err != nil {
 		return versions.LockedModel{}, fmt.Errorf("models: %s: %w", m.Dest(), err)
