@@ -52,7 +52,10 @@ func (o options) resolveModels(ctx context.Context, s *versions.Spec, l *version
 		_, local := f.LocalPath(models.RequestFor(m))
 		switch {
 		case local && m.SHA256 == "" && o.named(m):
-			jobs = append(jobs, job{m, pinned, lm, true})
+			jobs = append(jobs, job{m, pinned, lm, true}) // a read, no server: offline too
+		case o.offline && movableModel(m) && o.named(m):
+			return fmt.Errorf("--update %s: --offline cannot ask the hub for its current revision; run without --offline", orDest(m))
+		case o.offline && movableModel(m): // nothing is asked of the hub offline
 		case movableModel(m) && o.moves(m.Name, m.Dest()) && (pinned || o.named(m)):
 			jobs = append(jobs, job{m, pinned, lm, false})
 		case o.named(m) && !movableModel(m) && pinned:
@@ -107,4 +110,12 @@ func (o options) resolveModels(ctx context.Context, s *versions.Spec, l *version
 		}
 	}
 	return nil
+}
+
+// orDest is a model's name, else its destination.
+func orDest(m versions.Model) string {
+	if m.Name != "" {
+		return m.Name
+	}
+	return m.Dest()
 }

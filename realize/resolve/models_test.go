@@ -144,3 +144,40 @@ func TestUpdateReadsAnEditedFileModelAgain(t *testing.T) {
 		t.Fatalf("lock --update of an edited file model: %+v, %q, %v; want %q", moved.Models, changes.Lines, err, want)
 	}
 }
+
+// Reading a local file asks no server: `lock --offline --update MODEL`
+// of a file:// model takes its new bytes as online (it used to keep the
+// old pin and say nothing, so realize and build refused the file again
+// pointing at the same command). A named hub model offline is an error,
+// not a silent no-op.
+func TestOfflineUpdateReadsAnEditedFileModel(t *testing.T) {
+	srv := testsupport.NewGitServer(t)
+	core := srv.NewRepo(t, "comfyanonymous/ComfyUI")
+	core.Commit("core", map[string]string{"main.py": "\n"})
+	file := filepath.Join(testsupport.TempDir(t), "mine.safetensors")
+	if err := os.WriteFile(file, []byte("first weights"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	spec := parseSpec(t, fmt.Sprintf(`{"schema_version": 2, "version_id": "demo", "comfy": {"repo": %q}, "models": [
+	  {"source": %q, "target_subdir": "loras"},
+	  {"source": "hf://o/r/m.safetensors", "name": "hub", "target_subdir": "vae"}]}`, srv.RepoURL("comfyanonymous/ComfyUI"), "file://"+file))
+	opts := []resolve.Option{resolve.WithCacheDir(testsupport.TempDir(t)), resolve.WithLog(io.Discard)}
+	old, _, err := resolve.Resolve(context.Background(), spec, nil, append(opts, resolve.WithoutModels(true))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := sha256.Sum256([]byte("first weights"))
+	old.Models = []versions.LockedModel{{Name: spec.Models[0].Name, Source: spec.Models[0].Source, Dest: "loras/mine.safetensors", URL: spec.Models[0].Source, Size: 13, SHA256: hex.EncodeToString(first[:])}}
+	if err := os.WriteFile(file, []byte("second weights, retrained"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	offline := append(opts, resolve.WithOffline(true))
+	second := sha256.Sum256([]byte("second weights, retrained"))
+	moved, _, err := resolve.Resolve(context.Background(), spec, old, append(offline, resolve.WithUpdate("loras/mine.safetensors"))...)
+	if err != nil || len(moved.Models) == 0 || moved.Models[0].SHA256 != hex.EncodeToString(second[:]) {
+		t.Fatalf("lock --offline --update of an edited file model: %+v, %v; want sha256 %x", moved, err, second)
+	}
+	if _, _, err := resolve.Resolve(context.Background(), spec, old, append(offline, resolve.WithUpdate("hub"))...); err == nil || !strings.Contains(err.Error(), "hub") || !strings.Contains(err.Error(), "offline") {
+		t.Fatalf("lock --offline --update of a hub model: %v; want an error naming it and --offline", err)
+	}
+}

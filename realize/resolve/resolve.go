@@ -90,7 +90,7 @@ func Resolve(ctx context.Context, spec *versions.Spec, old *versions.Lock, opts 
 		return nil, Changes{}, err
 	}
 	o.carryOver(old, l, spec)
-	if !o.offline && !o.skipModels {
+	if !o.skipModels { // offline, only file:// models are read (resolveModels)
 		if err := o.resolveModels(ctx, spec, l); err != nil {
 			return nil, Changes{}, err
 		}
