@@ -47,8 +47,8 @@ func TestRealizeRefusesAnEditedFileModel(t *testing.T) {
 	for _, dir := range []string{target, filepath.Join(s.dir, "fresh")} {
 		res := s.realize(t, dir)
 		assertNoPanic(t, res)
-		if res.Code == 0 || !strings.Contains(res.Stderr, file) || !strings.Contains(res.Stderr, "lock --update") {
-			t.Fatalf("realize %s after the model file was edited: exit %d; want it refused naming %s and lock --update\n%s", dir, res.Code, file, res.Stderr)
+		if res.Code == 0 || !strings.Contains(res.Stderr, file) || !strings.Contains(res.Stderr, "comfy-image lock --update mine`") {
+			t.Fatalf("realize %s after the model file was edited: exit %d; want it refused naming %s and `comfy-image lock --update mine`\n%s", dir, res.Code, file, res.Stderr)
 		}
 	}
 }

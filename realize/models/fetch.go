@@ -66,6 +66,9 @@ type Request struct {
 	// FileName is the name the file gets; it picks the file of a Civitai
 	// model version that has several.
 	FileName string
+	// Model is the model's name, else its destination: what `lock
+	// --update` takes, named in the refusal of an edited file:// model.
+	Model string
 	// Observe, when set, sees the bytes of a download that starts from the
 	// first byte with a known size, as they are written: the image build
 	// computes a model's layer digest in the same pass, so a model file is
@@ -700,8 +703,7 @@ func (f *Fetcher) copyLocal(req Request, src, part string) (Result, error) {
 	}
 	if req.SHA256 != "" && sum != req.SHA256 {
 		discardPart(part)
-		return Result{}, fmt.Errorf("model %s: %s has sha256 %s, but %s is pinned (by the spec or the lock): the file changed; "+
-			"put the pinned file back, or take the new one with `comfy-image lock --update MODEL` (or a new sha256 in the spec, when it pins one)", req.Source, src, sum, req.SHA256)
+		return Result{}, changedFileError(req, src, sum)
 	}
 	if err := f.Store.adopt(part, sum, fi.Mode().Perm()&0o444); err != nil {
 		return Result{}, fmt.Errorf("model %s: %w", req.Source, diskError(f.Store.BlobPath(sum), err))

@@ -108,13 +108,23 @@ func (f *Fetcher) ReadLocal(ctx context.Context, req Request) (Local, error) {
 	}
 	sum := hex.EncodeToString(h.Sum(nil))
 	if req.SHA256 != "" && sum != req.SHA256 {
-		return Local{}, fmt.Errorf("model %s: %s has sha256 %s, but %s is pinned (by the spec or the lock): the file changed; "+
-			"put the pinned file back, or take the new one with `comfy-image lock --update MODEL` (or a new sha256 in the spec, when it pins one)", req.Source, src, sum, req.SHA256)
+		return Local{}, changedFileError(req, src, sum)
 	}
 	if observed != nil {
 		observed(sum)
 	}
 	return Local{Result: Result{SHA256: sum, URL: req.Source, Size: n}, Path: src, Stamp: before}, nil
+}
+
+// changedFileError refuses the file src of a file:// request whose sha256
+// sum is not the pinned one, naming the command that takes the new bytes.
+func changedFileError(req Request, src, sum string) error {
+	name := req.Model
+	if name == "" {
+		name = "MODEL"
+	}
+	return fmt.Errorf("model %s: %s has sha256 %s, but %s is pinned (by the spec or the lock): the file changed; "+
+		"put the pinned file back, or take the new one with `comfy-image lock --update %s` (or a new sha256 in the spec, when it pins one)", req.Source, src, sum, req.SHA256, name)
 }
 
 // ctxReader stops a long read when ctx is done and reports progress.

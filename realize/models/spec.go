@@ -107,7 +107,10 @@ func MergeLocked(s *versions.Spec, l *versions.Lock, results []versions.LockedMo
 
 // RequestFor is the fetch request of a spec's model (not yet pinned).
 func RequestFor(m versions.Model) Request {
-	req := Request{Source: m.Source, SHA256: m.SHA256, FileName: m.FileName()}
+	req := Request{Source: m.Source, SHA256: m.SHA256, FileName: m.FileName(), Model: m.Name}
+	if req.Model == "" {
+		req.Model = m.Dest()
+	}
 	if src, err := versions.ParseSource(m.Source); err == nil && src.Scheme == "civitai" {
 		// The name picks one file of the model version: the store must
 		// not take another file of the same version for it.
