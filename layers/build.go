@@ -1134,10 +1134,6 @@ func (b *builder) singleModelPart(m versions.Model, lm versions.LockedModel, key
 		History:     fmt.Sprintf("comfy-image: model %s (sha256 %s)", m.Dest(), sha)}
 }
 
-// remoteModelParts uses the outputs as the cache of model layers: when
-// every model is pinned (by the lock or the image at a registry output)
-// and its layer is in every output the image goes to, no model is
-// downloaded or read (a lazy layer downloads it if a writer asks).
 // modelFetcher fetches and reads the spec's models with the build's
 // settings.
 func (b *builder) modelFetcher() *models.Fetcher {
@@ -1160,6 +1156,10 @@ func (b *builder) localModelAsLocked(f *models.Fetcher, m versions.Model, lm ver
 	return ok
 }
 
+// remoteModelParts uses the outputs as the cache of model layers: when
+// every model is pinned (by the lock or the image at a registry output)
+// and its layer is in every output the image goes to, no model is
+// downloaded or read (a lazy layer downloads it if a writer asks).
 func (b *builder) remoteModelParts(ctx context.Context, slots int) ([]plan.Part, bool) {
 	outs := b.modelOuts
 	if b.opts.Models == plan.Bake {

@@ -105,3 +105,22 @@ func TestLockURLDoesNotTurnADownloadIntoALocalRead(t *testing.T) {
 		}
 	}
 }
+
+// The lock's url of a file:// model does not move it to another file: the
+// spec's path is read (and refused if it is not the pinned bytes).
+func TestLockURLDoesNotMoveAFileModel(t *testing.T) {
+	dir := testsupport.TempDir(t)
+	mine, other := filepath.Join(dir, "mine.safetensors"), filepath.Join(dir, "other")
+	os.WriteFile(mine, []byte("my weights"), 0o644)
+	os.WriteFile(other, []byte("something else"), 0o644)
+	otherSum := sha256.Sum256([]byte("something else"))
+	m := versions.Model{Source: "file://" + mine, TargetSubdir: "loras"}
+	lock := &versions.Lock{Models: []versions.LockedModel{{Source: m.Source, Dest: m.Dest(), URL: "file://" + other, SHA256: hex.EncodeToString(otherSum[:]), Size: 14}}}
+	f := &models.Fetcher{Store: models.Store{Dir: filepath.Join(testsupport.TempDir(t), "models")}}
+	if src, _, ok := models.LocalModel(f, m, lock); !ok || src != mine {
+		t.Errorf("LocalModel: %s, %v; want %s", src, ok, mine)
+	}
+	if got, err := models.FetchLocked(context.Background(), f, m, lock); err == nil || !strings.Contains(err.Error(), mine) {
+		t.Errorf("FetchLocked with the lock's url elsewhere: %+v, %v; want %s refused", got, err, mine)
+	}
+}
