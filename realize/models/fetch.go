@@ -87,13 +87,14 @@ type Result struct {
 // Plan says what Fetch would do, without downloading: whether the file is
 // stored, and its URL and size when a HEAD request can tell.
 func (f *Fetcher) Plan(ctx context.Context, req Request) (Result, bool, error) {
-	if size, ok := f.Store.Has(req.SHA256); ok {
+	stored := f.localStored(req) // an edited file:// model is read again, as Fetch does
+	if size, ok := f.Store.Has(req.SHA256); ok && stored {
 		return Result{SHA256: req.SHA256, Size: size, URL: req.URL}, true, nil
 	}
-	if k, ok := f.Store.Lookup(req.Source); ok && (req.SHA256 == "" || req.SHA256 == k.SHA256) {
+	if k, ok := f.Store.Lookup(req.Source); ok && stored && (req.SHA256 == "" || req.SHA256 == k.SHA256) {
 		return Result{SHA256: k.SHA256, Size: k.Size, URL: k.URL, Revision: k.Revision}, true, nil
 	}
-	if f.Offline {
+	if _, local := f.LocalPath(req); f.Offline && !local {
 		return Result{}, false, f.offlineErr(req)
 	}
 	req, err := f.resolveCivitai(ctx, req)

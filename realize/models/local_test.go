@@ -124,3 +124,26 @@ func TestLockURLDoesNotMoveAFileModel(t *testing.T) {
 		t.Errorf("FetchLocked with the lock's url elsewhere: %+v, %v; want %s refused", got, err, mine)
 	}
 }
+
+// The plan of a realize --dry-run says a file:// model edited since the
+// store copied it is to be read again (where the run refuses it), not
+// that the store has it.
+func TestPlanOfAnEditedFileModelIsNotStored(t *testing.T) {
+	src := filepath.Join(testsupport.TempDir(t), "mine.safetensors")
+	os.WriteFile(src, []byte("my weights"), 0o644)
+	f := &models.Fetcher{Store: models.Store{Dir: filepath.Join(testsupport.TempDir(t), "models")}, Offline: true}
+	res, err := f.Fetch(context.Background(), models.Request{Source: "file://" + src})
+	if err != nil {
+		t.Fatalf("an offline copy of a local file: %v", err)
+	}
+	if _, stored, err := f.Plan(context.Background(), models.Request{Source: "file://" + src, SHA256: res.SHA256}); err != nil || !stored {
+		t.Fatalf("plan of the unchanged file: stored %v, %v", stored, err)
+	}
+	os.WriteFile(src, []byte("my weights, v2"), 0o644)
+	if _, stored, err := f.Plan(context.Background(), models.Request{Source: "file://" + src, SHA256: res.SHA256}); err != nil || stored {
+		t.Fatalf("plan of the edited file: stored %v, %v; want it to be read again", stored, err)
+	}
+	if _, err := f.Fetch(context.Background(), models.Request{Source: "file://" + src, SHA256: res.SHA256, Model: "mine"}); err == nil || !strings.Contains(err.Error(), "lock --update mine") {
+		t.Fatalf("fetch of the edited file: %v; want it refused naming lock --update mine", err)
+	}
+}
