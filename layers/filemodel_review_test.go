@@ -6,9 +6,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-
-	"github.com/comfy-image/comfy-image/internal/testsupport"
-	"github.com/comfy-image/comfy-image/layers"
 )
 
 // Every way a user (or another process) changes a file:// model after a
@@ -18,16 +15,7 @@ import (
 // and the pinned bytes put back (a new inode, a new stamp) are taken
 // again, not refused.
 func TestEveryEditOfAFileModelIsSeenByAPush(t *testing.T) {
-	v, file, content := localModelVersion(t, 200_003)
-	reg := testsupport.NewRegistry(t)
-	base := registryBase(t, reg)
-	cache := testsupport.TempDir(t)
-	runner(t, v, reg, base, cache)
-	out, err := layers.ParseLocation(reg.Host + "/comfy/demo:v1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	push := func(o *layers.BuildOptions) { o.PushTo = []layers.Location{out} }
+	v, file, content, base, cache, push := pushedLocalModel(t)
 	edited := slices.Clone(content)
 	edited[1000] ^= 0xff
 	dir := filepath.Dir(file)

@@ -313,16 +313,7 @@ func sha256Hex(b []byte) string {
 // the old bytes must not stand for a file that is no longer them, or the
 // image would silently keep the old model.
 func TestEditedFileModelIsNotTakenFromTheRegistry(t *testing.T) {
-	v, file, content := localModelVersion(t, 200_003)
-	reg := testsupport.NewRegistry(t)
-	base := registryBase(t, reg)
-	cache := testsupport.TempDir(t)
-	runner(t, v, reg, base, cache)
-	out, err := layers.ParseLocation(reg.Host + "/comfy/demo:v1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	push := func(o *layers.BuildOptions) { o.PushTo = []layers.Location{out} }
+	v, file, content, base, cache, push := pushedLocalModel(t)
 	if res, err := buildErr(t, v, base, cache, push); err != nil || res.Parts[len(res.Parts)-1].Action != plan.ReuseRegistry {
 		t.Fatalf("unchanged rebuild: %v; want the model's layer from the registry", err)
 	}
@@ -331,8 +322,25 @@ func TestEditedFileModelIsNotTakenFromTheRegistry(t *testing.T) {
 	if err := os.WriteFile(file, edited, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, err = buildErr(t, v, base, cache, push)
+	_, err := buildErr(t, v, base, cache, push)
 	if err == nil || !strings.Contains(err.Error(), "checkpoints/local.safetensors") || !strings.Contains(err.Error(), file) {
 		t.Fatalf("rebuild after the model file was edited: %v; want it refused naming the model and the file", err)
 	}
+}
+
+// pushedLocalModel is a version with a file:// model pushed once to a
+// registry by a runner with cache: its file and bytes, the registry's
+// base, and the option that makes a build push to the same reference.
+func pushedLocalModel(t *testing.T) (v *testsupport.Version, file string, content []byte, base, cache string, push func(*layers.BuildOptions)) {
+	t.Helper()
+	v, file, content = localModelVersion(t, 200_003)
+	reg := testsupport.NewRegistry(t)
+	base = registryBase(t, reg)
+	cache = testsupport.TempDir(t)
+	runner(t, v, reg, base, cache)
+	out, err := layers.ParseLocation(reg.Host + "/comfy/demo:v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v, file, content, base, cache, func(o *layers.BuildOptions) { o.PushTo = []layers.Location{out} }
 }

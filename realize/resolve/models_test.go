@@ -114,15 +114,7 @@ func TestUpdateModelResolvesItAgain(t *testing.T) {
 // one); `lock --update` naming it reads the file again: the way to take
 // an edited file, shown as a change of its sha256.
 func TestUpdateReadsAnEditedFileModelAgain(t *testing.T) {
-	srv := testsupport.NewGitServer(t)
-	core := srv.NewRepo(t, "comfyanonymous/ComfyUI")
-	core.Commit("core", map[string]string{"main.py": "\n"})
-	file := filepath.Join(testsupport.TempDir(t), "mine.safetensors")
-	if err := os.WriteFile(file, []byte("first weights"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	spec := parseSpec(t, fmt.Sprintf(`{"schema_version": 2, "version_id": "demo", "comfy": {"repo": %q}, "models": [
-	  {"source": %q, "target_subdir": "loras"}]}`, srv.RepoURL("comfyanonymous/ComfyUI"), "file://"+file))
+	spec, file := fileModelSpec(t, "")
 	opts := []resolve.Option{resolve.WithCacheDir(testsupport.TempDir(t)), resolve.WithLog(io.Discard)}
 	first := sha256.Sum256([]byte("first weights"))
 	old, _, err := resolve.Resolve(context.Background(), spec, nil, opts...)
@@ -151,16 +143,7 @@ func TestUpdateReadsAnEditedFileModelAgain(t *testing.T) {
 // pointing at the same command). A named hub model offline is an error,
 // not a silent no-op.
 func TestOfflineUpdateReadsAnEditedFileModel(t *testing.T) {
-	srv := testsupport.NewGitServer(t)
-	core := srv.NewRepo(t, "comfyanonymous/ComfyUI")
-	core.Commit("core", map[string]string{"main.py": "\n"})
-	file := filepath.Join(testsupport.TempDir(t), "mine.safetensors")
-	if err := os.WriteFile(file, []byte("first weights"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	spec := parseSpec(t, fmt.Sprintf(`{"schema_version": 2, "version_id": "demo", "comfy": {"repo": %q}, "models": [
-	  {"source": %q, "target_subdir": "loras"},
-	  {"source": "hf://o/r/m.safetensors", "name": "hub", "target_subdir": "vae"}]}`, srv.RepoURL("comfyanonymous/ComfyUI"), "file://"+file))
+	spec, file := fileModelSpec(t, `, {"source": "hf://o/r/m.safetensors", "name": "hub", "target_subdir": "vae"}`)
 	opts := []resolve.Option{resolve.WithCacheDir(testsupport.TempDir(t)), resolve.WithLog(io.Discard)}
 	old, _, err := resolve.Resolve(context.Background(), spec, nil, append(opts, resolve.WithoutModels(true))...)
 	if err != nil {
@@ -180,4 +163,20 @@ func TestOfflineUpdateReadsAnEditedFileModel(t *testing.T) {
 	if _, _, err := resolve.Resolve(context.Background(), spec, old, append(offline, resolve.WithUpdate("hub"))...); err == nil || !strings.Contains(err.Error(), "hub") || !strings.Contains(err.Error(), "offline") {
 		t.Fatalf("lock --offline --update of a hub model: %v; want an error naming it and --offline", err)
 	}
+}
+
+// fileModelSpec is a spec with a core on a git server and a file:// model
+// (loras/mine.safetensors, holding "first weights"), then the models in
+// more (JSON, each after a comma): the spec and the model's file.
+func fileModelSpec(t *testing.T, more string) (*versions.Spec, string) {
+	t.Helper()
+	srv := testsupport.NewGitServer(t)
+	core := srv.NewRepo(t, "comfyanonymous/ComfyUI")
+	core.Commit("core", map[string]string{"main.py": "\n"})
+	file := filepath.Join(testsupport.TempDir(t), "mine.safetensors")
+	if err := os.WriteFile(file, []byte("first weights"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return parseSpec(t, fmt.Sprintf(`{"schema_version": 2, "version_id": "demo", "comfy": {"repo": %q}, "models": [
+	  {"source": %q, "target_subdir": "loras"}%s]}`, srv.RepoURL("comfyanonymous/ComfyUI"), "file://"+file, more)), file
 }
