@@ -1015,7 +1015,9 @@ func (b *builder) partsSideBySide(ctx context.Context) (app, models []plan.Part,
 		return failSides(fail, err)
 	})
 	if err := g.Wait(); err != nil {
-		return nil, nil, err
+		// The first failure, not the other side's "context canceled"
+		// that it caused, whichever returned first.
+		return nil, nil, cmp.Or(context.Cause(sides), err)
 	}
 	return app, models, nil
 }
