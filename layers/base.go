@@ -21,6 +21,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
 	"github.com/comfy-image/comfy-image/internal/fileutil"
+	"github.com/comfy-image/comfy-image/internal/streams"
 	"github.com/comfy-image/comfy-image/realize/pyenv"
 	"github.com/comfy-image/comfy-image/versions"
 )
@@ -147,7 +148,7 @@ func archOf(goArch string) string {
 func scanRootfs(ctx context.Context, img v1.Image, info *BaseInfo, wheelDir string) error {
 	rc := mutate.Extract(img)
 	defer rc.Close()
-	tr := tar.NewReader(ctxReader{ctx, rc})
+	tr := tar.NewReader(streams.WithContext(ctx, rc))
 	best := -1
 	pkgs := map[string]*sitePkg{} // by metadata path
 	for {
@@ -359,17 +360,4 @@ func pipWheelIntact(w *pyenv.Wheel) bool {
 	}
 	sum, err := fileutil.SHA256(w.File)
 	return err == nil && sum == w.SHA256
-}
-
-// ctxReader reads r until ctx ends, then gives ctx's cause.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if c.ctx.Err() != nil {
-		return 0, context.Cause(c.ctx)
-	}
-	return c.r.Read(p)
 }

@@ -24,6 +24,7 @@ import (
 
 	"github.com/comfy-image/comfy-image/internal/parallel"
 	"github.com/comfy-image/comfy-image/internal/progress"
+	"github.com/comfy-image/comfy-image/internal/streams"
 	"github.com/comfy-image/comfy-image/layers/assemble"
 	"github.com/comfy-image/comfy-image/layers/materialize"
 	"github.com/comfy-image/comfy-image/layers/plan"
@@ -251,7 +252,7 @@ func Build(ctx context.Context, spec *versions.Spec, opts BuildOptions) (*Result
 func newBuilder(spec *versions.Spec, opts BuildOptions) (*builder, error) {
 	opts.defaults()
 	// The models and the app are made side by side: one log, whole lines.
-	opts.Log = &lockedWriter{w: opts.Log}
+	opts.Log = streams.Locked(opts.Log)
 	var err error
 	if opts.Models, err = plan.ParseModelsMode(string(opts.Models)); err != nil {
 		return nil, err
@@ -456,16 +457,12 @@ func (b *builder) repoParts(ctx context.Context, git *gitcache.Cache) ([]plan.Pa
 	var core plan.Part
 	var nodes []plan.Part
 	var coreErr, nodesErr error
-	var g errgroup.Group
-	g.Go(func() error {
+	var wg sync.WaitGroup
+	wg.Go(func() {
 		core, coreErr = b.repoPart(ctx, git, plan.Core, "ComfyUI", b.spec.Comfy.Repo, b.lock.Comfy, versions.Node{})
-		return nil
 	})
-	g.Go(func() error {
-		nodes, nodesErr = b.nodeParts(ctx, git)
-		return nil
-	})
-	_ = g.Wait()
+	wg.Go(func() { nodes, nodesErr = b.nodeParts(ctx, git) })
+	wg.Wait()
 	if err := cmp.Or(coreErr, nodesErr); err != nil {
 		return nil, err
 	}
@@ -833,13 +830,13 @@ func (b *builder) modelParts(ctx context.Context, slots int) ([]plan.Part, error
 	if b.opts.Models == plan.Skip || len(b.spec.Models) == 0 {
 		return nil, nil
 	}
-	if parts, ok := b.remoteModelParts(ctx, slots); ok {
+	f := models.ForSpec(b.spec, models.Setup{CacheDir: b.opts.CacheDir, Offline: b.opts.Offline, Log: b.opts.Log, LookupEnv: b.opts.LookupEnv, Progress: b.opts.Reporter})
+	if parts, ok := b.remoteModelParts(ctx, f, slots); ok {
 		return parts, nil
 	}
 	if b.dryRun {
 		return b.plannedModelParts(), nil
 	}
-	f := b.modelFetcher()
 	n := len(b.spec.Models)
 	results := make([]versions.LockedModel, n)
 	files := make([]materialize.ModelFile, n)
@@ -1136,12 +1133,6 @@ func (b *builder) singleModelPart(m versions.Model, lm versions.LockedModel, key
 		History:     fmt.Sprintf("comfy-image: model %s (sha256 %s)", m.Dest(), sha)}
 }
 
-// modelFetcher fetches and reads the spec's models with the build's
-// settings.
-func (b *builder) modelFetcher() *models.Fetcher {
-	return models.ForSpec(b.spec, models.Setup{CacheDir: b.opts.CacheDir, Offline: b.opts.Offline, Log: b.opts.Log, LookupEnv: b.opts.LookupEnv, Progress: b.opts.Reporter})
-}
-
 // localModelAsLocked says whether a file:// model the spec does not pin is
 // still the file the lock recorded: the cache digested it and its stamp
 // (size, mtime, inode, ctime) has not moved since. Otherwise the lock's
@@ -1162,7 +1153,7 @@ func (b *builder) localModelAsLocked(f *models.Fetcher, m versions.Model, lm ver
 // every model is pinned (by the lock or the image at a registry output)
 // and its layer is in every output the image goes to, no model is
 // downloaded or read (a lazy layer downloads it if a writer asks).
-func (b *builder) remoteModelParts(ctx context.Context, slots int) ([]plan.Part, bool) {
+func (b *builder) remoteModelParts(ctx context.Context, f *models.Fetcher, slots int) ([]plan.Part, bool) {
 	outs := b.modelOuts
 	if b.opts.Models == plan.Bake {
 		outs = b.appOuts
@@ -1172,7 +1163,6 @@ func (b *builder) remoteModelParts(ctx context.Context, slots int) ([]plan.Part,
 	}
 	var parts []plan.Part
 	var locked []versions.LockedModel
-	f := b.modelFetcher()
 	for _, m := range b.spec.Models {
 		lm, ok := models.LockedFor(b.lock, m)
 		if !ok {
@@ -1335,16 +1325,4 @@ func (b *builder) warnHuge(parts []plan.Part) {
 			b.logf("warning: layer %s is %s, over the 10 GB per-layer limit of some registries (GHCR)", p.Label(), progress.Size(size))
 		}
 	}
-}
-
-// lockedWriter lets goroutines share a log: each Write goes out whole.
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }

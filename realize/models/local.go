@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/comfy-image/comfy-image/internal/fanout"
+	"github.com/comfy-image/comfy-image/internal/streams"
 )
 
 // Stamp is what a file looked like when it was hashed: its size, mtime,
@@ -97,7 +98,7 @@ func (f *Fetcher) ReadLocal(ctx context.Context, req Request) (Local, error) {
 		w, observed = req.Observe(fi.Size())
 		writers = append(writers, w)
 	}
-	n, err := fanout.Copy(&ctxReader{ctx: ctx, r: in, t: tracker}, writers...)
+	n, err := fanout.Copy(&trackedReader{r: streams.WithContext(ctx, in), t: tracker}, writers...)
 	tracker.Done(err)
 	if err != nil {
 		return Local{}, fmt.Errorf("model %s: read %s: %w", req.Source, src, err)
@@ -127,17 +128,13 @@ func changedFileError(req Request, src, sum string) error {
 		"put the pinned file back, or take the new one with `comfy-image lock --update %s` (or a new sha256 in the spec, when it pins one)", req.Source, src, sum, req.SHA256, name)
 }
 
-// ctxReader stops a long read when ctx is done and reports progress.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-	t   interface{ Add(int64) }
+// trackedReader reports the progress of a read.
+type trackedReader struct {
+	r io.Reader
+	t interface{ Add(int64) }
 }
 
-func (c *ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
+func (c *trackedReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.t.Add(int64(n))
 	return n, err

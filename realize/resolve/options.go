@@ -3,9 +3,9 @@ package resolve
 import (
 	"io"
 	"os"
-	"sync"
 
 	"github.com/comfy-image/comfy-image/internal/parallel"
+	"github.com/comfy-image/comfy-image/internal/streams"
 )
 
 // Option sets how a resolution runs.
@@ -40,21 +40,8 @@ func makeOptions(opts []Option) options {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	o.log = &lockedWriter{w: o.log}
+	o.log = streams.Locked(o.log) // repositories and models are resolved in parallel
 	return o
-}
-
-// lockedWriter serializes the writes of the repositories and models
-// resolved in parallel, so any writer (a bytes.Buffer) can be the log.
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }
 
 // WithCacheDir is the cache root holding the git mirrors, the registry's
